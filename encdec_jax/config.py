@@ -1,0 +1,157 @@
+"""Typed, validated views of an experiment's ConfigDict.
+
+Config files (experiments/configs/*.py) return ml_collections ConfigDicts; `from_config_dict`
+checks every field and returns frozen dataclasses, so the model, data and train step see typed
+values. Errors name the field, the bad value and what is valid, before anything is compiled.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax.numpy as jnp
+
+
+class ConfigError(ValueError):
+  """A config field has a bad value; the message names the field and the valid values."""
+
+
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  arch: str = "original"
+  bottleneck: int = 1024
+  width: float = 1.0             # channel multiplier, 1.0 = the published sizes
+  resolution: int = 64
+  num_identities: int = 2
+  conv_impl: str = "s2d"         # how strided convs are computed: "s2d" or "direct"
+  dtype: str = "float32"         # compute dtype; params stay float32
+
+  @property
+  def compute_dtype(self):
+    return _DTYPES[self.dtype]
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+  name: str = "synthetic_faces"
+  resolution: int = 64
+  identities: int = 2
+  train_per_identity: int = 1000
+  test_per_identity: int = 32
+  seed: int = 0                  # the family of faces: traits and factors
+  dir: str = ""                  # TFDS data_dir; "" = ~/.cache/encdec_jax/tfds
+  warp: bool = True
+  warp_scale: float = 0.03       # std of control-point noise, as a fraction of the image size
+  flip: bool = True
+  color_jitter: float = 0.05
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  steps: int = 10000
+  batch_size: int = 16           # per identity, global
+  lr: float = 5e-5
+  b1: float = 0.5
+  b2: float = 0.999
+  log_every: int = 50
+  preview_every: int = 1000
+  checkpoint_every: int = 1000
+  keep_checkpoints: int = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class WandbConfig:
+  mode: str = "offline"
+  project: str = "encdec_jax"
+  group: str = ""
+  name: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+  seed: int
+  loss: tuple                    # of losses.LossTerm
+  loss_spec: str
+  model: ModelConfig
+  data: DataConfig
+  train: TrainConfig
+  wandb: WandbConfig
+
+
+def _section(cd: Any, name: str, cls):
+  """Builds dataclass `cls` from cd[name], refusing unknown keys and wrong types."""
+  sub = cd[name] if name else cd
+  d = dict(sub.items()) if hasattr(sub, "items") else dict(sub)
+  fields = {f.name: f for f in dataclasses.fields(cls)}
+  unknown = sorted(set(d) - set(fields))
+  if unknown:
+    raise ConfigError(f"unknown config key(s) {[f'{name}.{k}' for k in unknown]}; "
+                      f"valid keys in {name!r}: {sorted(fields)}")
+  out = {}
+  for k, v in d.items():
+    default = getattr(cls(), k) if k in fields else None
+    want = type(default)
+    if want is float and isinstance(v, int) and not isinstance(v, bool):
+      v = float(v)
+    if want is not type(v):
+      raise ConfigError(f"config.{name}.{k}={v!r} has type {type(v).__name__}; expected {want.__name__}")
+    out[k] = v
+  return cls(**out)
+
+
+def _check(cond: bool, msg: str):
+  if not cond:
+    raise ConfigError(msg)
+
+
+def from_config_dict(cd) -> ExperimentConfig:
+  """Validates a ConfigDict and returns typed config. Raises ConfigError naming the field."""
+  from encdec_jax.losses import LossSpecError, parse_loss_spec
+  from encdec_jax.models import ARCHITECTURES
+
+  top = {"seed", "loss", "model", "data", "train", "wandb"}
+  unknown = sorted(set(cd.keys()) - top)
+  _check(not unknown, f"unknown config key(s) {unknown}; valid top-level keys: {sorted(top)}")
+  data = _section(cd, "data", DataConfig)
+  m = dict(cd.model.items())
+  m["resolution"], m["num_identities"] = data.resolution, data.identities
+  model = _section({"model": m}, "model", ModelConfig)
+  train = _section(cd, "train", TrainConfig)
+  wb = _section(cd, "wandb", WandbConfig)
+
+  _check(model.arch in ARCHITECTURES,
+         f"config.model.arch={model.arch!r} is not an architecture; valid: {sorted(ARCHITECTURES)}")
+  _check(model.bottleneck > 0, f"config.model.bottleneck={model.bottleneck}; must be > 0")
+  _check(model.width > 0, f"config.model.width={model.width}; must be > 0")
+  _check(model.conv_impl in ("auto", "s2d", "direct"),
+         f"config.model.conv_impl={model.conv_impl!r}; valid: ['auto', 'direct', 's2d']")
+  _check(model.dtype in _DTYPES, f"config.model.dtype={model.dtype!r}; valid: {sorted(_DTYPES)}")
+  _check(data.name == "synthetic_faces",
+         f"config.data.name={data.name!r}; valid: ['synthetic_faces']")
+  _check(data.resolution > 0 and data.resolution % 16 == 0,
+         f"config.data.resolution={data.resolution}; must be a positive multiple of 16 (16, 32, 64, ...)")
+  _check(data.identities >= 2, f"config.data.identities={data.identities}; need at least 2 identities")
+  _check(data.train_per_identity >= train.batch_size,
+         f"config.data.train_per_identity={data.train_per_identity} is smaller than "
+         f"config.train.batch_size={train.batch_size}")
+  _check(data.test_per_identity >= 1, f"config.data.test_per_identity={data.test_per_identity}; must be >= 1")
+  _check(0 <= data.color_jitter < 1, f"config.data.color_jitter={data.color_jitter}; must be in [0, 1)")
+  _check(0 <= data.warp_scale < 0.2, f"config.data.warp_scale={data.warp_scale}; must be in [0, 0.2)")
+  _check(train.steps >= 0, f"config.train.steps={train.steps}; must be >= 0")
+  _check(train.batch_size >= 1, f"config.train.batch_size={train.batch_size}; must be >= 1")
+  _check(train.lr > 0, f"config.train.lr={train.lr}; must be > 0")
+  _check(0 <= train.b1 < 1 and 0 <= train.b2 < 1, f"config.train.b1/b2=({train.b1}, {train.b2}); must be in [0, 1)")
+  for k in ("log_every", "preview_every", "checkpoint_every", "keep_checkpoints"):
+    _check(getattr(train, k) >= 1, f"config.train.{k}={getattr(train, k)}; must be >= 1")
+  _check(wb.mode in ("offline", "online", "disabled"),
+         f"config.wandb.mode={wb.mode!r}; valid: ['disabled', 'offline', 'online']")
+  _check(isinstance(cd.seed, int), f"config.seed={cd.seed!r}; must be an int")
+  try:
+    loss = parse_loss_spec(cd.loss)
+  except LossSpecError as e:
+    raise ConfigError(f"config.loss: {e}") from None
+  return ExperimentConfig(seed=cd.seed, loss=loss, loss_spec=cd.loss, model=model, data=data,
+                          train=train, wandb=wb)

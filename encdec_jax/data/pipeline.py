@@ -1,0 +1,126 @@
+"""Training batches as a pure function of (seed, step), plus a prefetching iterator.
+
+`TrainSource.batch(step)` returns, for every identity, B images drawn without replacement within
+an epoch (a permutation per (seed, identity, epoch)), augmented with an rng seeded by
+(seed, step): the Deepfakes random warp on the inputs only, and flip and colour jitter on inputs
+and targets alike. A run that restarts at step k therefore sees exactly the batches it would have
+seen. Pure numpy: no TensorFlow at training time.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+from typing import Iterator
+
+import numpy as np
+
+from encdec_jax.config import DataConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Augment:
+  warp: bool = True
+  warp_scale: float = 0.03
+  flip: bool = True
+  color_jitter: float = 0.05
+
+  @classmethod
+  def from_config(cls, c: DataConfig) -> "Augment":
+    return cls(c.warp, c.warp_scale, c.flip, c.color_jitter)
+
+
+def _bilinear_resize_grid(g_Bx5x5, size: int):
+  """Bilinear upsampling of coarse control grids to size x size (align-corners)."""
+  n = g_Bx5x5.shape[-1]
+  t = np.linspace(0, n - 1, size)
+  i0 = np.clip(np.floor(t).astype(int), 0, n - 2)
+  w = (t - i0)[None, :]
+  rows = g_Bx5x5[:, i0, :] * (1 - w)[..., None] + g_Bx5x5[:, i0 + 1, :] * w[..., None]
+  return rows[:, :, i0] * (1 - w)[:, None, :] + rows[:, :, i0 + 1] * w[:, None, :]
+
+
+def _remap_bilinear(img_BxHxWxC, map_y, map_x):
+  """Samples img at (map_y, map_x) (pixel units) with bilinear interpolation, edges clamped."""
+  b, h, w, _ = img_BxHxWxC.shape
+  y0f, x0f = np.floor(map_y), np.floor(map_x)
+  wy, wx = (map_y - y0f)[..., None], (map_x - x0f)[..., None]
+  y0 = np.clip(y0f.astype(int), 0, h - 1)
+  x0 = np.clip(x0f.astype(int), 0, w - 1)
+  y1, x1 = np.clip(y0 + 1, 0, h - 1), np.clip(x0 + 1, 0, w - 1)
+  bi = np.arange(b)[:, None, None]
+  return ((img_BxHxWxC[bi, y0, x0] * (1 - wx) + img_BxHxWxC[bi, y0, x1] * wx) * (1 - wy)
+          + (img_BxHxWxC[bi, y1, x0] * (1 - wx) + img_BxHxWxC[bi, y1, x1] * wx) * wy)
+
+
+def random_warp(img_BxHxWxC: np.ndarray, rng: np.random.Generator, scale: float) -> np.ndarray:
+  """The Deepfakes random warp: a 5x5 grid of control points over the image, each moved by
+  gaussian noise (std `scale` x image size), interpolated to every pixel, image remapped."""
+  b, h, w, _ = img_BxHxWxC.shape
+  base = np.linspace(0, 1, 5)
+  gy, gx = np.meshgrid(base, base, indexing="ij")
+  ny = rng.normal(0, scale, (b, 5, 5))
+  nx = rng.normal(0, scale, (b, 5, 5))
+  ny[:, [0, -1], :] = 0  # pin the border so no edge pixel is sampled from outside
+  nx[:, :, [0, -1]] = 0
+  map_y = _bilinear_resize_grid(gy[None] + ny, h) * (h - 1)
+  map_x = _bilinear_resize_grid(gx[None] + nx, w) * (w - 1)
+  return _remap_bilinear(img_BxHxWxC, map_y, map_x)
+
+
+def augment(images_u8, masks_u8, rng: np.random.Generator, a: Augment):
+  """-> inputs, targets, masks as float32 in [0, 1]."""
+  x = images_u8.astype(np.float32) / 255.0
+  m = masks_u8.astype(np.float32) / 255.0
+  b = x.shape[0]
+  if a.flip:
+    flip = rng.random(b) < 0.5
+    x[flip] = x[flip, :, ::-1]
+    m[flip] = m[flip, :, ::-1]
+  if a.color_jitter > 0:
+    gain = 1 + rng.uniform(-a.color_jitter, a.color_jitter, (b, 1, 1, 3)).astype(np.float32)
+    bias = rng.uniform(-a.color_jitter, a.color_jitter, (b, 1, 1, 1)).astype(np.float32)
+    x = np.clip(x * gain + bias, 0, 1)
+  inputs = random_warp(x, rng, a.warp_scale).astype(np.float32) if a.warp else x
+  return inputs, x, m
+
+
+class TrainSource:
+  """Random access to training batches: batch(step) depends only on (seed, step)."""
+
+  def __init__(self, images_u8, masks_u8, identity, num_identities: int, batch_size: int,
+               seed: int, aug: Augment):
+    self.images = [images_u8[identity == i] for i in range(num_identities)]
+    self.masks = [masks_u8[identity == i] for i in range(num_identities)]
+    for i, im in enumerate(self.images):
+      if len(im) < batch_size:
+        raise ValueError(f"identity {i} has {len(im)} training images, fewer than batch_size={batch_size}")
+    self.batch_size, self.seed, self.aug = batch_size, seed, aug
+
+  def indices(self, identity: int, step: int) -> np.ndarray:
+    n, b = len(self.images[identity]), self.batch_size
+    pos = step * b + np.arange(b)
+    out = np.empty(b, dtype=np.int64)
+    for epoch in np.unique(pos // n):
+      perm = np.random.default_rng([self.seed, 15485863, identity, int(epoch)]).permutation(n)
+      sel = pos // n == epoch
+      out[sel] = perm[pos[sel] % n]
+    return out
+
+  def batch(self, step: int) -> dict[str, np.ndarray]:
+    """{'inputs', 'targets', 'masks'}: each (N, B, H, W, C) float32."""
+    parts = []
+    for i in range(len(self.images)):
+      rng = np.random.default_rng([self.seed, 32452843, i, step])
+      idx = self.indices(i, step)
+      parts.append(augment(self.images[i][idx], self.masks[i][idx], rng, self.aug))
+    return {k: np.stack([p[j] for p in parts]) for j, k in enumerate(("inputs", "targets", "masks"))}
+
+  def iterate(self, start: int, prefetch: int = 2) -> Iterator[dict[str, np.ndarray]]:
+    """Batches for steps start, start+1, ..., prepared `prefetch` ahead on a worker thread."""
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="batches") as pool:
+      pending = [pool.submit(self.batch, start + k) for k in range(prefetch)]
+      step = start + prefetch
+      while True:
+        yield pending.pop(0).result()
+        pending.append(pool.submit(self.batch, step))
+        step += 1

@@ -1,0 +1,78 @@
+"""Metrics to WORKDIR/metrics.jsonl (always) and to W&B (unless disabled). W&B imported lazily."""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+
+def _plain(v):
+  if isinstance(v, (np.generic, np.ndarray)):
+    return v.item() if np.ndim(v) == 0 else np.asarray(v).tolist()
+  return v
+
+
+def truncate_jsonl(path: str, max_step: int) -> None:
+  """Drops lines with step > max_step, so a resumed run does not count replayed steps twice."""
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    keep = [ln for ln in f if ln.strip() and json.loads(ln).get("step", 0) <= max_step]
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    f.writelines(keep)
+  os.replace(tmp, path)
+
+
+def read_jsonl(path: str) -> list[dict]:
+  with open(path) as f:
+    return [json.loads(ln) for ln in f if ln.strip()]
+
+
+class Tracker:
+  """One per run. `log(step, {...})` writes a JSON line and, if enabled, a W&B row."""
+
+  def __init__(self, workdir: str, config: dict, *, mode: str, project: str, group: str = "",
+               name: str = "", enabled: bool = True):
+    self.path = os.path.join(workdir, "metrics.jsonl")
+    self.enabled = enabled
+    self.run = None
+    if enabled and mode != "disabled":
+      import wandb  # lazy: GPU images and the train step do not need it
+      id_file = os.path.join(workdir, "wandb_run_id")
+      under_agent = bool(os.environ.get("WANDB_SWEEP_ID"))
+      run_id = None
+      if not under_agent:
+        run_id = open(id_file).read().strip() if os.path.exists(id_file) else wandb.util.generate_id()
+      self.run = wandb.init(project=project, dir=workdir, mode=mode, config=config,
+                            group=group or None, name=name or None, id=run_id, resume="allow",
+                            settings=wandb.Settings(silent=True))
+      if run_id:
+        with open(id_file, "w") as f:
+          f.write(run_id)
+
+  def log(self, step: int, scalars: dict[str, Any]) -> None:
+    if not self.enabled:
+      return
+    row = {"step": int(step), **{k: _plain(v) for k, v in scalars.items()}}
+    with open(self.path, "a") as f:
+      f.write(json.dumps(row) + "\n")
+    if self.run is not None:
+      self.run.log({k: v for k, v in row.items() if k != "step"}, step=int(step))
+
+  def log_image(self, step: int, key: str, path: str) -> None:
+    if self.enabled and self.run is not None:
+      import wandb
+      self.run.log({key: wandb.Image(path)}, step=int(step))
+
+  def summary(self, values: dict[str, Any]) -> None:
+    if self.enabled and self.run is not None:
+      for k, v in values.items():
+        self.run.summary[k] = _plain(v)
+
+  def close(self) -> None:
+    if self.run is not None:
+      self.run.finish()
+      self.run = None

@@ -1,0 +1,84 @@
+"""Deepfakes 'Original': shared encoder, one decoder per identity, on synthetic faces.
+
+  python -m experiments.train --config=experiments/configs/original.py --workdir=runs/original
+  python -m experiments.train --config=experiments/configs/original.py:small --workdir=runs/small \
+      --config.model.bottleneck=128 --config.loss=ssim:1.0,mae:1.0
+
+Variants (the part after the colon): "full" (default: the published sizes, 64x64, batch 16 per
+identity), "small" (a laptop: 32x32, quarter width, minutes on 2 CPU cores), "tiny" (tests).
+"""
+import ml_collections
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  variant = arg or "full"
+  c = ml_collections.ConfigDict()
+  c.seed = 0                        # init and augmentation; data has its own seed below
+  c.loss = "mae:1.0"                # weighted terms from encdec_jax.losses.LOSSES
+
+  c.model = ml_collections.ConfigDict()
+  c.model.arch = "original"         # a key of encdec_jax.models.ARCHITECTURES
+  c.model.bottleneck = 1024         # size of the shared latent (Dense after the convs)
+  c.model.width = 1.0               # channel multiplier; 1.0 = 128/256/512/1024 encoder convs
+  c.model.conv_impl = "s2d"         # strided convs as space-to-depth (fast on XLA:CPU) or "direct"
+  c.model.dtype = "float32"         # compute dtype ("bfloat16" on accelerators)
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = "synthetic_faces"   # built-in procedural faces (TFDS, no download)
+  c.data.resolution = 64            # a multiple of 16
+  c.data.identities = 2             # N >= 2: one decoder each
+  c.data.train_per_identity = 1000
+  c.data.test_per_identity = 32     # held out, each with its ground-truth swaps
+  c.data.seed = 0                   # which family of faces
+  c.data.dir = ""                   # TFDS data_dir; "" = ~/.cache/encdec_jax/tfds
+  c.data.warp = True                # Deepfakes random warp of the inputs (targets stay unwarped)
+  c.data.warp_scale = 0.03
+  c.data.flip = True
+  c.data.color_jitter = 0.05
+
+  c.train = ml_collections.ConfigDict()
+  c.train.steps = 20000
+  c.train.batch_size = 16           # per identity, global over devices
+  c.train.lr = 5e-5                 # Adam as the original: lr 5e-5, b1 0.5, b2 0.999
+  c.train.b1 = 0.5
+  c.train.b2 = 0.999
+  c.train.log_every = 50
+  c.train.preview_every = 1000
+  c.train.checkpoint_every = 1000
+  c.train.keep_checkpoints = 3
+
+  c.wandb = ml_collections.ConfigDict()
+  c.wandb.mode = "offline"          # offline | online | disabled
+  c.wandb.project = "encdec_jax"
+  c.wandb.group = ""                # sweeps set this so their runs group together
+  c.wandb.name = ""
+
+  if variant == "full":
+    pass
+  elif variant == "small":
+    c.model.width = 0.25
+    c.model.bottleneck = 128
+    c.data.resolution = 32
+    c.data.train_per_identity = 600
+    c.train.steps = 1500
+    c.train.batch_size = 16
+    c.train.lr = 5e-4
+    c.train.log_every = 50
+    c.train.preview_every = 500
+    c.train.checkpoint_every = 500
+  elif variant == "tiny":
+    c.model.width = 1 / 16
+    c.model.bottleneck = 32
+    c.data.resolution = 16
+    c.data.train_per_identity = 64
+    c.data.test_per_identity = 8
+    c.train.steps = 20
+    c.train.batch_size = 4
+    c.train.lr = 1e-3
+    c.train.log_every = 5
+    c.train.preview_every = 10
+    c.train.checkpoint_every = 10
+    c.wandb.mode = "disabled"
+  else:
+    raise ValueError(f"unknown variant {variant!r} of original.py; valid: 'full', 'small', 'tiny'")
+  return c
