@@ -26,7 +26,7 @@ class ModelConfig:
   width: float = 1.0             # channel multiplier, 1.0 = the published sizes
   resolution: int = 64
   num_identities: int = 2
-  conv_impl: str = "s2d"         # how strided convs are computed: "s2d" or "direct"
+  conv_impl: str = "im2col"      # how convs are computed: "im2col", "xla" or "s2d" (same function)
   dtype: str = "float32"         # compute dtype; params stay float32
 
   @property
@@ -126,8 +126,8 @@ def from_config_dict(cd) -> ExperimentConfig:
          f"config.model.arch={model.arch!r} is not an architecture; valid: {sorted(ARCHITECTURES)}")
   _check(model.bottleneck > 0, f"config.model.bottleneck={model.bottleneck}; must be > 0")
   _check(model.width > 0, f"config.model.width={model.width}; must be > 0")
-  _check(model.conv_impl in ("auto", "s2d", "direct"),
-         f"config.model.conv_impl={model.conv_impl!r}; valid: ['auto', 'direct', 's2d']")
+  _check(model.conv_impl in ("im2col", "xla", "s2d"),
+         f"config.model.conv_impl={model.conv_impl!r}; valid: ['im2col', 's2d', 'xla']")
   _check(model.dtype in _DTYPES, f"config.model.dtype={model.dtype!r}; valid: {sorted(_DTYPES)}")
   _check(data.name == "synthetic_faces",
          f"config.data.name={data.name!r}; valid: ['synthetic_faces']")

@@ -15,6 +15,10 @@ import jax.numpy as jnp
 from encdec_jax.config import ModelConfig
 
 _DN = ("NHWC", "HWIO", "NHWC")
+# He-uniform, as faceswap's Keras blocks: with PyTorch's default U(+-1/sqrt(fan_in)) activations
+# shrink layer by layer and the tiny test model barely moves in 300 steps (0.34 -> 0.29 loss,
+# against 0.34 -> 0.20 with He; see the closing note of the foundation issue).
+KERNEL_INIT = nn.initializers.variance_scaling(2.0, "fan_in", "uniform")
 
 
 def space_to_depth(x_BxHxWxC, r: int = 2):
@@ -51,54 +55,78 @@ def strided_conv_s2d(x_BxHxWxC, kernel_KxKxCxO, pad: int):
   return jax.lax.conv_general_dilated(x, kern, (1, 1), "VALID", dimension_numbers=_DN)
 
 
-class StridedConv(nn.Module):
-  """K x K conv, stride 2, padding K // 2 on every side (as the reference PyTorch trainers)."""
+def conv_im2col(x_BxHxWxC, kernel_KxKxCxO, stride: int, pad: int):
+  """A conv as one matrix product: the K*K shifted (strided) views of the padded input are
+  concatenated on channels and multiplied by the (K*K*C, O) kernel. Its gradients are a matrix
+  product and pad/add of slices, which XLA:CPU runs near its matmul speed; XLA's own conv
+  gradients hit slow paths in this model (shared/STACK.md, BENCHMARKS.md)."""
+  k = kernel_KxKxCxO.shape[0]
+  b, h, w, c = x_BxHxWxC.shape
+  oh, ow = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+  x = jnp.pad(x_BxHxWxC, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+  cols = [x[:, i:i + stride * (oh - 1) + 1:stride, j:j + stride * (ow - 1) + 1:stride]
+          for i in range(k) for j in range(k)]
+  patches = jnp.concatenate(cols, axis=-1) if len(cols) > 1 else cols[0]
+  y = jnp.dot(patches.reshape(b * oh * ow, k * k * c), kernel_KxKxCxO.reshape(k * k * c, -1))
+  return y.reshape(b, oh, ow, -1)
+
+
+CONV_IMPLS = ("im2col", "xla", "s2d")
+
+
+class Conv(nn.Module):
+  """K x K conv with padding K // 2 on every side (as the reference PyTorch trainers), any stride.
+
+  `impl` chooses the XLA program, not the function: "im2col" (one matmul), "xla"
+  (lax.conv_general_dilated), "s2d" (stride 2 as space-to-depth + a VALID conv; "xla" at stride 1).
+  The parameters are the same (K, K, C, O) kernel and (O,) bias in every case.
+  """
   features: int
-  kernel: int = 5
-  impl: str = "s2d"  # "s2d" or "direct": same function, different XLA program
+  kernel: int = 3
+  stride: int = 1
+  impl: str = "im2col"
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x):
     cin = x.shape[-1]
-    kernel = self.param("kernel", nn.initializers.lecun_normal(),
+    kernel = self.param("kernel", KERNEL_INIT,
                         (self.kernel, self.kernel, cin, self.features), jnp.float32)
     bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
     pad = self.kernel // 2
-    impl = self.impl
-    if impl == "auto":  # s2d only where the kernel is larger than the output (the XLA:CPU trap)
-      impl = "s2d" if x.shape[1] // 2 < self.kernel else "direct"
-    if impl == "s2d":
+    if self.impl == "im2col":
+      y = conv_im2col(x, kernel, self.stride, pad)
+    elif self.impl == "s2d" and self.stride == 2:
       y = strided_conv_s2d(x, kernel, pad)
-    elif impl == "direct":
-      y = jax.lax.conv_general_dilated(x, kernel, (2, 2), ((pad, pad), (pad, pad)),
+    elif self.impl in ("xla", "s2d"):
+      y = jax.lax.conv_general_dilated(x, kernel, (self.stride,) * 2, ((pad, pad), (pad, pad)),
                                        dimension_numbers=_DN)
     else:
-      raise ValueError(f"StridedConv.impl={self.impl!r}; valid: 'auto', 's2d', 'direct'")
+      raise ValueError(f"Conv.impl={self.impl!r}; valid: {list(CONV_IMPLS)}")
     return y + bias.astype(self.dtype)
 
 
 class ConvBlock(nn.Module):
   """Strided conv + LeakyReLU(0.1): the Deepfakes downscale block."""
   features: int
-  impl: str = "s2d"
+  impl: str = "im2col"
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x):
-    return nn.leaky_relu(StridedConv(self.features, impl=self.impl, dtype=self.dtype)(x), 0.1)
+    return nn.leaky_relu(Conv(self.features, 5, 2, impl=self.impl, dtype=self.dtype)(x), 0.1)
 
 
 class Upscale(nn.Module):
   """3x3 conv to 4x channels, LeakyReLU(0.1), pixel shuffle: doubles H and W."""
   features: int
+  impl: str = "im2col"
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x):
-    x = nn.Conv(self.features * 4, (3, 3), padding="SAME", dtype=self.dtype,
-                param_dtype=jnp.float32)(x)
+    x = Conv(self.features * 4, 3, 1, impl=self.impl, dtype=self.dtype)(x)
     return depth_to_space(nn.leaky_relu(x, 0.1), 2)
 
 
@@ -117,11 +145,13 @@ class OriginalEncoder(nn.Module):
     for f in (128, 256, 512, 1024):
       x = ConvBlock(_ch(f, w), impl=c.conv_impl, dtype=c.compute_dtype)(x)
     x = x.reshape(x.shape[0], -1)
-    z = nn.Dense(c.bottleneck, dtype=c.compute_dtype, param_dtype=jnp.float32, name="bottleneck")(x)
+    z = nn.Dense(c.bottleneck, dtype=c.compute_dtype, param_dtype=jnp.float32,
+                 kernel_init=KERNEL_INIT, name="bottleneck")(x)
     s = c.resolution // 16
-    x = nn.Dense(s * s * _ch(1024, w), dtype=c.compute_dtype, param_dtype=jnp.float32)(z)
+    x = nn.Dense(s * s * _ch(1024, w), dtype=c.compute_dtype, param_dtype=jnp.float32,
+                 kernel_init=KERNEL_INIT)(z)
     x = x.reshape(x.shape[0], s, s, _ch(1024, w))
-    return Upscale(_ch(512, w), dtype=c.compute_dtype)(x)
+    return Upscale(_ch(512, w), impl=c.conv_impl, dtype=c.compute_dtype)(x)
 
 
 class OriginalDecoder(nn.Module):
@@ -132,9 +162,8 @@ class OriginalDecoder(nn.Module):
   def __call__(self, x):
     c, w = self.cfg, self.cfg.width
     for f in (256, 128, 64):
-      x = Upscale(_ch(f, w), dtype=c.compute_dtype)(x)
-    x = nn.Conv(3, (5, 5), padding="SAME", dtype=jnp.float32, param_dtype=jnp.float32,
-                name="to_rgb")(x.astype(jnp.float32))
+      x = Upscale(_ch(f, w), impl=c.conv_impl, dtype=c.compute_dtype)(x)
+    x = Conv(3, 5, 1, impl=c.conv_impl, dtype=jnp.float32, name="to_rgb")(x.astype(jnp.float32))
     return nn.sigmoid(x)
 
 
@@ -175,28 +204,43 @@ def build_model(cfg: ModelConfig) -> nn.Module:
   return ARCHITECTURES[cfg.arch](cfg)
 
 
+# Initialisation runs once; XLA:CPU's full optimisation of its threefry random bits costs ~10 s of
+# compile even for a tiny model, against ~1 s at level 0 (same bits: integer ops).
+INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
+
+
+def init_params(model: nn.Module, cfg: ModelConfig, rng):
+  """model.init on an (N, 1, R, R, 3) dummy batch, compiled cheaply."""
+  x = jnp.zeros((cfg.num_identities, 1, cfg.resolution, cfg.resolution, 3), jnp.float32)
+  return jax.jit(model.init).lower(rng, x).compile(INIT_COMPILER_OPTIONS)(rng, x)
+
+
 def param_counts(params) -> dict[str, int]:
   """Parameters per top-level part (encoder, decoders_0, ...)."""
   p = params.get("params", params)
   return {k: sum(x.size for x in jax.tree.leaves(v)) for k, v in p.items()}
 
 
+def _taps(n: int, k: int, stride: int, pad: int) -> int:
+  """(output position, kernel tap) pairs along one axis whose tap lands inside the input: the
+  multiply-adds a conv really does (XLA's cost analysis skips taps on padding too)."""
+  out = (n + 2 * pad - k) // stride + 1
+  return sum(1 for o in range(out) for t in range(k) if 0 <= o * stride - pad + t < n)
+
+
 def analytic_forward_flops(cfg: ModelConfig) -> float:
-  """Multiply-adds x 2 of one image's forward pass through encoder + one decoder (convs, dense)."""
+  """Multiply-adds x 2 of one image's forward pass through the encoder and one decoder."""
   w, r = cfg.width, cfg.resolution
   macs, s, cin = 0, r, 3
   for f in (128, 256, 512, 1024):
-    s //= 2
-    macs += s * s * _ch(f, w) * 25 * cin
-    cin = _ch(f, w)
+    macs += _taps(s, 5, 2, 2) ** 2 * cin * _ch(f, w)
+    s, cin = s // 2, _ch(f, w)
   s0 = r // 16
   macs += s0 * s0 * cin * cfg.bottleneck + cfg.bottleneck * s0 * s0 * _ch(1024, w)
-  macs += s0 * s0 * _ch(1024, w) * 9 * 4 * _ch(512, w)
+  macs += _taps(s0, 3, 1, 1) ** 2 * _ch(1024, w) * 4 * _ch(512, w)
   s, cin = 2 * s0, _ch(512, w)
   for f in (256, 128, 64):
-    macs += s * s * cin * 9 * 4 * _ch(f, w)
+    macs += _taps(s, 3, 1, 1) ** 2 * cin * 4 * _ch(f, w)
     s, cin = 2 * s, _ch(f, w)
-  macs += s * s * cin * 25 * 3
+  macs += _taps(s, 5, 1, 2) ** 2 * cin * 3
   return 2.0 * macs
-
-

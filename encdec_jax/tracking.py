@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from typing import Any
 
 import numpy as np
@@ -45,7 +46,7 @@ class Tracker:
       under_agent = bool(os.environ.get("WANDB_SWEEP_ID"))
       run_id = None
       if not under_agent:
-        run_id = open(id_file).read().strip() if os.path.exists(id_file) else wandb.util.generate_id()
+        run_id = open(id_file).read().strip() if os.path.exists(id_file) else secrets.token_hex(4)
       self.run = wandb.init(project=project, dir=workdir, mode=mode, config=config,
                             group=group or None, name=name or None, id=run_id, resume="allow",
                             settings=wandb.Settings(silent=True))

@@ -83,7 +83,8 @@ class Trainer:
     abstract = jax.eval_shape(init, jax.random.key(0))
     self.state_sharding = jax.tree.map(lambda _: self.replicated, abstract)
     self.abstract_state = ckpt_lib.abstract_like(abstract, self.state_sharding)
-    self._init = jax.jit(init, out_shardings=self.state_sharding)
+    self._init = jax.jit(init, out_shardings=self.state_sharding).lower(
+        jax.random.key(0)).compile(models.INIT_COMPILER_OPTIONS)
     self.step_fn = jax.jit(make_train_step(self.model, self.tx, cfg.loss),
                            in_shardings=(self.state_sharding, self.batch_sharding),
                            out_shardings=(self.state_sharding, self.replicated),

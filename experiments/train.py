@@ -16,7 +16,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "where checkpoints, metrics and 
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
+  logging.set_verbosity(logging.ERROR)  # Orbax logs every save at INFO, TFDS warns on custom configs
   from encdec_jax import train
   workdir = _WORKDIR.value or os.path.join("runs", os.environ.get("WANDB_RUN_ID") or time.strftime("%Y%m%d-%H%M%S"))
   final = train.train_and_evaluate(_CONFIG.value, workdir)

@@ -1,0 +1,36 @@
+# make sweep: set up .venv (first time only) and run the default sweep on synthetic faces.
+# make test:  set up .venv (first time only) and run the test suite.
+# make bench: training speed against the PyTorch peer and the machine's matmul ceiling.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+TORCH_VENV := .venv-torch
+
+.PHONY: sweep test bench install clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
+	@$(PY) -c "import jax, flax, orbax.checkpoint, tensorflow_datasets, wandb, sweeps, ml_collections, pytest" \
+	  || (echo "install failed: see the pip output above" && exit 1)
+	@touch $(STAMP)
+
+sweep: $(STAMP)
+	$(PY) -m experiments.sweep $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests $(ARGS)
+
+$(TORCH_VENV)/.installed:
+	@test -x $(TORCH_VENV)/bin/python || $(PYTHON) -m venv $(TORCH_VENV)
+	$(TORCH_VENV)/bin/pip install -q --disable-pip-version-check torch==2.13.0 numpy 2>&1 | grep -v "^WARNING: Location" || true
+	@touch $@
+
+bench: $(STAMP) $(TORCH_VENV)/.installed
+	$(PY) -m experiments.bench --torch_python=$(TORCH_VENV)/bin/python $(ARGS)
+
+clean:
+	rm -rf $(VENV) $(TORCH_VENV) *.egg-info

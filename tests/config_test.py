@@ -1,0 +1,43 @@
+import pytest
+
+from encdec_jax import config as config_lib
+from experiments.configs import original
+
+
+@pytest.mark.parametrize("variant", ["full", "small", "tiny"])
+def test_variants_validate(variant):
+  cfg = config_lib.from_config_dict(original.get_config(variant))
+  assert cfg.model.resolution == cfg.data.resolution
+  assert cfg.model.num_identities == cfg.data.identities
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("model.arch", "resnet", r"config.model.arch='resnet'.*valid: \['original'\]"),
+    ("model.bottleneck", 0, r"config.model.bottleneck=0; must be > 0"),
+    ("data.resolution", 24, r"config.data.resolution=24; must be a positive multiple of 16"),
+    ("data.identities", 1, r"config.data.identities=1; need at least 2"),
+    ("loss", "mae:1,foo:2", r"config.loss: unknown loss 'foo'"),
+    ("wandb.mode", "cloud", r"config.wandb.mode='cloud'.*offline"),
+    ("model.conv_impl", "fft", r"config.model.conv_impl='fft'"),
+    ("train.batch_size", 1000, r"train_per_identity=64 is smaller than config.train.batch_size=1000"),
+])
+def test_bad_values_name_the_field(field, value, match):
+  c = original.get_config("tiny")
+  section, _, key = field.rpartition(".")
+  with c.unlocked():
+    (c[section] if section else c)[key] = value
+  with pytest.raises(config_lib.ConfigError, match=match):
+    config_lib.from_config_dict(c)
+
+
+def test_unknown_key_lists_valid_keys():
+  c = original.get_config("tiny")
+  with c.unlocked():
+    c.model.bottlenek = 3
+  with pytest.raises(config_lib.ConfigError, match=r"model.bottlenek.*valid keys in 'model'.*bottleneck"):
+    config_lib.from_config_dict(c)
+
+
+def test_unknown_variant():
+  with pytest.raises(ValueError, match="valid: 'full', 'small', 'tiny'"):
+    original.get_config("huge")

@@ -1,0 +1,42 @@
+"""Shared fixtures: one tiny dataset per session, tiny configs, quiet logs."""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+import pytest  # noqa: E402
+from absl import logging  # noqa: E402
+
+logging.set_verbosity(logging.ERROR)
+
+from experiments.configs import original  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+  return str(tmp_path_factory.mktemp("tfds"))
+
+
+@pytest.fixture
+def tiny_config(data_dir):
+  """A fresh tiny config (16 px, width 1/16, 2 identities) reading the session's dataset."""
+  def make(**overrides):
+    c = original.get_config("tiny")
+    c.data.dir = data_dir
+    for key, value in overrides.items():
+      node = c
+      *path, last = key.split(".")
+      for p in path:
+        node = node[p]
+      node[last] = value
+    return c
+  return make
+
+
+@pytest.fixture(scope="session")
+def tiny_data(data_dir):
+  """(train, test) arrays of the tiny dataset, built once."""
+  from encdec_jax import config as config_lib, train
+  c = original.get_config("tiny")
+  c.data.dir = data_dir
+  return train.load_data(config_lib.from_config_dict(c))

@@ -1,0 +1,107 @@
+import numpy as np
+import pytest
+
+from encdec_jax.data import pipeline, render as R, synthetic_faces as sf
+
+
+def test_render_is_deterministic_and_in_range():
+  t = R.identity_traits(0, 1)
+  f = R.sample_factors(np.random.default_rng(3))
+  a, b = R.render(t, f, 32), R.render(t, f, 32)
+  np.testing.assert_array_equal(a.image, b.image)
+  assert a.image.shape == (32, 32, 3) and a.mask.shape == (32, 32, 3) and a.landmarks.shape == (4, 2)
+  assert 0 <= a.image.min() and a.image.max() <= 1
+  assert np.all((a.landmarks > 0) & (a.landmarks < 1))
+
+
+def test_identities_and_factors_change_the_image():
+  f = R.sample_factors(np.random.default_rng(0))
+  a = R.render(R.identity_traits(0, 0), f, 32).image
+  b = R.render(R.identity_traits(0, 1), f, 32).image
+  g = f.copy()
+  g[R.FACTOR_NAMES.index("mouth_open")] = 1.0 - g[R.FACTOR_NAMES.index("mouth_open")]
+  c = R.render(R.identity_traits(0, 0), g, 32)
+  face = R.render(R.identity_traits(0, 0), f, 32).mask[..., 0] > 0.5
+  assert np.abs(a - b)[face].mean() > 0.03  # another identity, same factors
+  mouth = c.mask[..., 2] > 0.5
+  assert np.abs(a - c.image)[mouth].mean() > 0.02  # expression moves pixels in the mouth region
+
+
+def test_stored_swaps_equal_fresh_renderings(tiny_data):
+  _, test = tiny_data
+  res = test["image"].shape[1]
+  c = sf.SyntheticFacesConfig(name="x", resolution=res, identities=2)
+  for row in (0, len(test["image"]) - 1):
+    i, k = int(test["identity"][row]), int(test["index"][row])
+    f = sf.example_factors(0, "test", i, k)
+    np.testing.assert_allclose(test["factors"][row], f.astype(np.float32))
+    for j in range(c.identities):
+      fresh = R.to_uint8(R.render(R.identity_traits(0, j), f, res).image)
+      np.testing.assert_array_equal(test["swaps"][row, j], fresh)
+    np.testing.assert_array_equal(test["swaps"][row, i], test["image"][row])
+
+
+def test_dataset_is_deterministic(tiny_data, tmp_path):
+  train, _ = tiny_data
+  b = sf.builder(16, 2, 0, 64, 8, str(tmp_path))
+  again = sf.load_split(b, "train")
+  for k in ("image", "mask", "identity", "factors", "landmarks"):
+    np.testing.assert_array_equal(again[k], train[k])
+  assert list(train["identity"][:3]) == [0, 0, 0] and list(train["index"][:3]) == [0, 1, 2]
+
+
+def _source(train, aug, batch=4, seed=0):
+  return pipeline.TrainSource(train["image"], train["mask"], train["identity"], 2, batch, seed, aug)
+
+
+def test_batches_are_a_function_of_seed_and_step(tiny_data):
+  train, _ = tiny_data
+  src = _source(train, pipeline.Augment())
+  a, b, c = src.batch(5), src.batch(5), src.batch(6)
+  for k in a:
+    np.testing.assert_array_equal(a[k], b[k])
+  assert not np.array_equal(a["inputs"], c["inputs"])
+  assert a["inputs"].shape == (2, 4, 16, 16, 3) and a["inputs"].dtype == np.float32
+  d = _source(train, pipeline.Augment(), seed=1).batch(5)
+  assert not np.array_equal(a["inputs"], d["inputs"])
+  it = src.iterate(5)
+  np.testing.assert_array_equal(next(it)["inputs"], a["inputs"])
+  np.testing.assert_array_equal(next(it)["inputs"], c["inputs"])
+
+
+def test_each_epoch_visits_every_image_once(tiny_data):
+  train, _ = tiny_data
+  src = _source(train, pipeline.Augment(), batch=8)
+  seen = np.concatenate([src.indices(1, s) for s in range(64 // 8)])
+  assert sorted(seen) == list(range(64))
+
+
+def test_warp_touches_inputs_only(tiny_data):
+  train, _ = tiny_data
+  plain = _source(train, pipeline.Augment(warp=False, flip=False, color_jitter=0.0)).batch(2)
+  warped = _source(train, pipeline.Augment(warp=True, warp_scale=0.05, flip=False, color_jitter=0.0)).batch(2)
+  idx = _source(train, pipeline.Augment()).indices(0, 2)
+  np.testing.assert_allclose(plain["targets"][0], train["image"][idx] / 255.0, atol=1e-6)
+  np.testing.assert_array_equal(plain["inputs"], plain["targets"])
+  np.testing.assert_array_equal(warped["targets"], plain["targets"])
+  assert np.abs(warped["inputs"] - warped["targets"]).mean() > 0.005
+
+
+def test_zero_warp_is_identity():
+  img = np.random.default_rng(0).random((2, 16, 16, 3)).astype(np.float32)
+  out = pipeline.random_warp(img, np.random.default_rng(0), 0.0)
+  np.testing.assert_allclose(out, img, atol=1e-5)
+
+
+@pytest.mark.parametrize("flip", [True])
+def test_flip_applies_to_inputs_targets_and_masks_alike(tiny_data, flip):
+  train, _ = tiny_data
+  b = _source(train, pipeline.Augment(warp=False, flip=flip, color_jitter=0.0), batch=16).batch(0)
+  np.testing.assert_array_equal(b["inputs"], b["targets"])
+  idx = _source(train, pipeline.Augment(), batch=16).indices(0, 0)
+  raw = train["image"][idx] / 255.0
+  flipped = [not np.allclose(b["targets"][0, k], raw[k]) for k in range(16)]
+  assert 0 < sum(flipped) < 16
+  for k in np.nonzero(flipped)[0]:
+    np.testing.assert_allclose(b["targets"][0, k], raw[k][:, ::-1], atol=1e-6)
+    np.testing.assert_allclose(b["masks"][0, k], train["mask"][idx[k]][:, ::-1] / 255.0, atol=1e-6)

@@ -1,0 +1,89 @@
+import itertools
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from encdec_jax import sweep
+from experiments.configs import original
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT = os.path.join(ROOT, "experiments", "sweeps", "default.yaml")
+
+
+def test_default_yaml_grid_is_enumerated_by_the_sweeps_engine():
+  spec = sweep.load_sweep(DEFAULT)
+  runs = sweep.enumerate_runs(spec)
+  values = {k: v["values"] for k, v in spec["parameters"].items()}
+  want = [dict(zip(values, combo)) for combo in itertools.product(*values.values())]
+  key = lambda d: sorted((k, str(v)) for k, v in d.items())
+  assert sorted(map(key, runs)) == sorted(map(key, want))
+  assert len(values["config.model.bottleneck"]) >= 3 and len(values["config.loss"]) >= 2
+  assert sweep.base_config_arg(spec) == "experiments/configs/original.py:small"
+
+
+def test_random_sweeps_stop_at_run_cap():
+  spec = {"method": "random", "run_cap": 3,
+          "parameters": {"config.model.bottleneck": {"values": [8, 16]}, "config.train.lr": {
+              "distribution": "log_uniform_values", "min": 1e-4, "max": 1e-2}}}
+  runs = sweep.enumerate_runs(spec)
+  assert len(runs) == 3 and all(1e-4 <= r["config.train.lr"] <= 1e-2 for r in runs)
+
+
+def test_overrides_apply_and_unknown_fields_list_valid_ones():
+  c = sweep.apply_overrides(original.get_config("tiny"), {"config.model.bottleneck": 7, "config.train.lr": 1})
+  assert c.model.bottleneck == 7 and c.train.lr == 1.0 and isinstance(c.train.lr, float)
+  with pytest.raises(sweep.SweepError, match=r"no field 'botleneck'.*'bottleneck'"):
+    sweep.apply_overrides(original.get_config("tiny"), {"config.model.botleneck": 7})
+
+
+def test_tiny_sweep_end_to_end_writes_report(tmp_path, data_dir):
+  spec = {"name": "t", "method": "grid", "metric": {"name": "eval/swap_mae", "goal": "minimize"},
+          "parameters": {"config.model.bottleneck": {"values": [8, 16]},
+                         "config.loss": {"values": ["mae:1.0", "ssim:1.0,mse:1.0"]}},
+          "command": ["${env}", "python", "-m", "experiments.train",
+                      f"--config={ROOT}/experiments/configs/original.py:tiny", "${args}"]}
+  path = tmp_path / "s.yaml"
+  path.write_text(yaml.safe_dump(spec))
+  out = tmp_path / "out"
+  results = sweep.run_sweep(str(path), str(out), progress=False, config_overrides={
+      "config.data.dir": data_dir, "config.train.steps": 4})
+  assert len(results) == 4
+  assert {(r["config.model.bottleneck"], r["config.loss"]) for r in results} == {
+      (8, "mae:1.0"), (16, "mae:1.0"), (8, "ssim:1.0,mse:1.0"), (16, "ssim:1.0,mse:1.0")}
+  for f in ("results.csv", "results.md", "swap_mae.png", "recon_mae.png"):
+    assert (out / f).exists(), f
+  md = (out / "results.md").read_text()
+  assert "swap_mae" in md and "![swap_mae](swap_mae.png)" in md
+  assert all(r["step"] == 4 and 0 <= r["eval/swap_mae"] <= 1 for r in results)
+  # Re-running reads finished runs instead of training them again.
+  mtime = os.path.getmtime(out / results[0]["run"] / "eval.json")
+  sweep.run_sweep(str(path), str(out), progress=False, config_overrides={
+      "config.data.dir": data_dir, "config.train.steps": 4})
+  assert os.path.getmtime(out / results[0]["run"] / "eval.json") == mtime
+
+
+def test_bad_sweep_parameter_fails_before_training(tmp_path):
+  spec = {"method": "grid", "parameters": {"config.model.bottleneck": {"values": [0, 8]}},
+          "command": [f"--config={ROOT}/experiments/configs/original.py:tiny"]}
+  path = tmp_path / "bad.yaml"
+  path.write_text(yaml.safe_dump(spec))
+  with pytest.raises(ValueError, match="config.model.bottleneck=0"):
+    sweep.run_sweep(str(path), str(tmp_path / "out"), progress=False)
+  assert not (tmp_path / "out").exists()
+
+
+def test_train_cli_accepts_agent_style_overrides(tmp_path, data_dir):
+  """The command a `wandb agent` runs: --config.<field>=value arguments."""
+  cmd = [sys.executable, "-m", "experiments.train",
+         "--config=experiments/configs/original.py:tiny", f"--workdir={tmp_path}",
+         f"--config.data.dir={data_dir}", "--config.train.steps=2", "--config.model.bottleneck=12",
+         "--config.loss=ssim:1.0,mae:0.5"]
+  r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert "eval/swap_mae=" in r.stdout
+  bad = subprocess.run(cmd[:4] + ["--config.model.bottlenek=3"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+  assert bad.returncode != 0 and "bottlenek" in bad.stderr
