@@ -63,6 +63,13 @@ class TrainConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class MaskConfig:
+  enabled: bool = False          # weight the loss by the data's face mask
+  eye_multiplier: float = 3.0    # eye regions count this many times
+  mouth_multiplier: float = 2.0  # mouth region counts this many times
+
+
+@dataclasses.dataclass(frozen=True)
 class WandbConfig:
   mode: str = "offline"
   project: str = "encdec_jax"
@@ -79,6 +86,7 @@ class ExperimentConfig:
   data: DataConfig
   train: TrainConfig
   wandb: WandbConfig
+  mask: MaskConfig = MaskConfig()
 
 
 def _section(cd: Any, name: str, cls):
@@ -112,7 +120,7 @@ def from_config_dict(cd) -> ExperimentConfig:
   from encdec_jax.losses import LossSpecError, parse_loss_spec
   from encdec_jax.models import ARCHITECTURES
 
-  top = {"seed", "loss", "model", "data", "train", "wandb"}
+  top = {"seed", "loss", "model", "data", "train", "wandb", "mask"}
   unknown = sorted(set(cd.keys()) - top)
   _check(not unknown, f"unknown config key(s) {unknown}; valid top-level keys: {sorted(top)}")
   data = _section(cd, "data", DataConfig)
@@ -121,6 +129,9 @@ def from_config_dict(cd) -> ExperimentConfig:
   model = _section({"model": m}, "model", ModelConfig)
   train = _section(cd, "train", TrainConfig)
   wb = _section(cd, "wandb", WandbConfig)
+  mask = _section(cd, "mask", MaskConfig) if "mask" in cd else MaskConfig()
+  _check(mask.eye_multiplier >= 1 and mask.mouth_multiplier >= 1,
+         f"config.mask multipliers ({mask.eye_multiplier}, {mask.mouth_multiplier}) must be >= 1")
 
   _check(model.arch in ARCHITECTURES,
          f"config.model.arch={model.arch!r} is not an architecture; valid: {sorted(ARCHITECTURES)}")
@@ -154,4 +165,4 @@ def from_config_dict(cd) -> ExperimentConfig:
   except LossSpecError as e:
     raise ConfigError(f"config.loss: {e}") from None
   return ExperimentConfig(seed=cd.seed, loss=loss, loss_spec=cd.loss, model=model, data=data,
-                          train=train, wandb=wb)
+                          train=train, wandb=wb, mask=mask)

@@ -38,8 +38,9 @@ def init_state(model, tx, cfg: ExperimentConfig, rng) -> TrainState:
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
 
-def make_train_step(model, tx, loss_terms):
-  """(state, batch) -> (state, metrics). batch: 'inputs' and 'targets', each (N, B, H, W, C).
+def make_train_step(model, tx, loss_terms, mask_cfg=None):
+  """(state, batch) -> (state, metrics). batch: 'inputs' and 'targets', each (N, B, H, W, C),
+  and 'masks' (face, eyes, mouth) when mask_cfg.enabled.
 
   The loss is the sum over identities of each identity's mean loss (each decoder learns only
   from its own identity; the shared encoder gets all the gradients).
@@ -48,7 +49,11 @@ def make_train_step(model, tx, loss_terms):
     recon = model.apply(params, batch["inputs"])
     n, b = recon.shape[:2]
     flat = lambda a: a.reshape((n * b,) + a.shape[2:])
-    total, parts = losses.combined_loss(loss_terms, flat(recon), flat(batch["targets"]))
+    weights = None
+    if mask_cfg is not None and mask_cfg.enabled:
+      weights = losses.mask_weights(flat(batch["masks"]), mask_cfg.eye_multiplier,
+                                    mask_cfg.mouth_multiplier)
+    total, parts = losses.combined_loss(loss_terms, flat(recon), flat(batch["targets"]), weights)
     per_identity = total.reshape(n, b).mean(axis=1)
     metrics = {f"train/{k}": v.mean() for k, v in parts.items()}
     metrics.update({f"train/loss/{i}": per_identity[i] for i in range(n)})
@@ -85,7 +90,8 @@ class Trainer:
     self.abstract_state = ckpt_lib.abstract_like(abstract, self.state_sharding)
     self._init = jax.jit(init, out_shardings=self.state_sharding).lower(
         jax.random.key(0)).compile(models.INIT_COMPILER_OPTIONS)
-    self.step_fn = jax.jit(make_train_step(self.model, self.tx, cfg.loss),
+    self.batch_keys = ("inputs", "targets") + (("masks",) if cfg.mask.enabled else ())
+    self.step_fn = jax.jit(make_train_step(self.model, self.tx, cfg.loss, cfg.mask),
                            in_shardings=(self.state_sharding, self.batch_sharding),
                            out_shardings=(self.state_sharding, self.replicated),
                            donate_argnums=0)
@@ -97,7 +103,7 @@ class Trainer:
   def device_batch(self, batch: dict) -> dict:
     """Host batch (this process's share) -> global sharded arrays."""
     return {k: jax.make_array_from_process_local_data(self.batch_sharding, batch[k])
-            for k in ("inputs", "targets")}
+            for k in self.batch_keys}
 
 
 def _check_workdir(workdir: str, cfg_dict: dict) -> None:

@@ -1,3 +1,5 @@
+"""Every loss against an independent reference: TensorFlow's image ops where they exist, else a
+float64 NumPy transcription of the paper's formula written here, not shared with the library."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -6,64 +8,281 @@ import pytest
 from encdec_jax import losses
 
 
-def _imgs(shape, seed):
+def _rand(shape, seed):
   return np.random.default_rng(seed).random(shape).astype(np.float32)
 
 
-def test_mae_mse_against_numpy():
-  a, b = _imgs((3, 8, 8, 3), 0), _imgs((3, 8, 8, 3), 1)
-  np.testing.assert_allclose(losses.mae(a, b), np.abs(a - b).mean(axis=(1, 2, 3)), rtol=1e-6)
-  np.testing.assert_allclose(losses.mse(a, b), ((a - b) ** 2).mean(axis=(1, 2, 3)), rtol=1e-6)
+def structured(kind, shape, seed):
+  b, h, w, c = shape
+  if kind == "noise":
+    return _rand(shape, seed)
+  if kind == "constant":
+    return np.full(shape, 0.3 + 0.1 * seed % 5 / 5, np.float32)
+  if kind == "gradient":
+    g = np.linspace(0, 1, w, dtype=np.float32)[None, None, :, None]
+    return np.broadcast_to(g * np.linspace(0.5, 1, h, dtype=np.float32)[None, :, None, None], shape).copy()
+  raise ValueError(kind)
+
+
+PAIRS = [("noise", "noise"), ("constant", "noise"), ("gradient", "noise"), ("gradient", "constant")]
+
+
+def _pair(kinds, shape, seed=0):
+  a = structured(kinds[0], shape, seed)
+  b = structured(kinds[1], shape, seed + 1)
+  if kinds[0] == kinds[1] == "noise":
+    b = np.clip(a + 0.2 * (b - 0.5), 0, 1).astype(np.float32)
+  return a, b
+
+
+# ---- float64 NumPy references -------------------------------------------------------------
+
+def ref_logcosh(a, b):
+  return np.log(np.cosh(a - b)).mean(axis=(1, 2, 3))
+
+
+def ref_smooth_l1(a, b, delta):
+  d = np.abs(a - b)
+  return np.where(d <= delta, 0.5 * d ** 2, delta * (d - 0.5 * delta)).mean(axis=(1, 2, 3))
+
+
+def ref_robust(a, b, alpha, c):
+  x = (a - b) / c
+  if alpha == 2:
+    r = 0.5 * x ** 2
+  elif alpha == 0:
+    r = np.log(0.5 * x ** 2 + 1)
+  else:
+    r = abs(alpha - 2) / alpha * (((x ** 2) / abs(alpha - 2) + 1) ** (alpha / 2) - 1)
+  return r.mean(axis=(1, 2, 3))
+
+
+def ref_pgd(a, b):
+  d = a - b
+  return (np.abs(np.diff(d, axis=2)).mean(axis=(1, 2, 3)) + np.abs(np.diff(d, axis=1)).mean(axis=(1, 2, 3)))
+
+
+def _corr3(x, k):  # VALID 3x3 correlation per image/channel
+  h, w = x.shape[1] - 2, x.shape[2] - 2
+  return sum(k[i, j] * x[:, i:i + h, j:j + w] for i in range(3) for j in range(3))
+
+
+def ref_gmsd(a, b, c=0.0026):
+  px = np.array([[1, 0, -1]] * 3, np.float64) / 3
+
+  def mag(x):
+    return np.sqrt(_corr3(x, px) ** 2 + _corr3(x, px.T) ** 2)
+
+  ma, mb = mag(a), mag(b)
+  gms = (2 * ma * mb + c) / (ma ** 2 + mb ** 2 + c)
+  return gms.std(axis=(1, 2)).mean(axis=-1)
+
+
+def ref_ffl(a, b, alpha=1.0):
+  fa = np.fft.fft2(np.moveaxis(a, -1, 1), norm="ortho")
+  fb = np.fft.fft2(np.moveaxis(b, -1, 1), norm="ortho")
+  d = np.abs(fa - fb) ** 2
+  w = np.sqrt(d) ** alpha
+  mx = w.max(axis=(2, 3), keepdims=True)
+  w = np.where(mx > 0, w / np.where(mx > 0, mx, 1), 0)
+  return (w * d).mean(axis=(1, 2, 3))
+
+
+def _gauss(size=5, sigma=1.0):
+  x = np.arange(size) - (size - 1) / 2
+  g = np.exp(-0.5 * (x / sigma) ** 2)
+  return g / g.sum()
+
+
+def _blur(x, g):
+  p = len(g) // 2
+  x = np.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), mode="reflect")
+  h, w = x.shape[1] - 2 * p, x.shape[2] - 2 * p
+  y = sum(g[i] * x[:, i:i + h] for i in range(len(g)))
+  return sum(g[j] * y[:, :, j:j + w] for j in range(len(g)))
+
+
+def ref_laploss(a, b, levels):
+  levels = min(levels, int(np.log2(a.shape[1])) - 1)  # the documented cap: residual >= 2 px
+  g = _gauss()
+  total = 0.0
+
+  def pyr(x):
+    out = []
+    for _ in range(levels):
+      down = _blur(x, g)[:, ::2, ::2]
+      up = down.repeat(2, axis=1).repeat(2, axis=2)[:, :x.shape[1], :x.shape[2]]
+      out.append(x - _blur(up, g))
+      x = down
+    return out + [x]
+
+  for j, (la, lb) in enumerate(zip(pyr(a), pyr(b))):
+    total = total + 2.0 ** (-2 * j) * np.abs(la - lb).mean(axis=(1, 2, 3))
+  return total
+
+
+NUMPY_REFS = {
+    "mae": lambda a, b: np.abs(a - b).mean(axis=(1, 2, 3)),
+    "mse": lambda a, b: ((a - b) ** 2).mean(axis=(1, 2, 3)),
+    "logcosh": ref_logcosh,
+    "smooth_l1": lambda a, b: ref_smooth_l1(a, b, 0.1),
+    "robust": lambda a, b: ref_robust(a, b, 1.0, 0.1),
+    "l_inf_norm": lambda a, b: np.abs(a - b).max(axis=(1, 2, 3)),
+    "pixel_gradient_diff": ref_pgd,
+    "gmsd": ref_gmsd,
+    "ffl": ref_ffl,
+    "laploss": lambda a, b: ref_laploss(a, b, 4),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NUMPY_REFS))
+@pytest.mark.parametrize("size", [16, 32])
+@pytest.mark.parametrize("kinds", PAIRS, ids=lambda k: "-".join(k))
+def test_against_numpy_reference(name, size, kinds):
+  a, b = _pair(kinds, (2, size, size, 3))
+  got = np.asarray(losses.LOSSES[name](a, b))
+  want = NUMPY_REFS[name](a.astype(np.float64), b.astype(np.float64))
+  assert got.shape == (2,)
+  np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-6)
+
+
+@pytest.mark.parametrize("alpha", [2.0, 0.0, 1.0, -2.0, 0.5, 4.0])
+def test_robust_loss_family(alpha):
+  a, b = _pair(("noise", "noise"), (2, 16, 16, 3))
+  got = losses.robust(a, b, alpha=alpha, scale=0.2)
+  np.testing.assert_allclose(got, ref_robust(a.astype(np.float64), b.astype(np.float64), alpha, 0.2), rtol=2e-4)
+  if alpha == 2.0:  # the general formula tends to the special cases
+    np.testing.assert_allclose(losses.robust(a, b, alpha=1.999, scale=0.2), got, rtol=2e-3)
 
 
 @pytest.mark.parametrize("size", [16, 32, 11])
-def test_ssim_against_tensorflow(size):
+@pytest.mark.parametrize("kinds", PAIRS, ids=lambda k: "-".join(k))
+def test_ssim_against_tensorflow(size, kinds):
   tf = pytest.importorskip("tensorflow")
-  a = _imgs((2, size, size, 3), 2)
-  b = np.clip(a + 0.1 * _imgs((2, size, size, 3), 3) - 0.05, 0, 1).astype(np.float32)
+  a, b = _pair(kinds, (2, size, size, 3))
   ref = tf.image.ssim(a, b, max_val=1.0, filter_size=11, filter_sigma=1.5).numpy()
   np.testing.assert_allclose(1 - np.asarray(losses.ssim(a, b)), ref, atol=1e-4)
 
 
-def test_identical_inputs_zero_loss_finite_grads():
-  a = jnp.asarray(_imgs((2, 16, 16, 3), 4))
-  flat = jnp.full((2, 16, 16, 3), 0.5)
+@pytest.mark.parametrize("size", [64, 176])
+@pytest.mark.parametrize("kinds", [("noise", "noise"), ("gradient", "noise")], ids=lambda k: "-".join(k))
+def test_ms_ssim_against_tensorflow(size, kinds):
+  tf = pytest.importorskip("tensorflow")
+  a, b = _pair(kinds, (2, size, size, 3))
+  win = losses.structural.ms_ssim_window(size)
+  assert win == (4 if size == 64 else 11)
+  ref = tf.image.ssim_multiscale(a, b, max_val=1.0, filter_size=win, filter_sigma=1.5).numpy()
+  np.testing.assert_allclose(1 - np.asarray(jax.jit(losses.LOSSES["ms_ssim"])(a, b)), ref, atol=2e-4)
+
+
+@pytest.mark.parametrize("name", sorted(losses.LOSSES))
+def test_identical_inputs_zero_loss_finite_grads(name):
+  fn = jax.jit(losses.LOSSES[name])
+  grad = jax.jit(jax.grad(lambda p, x: losses.LOSSES[name](p, x).sum()))
+  for x in (jnp.asarray(_rand((2, 32, 32, 3), 4)), jnp.full((2, 32, 32, 3), 0.5)):
+    assert float(jnp.max(jnp.abs(fn(x, x)))) < 1e-4, name
+    assert bool(jnp.all(jnp.isfinite(grad(x, x)))), name
+    assert bool(jnp.all(jnp.isfinite(grad(x * 0.9, x)))), name
+
+
+# ffl's weights carry no gradient by design (checked below through alpha=0); l_inf's max moves
+# between pixels under a finite step (checked below as a one-hot gradient).
+@pytest.mark.parametrize("name", sorted(set(losses.LOSSES) - {"ffl", "l_inf_norm"}))
+def test_gradient_matches_finite_differences(name):
+  size = 64 if name == "ms_ssim" else 16  # at 16 px its coarsest scale is one pixel
+  a, b = _pair(("noise", "noise"), (1, size, size, 3), seed=3)
+  a = np.clip(a, 0.05, 0.95)
+  v = np.random.default_rng(9).normal(size=a.shape).astype(np.float32)
+  f = jax.jit(lambda x: losses.LOSSES[name](x, jnp.asarray(b))[0])
+  g = np.asarray(jax.jit(jax.grad(f))(jnp.asarray(a)))
+  eps = 1e-2 if name == "ms_ssim" else 1e-3  # 1 - MS-SSIM sums float32 round-off of many terms
+  fd = (float(f(jnp.asarray(a + eps * v))) - float(f(jnp.asarray(a - eps * v)))) / (2 * eps)
+  np.testing.assert_allclose(float(np.sum(g * v)), fd, rtol=3e-2, atol=1e-4)
+
+
+def test_ffl_without_focus_is_mse_by_parseval():
+  a, b = _pair(("noise", "noise"), (2, 16, 16, 3))
+  ffl0 = lambda x: losses.frequency.ffl(x, jnp.asarray(b), alpha=0.0).sum()
+  mse = lambda x: losses.mse(x, jnp.asarray(b)).sum()
+  np.testing.assert_allclose(ffl0(a), mse(a), rtol=1e-5)
+  np.testing.assert_allclose(jax.grad(ffl0)(jnp.asarray(a)), jax.grad(mse)(jnp.asarray(a)), atol=1e-7)
+
+
+def test_l_inf_gradient_is_one_hot_at_the_largest_error():
+  a, b = _pair(("noise", "noise"), (1, 8, 8, 3))
+  g = np.asarray(jax.grad(lambda x: losses.l_inf_norm(x, jnp.asarray(b))[0])(jnp.asarray(a)))
+  d = a - b
+  k = np.unravel_index(np.argmax(np.abs(d)), d.shape)
+  assert np.count_nonzero(g) == 1 and g[k] == np.sign(d[k])
+
+
+def test_bf16_inputs_are_computed_in_float32():
+  a, b = _pair(("noise", "noise"), (2, 16, 16, 3))
   for name, fn in losses.LOSSES.items():
-    for x in (a, flat):
-      assert float(jnp.max(jnp.abs(fn(x, x)))) < 1e-5, name
-      g = jax.grad(lambda p: fn(p, x).sum())(x)
-      assert bool(jnp.all(jnp.isfinite(g))), name
+    out = fn(jnp.asarray(a, jnp.bfloat16), jnp.asarray(b, jnp.bfloat16))
+    assert out.dtype == jnp.float32, name
 
 
-def test_mask_of_ones_equals_unmasked_and_outside_pixels_ignored():
-  a, b = _imgs((2, 16, 16, 3), 5), _imgs((2, 16, 16, 3), 6)
-  ones = np.ones((2, 16, 16, 1), np.float32)
-  mask = np.zeros((2, 16, 16, 1), np.float32)
-  mask[:, 4:12, 4:12] = 1
+@pytest.mark.parametrize("name", sorted(losses.LOSSES))
+def test_mask_of_ones_equals_unmasked_and_outside_pixels_ignored(name):
+  a, b = _pair(("noise", "noise"), (2, 32, 32, 3), seed=5)
+  ones = np.ones((2, 32, 32, 1), np.float32)
+  mask = np.zeros((2, 32, 32, 1), np.float32)
+  mask[:, 6:26, 6:26] = 1
   b2 = b.copy()
-  b2[:, :2] = 0.0  # change only pixels outside the mask
-  for name in ("mae", "mse"):
-    fn = losses.LOSSES[name]
-    np.testing.assert_allclose(fn(a, b, ones), fn(a, b), rtol=1e-6)
-    np.testing.assert_allclose(fn(a, b, mask), fn(a, b2, mask), rtol=1e-6)
+  b2[:, :3] = 0.0  # change only pixels outside the mask
+  a2 = a.copy()
+  a2[:, :, -2:] = 1.0
+  fn = losses.LOSSES[name]
+  np.testing.assert_allclose(fn(a, b, ones), fn(a, b), rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(fn(a2, b2, mask), fn(a, b, mask), rtol=1e-5, atol=1e-7)
+  assert not np.allclose(fn(a2, b2), fn(a, b))  # ...which the unmasked loss does see
+
+
+def test_mask_weights_count_eyes_and_mouth_extra():
+  m = np.zeros((1, 4, 4, 3), np.float32)
+  m[..., 0] = 1
+  m[0, 0, 0, 1] = 1
+  m[0, 1, 1, 2] = 1
+  w = np.asarray(losses.mask_weights(m, 3.0, 2.0))[0, ..., 0]
+  assert w[0, 0] == 3 and w[1, 1] == 2 and w[2, 2] == 1
+  m[..., 0] = 0
+  assert float(np.max(losses.mask_weights(m, 3.0, 2.0))) == 0  # nothing outside the face
 
 
 def test_spec_parsing_and_combination():
-  terms = losses.parse_loss_spec("ssim:1.0, mae:0.5")
-  assert terms == (losses.LossTerm("ssim", 1.0), losses.LossTerm("mae", 0.5))
+  terms = losses.parse_loss_spec("ssim:1.0, mae:0.5,robust(alpha=0, scale=0.05):2,ms_ssim(scales=3)")
+  assert terms[0] == losses.LossTerm("ssim", 1.0)
+  assert terms[1] == losses.LossTerm("mae", 0.5)
+  assert terms[2] == losses.LossTerm("robust", 2.0, (("alpha", 0.0), ("scale", 0.05)))
+  assert terms[3].params == (("scales", 3),) and isinstance(terms[3].params[0][1], int)
   assert losses.parse_loss_spec("mse") == (losses.LossTerm("mse", 1.0),)
-  a, b = _imgs((2, 16, 16, 3), 7), _imgs((2, 16, 16, 3), 8)
+  a, b = _pair(("noise", "noise"), (2, 32, 32, 3))
   total, parts = losses.combined_loss(terms, a, b)
-  np.testing.assert_allclose(total, parts["ssim"] + 0.5 * parts["mae"], rtol=1e-6)
+  np.testing.assert_allclose(total, parts["ssim"] + 0.5 * parts["mae"] + 2 * parts["robust"]
+                             + parts["ms_ssim"], rtol=1e-6)
+  np.testing.assert_allclose(parts["robust"], losses.robust(a, b, alpha=0.0, scale=0.05), rtol=1e-6)
 
 
 @pytest.mark.parametrize("spec,match", [
-    ("nope:1", r"unknown loss 'nope'.*\['mae', 'mse', 'ssim'\]"),
+    ("nope:1", r"unknown loss 'nope'.*'mae'.*'ssim'"),
     ("mae:-1", r"'mae'.*weights must be finite and > 0"),
-    ("mae:x", r"'mae'.*not a number"),
+    ("mae:x", r"weight of loss 'mae'.*'x' is not a number"),
     ("mae:1,mae:2", "appears twice"),
     ("", "non-empty"),
+    ("robust(alpha=1,scal=2)", r"bad parameter 'scal=2'; valid parameters: \['alpha', 'scale'\]"),
+    ("mae(x=1)", r"valid parameters: none"),
+    ("smooth_l1(delta=0)", r"'smooth_l1'.*out of range"),
+    ("robust(alpha=1", r"unbalanced '\('"),
 ])
 def test_bad_specs_name_the_term(spec, match):
   with pytest.raises(losses.LossSpecError, match=match):
     losses.parse_loss_spec(spec)
+
+
+def test_bad_images_are_refused():
+  a = _rand((2, 8, 8, 3), 0)
+  with pytest.raises(ValueError, match=r"pred \(2, 8, 8, 3\), target \(2, 8, 8, 1\)"):
+    losses.combined_loss(losses.parse_loss_spec("mae"), a, a[..., :1])
+  with pytest.raises(ValueError, match=r"target has values in \[.*2.*\]; images must be in \[0, 1\]"):
+    losses.combined_loss(losses.parse_loss_spec("mae"), a, a * 3)

@@ -14,7 +14,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   variant = arg or "full"
   c = ml_collections.ConfigDict()
   c.seed = 0                        # init and augmentation; data has its own seed below
-  c.loss = "mae:1.0"                # weighted terms from encdec_jax.losses.LOSSES
+  c.loss = "mae:1.0"                # weighted terms from encdec_jax.losses.LOSSES (README table)
+
+  c.mask = ml_collections.ConfigDict()
+  c.mask.enabled = False            # weight the loss by the face mask (eyes, mouth extra)
+  c.mask.eye_multiplier = 3.0
+  c.mask.mouth_multiplier = 2.0
 
   c.model = ml_collections.ConfigDict()
   c.model.arch = "original"         # a key of encdec_jax.models.ARCHITECTURES
@@ -60,7 +65,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.bottleneck = 128
     c.data.resolution = 32
     c.data.train_per_identity = 600
-    c.train.steps = 600
+    c.train.steps = 500
     c.train.batch_size = 16
     c.train.lr = 1e-3
     c.train.log_every = 25

@@ -1,0 +1,180 @@
+"""Training speed against the PyTorch peer and the machine's matmul ceiling, in one run.
+
+  make bench                                   # full-size Original, 64x64, batch 16 per identity
+  python -m experiments.bench --variant=small --rounds=1 --torch_python=''   # ours only
+
+Ours and the peer (shared/peers/torch_original.py: same model, batch, resolution, MAE loss and
+Adam) run alternately, `--rounds` times each; the ceiling is an fp32 4096^3 matrix product (the
+method of shared/peers/cpu_peak.py), measured in JAX and, when the peer's venv exists, in PyTorch.
+Ends with: bench: ours=<img/s> pytorch=<img/s> ratio=<x> ceiling=<fraction>
+"""
+import os
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+_VARIANT = flags.DEFINE_string("variant", "full", "variant of experiments/configs/original.py")
+_STEPS = flags.DEFINE_integer("steps", 5, "timed steps per round")
+_WARMUP = flags.DEFINE_integer("warmup", 2, "untimed steps after compilation")
+_ROUNDS = flags.DEFINE_integer("rounds", 2, "alternations of ours and the peer")
+_TORCH = flags.DEFINE_string("torch_python", "", "python of a venv with torch==2.13.0; '' skips the peer")
+_PEER = flags.DEFINE_string("peer", os.path.join("..", "shared", "peers", "torch_original.py"), "peer script")
+_SET = flags.DEFINE_multi_string("set", [], "config override, e.g. model.conv_impl=xla")
+
+
+def _config():
+  import yaml
+  from experiments.configs import original
+  from encdec_jax import sweep
+  c = original.get_config(_VARIANT.value)
+  over = {}
+  for s in _SET.value:
+    k, _, v = s.partition("=")
+    over["config." + k] = yaml.safe_load(v)
+  return sweep.apply_overrides(c, over)
+
+
+def jax_matmul_gflops(n=4096, reps=5):
+  import jax
+  import jax.numpy as jnp
+  a = jax.random.uniform(jax.random.key(0), (n, n))
+  b = jax.random.uniform(jax.random.key(1), (n, n))
+  f = jax.jit(jnp.dot)
+  f(a, b).block_until_ready()
+  best = min(_timed(lambda: f(a, b).block_until_ready()) for _ in range(reps))
+  return 2 * n ** 3 / best / 1e9
+
+
+def _timed(fn):
+  t = time.perf_counter()
+  fn()
+  return time.perf_counter() - t
+
+
+def time_ours(cd):
+  """-> dict of ms/step, img/s, GFLOP (XLA and analytic), compile s, for the configured model."""
+  import jax
+  import numpy as np
+  from encdec_jax import config as config_lib, models, train
+  cfg = config_lib.from_config_dict(cd)
+  t0 = time.perf_counter()
+  tr = train.Trainer(cfg)
+  state = tr.init()
+  n, b, r = cfg.data.identities, cfg.train.batch_size, cfg.data.resolution
+  rng = np.random.default_rng(0)
+  host = {k: rng.random((n, b, r, r, 3), dtype=np.float32) for k in tr.batch_keys}
+  batch = tr.device_batch(host)
+  t1 = time.perf_counter()
+  compiled = tr.step_fn.lower(state, batch).compile()
+  compile_s = time.perf_counter() - t1
+  flops = compiled.cost_analysis()["flops"]
+  analytic = 3 * models.analytic_forward_flops(cfg.model) * n * b  # backward ~ 2x forward
+  for _ in range(_WARMUP.value):
+    state, m = tr.step_fn(state, tr.device_batch(host))
+  jax.block_until_ready(m)
+  setup_s = time.perf_counter() - t0
+  return {"cfg": cfg, "tr": tr, "state": state, "host": host, "flops": flops, "analytic": analytic,
+          "compile_s": compile_s, "setup_s": setup_s}
+
+
+def run_ours(o, steps):
+  import jax
+  tr, state = o["tr"], o["state"]
+  times = []
+  for _ in range(steps):
+    t = time.perf_counter()
+    state, m = tr.step_fn(state, tr.device_batch(o["host"]))
+    jax.block_until_ready(m)
+    times.append(time.perf_counter() - t)
+  o["state"] = state
+  return times
+
+
+def run_peer(b, r, steps):
+  out = subprocess.run([_TORCH.value, _PEER.value, str(b), str(steps), str(r)], capture_output=True,
+                       text=True, timeout=3600)
+  if out.returncode != 0:
+    raise RuntimeError(f"peer failed: {out.stderr[-2000:]}")
+  m = re.search(r"(\d+) ms/step, ([\d.]+) img/s", out.stdout)
+  return float(m.group(1)) / 1000, float(m.group(2)), out.stdout.strip()
+
+
+def torch_matmul_gflops():
+  peak = os.path.join(os.path.dirname(_PEER.value), "cpu_peak.py")
+  out = subprocess.run([_TORCH.value, peak], capture_output=True, text=True, timeout=600)
+  m = re.search(r"fp32 matmul \S+: (\d+) GFLOP/s", out.stdout)
+  return float(m.group(1)) if m else None
+
+
+def pipeline_img_per_s(cfg, batches=10):
+  """Augmentation alone (warp, flip, jitter) on rendered faces, img/s; no TF needed."""
+  import numpy as np
+  from encdec_jax.data import render as R
+  from encdec_jax.data.pipeline import Augment, TrainSource
+  n, r, b = cfg.data.identities, cfg.data.resolution, cfg.train.batch_size
+  per = max(b, 64)
+  imgs, masks, ids = [], [], []
+  for i in range(n):
+    t = R.identity_traits(0, i)
+    for k in range(per):
+      out = R.render(t, R.sample_factors(np.random.default_rng([i, k])), r)
+      imgs.append(R.to_uint8(out.image))
+      masks.append(R.to_uint8(out.mask))
+      ids.append(i)
+  src = TrainSource(np.stack(imgs), np.stack(masks), np.array(ids), n, b, 0, Augment.from_config(cfg.data))
+  src.batch(0)
+  dt = _timed(lambda: [src.batch(s) for s in range(batches)])
+  return batches * n * b / dt
+
+
+def main(argv):
+  del argv
+  from absl import logging
+  logging.set_verbosity(logging.ERROR)
+  import jax
+  cd = _config()
+  o = time_ours(cd)
+  cfg = o["cfg"]
+  b, r, n = cfg.train.batch_size, cfg.data.resolution, cfg.data.identities
+  imgs = n * b
+  print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, jax {jax.__version__}, "
+        f"config {_VARIANT.value} {' '.join(_SET.value)}: {r}x{r}, batch {b} x {n} identities, "
+        f"conv_impl={cfg.model.conv_impl}, dtype={cfg.model.dtype}")
+  print(f"compile: {o['compile_s']:.1f} s (train step); set-up incl. init and warm-up {o['setup_s']:.1f} s")
+  print(f"FLOPs/step: XLA cost analysis {o['flops'] / 1e9:.1f} G, analytic {o['analytic'] / 1e9:.1f} G "
+        f"({100 * (o['flops'] / o['analytic'] - 1):+.1f}%)")
+  ours, peer = [], []
+  peer_line = ""
+  for k in range(_ROUNDS.value):
+    ours += run_ours(o, _STEPS.value)
+    print(f"round {k + 1}: ours {1000 * statistics.median(ours[-_STEPS.value:]):.0f} ms/step", flush=True)
+    if _TORCH.value:
+      dt, ips, peer_line = run_peer(b, r, _STEPS.value)
+      peer.append(ips)
+      print(f"round {k + 1}: pytorch {1000 * dt:.0f} ms/step ({peer_line})", flush=True)
+  med = statistics.median(ours)
+  ours_ips = imgs / med
+  gflops = o["flops"] / med / 1e9
+  jax_peak = jax_matmul_gflops()
+  torch_peak = torch_matmul_gflops() if _TORCH.value else None
+  ceiling = torch_peak or jax_peak
+  rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+  pipe = pipeline_img_per_s(cfg)
+  print(f"ours: {1000 * med:.0f} ms/step median of {len(ours)} (min {1000 * min(ours):.0f}, max "
+        f"{1000 * max(ours):.0f}), {ours_ips:.1f} img/s, {gflops:.0f} GFLOP/s")
+  print(f"matmul ceiling fp32 4096^3: jax {jax_peak:.0f} GFLOP/s"
+        + (f", pytorch {torch_peak:.0f} GFLOP/s" if torch_peak else ""))
+  print(f"peak RSS: {rss:.0f} MiB; input pipeline (augmentation) {pipe:.0f} img/s = "
+        f"{pipe / ours_ips:.1f}x what the step consumes")
+  pt = statistics.median(peer) if peer else float("nan")
+  print(f"bench: ours={ours_ips:.2f} pytorch={pt:.2f} ratio={ours_ips / pt:.2f} "
+        f"ceiling={gflops / ceiling:.2f}")
+
+
+if __name__ == "__main__":
+  app.run(main)

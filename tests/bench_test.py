@@ -1,0 +1,16 @@
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_bench_smoke_runs_and_prints_summary():
+  """The benchmark itself is run by `make bench`, never timed here; this only checks it works."""
+  r = subprocess.run([sys.executable, "-m", "experiments.bench", "--variant=tiny", "--steps=1",
+                      "--warmup=1", "--rounds=1", "--torch_python="],
+                     cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert "FLOPs/step: XLA cost analysis" in r.stdout
+  summary = [ln for ln in r.stdout.splitlines() if ln.startswith("bench: ours=")]
+  assert len(summary) == 1 and "pytorch=nan" in summary[0], r.stdout
