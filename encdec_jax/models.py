@@ -221,15 +221,21 @@ def param_counts(params) -> dict[str, int]:
   return {k: sum(x.size for x in jax.tree.leaves(v)) for k, v in p.items()}
 
 
-def _taps(n: int, k: int, stride: int, pad: int) -> int:
-  """(output position, kernel tap) pairs along one axis whose tap lands inside the input: the
-  multiply-adds a conv really does (XLA's cost analysis skips taps on padding too)."""
-  out = (n + 2 * pad - k) // stride + 1
-  return sum(1 for o in range(out) for t in range(k) if 0 <= o * stride - pad + t < n)
+def analytic_forward_flops(cfg: ModelConfig, count_padding: bool | None = None) -> float:
+  """Multiply-adds x 2 of one image's forward pass through the encoder and one decoder.
 
+  XLA's own convs skip the taps that fall on zero padding (and so does its cost analysis);
+  the im2col and s2d forms multiply the padding too, as does the PyTorch peer's count.
+  `count_padding` defaults to what cfg.conv_impl computes."""
+  if count_padding is None:
+    count_padding = cfg.conv_impl != "xla"
 
-def analytic_forward_flops(cfg: ModelConfig) -> float:
-  """Multiply-adds x 2 of one image's forward pass through the encoder and one decoder."""
+  def _taps(n: int, k: int, stride: int, pad: int) -> int:
+    out = (n + 2 * pad - k) // stride + 1
+    if count_padding:
+      return out * k
+    return sum(1 for o in range(out) for t in range(k) if 0 <= o * stride - pad + t < n)
+
   w, r = cfg.width, cfg.resolution
   macs, s, cin = 0, r, 3
   for f in (128, 256, 512, 1024):

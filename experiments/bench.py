@@ -25,6 +25,22 @@ _ROUNDS = flags.DEFINE_integer("rounds", 2, "alternations of ours and the peer")
 _TORCH = flags.DEFINE_string("torch_python", "", "python of a venv with torch==2.13.0; '' skips the peer")
 _PEER = flags.DEFINE_string("peer", os.path.join("..", "shared", "peers", "torch_original.py"), "peer script")
 _SET = flags.DEFINE_multi_string("set", [], "config override, e.g. model.conv_impl=xla")
+_LOSSES = flags.DEFINE_bool("losses", False, "only time each loss (value and gradient, 32 x 64x64)")
+
+
+def time_losses(batch=32, res=64, reps=5):
+  """Median ms of value_and_grad of each registered loss, jitted."""
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  from encdec_jax import losses
+  a = jnp.asarray(np.random.default_rng(0).random((batch, res, res, 3), np.float32))
+  b = jnp.asarray(np.random.default_rng(1).random((batch, res, res, 3), np.float32))
+  for name in losses.LOSSES:
+    f = jax.jit(jax.value_and_grad(lambda x, name=name: losses.LOSSES[name](x, b).sum()))
+    jax.block_until_ready(f(a))
+    ts = [_timed(lambda: jax.block_until_ready(f(a))) for _ in range(reps)]
+    print(f"loss {name}: {1000 * statistics.median(ts):.1f} ms (value and gradient, {batch} x {res}x{res})")
 
 
 def _config():
@@ -73,7 +89,8 @@ def time_ours(cd):
   compiled = tr.step_fn.lower(state, batch).compile()
   compile_s = time.perf_counter() - t1
   flops = compiled.cost_analysis()["flops"]
-  analytic = 3 * models.analytic_forward_flops(cfg.model) * n * b  # backward ~ 2x forward
+  # Backward ~ 2x forward; padding taps counted as the configured conv form computes them.
+  analytic = 3 * models.analytic_forward_flops(cfg.model) * n * b
   for _ in range(_WARMUP.value):
     state, m = tr.step_fn(state, tr.device_batch(host))
   jax.block_until_ready(m)
@@ -104,9 +121,23 @@ def run_peer(b, r, steps):
   return float(m.group(1)) / 1000, float(m.group(2)), out.stdout.strip()
 
 
+# The fp32 half of shared/peers/cpu_peak.py (its bf16 half ran for minutes on a CPU without
+# native bf16 matmul, so it is not run here).
+_TORCH_PEAK = """
+import time, torch
+n = 4096
+a, b = torch.rand(n, n), torch.rand(n, n)
+for _ in range(2):
+    a @ b
+best = 1e9
+for _ in range(5):
+    t = time.perf_counter(); a @ b; best = min(best, time.perf_counter() - t)
+print(f"fp32 matmul {n}^3: {2*n**3/best/1e9:.0f} GFLOP/s")
+"""
+
+
 def torch_matmul_gflops():
-  peak = os.path.join(os.path.dirname(_PEER.value), "cpu_peak.py")
-  out = subprocess.run([_TORCH.value, peak], capture_output=True, text=True, timeout=600)
+  out = subprocess.run([_TORCH.value, "-c", _TORCH_PEAK], capture_output=True, text=True, timeout=600)
   m = re.search(r"fp32 matmul \S+: (\d+) GFLOP/s", out.stdout)
   return float(m.group(1)) if m else None
 
@@ -137,6 +168,9 @@ def main(argv):
   from absl import logging
   logging.set_verbosity(logging.ERROR)
   import jax
+  if _LOSSES.value:
+    time_losses()
+    return
   cd = _config()
   o = time_ours(cd)
   cfg = o["cfg"]

@@ -84,8 +84,9 @@ def test_shapes_and_swap_range(res, n):
   np.testing.assert_allclose(allo[0], recon[0], atol=1e-6)
 
 
-def test_analytic_flops_match_xla_cost_analysis():
-  cfg = ModelConfig(width=0.25, bottleneck=64, resolution=32, num_identities=2, conv_impl="xla")
+@pytest.mark.parametrize("impl", ["xla", "im2col"])
+def test_analytic_flops_match_xla_cost_analysis(impl):
+  cfg = ModelConfig(width=0.25, bottleneck=64, resolution=32, num_identities=2, conv_impl=impl)
   m, params = _init(cfg)
   x = jnp.zeros((4, 32, 32, 3))
   f = jax.jit(lambda p, x: m.apply(p, x, 0, method="swap")).lower(params, x).compile()

@@ -1,10 +1,7 @@
 """Helpers shared by the loss modules: float32 casting, (masked) means, separable filters."""
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
-
-DN = ("NHWC", "HWIO", "NHWC")
 
 
 def f32(*xs):
@@ -26,15 +23,6 @@ def gaussian_1d(size: int, sigma: float):
   return g / jnp.sum(g)
 
 
-def depthwise(x_BxHxWxC, k_KhxKw, padding="VALID"):
-  """Same 2-D filter on every channel."""
-  c = x_BxHxWxC.shape[-1]
-  kh, kw = k_KhxKw.shape
-  k = jnp.tile(jnp.asarray(k_KhxKw, jnp.float32).reshape(kh, kw, 1, 1), (1, 1, 1, c))
-  return jax.lax.conv_general_dilated(x_BxHxWxC, k, (1, 1), padding, dimension_numbers=DN,
-                                      feature_group_count=c)
-
-
 def _valid_matrix(g, n: int):
   """(n - k + 1, n) matrix whose rows are g shifted: a VALID 1-D correlation as a matmul."""
   k = g.shape[0]
@@ -42,11 +30,11 @@ def _valid_matrix(g, n: int):
   return jnp.stack(rows)
 
 
-def separable(x_BxHxWxC, g):
-  """VALID separable filter with the 1-D kernel g along H then W, per channel.
+def separable(x_BxHxWxC, g, g_w=None):
+  """VALID separable filter: 1-D kernel g along H, then g_w (default g) along W, per channel.
 
   Two small matrix products instead of grouped convs: XLA:CPU runs the grouped convs' gradients
   slowly (a 32x32 SSIM loss made the whole small-model train step ~30% slower)."""
   _, h, w, _ = x_BxHxWxC.shape
   y = jnp.einsum("oh,bhwc->bowc", _valid_matrix(g, h), x_BxHxWxC)
-  return jnp.einsum("pw,bowc->bopc", _valid_matrix(g, w), y)
+  return jnp.einsum("pw,bowc->bopc", _valid_matrix(g if g_w is None else g_w, w), y)

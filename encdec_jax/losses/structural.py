@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from encdec_jax.losses.common import depthwise, f32, gaussian_1d, separable, weighted_mean
+from encdec_jax.losses.common import f32, gaussian_1d, separable, weighted_mean
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang, Simoncelli, Bovik 2003
 
@@ -69,7 +69,9 @@ def _pool2(x):
   return x.reshape(b, h2 // 2, 2, w2 // 2, 2, c).mean(axis=(2, 4))
 
 
-PREWITT_X = jnp.array([[1, 0, -1], [1, 0, -1], [1, 0, -1]], jnp.float32) / 3.0
+# Prewitt = (1, 1, 1) / 3 along one axis x (1, 0, -1) along the other, applied separably.
+_SMOOTH3 = jnp.array([1.0, 1.0, 1.0], jnp.float32) / 3.0
+_DIFF3 = jnp.array([1.0, 0.0, -1.0], jnp.float32)
 
 
 def gmsd(pred, target, mask=None, *, c: float = 0.0026):
@@ -80,8 +82,8 @@ def gmsd(pred, target, mask=None, *, c: float = 0.0026):
   pred, target = f32(pred, target)
 
   def mag(x):
-    gx = depthwise(x, PREWITT_X)
-    gy = depthwise(x, PREWITT_X.T)
+    gx = separable(x, _SMOOTH3, _DIFF3)
+    gy = separable(x, _DIFF3, _SMOOTH3)
     return jnp.sqrt(gx ** 2 + gy ** 2 + 1e-12)
 
   mp, mt = mag(pred), mag(target)
