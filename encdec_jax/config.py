@@ -28,6 +28,7 @@ class ModelConfig:
   num_identities: int = 2
   conv_impl: str = "im2col"      # how convs are computed: "im2col", "xla" or "s2d" (same function)
   dtype: str = "float32"         # compute dtype; params stay float32
+  learn_mask: bool = False       # decoders also output a face mask (a 4th channel)
 
   @property
   def compute_dtype(self):
@@ -67,6 +68,7 @@ class MaskConfig:
   enabled: bool = False          # weight the loss by the data's face mask
   eye_multiplier: float = 3.0    # eye regions count this many times
   mouth_multiplier: float = 2.0  # mouth region counts this many times
+  learned_weight: float = 1.0    # weight of the learned mask's MSE to the data's face mask
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +132,7 @@ def from_config_dict(cd) -> ExperimentConfig:
   train = _section(cd, "train", TrainConfig)
   wb = _section(cd, "wandb", WandbConfig)
   mask = _section(cd, "mask", MaskConfig) if "mask" in cd else MaskConfig()
+  _check(mask.learned_weight >= 0, f"config.mask.learned_weight={mask.learned_weight}; must be >= 0")
   _check(mask.eye_multiplier >= 1 and mask.mouth_multiplier >= 1,
          f"config.mask multipliers ({mask.eye_multiplier}, {mask.mouth_multiplier}) must be >= 1")
 

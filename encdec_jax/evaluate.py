@@ -16,8 +16,8 @@ from encdec_jax import losses
 
 
 def make_decode_all(model):
-  """jit(params, x_BxHxWxC) -> (N, B, H, W, C), every decoder applied to x."""
-  return jax.jit(lambda params, x: model.apply(params, x, method="decode_all"))
+  """jit(params, x_BxHxWxC) -> (N, B, H, W, 3), every decoder applied to x (RGB only)."""
+  return jax.jit(lambda params, x: model.apply(params, x, method="decode_all")[..., :3])
 
 
 @jax.jit

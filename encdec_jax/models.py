@@ -5,6 +5,8 @@ Every architecture is a linen Module built from a typed `ModelConfig` and expose
   encode(x_BxHxWxC) -> latent;  decode(z, identity) -> image;
   swap(x_BxHxWxC, to) -> x encoded, decoded as identity `to`;
   decode_all(x_BxHxWxC) -> (N, B, H, W, C), every decoder applied to the same inputs.
+Outputs have 3 channels (RGB in [0, 1]), or 4 with cfg.learn_mask: channel 3 is the decoder's
+predicted face mask, in [0, 1]; `split_output` separates them.
 """
 from __future__ import annotations
 
@@ -163,7 +165,8 @@ class OriginalDecoder(nn.Module):
     c, w = self.cfg, self.cfg.width
     for f in (256, 128, 64):
       x = Upscale(_ch(f, w), impl=c.conv_impl, dtype=c.compute_dtype)(x)
-    x = Conv(3, 5, 1, impl=c.conv_impl, dtype=jnp.float32, name="to_rgb")(x.astype(jnp.float32))
+    out = 4 if c.learn_mask else 3
+    x = Conv(out, 5, 1, impl=c.conv_impl, dtype=jnp.float32, name="to_rgb")(x.astype(jnp.float32))
     return nn.sigmoid(x)
 
 
@@ -196,6 +199,11 @@ class Original(nn.Module):
 
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {"original": Original}
+
+
+def split_output(y):
+  """(..., 3 or 4) model output -> (rgb (..., 3), mask (..., 1) or None)."""
+  return y[..., :3], (y[..., 3:4] if y.shape[-1] == 4 else None)
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:

@@ -46,7 +46,7 @@ def make_train_step(model, tx, loss_terms, mask_cfg=None):
   from its own identity; the shared encoder gets all the gradients).
   """
   def loss_fn(params, batch):
-    recon = model.apply(params, batch["inputs"])
+    recon, mask_pred = models.split_output(model.apply(params, batch["inputs"]))
     n, b = recon.shape[:2]
     flat = lambda a: a.reshape((n * b,) + a.shape[2:])
     weights = None
@@ -54,6 +54,9 @@ def make_train_step(model, tx, loss_terms, mask_cfg=None):
       weights = losses.mask_weights(flat(batch["masks"]), mask_cfg.eye_multiplier,
                                     mask_cfg.mouth_multiplier)
     total, parts = losses.combined_loss(loss_terms, flat(recon), flat(batch["targets"]), weights)
+    if mask_pred is not None:  # the learned mask's own term, against the data's face mask
+      parts["mask_mse"] = losses.mse(flat(mask_pred), flat(batch["masks"])[..., 0:1])
+      total = total + mask_cfg.learned_weight * parts["mask_mse"]
     per_identity = total.reshape(n, b).mean(axis=1)
     metrics = {f"train/{k}": v.mean() for k, v in parts.items()}
     metrics.update({f"train/loss/{i}": per_identity[i] for i in range(n)})
@@ -90,7 +93,8 @@ class Trainer:
     self.abstract_state = ckpt_lib.abstract_like(abstract, self.state_sharding)
     self._init = jax.jit(init, out_shardings=self.state_sharding).lower(
         jax.random.key(0)).compile(models.INIT_COMPILER_OPTIONS)
-    self.batch_keys = ("inputs", "targets") + (("masks",) if cfg.mask.enabled else ())
+    needs_masks = cfg.mask.enabled or cfg.model.learn_mask
+    self.batch_keys = ("inputs", "targets") + (("masks",) if needs_masks else ())
     self.step_fn = jax.jit(make_train_step(self.model, self.tx, cfg.loss, cfg.mask),
                            in_shardings=(self.state_sharding, self.batch_sharding),
                            out_shardings=(self.state_sharding, self.replicated),

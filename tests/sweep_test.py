@@ -24,6 +24,15 @@ def test_default_yaml_grid_is_enumerated_by_the_sweeps_engine():
   assert sweep.base_config_arg(spec) == "experiments/configs/original.py:small"
 
 
+def test_losses_yaml_specs_all_parse():
+  from encdec_jax import losses
+  spec = sweep.load_sweep(os.path.join(ROOT, "experiments", "sweeps", "losses.yaml"))
+  runs = sweep.enumerate_runs(spec)
+  assert len(runs) == 6
+  for r in runs:
+    losses.parse_loss_spec(r["config.loss"])
+
+
 def test_random_sweeps_stop_at_run_cap():
   spec = {"method": "random", "run_cap": 3,
           "parameters": {"config.model.bottleneck": {"values": [8, 16]}, "config.train.lr": {
@@ -42,7 +51,7 @@ def test_overrides_apply_and_unknown_fields_list_valid_ones():
 def test_tiny_sweep_end_to_end_writes_report(tmp_path, data_dir):
   spec = {"name": "t", "method": "grid", "metric": {"name": "eval/swap_mae", "goal": "minimize"},
           "parameters": {"config.model.bottleneck": {"values": [8, 16]},
-                         "config.loss": {"values": ["mae:1.0", "ssim:1.0,mse:1.0"]}},
+                         "config.loss": {"values": ["mae:1.0", "ssim:1.0,robust(alpha=0,scale=0.1):0.5"]}},
           "command": ["${env}", "python", "-m", "experiments.train",
                       f"--config={ROOT}/experiments/configs/original.py:tiny", "${args}"]}
   path = tmp_path / "s.yaml"
@@ -52,7 +61,8 @@ def test_tiny_sweep_end_to_end_writes_report(tmp_path, data_dir):
       "config.data.dir": data_dir, "config.train.steps": 4})
   assert len(results) == 4
   assert {(r["config.model.bottleneck"], r["config.loss"]) for r in results} == {
-      (8, "mae:1.0"), (16, "mae:1.0"), (8, "ssim:1.0,mse:1.0"), (16, "ssim:1.0,mse:1.0")}
+      (8, "mae:1.0"), (16, "mae:1.0"), (8, "ssim:1.0,robust(alpha=0,scale=0.1):0.5"),
+      (16, "ssim:1.0,robust(alpha=0,scale=0.1):0.5")}
   for f in ("results.csv", "results.md", "swap_mae.png", "recon_mae.png"):
     assert (out / f).exists(), f
   md = (out / "results.md").read_text()

@@ -87,3 +87,23 @@ def test_batch_not_divisible_by_devices(tiny_config):
   cfg = config_lib.from_config_dict(tiny_config(**{"train.batch_size": 3}))
   with pytest.raises(config_lib.ConfigError, match="batch_size=3.*divisible by the 2 devices"):
     train.Trainer(cfg, devices=jax.devices() * 2)
+
+
+def test_learned_mask_is_trained_against_the_face_mask(tiny_config, tiny_data):
+  c = tiny_config(**{"model.learn_mask": True, "mask.enabled": True, "loss": "mae:1.0,ssim:0.5"})
+  cfg = config_lib.from_config_dict(c)
+  tr = train.Trainer(cfg)
+  trn, _ = tiny_data
+  src = TrainSource(trn["image"], trn["mask"], trn["identity"], 2, cfg.train.batch_size, cfg.seed,
+                    Augment.from_config(cfg.data))
+  assert tr.batch_keys == ("inputs", "targets", "masks")
+  state = tr.init()
+  assert state.params["params"]["decoders_0"]["to_rgb"]["kernel"].shape[-1] == 4
+  first = []
+  for step in range(150):
+    state, m = tr.step_fn(state, tr.device_batch(src.batch(step)))
+    first.append(float(m["train/mask_mse"]))
+  assert np.mean(first[-10:]) < 0.5 * np.mean(first[:10]), (first[:10], first[-10:])
+  x = trn["image"][:4].astype(np.float32) / 255
+  out = tr.decode_all(state.params, x)
+  assert out.shape == (2, 4, 16, 16, 3)  # evaluation sees RGB only

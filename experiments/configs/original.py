@@ -20,6 +20,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.mask.enabled = False            # weight the loss by the face mask (eyes, mouth extra)
   c.mask.eye_multiplier = 3.0
   c.mask.mouth_multiplier = 2.0
+  c.mask.learned_weight = 1.0       # with model.learn_mask: weight of the mask's MSE term
 
   c.model = ml_collections.ConfigDict()
   c.model.arch = "original"         # a key of encdec_jax.models.ARCHITECTURES
@@ -27,6 +28,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model.width = 1.0               # channel multiplier; 1.0 = 128/256/512/1024 encoder convs
   c.model.conv_impl = "im2col"      # convs as one matmul each (fast on XLA:CPU); or "xla", "s2d"
   c.model.dtype = "float32"         # compute dtype ("bfloat16" on accelerators)
+  c.model.learn_mask = False        # decoders also predict the face mask (4th output channel)
 
   c.data = ml_collections.ConfigDict()
   c.data.name = "synthetic_faces"   # built-in procedural faces (TFDS, no download)
