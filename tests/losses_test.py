@@ -216,6 +216,15 @@ def test_l_inf_gradient_is_one_hot_at_the_largest_error():
   assert np.count_nonzero(g) == 1 and g[k] == np.sign(d[k])
 
 
+@pytest.mark.parametrize("name", sorted(losses.LOSSES))
+def test_vmap_over_a_leading_axis_equals_per_slice_calls(name):
+  a, b = _pair(("noise", "noise"), (2, 32, 32, 3), seed=11)
+  a2, b2 = np.stack([a, b]), np.stack([b, a])  # (2, B, H, W, C)
+  fn = losses.LOSSES[name]
+  out = jax.jit(jax.vmap(fn))(a2, b2)
+  np.testing.assert_allclose(out, np.stack([fn(a, b), fn(b, a)]), rtol=1e-4, atol=1e-6)  # jit vs eager rounding
+
+
 def test_bf16_inputs_are_computed_in_float32():
   a, b = _pair(("noise", "noise"), (2, 16, 16, 3))
   for name, fn in losses.LOSSES.items():
