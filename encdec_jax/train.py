@@ -18,7 +18,8 @@ from encdec_jax import checkpoint as ckpt_lib
 from encdec_jax import evaluate as eval_lib
 from encdec_jax import images as image_lib
 from encdec_jax import losses, models, tracking
-from encdec_jax.config import ConfigError, ExperimentConfig, TrainConfig, from_config_dict
+from encdec_jax.config import (ConfigError, ExperimentConfig, MaskConfig, TrainConfig,
+                               from_config_dict)
 
 
 @flax.struct.dataclass
@@ -38,7 +39,7 @@ def init_state(model, tx, cfg: ExperimentConfig, rng) -> TrainState:
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
 
-def make_train_step(model, tx, loss_terms, mask_cfg=None):
+def make_train_step(model, tx, loss_terms, mask_cfg: MaskConfig = MaskConfig()):
   """(state, batch) -> (state, metrics). batch: 'inputs' and 'targets', each (N, B, H, W, C),
   and 'masks' (face, eyes, mouth) when mask_cfg.enabled.
 
@@ -50,7 +51,7 @@ def make_train_step(model, tx, loss_terms, mask_cfg=None):
     n, b = recon.shape[:2]
     flat = lambda a: a.reshape((n * b,) + a.shape[2:])
     weights = None
-    if mask_cfg is not None and mask_cfg.enabled:
+    if mask_cfg.enabled:
       weights = losses.mask_weights(flat(batch["masks"]), mask_cfg.eye_multiplier,
                                     mask_cfg.mouth_multiplier)
     total, parts = losses.combined_loss(loss_terms, flat(recon), flat(batch["targets"]), weights)
@@ -124,15 +125,24 @@ def _check_workdir(workdir: str, cfg_dict: dict) -> None:
   if os.path.exists(path):
     with open(path) as f:
       saved = json.load(f)
-    diff = sorted(k for k in set(_flatten(saved)) | set(_flatten(cfg_dict))
-                  if _flatten(saved).get(k) != _flatten(cfg_dict).get(k) and not k.startswith("wandb.")
-                  and k != "train.steps")
+    old, new = _flatten(saved), _flatten(cfg_dict)
+    diff = sorted(k for k in set(old) | set(new)
+                  if old.get(k) != new.get(k) and not _may_change_on_resume(k))
     if diff:
       raise ConfigError(f"workdir {workdir!r} holds a run with another config; differing fields: "
-                        + ", ".join(f"{k} ({_flatten(saved).get(k)!r} -> {_flatten(cfg_dict).get(k)!r})"
-                                    for k in diff) + ". Use a new --workdir.")
+                        + ", ".join(f"{k} ({old.get(k)!r} -> {new.get(k)!r})" for k in diff)
+                        + ". Use a new --workdir.")
   with open(path, "w") as f:
     json.dump(cfg_dict, f, indent=2, sort_keys=True)
+
+
+# Fields that do not change what a run computes: a resumed run may extend, log or save differently.
+_RESUME_FREE = {"train.steps", "train.log_every", "train.preview_every", "train.checkpoint_every",
+                "train.keep_checkpoints", "data.dir"}
+
+
+def _may_change_on_resume(key: str) -> bool:
+  return key in _RESUME_FREE or key.startswith("wandb.")
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:

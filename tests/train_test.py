@@ -81,6 +81,10 @@ def test_workdir_with_another_config_is_refused(tiny_config, tmp_path):
   train.train_and_evaluate(tiny_config(**{"train.steps": 2}), str(tmp_path), progress=False)
   with pytest.raises(config_lib.ConfigError, match=r"model.bottleneck \(32 -> 64\)"):
     train.train_and_evaluate(tiny_config(**{"model.bottleneck": 64}), str(tmp_path), progress=False)
+  # Logging and saving cadence may change on resume: they do not change what is computed.
+  final = train.train_and_evaluate(tiny_config(**{"train.steps": 4, "train.log_every": 1}),
+                                   str(tmp_path), progress=False)
+  assert final["step"] == 4
 
 
 def test_batch_not_divisible_by_devices(tiny_config):
