@@ -29,6 +29,10 @@ class ModelConfig:
   conv_impl: str = "im2col"      # how convs are computed: "im2col", "xla" or "s2d" (same function)
   dtype: str = "float32"         # compute dtype; params stay float32
   learn_mask: bool = False       # decoders also output a face mask (a 4th channel)
+  e_dims: int = 64               # df/liae: encoder widths e_dims x (1, 2, 4, 8) (DeepFaceLab)
+  d_dims: int = 64               # df/liae: decoder widths d_dims x (8, 4, 2) (DeepFaceLab)
+  upscale: str = "shuffle"       # upscale blocks: "shuffle" (pixel shuffle) or "resize" (NN + conv)
+  pixel_norm: bool = False       # pixel-normalise the encoder's features before the bottleneck
 
   @property
   def compute_dtype(self):
@@ -120,7 +124,7 @@ def _check(cond: bool, msg: str):
 def from_config_dict(cd) -> ExperimentConfig:
   """Validates a ConfigDict and returns typed config. Raises ConfigError naming the field."""
   from encdec_jax.losses import LossSpecError, parse_loss_spec
-  from encdec_jax.models import ARCHITECTURES
+  from encdec_jax.models import ARCHITECTURES, UPSCALE_MODES, check_model_config
 
   top = {"seed", "loss", "model", "data", "train", "wandb", "mask"}
   unknown = sorted(set(cd.keys()) - top)
@@ -143,10 +147,13 @@ def from_config_dict(cd) -> ExperimentConfig:
   _check(model.conv_impl in ("im2col", "xla", "s2d"),
          f"config.model.conv_impl={model.conv_impl!r}; valid: ['im2col', 's2d', 'xla']")
   _check(model.dtype in _DTYPES, f"config.model.dtype={model.dtype!r}; valid: {sorted(_DTYPES)}")
+  _check(model.upscale in UPSCALE_MODES,
+         f"config.model.upscale={model.upscale!r}; valid: {sorted(UPSCALE_MODES)}")
+  _check(model.e_dims > 0 and model.d_dims > 0,
+         f"config.model.e_dims/d_dims=({model.e_dims}, {model.d_dims}); must be > 0")
   _check(data.name == "synthetic_faces",
          f"config.data.name={data.name!r}; valid: ['synthetic_faces']")
-  _check(data.resolution > 0 and data.resolution % 16 == 0,
-         f"config.data.resolution={data.resolution}; must be a positive multiple of 16 (16, 32, 64, ...)")
+  _check(data.resolution > 0, f"config.data.resolution={data.resolution}; must be > 0")
   _check(data.identities >= 2, f"config.data.identities={data.identities}; need at least 2 identities")
   _check(data.train_per_identity >= train.batch_size,
          f"config.data.train_per_identity={data.train_per_identity} is smaller than "
@@ -162,6 +169,7 @@ def from_config_dict(cd) -> ExperimentConfig:
     _check(getattr(train, k) >= 1, f"config.train.{k}={getattr(train, k)}; must be >= 1")
   _check(wb.mode in ("offline", "online", "disabled"),
          f"config.wandb.mode={wb.mode!r}; valid: ['disabled', 'offline', 'online']")
+  check_model_config(model)  # per-architecture constraints (resolution), before any compile
   _check(isinstance(cd.seed, int), f"config.seed={cd.seed!r}; must be an int")
   try:
     loss = parse_loss_spec(cd.loss)

@@ -16,8 +16,15 @@ from encdec_jax import losses
 
 
 def make_decode_all(model):
-  """jit(params, x_BxHxWxC) -> (N, B, H, W, 3), every decoder applied to x (RGB only)."""
-  return jax.jit(lambda params, x: model.apply(params, x, method="decode_all")[..., :3])
+  """jit(params, x_BxHxWxC) -> (N, B, H, W, 3), x swapped into every identity (RGB only), at
+  the input's resolution: an architecture that outputs more (dfaker, 2x) is resized down with an
+  antialiased bilinear filter, so metrics compare every architecture at the data's resolution."""
+  def f(params, x):
+    y = model.apply(params, x, method="decode_all")[..., :3]
+    if y.shape[2:4] != x.shape[1:3]:
+      y = jax.image.resize(y, y.shape[:2] + x.shape[1:3] + y.shape[-1:], "linear", antialias=True)
+    return y
+  return jax.jit(f)
 
 
 @jax.jit

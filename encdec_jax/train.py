@@ -39,6 +39,13 @@ def init_state(model, tx, cfg: ExperimentConfig, rng) -> TrainState:
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
 
+def resize_to(x_BxHxWxC, hw):
+  """Bilinear resize (half-pixel centres, as tf.image.resize) to `hw`; identity if already there."""
+  if tuple(x_BxHxWxC.shape[1:3]) == tuple(hw):
+    return x_BxHxWxC
+  return jax.image.resize(x_BxHxWxC, (x_BxHxWxC.shape[0], *hw, x_BxHxWxC.shape[-1]), "linear")
+
+
 def make_train_step(model, tx, loss_terms, mask_cfg: MaskConfig = MaskConfig()):
   """(state, batch) -> (state, metrics). batch: 'inputs' and 'targets', each (N, B, H, W, C),
   and 'masks' (face, eyes, mouth) when mask_cfg.enabled.
@@ -50,13 +57,15 @@ def make_train_step(model, tx, loss_terms, mask_cfg: MaskConfig = MaskConfig()):
     recon, mask_pred = models.split_output(model.apply(params, batch["inputs"]))
     n, b = recon.shape[:2]
     flat = lambda a: a.reshape((n * b,) + a.shape[2:])
+    out_res = recon.shape[2:4]
+    targets = resize_to(flat(batch["targets"]), out_res)  # dfaker: 2x the input resolution
+    masks = resize_to(flat(batch["masks"]), out_res) if "masks" in batch else None
     weights = None
     if mask_cfg.enabled:
-      weights = losses.mask_weights(flat(batch["masks"]), mask_cfg.eye_multiplier,
-                                    mask_cfg.mouth_multiplier)
-    total, parts = losses.combined_loss(loss_terms, flat(recon), flat(batch["targets"]), weights)
+      weights = losses.mask_weights(masks, mask_cfg.eye_multiplier, mask_cfg.mouth_multiplier)
+    total, parts = losses.combined_loss(loss_terms, flat(recon), targets, weights)
     if mask_pred is not None:  # the learned mask's own term, against the data's face mask
-      parts["mask_mse"] = losses.mse(flat(mask_pred), flat(batch["masks"])[..., 0:1])
+      parts["mask_mse"] = losses.mse(flat(mask_pred), masks[..., 0:1])
       total = total + mask_cfg.learned_weight * parts["mask_mse"]
     per_identity = total.reshape(n, b).mean(axis=1)
     metrics = {f"train/{k}": v.mean() for k, v in parts.items()}

@@ -2,6 +2,7 @@
 
   make bench                                   # full-size Original, 64x64, batch 16 per identity
   python -m experiments.bench --variant=small --rounds=1 --torch_python=''   # ours only
+  python -m experiments.bench --archs=original,lightweight,dfaker,iae,df,liae --steps=3  # table
 
 Ours and the peer (shared/peers/torch_original.py: same model, batch, resolution, MAE loss and
 Adam) run alternately, `--rounds` times each; the ceiling is an fp32 4096^3 matrix product (the
@@ -18,7 +19,10 @@ import time
 
 from absl import app, flags
 
-_VARIANT = flags.DEFINE_string("variant", "full", "variant of experiments/configs/original.py")
+_VARIANT = flags.DEFINE_string("variant", "full", "variant of the config file (full, small, tiny)")
+_ARCH = flags.DEFINE_string("arch", "original", "config file experiments/configs/<arch>.py")
+_ARCHS = flags.DEFINE_list("archs", [], "time each of these architectures (ours only) and print a "
+                           "table of achieved GFLOP/s, e.g. --archs=original,lightweight,dfaker,iae,df,liae")
 _STEPS = flags.DEFINE_integer("steps", 5, "timed steps per round")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "untimed steps after compilation")
 _ROUNDS = flags.DEFINE_integer("rounds", 2, "alternations of ours and the peer")
@@ -43,11 +47,11 @@ def time_losses(batch=32, res=64, reps=5):
     print(f"loss {name}: {1000 * statistics.median(ts):.1f} ms (value and gradient, {batch} x {res}x{res})")
 
 
-def _config():
+def _config(arch=None):
+  import importlib
   import yaml
-  from experiments.configs import original
   from encdec_jax import sweep
-  c = original.get_config(_VARIANT.value)
+  c = importlib.import_module(f"experiments.configs.{arch or _ARCH.value}").get_config(_VARIANT.value)
   over = {}
   for s in _SET.value:
     k, _, v = s.partition("=")
@@ -90,7 +94,8 @@ def time_ours(cd):
   compile_s = time.perf_counter() - t1
   flops = compiled.cost_analysis()["flops"]
   # Backward ~ 2x forward; padding taps counted as the configured conv form computes them.
-  analytic = 3 * models.analytic_forward_flops(cfg.model) * n * b
+  analytic = (3 * models.analytic_forward_flops(cfg.model) * n * b
+              if cfg.model.arch == "original" else float("nan"))
   for _ in range(_WARMUP.value):
     state, m = tr.step_fn(state, tr.device_batch(host))
   jax.block_until_ready(m)
@@ -163,6 +168,30 @@ def pipeline_img_per_s(cfg, batches=10):
   return batches * n * b / dt
 
 
+def bench_archs(archs):
+  """One row per architecture: its config's full (or --variant) size, ours only."""
+  import gc
+  import jax
+  rows = []
+  print("| arch | resolution | batch | GFLOP/step | compile s | ms/step | img/s | GFLOP/s | vs original |")
+  print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+  for arch in archs:
+    o = time_ours(_config(arch))
+    cfg = o["cfg"]
+    ts = run_ours(o, _STEPS.value)
+    med = statistics.median(ts)
+    g = o["flops"] / med / 1e9
+    rows.append((arch, g))
+    base = dict(rows).get("original")
+    r, b, n = cfg.data.resolution, cfg.train.batch_size, cfg.data.identities
+    print(f"| {arch} | {r} | {b}x{n} | {o['flops'] / 1e9:.0f} | {o['compile_s']:.1f} | {1000 * med:.0f} | "
+          f"{n * b / med:.2f} | {g:.0f} | {g / base if base else float('nan'):.2f} |", flush=True)
+    del o
+    gc.collect()
+    jax.clear_caches()
+  return rows
+
+
 def main(argv):
   del argv
   from absl import logging
@@ -171,13 +200,16 @@ def main(argv):
   if _LOSSES.value:
     time_losses()
     return
+  if _ARCHS.value:
+    bench_archs(_ARCHS.value)
+    return
   cd = _config()
   o = time_ours(cd)
   cfg = o["cfg"]
   b, r, n = cfg.train.batch_size, cfg.data.resolution, cfg.data.identities
   imgs = n * b
   print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, jax {jax.__version__}, "
-        f"config {_VARIANT.value} {' '.join(_SET.value)}: {r}x{r}, batch {b} x {n} identities, "
+        f"config {_ARCH.value}:{_VARIANT.value} {' '.join(_SET.value)}: {r}x{r}, batch {b} x {n} identities, "
         f"conv_impl={cfg.model.conv_impl}, dtype={cfg.model.dtype}")
   print(f"compile: {o['compile_s']:.1f} s (train step); set-up incl. init and warm-up {o['setup_s']:.1f} s")
   print(f"FLOPs/step: XLA cost analysis {o['flops'] / 1e9:.1f} G, analytic {o['analytic'] / 1e9:.1f} G "

@@ -14,3 +14,12 @@ def test_bench_smoke_runs_and_prints_summary():
   assert "FLOPs/step: XLA cost analysis" in r.stdout
   summary = [ln for ln in r.stdout.splitlines() if ln.startswith("bench: ours=")]
   assert len(summary) == 1 and "pytorch=nan" in summary[0], r.stdout
+
+
+def test_bench_archs_table_smoke():
+  r = subprocess.run([sys.executable, "-m", "experiments.bench", "--variant=tiny", "--steps=1",
+                      "--warmup=1", "--archs=original,liae"],
+                     cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert r.returncode == 0, r.stderr[-3000:]
+  rows = [ln for ln in r.stdout.splitlines() if ln.startswith("| original ") or ln.startswith("| liae ")]
+  assert len(rows) == 2 and rows[0].rstrip().endswith("| 1.00 |"), r.stdout

@@ -12,9 +12,11 @@ def test_variants_validate(variant):
 
 
 @pytest.mark.parametrize("field,value,match", [
-    ("model.arch", "resnet", r"config.model.arch='resnet'.*valid: \['original'\]"),
+    ("model.arch", "resnet", r"config.model.arch='resnet'.*valid: \['df', 'dfaker', 'iae', 'liae', "
+                             r"'lightweight', 'original'\]"),
     ("model.bottleneck", 0, r"config.model.bottleneck=0; must be > 0"),
-    ("data.resolution", 24, r"config.data.resolution=24; must be a positive multiple of 16"),
+    ("data.resolution", 24, r"arch='original' needs data.resolution to be a positive multiple of 16.*got 24"),
+    ("model.upscale", "bicubic", r"config.model.upscale='bicubic'; valid: \['resize', 'shuffle'\]"),
     ("data.identities", 1, r"config.data.identities=1; need at least 2"),
     ("loss", "mae:1,foo:2", r"config.loss: unknown loss 'foo'"),
     ("wandb.mode", "cloud", r"config.wandb.mode='cloud'.*offline"),
@@ -41,3 +43,16 @@ def test_unknown_key_lists_valid_keys():
 def test_unknown_variant():
   with pytest.raises(ValueError, match="valid: 'full', 'small', 'tiny'"):
     original.get_config("huge")
+
+
+@pytest.mark.parametrize("arch,resolution,match", [
+    ("df", 72, r"arch='df' needs data.resolution to be a positive multiple of 16.*got 72"),
+    ("liae", 8, r"arch='liae' needs data.resolution to be a positive multiple of 16.*got 8"),
+    ("df", 512, r"arch='df' is defined up to resolution 256.*got data.resolution=512"),
+    ("lightweight", 40, r"arch='lightweight' needs data.resolution.*multiple of 16.*got 40"),
+])
+def test_architecture_constraints_before_compiling(arch, resolution, match):
+  c = original.get_config("tiny")
+  c.model.arch, c.data.resolution = arch, resolution
+  with pytest.raises(config_lib.ConfigError, match=match):
+    config_lib.from_config_dict(c)

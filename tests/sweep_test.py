@@ -33,6 +33,17 @@ def test_losses_yaml_specs_all_parse():
     losses.parse_loss_spec(r["config.loss"])
 
 
+def test_archs_yaml_every_run_validates():
+  """The architecture is sweepable: every run of archs.yaml gives a valid config (no compile)."""
+  from encdec_jax import config as config_lib, models
+  spec = sweep.load_sweep(os.path.join(ROOT, "experiments", "sweeps", "archs.yaml"))
+  runs = sweep.enumerate_runs(spec)
+  assert {r["config.model.arch"] for r in runs} == set(models.ARCHITECTURES)
+  for r in runs:
+    cfg = config_lib.from_config_dict(sweep.apply_overrides(original.get_config("small"), r))
+    assert cfg.model.arch == r["config.model.arch"]
+
+
 def test_random_sweeps_stop_at_run_cap():
   spec = {"method": "random", "run_cap": 3,
           "parameters": {"config.model.bottleneck": {"values": [8, 16]}, "config.train.lr": {

@@ -29,6 +29,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model.conv_impl = "im2col"      # convs as one matmul each (fast on XLA:CPU); or "xla", "s2d"
   c.model.dtype = "float32"         # compute dtype ("bfloat16" on accelerators)
   c.model.learn_mask = False        # decoders also predict the face mask (4th output channel)
+  c.model.e_dims = 64               # df/liae only: encoder widths e_dims x (1, 2, 4, 8)
+  c.model.d_dims = 64               # df/liae only: decoder widths d_dims x (8, 4, 2)
+  c.model.upscale = "shuffle"       # upscale blocks: "shuffle" (pixel shuffle) or "resize"
+  c.model.pixel_norm = False        # pixel norm before the bottleneck (DeepFaceLab's "-u")
 
   c.data = ml_collections.ConfigDict()
   c.data.name = "synthetic_faces"   # built-in procedural faces (TFDS, no download)

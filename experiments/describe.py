@@ -1,0 +1,30 @@
+"""Per part of a model: parameters, forward FLOPs per image, and the train step's memory.
+
+  python -m experiments.describe --config=experiments/configs/df.py
+  python -m experiments.describe --config=experiments/configs/liae.py:small --config.model.bottleneck=32
+
+FLOPs come from XLA's cost analysis of each compiled stage (encode, each identity's intermediate,
+each decoder) and of the train step; memory from XLA's memory analysis of the compiled step on
+this machine's first device. Nothing is trained and no data is read.
+"""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+_CONFIG = config_flags.DEFINE_config_file("config", "experiments/configs/original.py",
+                                          "config file, optionally with :variant")
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.ERROR)
+  from encdec_jax import config as config_lib, describe
+  cfg = config_lib.from_config_dict(_CONFIG.value)
+  print(describe.format_description(describe.describe(cfg), cfg))
+
+
+if __name__ == "__main__":
+  app.run(main)
