@@ -7,11 +7,24 @@ import jax
 import orbax.checkpoint as ocp
 
 
+class CheckpointMismatchError(ValueError):
+  """The checkpoint holds another model: the message lists the differing parameter paths."""
+
+
+def _key(path) -> str:
+  """'params/encoder/bottleneck/kernel' from a tree path (dict keys or dataclass fields)."""
+  parts = []
+  for p in path:
+    parts.append(str(getattr(p, "key", getattr(p, "name", getattr(p, "idx", p)))))
+  return "/".join(parts)
+
+
 class Checkpointer:
   """Async, keep-N checkpoints under WORKDIR/checkpoints."""
 
   def __init__(self, workdir: str, keep: int):
     path = os.path.abspath(os.path.join(workdir, "checkpoints"))  # Orbax needs absolute paths
+    self.path = path
     self.mgr = ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(
         max_to_keep=keep, enable_async_checkpointing=True, create=True))
 
@@ -25,14 +38,42 @@ class Checkpointer:
                                                 meta=ocp.args.JsonSave(meta)))
 
   def restore(self, step: int, abstract_state):
-    """Restores into the layout of `abstract_state` (ShapeDtypeStructs with shardings)."""
+    """Restores into the layout of `abstract_state` (ShapeDtypeStructs with shardings). A
+    checkpoint of another model raises CheckpointMismatchError naming the differing parts."""
+    diff = self.mismatch(step, abstract_state)
+    if diff:
+      raise CheckpointMismatchError(
+          f"checkpoint step {step} in {self.path} does not fit this model ({len(diff)} differing "
+          f"entries): " + "; ".join(diff[:8]) + ("; ..." if len(diff) > 8 else ""))
     out = self.mgr.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
     return out["state"], out["meta"]
 
+  def mismatch(self, step: int, abstract_state) -> list[str]:
+    """'path: saved shape -> wanted shape' for every array that differs or exists on one side."""
+    try:
+      meta = ocp.StandardCheckpointer().metadata(os.path.join(self.path, str(step), "state"))
+      saved = getattr(meta, "item_metadata", meta)
+    except Exception:  # noqa: BLE001 - no readable metadata: let restore report what it finds
+      return []
+    flat = lambda t: {_key(p): tuple(getattr(v, "shape", ())) for p, v in
+                      jax.tree_util.tree_flatten_with_path(t)[0]}
+    old, new = flat(saved), flat(abstract_state)
+    out = []
+    for k in sorted(set(old) | set(new)):
+      if k not in new:
+        out.append(f"{k}: in the checkpoint, not in the model")
+      elif k not in old:
+        out.append(f"{k}: in the model, not in the checkpoint")
+      elif old[k] != new[k]:
+        out.append(f"{k}: checkpoint {old[k]} vs model {new[k]}")
+    return out
+
   def close(self) -> None:
-    self.mgr.wait_until_finished()
-    self.mgr.close()
+    if self.mgr is not None:
+      self.mgr.wait_until_finished()
+      self.mgr.close()
+      self.mgr = None
 
 
 def abstract_like(tree, shardings):

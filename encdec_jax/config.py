@@ -16,6 +16,7 @@ class ConfigError(ValueError):
   """A config field has a bad value; the message names the field and the valid values."""
 
 
+DATASETS = ("synthetic_faces", "folders")
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
@@ -41,7 +42,9 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-  name: str = "synthetic_faces"
+  name: str = "synthetic_faces"  # or "folders": the user's ROOT/<identity>/*.png|jpg crops
+  root: str = ""                 # folders: the root holding one sub-folder per identity
+  min_size: int = 0              # folders: skip images whose short side is smaller; 0 = resolution/2
   resolution: int = 64
   identities: int = 2
   train_per_identity: int = 1000
@@ -65,6 +68,7 @@ class TrainConfig:
   preview_every: int = 1000
   checkpoint_every: int = 1000
   keep_checkpoints: int = 3
+  nonfinite: str = "stop"        # a NaN/Inf loss or gradient: "stop" the run, or "skip" the step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,8 +155,19 @@ def from_config_dict(cd) -> ExperimentConfig:
          f"config.model.upscale={model.upscale!r}; valid: {sorted(UPSCALE_MODES)}")
   _check(model.e_dims > 0 and model.d_dims > 0,
          f"config.model.e_dims/d_dims=({model.e_dims}, {model.d_dims}); must be > 0")
-  _check(data.name == "synthetic_faces",
-         f"config.data.name={data.name!r}; valid: ['synthetic_faces']")
+  _check(data.name in DATASETS, f"config.data.name={data.name!r}; valid: {sorted(DATASETS)}")
+  if data.name == "folders":
+    from encdec_jax.data.folders import DataError, identity_folders
+    _check(bool(data.root), "config.data.root is empty; data.name='folders' reads ROOT/<identity>/*.png|jpg")
+    try:
+      found = identity_folders(data.root)
+    except DataError as e:
+      raise ConfigError(f"config.data.root: {e}") from None
+    _check(len(found) == data.identities,
+           f"config.data.root={data.root!r} has {len(found)} identity folders {found}; "
+           f"set config.data.identities={len(found)} (it is {data.identities})")
+    _check(not (mask.enabled or model.learn_mask),
+           "config.mask.enabled / config.model.learn_mask need face masks; data.name='folders' has none")
   _check(data.resolution > 0, f"config.data.resolution={data.resolution}; must be > 0")
   _check(data.identities >= 2, f"config.data.identities={data.identities}; need at least 2 identities")
   _check(data.train_per_identity >= train.batch_size,
@@ -165,6 +180,8 @@ def from_config_dict(cd) -> ExperimentConfig:
   _check(train.batch_size >= 1, f"config.train.batch_size={train.batch_size}; must be >= 1")
   _check(train.lr > 0, f"config.train.lr={train.lr}; must be > 0")
   _check(0 <= train.b1 < 1 and 0 <= train.b2 < 1, f"config.train.b1/b2=({train.b1}, {train.b2}); must be in [0, 1)")
+  _check(train.nonfinite in ("stop", "skip"),
+         f"config.train.nonfinite={train.nonfinite!r}; valid: ['skip', 'stop']")
   for k in ("log_every", "preview_every", "checkpoint_every", "keep_checkpoints"):
     _check(getattr(train, k) >= 1, f"config.train.{k}={getattr(train, k)}; must be >= 1")
   _check(wb.mode in ("offline", "online", "disabled"),

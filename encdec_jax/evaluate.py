@@ -36,8 +36,11 @@ def _pair_metrics(pred, target):
 
 
 def _by_identity(test: dict, i: int):
+  """(images, true swaps or None) of identity i, floats in [0, 1]. Real image folders have no
+  ground-truth swaps."""
   sel = test["identity"] == i
-  return test["image"][sel].astype(np.float32) / 255.0, test["swaps"][sel].astype(np.float32) / 255.0
+  x = test["image"][sel].astype(np.float32) / 255.0
+  return x, (test["swaps"][sel].astype(np.float32) / 255.0 if "swaps" in test else None)
 
 
 def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 64) -> dict[str, float]:
@@ -50,7 +53,10 @@ def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 6
     preds = np.concatenate([np.asarray(decode_all(params, x[k:k + batch]))
                             for k in range(0, len(x), batch)], axis=1)  # (N, n, H, W, C)
     for j in range(num_identities):
-      m = {k: float(np.mean(v)) for k, v in _pair_metrics(preds[j], swaps[:, j]).items()}
+      if swaps is None and j != i:
+        continue  # no ground truth for a swap of a real photo
+      truth = x if swaps is None else swaps[:, j]
+      m = {k: float(np.mean(v)) for k, v in _pair_metrics(preds[j], truth).items()}
       if j == i:
         for k, v in m.items():
           out[f"eval/recon_{k}/{i}"] = v
@@ -62,17 +68,19 @@ def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 6
           out[f"eval/swap_{k}/{i}to{j}"] = v
           swp[k].append(v)
   out.update({f"eval/recon_{k}": float(np.mean(v)) for k, v in rec.items()})
-  out.update({f"eval/swap_{k}": float(np.mean(v)) for k, v in swp.items()})
+  out.update({f"eval/swap_{k}": float(np.mean(v)) for k, v in swp.items() if v})
   return out
 
 
 def preview_grid(params, decode_all, test: dict, num_identities: int, per_identity: int = 3) -> np.ndarray:
-  """Rows: held-out faces. Columns: input | decoded as identity 0..N-1 | true identity 0..N-1."""
+  """Rows: held-out faces. Columns: input | decoded as identity 0..N-1 | true identity 0..N-1
+  (the last group only where the data has ground-truth swaps)."""
   rows = []
   for i in range(num_identities):
     x, swaps = _by_identity(test, i)
-    x, swaps = x[:per_identity], swaps[:per_identity]
+    x = x[:per_identity]
     preds = np.asarray(decode_all(params, x))  # (N, k, H, W, C)
     for k in range(len(x)):
-      rows.append(np.stack([x[k], *preds[:, k], *swaps[k]]))
+      truth = [] if swaps is None else list(swaps[k])
+      rows.append(np.stack([x[k], *preds[:, k], *truth]))
   return image_lib.grid(np.stack(rows))

@@ -19,8 +19,15 @@ def truncate_jsonl(path: str, max_step: int) -> None:
   """Drops lines with step > max_step, so a resumed run does not count replayed steps twice."""
   if not os.path.exists(path):
     return
+  keep = []
   with open(path) as f:
-    keep = [ln for ln in f if ln.strip() and json.loads(ln).get("step", 0) <= max_step]
+    for ln in f:
+      try:
+        row = json.loads(ln)
+      except json.JSONDecodeError:
+        continue  # a line cut short by a kill -9
+      if row.get("step", 0) <= max_step:
+        keep.append(ln if ln.endswith("\n") else ln + "\n")
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
     f.writelines(keep)
@@ -45,6 +52,8 @@ class Tracker:
       id_file = os.path.join(workdir, "wandb_run_id")
       under_agent = bool(os.environ.get("WANDB_SWEEP_ID"))
       run_id = None
+      if under_agent and mode == "offline":
+        mode = "online"  # an agent's sweep only sees runs that report to it
       if not under_agent:
         run_id = open(id_file).read().strip() if os.path.exists(id_file) else secrets.token_hex(4)
       self.run = wandb.init(project=project, dir=workdir, mode=mode, config=config,

@@ -1,8 +1,11 @@
 """The train step (pure, jitted once, sharded, donated) and the loop around it."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import threading
 import time
 from typing import Any
 
@@ -27,6 +30,21 @@ class TrainState:
   step: jax.Array
   params: Any
   opt_state: Any
+  nonfinite: jax.Array = None   # int32: steps whose loss or gradient was NaN/Inf (their update dropped)
+  first_nonfinite: jax.Array = None  # int32: the first such step (0-based), -1 if none
+
+
+class Preempted(Exception):
+  """SIGTERM/SIGINT arrived; the step in progress finished and a checkpoint was saved."""
+
+  def __init__(self, step: int, workdir: str, signum: int):
+    self.step, self.workdir, self.signum = step, workdir, signum
+    super().__init__(f"stopped by {signal.Signals(signum).name} after step {step}; checkpoint saved "
+                     f"in {workdir}/checkpoints. Run the same command again to resume from step {step}.")
+
+
+class NonFiniteError(FloatingPointError):
+  """A step's loss or gradient was NaN/Inf (train.nonfinite='stop'); no checkpoint after it."""
 
 
 def make_optimizer(c: TrainConfig) -> optax.GradientTransformation:
@@ -36,7 +54,8 @@ def make_optimizer(c: TrainConfig) -> optax.GradientTransformation:
 def init_state(model, tx, cfg: ExperimentConfig, rng) -> TrainState:
   r = cfg.model.resolution
   params = model.init(rng, jnp.zeros((cfg.model.num_identities, 1, r, r, 3), jnp.float32))
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                    nonfinite=jnp.zeros((), jnp.int32), first_nonfinite=jnp.full((), -1, jnp.int32))
 
 
 def resize_to(x_BxHxWxC, hw):
@@ -46,13 +65,22 @@ def resize_to(x_BxHxWxC, hw):
   return jax.image.resize(x_BxHxWxC, (x_BxHxWxC.shape[0], *hw, x_BxHxWxC.shape[-1]), "linear")
 
 
-def make_train_step(model, tx, loss_terms, mask_cfg: MaskConfig = MaskConfig()):
+def make_train_step(model, tx, loss_terms, mask_cfg: MaskConfig = MaskConfig(),
+                    nonfinite: str = "stop"):
   """(state, batch) -> (state, metrics). batch: 'inputs' and 'targets', each (N, B, H, W, C),
   and 'masks' (face, eyes, mouth) when mask_cfg.enabled.
 
   The loss is the sum over identities of each identity's mean loss (each decoder learns only
   from its own identity; the shared encoder gets all the gradients).
+
+  A step whose loss or gradient is not finite never touches params or optimizer state; it is
+  counted in state.nonfinite (and the first one's index kept). nonfinite="skip": training goes
+  on. nonfinite="stop": every later update is dropped too, so the state the loop sees at its next
+  check is exactly the last good one, and the loop stops there without saving.
   """
+  if nonfinite not in NONFINITE_MODES:
+    raise ValueError(f"nonfinite={nonfinite!r}; valid: {list(NONFINITE_MODES)}")
+
   def loss_fn(params, batch):
     recon, mask_pred = models.split_output(model.apply(params, batch["inputs"]))
     n, b = recon.shape[:2]
@@ -76,11 +104,23 @@ def make_train_step(model, tx, loss_terms, mask_cfg: MaskConfig = MaskConfig()):
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
+    grad_norm = optax.global_norm(grads)
+    ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    apply = ok if nonfinite == "skip" else ok & (state.nonfinite == 0)
+    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(apply, a, b), new, old)
+    bad = state.nonfinite + (~ok).astype(jnp.int32)
+    first = jnp.where((state.first_nonfinite < 0) & ~ok, state.step, state.first_nonfinite)
     metrics["train/loss"] = loss
-    metrics["train/grad_norm"] = optax.global_norm(grads)
-    return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+    metrics["train/grad_norm"] = grad_norm
+    metrics["train/nonfinite_steps"] = bad
+    return TrainState(step=state.step + 1, params=keep(params, state.params),
+                      opt_state=keep(opt_state, state.opt_state), nonfinite=bad,
+                      first_nonfinite=first), metrics
 
   return train_step
+
+
+NONFINITE_MODES = ("stop", "skip")
 
 
 class Trainer:
@@ -105,7 +145,8 @@ class Trainer:
         jax.random.key(0)).compile(models.INIT_COMPILER_OPTIONS)
     needs_masks = cfg.mask.enabled or cfg.model.learn_mask
     self.batch_keys = ("inputs", "targets") + (("masks",) if needs_masks else ())
-    self.step_fn = jax.jit(make_train_step(self.model, self.tx, cfg.loss, cfg.mask),
+    self.step_fn = jax.jit(make_train_step(self.model, self.tx, cfg.loss, cfg.mask,
+                                           cfg.train.nonfinite),
                            in_shardings=(self.state_sharding, self.batch_sharding),
                            out_shardings=(self.state_sharding, self.replicated),
                            donate_argnums=0)
@@ -114,17 +155,34 @@ class Trainer:
   def init(self) -> TrainState:
     return self._init(jax.random.key(self.cfg.seed))
 
+  def global_batch_shape(self) -> tuple:
+    c = self.cfg
+    return (c.data.identities, c.train.batch_size, c.data.resolution, c.data.resolution, 3)
+
+  def process_rows(self) -> tuple[int, int]:
+    """(start, stop): the rows of each identity's global batch that live on this process's
+    devices, the share its input pipeline produces (all rows with one process)."""
+    idx = self.batch_sharding.addressable_devices_indices_map(self.global_batch_shape())
+    starts = [sl[1].start or 0 for sl in idx.values()]
+    stops = [sl[1].stop if sl[1].stop is not None else self.cfg.train.batch_size for sl in idx.values()]
+    lo, hi = min(starts), max(stops)
+    if sum(b - a for a, b in set(zip(starts, stops))) != hi - lo:
+      raise ValueError(f"process {jax.process_index()}'s devices hold non-contiguous batch rows "
+                       f"{sorted(set(zip(starts, stops)))}")
+    return lo, hi
+
   def device_batch(self, batch: dict) -> dict:
-    """Host batch (this process's share) -> global sharded arrays."""
-    return {k: jax.make_array_from_process_local_data(self.batch_sharding, batch[k])
+    """Host batch (this process's rows, see process_rows) -> global sharded arrays."""
+    shape = self.global_batch_shape()
+    return {k: jax.make_array_from_process_local_data(self.batch_sharding, batch[k], shape)
             for k in self.batch_keys}
 
 
-def _check_workdir(workdir: str, cfg_dict: dict) -> None:
+def _check_workdir(workdir: str, cfg_dict: dict, allow_config_change: bool = False) -> None:
   """Creates the workdir, fails early if it is not writable or holds another config."""
-  os.makedirs(workdir, exist_ok=True)
-  probe = os.path.join(workdir, ".write_test")
   try:
+    os.makedirs(workdir, exist_ok=True)
+    probe = os.path.join(workdir, ".write_test")
     with open(probe, "w") as f:
       f.write("ok")
     os.remove(probe)
@@ -137,17 +195,24 @@ def _check_workdir(workdir: str, cfg_dict: dict) -> None:
     old, new = _flatten(saved), _flatten(cfg_dict)
     diff = sorted(k for k in set(old) | set(new)
                   if old.get(k) != new.get(k) and not _may_change_on_resume(k))
-    if diff:
+    if diff and not allow_config_change:
       raise ConfigError(f"workdir {workdir!r} holds a run with another config; differing fields: "
                         + ", ".join(f"{k} ({old.get(k)!r} -> {new.get(k)!r})" for k in diff)
-                        + ". Use a new --workdir.")
-  with open(path, "w") as f:
+                        + ". Use a new --workdir, or --allow_config_change to continue this run "
+                        "with the new config.")
+    if diff:
+      with open(os.path.join(workdir, "config_changes.jsonl"), "a") as f:
+        f.write(json.dumps({"time": time.time(), "changed": {k: [old.get(k), new.get(k)] for k in diff}})
+                + "\n")
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
     json.dump(cfg_dict, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)
 
 
 # Fields that do not change what a run computes: a resumed run may extend, log or save differently.
 _RESUME_FREE = {"train.steps", "train.log_every", "train.preview_every", "train.checkpoint_every",
-                "train.keep_checkpoints", "data.dir"}
+                "train.keep_checkpoints", "train.nonfinite", "data.dir"}
 
 
 def _may_change_on_resume(key: str) -> bool:
@@ -164,29 +229,51 @@ def _flatten(d: dict, prefix: str = "") -> dict:
   return out
 
 
-def load_data(cfg: ExperimentConfig):
-  """(train arrays, test arrays) of the configured dataset; TFDS imported only here."""
-  from encdec_jax.data import synthetic_faces
+def load_data(cfg: ExperimentConfig, workdir: str | None = None):
+  """(train arrays, test arrays) of the configured dataset; TFDS imported only here. For image
+  folders, every file's outcome is written to WORKDIR/data_report.json first."""
   d = cfg.data
+  if d.name == "folders":
+    from encdec_jax.data import folders, synthetic_faces
+    report = os.path.join(workdir, "data_report.json") if workdir else ""
+    try:
+      train, test, scan = folders.load(d.root, d.resolution, d.min_size, d.test_per_identity,
+                                       cfg.train.batch_size, d.dir or synthetic_faces.default_data_dir(),
+                                       report)
+    except folders.DataError as e:
+      raise ConfigError(str(e)) from None
+    print(scan.summary() + (f" (details: {report})" if report else ""))
+    return train, test
+  from encdec_jax.data import synthetic_faces
   b = synthetic_faces.builder(d.resolution, d.identities, d.seed, d.train_per_identity,
                               d.test_per_identity, d.dir)
   return synthetic_faces.load_split(b, "train"), synthetic_faces.load_split(b, "test")
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
-                       progress: bool = True) -> dict[str, Any]:
-  """Trains (resuming from WORKDIR's latest checkpoint), evaluates, returns the final scalars."""
+                       progress: bool = True, allow_config_change: bool = False) -> dict[str, Any]:
+  """Trains (resuming from WORKDIR's latest checkpoint), evaluates, returns the final scalars.
+
+  Raises Preempted after saving if SIGTERM/SIGINT arrives, NonFiniteError (nothing saved after
+  the last good step) on a NaN/Inf in 'stop' mode, ConfigError/OSError before any compile on
+  bad config, data or workdir."""
   from encdec_jax.data.pipeline import Augment, TrainSource
   cfg = from_config_dict(config)  # all validation before any data or compilation
   workdir = os.path.abspath(workdir)
   is_main = jax.process_index() == 0
   cfg_dict = config.to_dict()
   if is_main:
-    _check_workdir(workdir, cfg_dict)
+    _check_workdir(workdir, cfg_dict, allow_config_change)
+  if jax.process_count() > 1:  # process 0 prepares the TFDS data, the others then read it
+    from jax.experimental import multihost_utils
+    if is_main:
+      load_data(cfg, workdir)
+    multihost_utils.sync_global_devices("encdec_jax:data prepared")
+  train, test = load_data(cfg, workdir if is_main else None)
   trainer = Trainer(cfg)
-  train, test = load_data(cfg)
   source = TrainSource(train["image"], train["mask"], train["identity"], cfg.data.identities,
-                       cfg.train.batch_size, cfg.seed, Augment.from_config(cfg.data))
+                       cfg.train.batch_size, cfg.seed, Augment.from_config(cfg.data),
+                       rows=trainer.process_rows())
   ckpt = ckpt_lib.Checkpointer(workdir, cfg.train.keep_checkpoints)
   start = ckpt.latest_step()
   if start is None:
@@ -199,23 +286,85 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   tracker = tracking.Tracker(workdir, cfg_dict, mode=w.mode, project=w.project, group=w.group,
                              name=w.name or os.path.basename(workdir), enabled=is_main)
   try:
-    state = _loop(cfg, trainer, source, test, state, start, ckpt, tracker, workdir, progress)
+    with _stop_signals() as stop:
+      state = _loop(cfg, trainer, source, test, state, start, ckpt, tracker, workdir, progress, stop)
     ckpt.close()
     scalars = eval_lib.evaluate(state.params, trainer.decode_all, test, cfg.data.identities)
     final = {"step": int(state.step), **scalars}
+    if int(state.nonfinite):
+      final["train/nonfinite_steps"] = int(state.nonfinite)
     if is_main:
       tracker.log(int(state.step), scalars)
       tracker.summary(scalars)
-      with open(os.path.join(workdir, "eval.json"), "w") as f:
+      tmp = os.path.join(workdir, "eval.json.tmp")
+      with open(tmp, "w") as f:
         json.dump(final, f, indent=2, sort_keys=True)
+      os.replace(tmp, os.path.join(workdir, "eval.json"))
     return final
   finally:
+    ckpt.close()
     tracker.close()
 
 
-def _loop(cfg, trainer, source, test, state, start, ckpt, tracker, workdir, progress):
+@contextlib.contextmanager
+def _stop_signals():
+  """While training: SIGTERM/SIGINT set a flag the loop reads after each step (a second SIGINT
+  interrupts at once). Outside the main thread (e.g. a test runner's worker) nothing is installed."""
+  stop = {"signum": 0}
+  if threading.current_thread() is not threading.main_thread():
+    yield stop
+    return
+
+  def handler(signum, frame):
+    if stop["signum"] == signal.SIGINT and signum == signal.SIGINT:
+      raise KeyboardInterrupt
+    stop["signum"] = signum
+
+  old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+  try:
+    yield stop
+  finally:
+    for sig, h in old.items():
+      signal.signal(sig, h)
+
+
+def _preemption_requested(stop: dict, step: int) -> bool:
+  """This process got a signal, or (multi-host, e.g. a TPU maintenance event) JAX's preemption
+  service says every host must stop at this step: then all hosts save the same step."""
+  if stop["signum"]:
+    return True
+  if jax.process_count() > 1:
+    try:
+      from jax.experimental import multihost_utils
+      if multihost_utils.reached_preemption_sync_point(step):
+        stop["signum"] = signal.SIGTERM
+        return True
+    except Exception:  # noqa: BLE001 - no preemption service (not started by jax.distributed)
+      return False
+  return False
+
+
+def _raise_nonfinite(cfg, trainer, source, state, workdir):
+  """The run stopped on a NaN/Inf: recompute the first bad step's loss terms from the state it
+  started from (exact: later updates were dropped, the batch is a function of (seed, step))."""
+  bad = int(state.first_nonfinite)
+  batch = trainer.device_batch(source.batch(bad))
+  loss_fn = make_train_step(trainer.model, trainer.tx, cfg.loss, cfg.mask, "stop")
+  _, m = jax.jit(loss_fn)(state, batch)
+  m = jax.device_get(m)
+  terms = ", ".join(f"{k}={float(v):.4g}" for k, v in sorted(m.items()) if k != "train/nonfinite_steps")
+  raise NonFiniteError(
+      f"non-finite loss or gradient at step {bad + 1} (its update was not applied): {terms}. "
+      f"The last checkpoint in {workdir}/checkpoints is untouched. To skip such steps, set "
+      f"config.train.nonfinite='skip' (resumable with the same --workdir).")
+
+
+def _loop(cfg, trainer, source, test, state, start, ckpt, tracker, workdir, progress, stop):
   from tqdm.auto import tqdm
   tc, n_img = cfg.train, cfg.train.batch_size * cfg.data.identities
+  stop_mode = tc.nonfinite == "stop"
+  if stop_mode and int(state.nonfinite):
+    _raise_nonfinite(cfg, trainer, source, state, workdir)
   batches = source.iterate(start)
   pending = None  # (step, metrics on device): read one step later, so the loop never waits
   t_last, step_last = time.perf_counter(), start
@@ -226,38 +375,50 @@ def _loop(cfg, trainer, source, test, state, start, ckpt, tracker, workdir, prog
     nonlocal t_last, step_last
     step, m = pend
     m = jax.device_get(m)
-    if not np.isfinite(m["train/loss"]):
-      raise FloatingPointError(f"non-finite loss at step {step}: " + ", ".join(
-          f"{k}={float(v):.4g}" for k, v in sorted(m.items())))
+    if stop_mode and m["train/nonfinite_steps"]:
+      _raise_nonfinite(cfg, trainer, source, state, workdir)
     now = time.perf_counter()
     m["train/img_per_s"] = (step - step_last) * n_img / max(now - t_last, 1e-9)
     t_last, step_last = now, step
     tracker.log(step, m)
     bar.set_postfix(loss=f"{float(m['train/loss']):.4f}", img_s=f"{m['train/img_per_s']:.1f}")
 
-  for step in range(start, tc.steps):
-    state, metrics = trainer.step_fn(state, trainer.device_batch(next(batches)))
-    done = step + 1
+  done = start
+  try:
+    for step in range(start, tc.steps):
+      state, metrics = trainer.step_fn(state, trainer.device_batch(next(batches)))
+      done = step + 1
+      if pending is not None:
+        flush(pending)
+        pending = None
+      if done % tc.log_every == 0 or done == tc.steps:
+        pending = (done, metrics)
+      preempt = _preemption_requested(stop, done)
+      saving = done % tc.checkpoint_every == 0 or done == tc.steps or preempt
+      if (saving or done % tc.preview_every == 0) and stop_mode and int(state.nonfinite):
+        _raise_nonfinite(cfg, trainer, source, state, workdir)  # before anything is written
+      if done % tc.preview_every == 0 or done == tc.steps:
+        _preview(cfg, trainer, state, test, tracker, workdir, done)
+      if saving:
+        ckpt.save(done, state, {"step": done})
+      bar.update(1)
+      if preempt:
+        if pending is not None:
+          flush(pending)
+          pending = None
+        ckpt.close()
+        tracker.close()
+        raise Preempted(done, workdir, stop["signum"])
     if pending is not None:
       flush(pending)
-      pending = None
-    if done % tc.log_every == 0 or done == tc.steps:
-      pending = (done, metrics)
-    if done % tc.preview_every == 0 or done == tc.steps:
-      _preview(cfg, trainer, state, test, tracker, workdir, done)
-    if done % tc.checkpoint_every == 0 or done == tc.steps:
-      ckpt.save(done, state, {"step": done})
-    bar.update(1)
-  if pending is not None:
-    flush(pending)
-  bar.close()
+  finally:
+    bar.close()
   return state
-
-
 def _preview(cfg, trainer, state, test, tracker, workdir, step):
+  # Every process runs the decode (params span all of them); process 0 writes.
+  g = eval_lib.preview_grid(state.params, trainer.decode_all, test, cfg.data.identities)
   if jax.process_index() != 0:
     return
-  g = eval_lib.preview_grid(state.params, trainer.decode_all, test, cfg.data.identities)
   path = image_lib.save_png(os.path.join(workdir, "previews", f"step_{step:07d}.png"), g,
                             extra={"step": step}, scale=2)
   tracker.log_image(step, "preview", path)

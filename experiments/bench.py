@@ -29,6 +29,8 @@ _ROUNDS = flags.DEFINE_integer("rounds", 2, "alternations of ours and the peer")
 _TORCH = flags.DEFINE_string("torch_python", "", "python of a venv with torch==2.13.0; '' skips the peer")
 _PEER = flags.DEFINE_string("peer", os.path.join("..", "shared", "peers", "torch_original.py"), "peer script")
 _SET = flags.DEFINE_multi_string("set", [], "config override, e.g. model.conv_impl=xla")
+_STEP_GFLOP = flags.DEFINE_float("step_gflop", 0.0, "on accelerators: the step's GFLOP (from the "
+                                  "CPU cost analysis of the same config; see time_ours)")
 _LOSSES = flags.DEFINE_bool("losses", False, "only time each loss (value and gradient, 32 x 64x64)")
 
 
@@ -59,11 +61,13 @@ def _config(arch=None):
   return sweep.apply_overrides(c, over)
 
 
-def jax_matmul_gflops(n=4096, reps=5):
+def jax_matmul_gflops(n=4096, reps=5, dtype="float32"):
+  """Best-of-`reps` GFLOP/s of an n^3 matrix product on the default device (the method of
+  shared/peers/cpu_peak.py; on a GPU, n=8192 and bf16 give the card's usable matmul rate)."""
   import jax
   import jax.numpy as jnp
-  a = jax.random.uniform(jax.random.key(0), (n, n))
-  b = jax.random.uniform(jax.random.key(1), (n, n))
+  a = jax.random.uniform(jax.random.key(0), (n, n)).astype(dtype)
+  b = jax.random.uniform(jax.random.key(1), (n, n)).astype(dtype)
   f = jax.jit(jnp.dot)
   f(a, b).block_until_ready()
   best = min(_timed(lambda: f(a, b).block_until_ready()) for _ in range(reps))
@@ -93,6 +97,14 @@ def time_ours(cd):
   compiled = tr.step_fn.lower(state, batch).compile()
   compile_s = time.perf_counter() - t1
   flops = compiled.cost_analysis()["flops"]
+  if jax.devices()[0].platform != "cpu":
+    # XLA:GPU's cost analysis leaves out convolutions and GEMMs run as cuDNN/cuBLAS custom calls
+    # (measured on an H200: 8 GFLOP counted of a 311 GFLOP step), so on accelerators the step's
+    # FLOPs come from the CPU compile of the same config: pass them with --step_gflop, or, for
+    # the Original, from the analytic count.
+    flops = (_STEP_GFLOP.value * 1e9 if _STEP_GFLOP.value else
+             3 * models.analytic_forward_flops(cfg.model) * n * b if cfg.model.arch == "original"
+             else float("nan"))
   # Backward ~ 2x forward; padding taps counted as the configured conv form computes them.
   analytic = (3 * models.analytic_forward_flops(cfg.model) * n * b
               if cfg.model.arch == "original" else float("nan"))
@@ -117,9 +129,10 @@ def run_ours(o, steps):
   return times
 
 
-def run_peer(b, r, steps):
+def run_peer(b, r, steps, bf16=False):
+  env = dict(os.environ, PEER_BF16="1" if bf16 else "0")
   out = subprocess.run([_TORCH.value, _PEER.value, str(b), str(steps), str(r)], capture_output=True,
-                       text=True, timeout=3600)
+                       text=True, timeout=3600, env=env)
   if out.returncode != 0:
     raise RuntimeError(f"peer failed: {out.stderr[-2000:]}")
   m = re.search(r"(\d+) ms/step, ([\d.]+) img/s", out.stdout)
@@ -184,7 +197,7 @@ def bench_archs(archs):
     rows.append((arch, g))
     base = dict(rows).get("original")
     r, b, n = cfg.data.resolution, cfg.train.batch_size, cfg.data.identities
-    print(f"| {arch} | {r} | {b}x{n} | {o['flops'] / 1e9:.0f} | {o['compile_s']:.1f} | {1000 * med:.0f} | "
+    print(f"| {arch} | {r} | {b}x{n} | {o['flops'] / 1e9:.0f} | {o['compile_s']:.1f} | {1000 * med:.1f} | "
           f"{n * b / med:.2f} | {g:.0f} | {g / base if base else float('nan'):.2f} |", flush=True)
     del o
     gc.collect()
@@ -212,29 +225,42 @@ def main(argv):
         f"config {_ARCH.value}:{_VARIANT.value} {' '.join(_SET.value)}: {r}x{r}, batch {b} x {n} identities, "
         f"conv_impl={cfg.model.conv_impl}, dtype={cfg.model.dtype}")
   print(f"compile: {o['compile_s']:.1f} s (train step); set-up incl. init and warm-up {o['setup_s']:.1f} s")
-  print(f"FLOPs/step: XLA cost analysis {o['flops'] / 1e9:.1f} G, analytic {o['analytic'] / 1e9:.1f} G "
+  src = "XLA cost analysis" if jax.devices()[0].platform == "cpu" else "(accelerator: analytic or --step_gflop)"
+  print(f"FLOPs/step: {src} {o['flops'] / 1e9:.1f} G, analytic {o['analytic'] / 1e9:.1f} G "
         f"({100 * (o['flops'] / o['analytic'] - 1):+.1f}%)")
   ours, peer = [], []
   peer_line = ""
   for k in range(_ROUNDS.value):
     ours += run_ours(o, _STEPS.value)
-    print(f"round {k + 1}: ours {1000 * statistics.median(ours[-_STEPS.value:]):.0f} ms/step", flush=True)
+    print(f"round {k + 1}: ours {1000 * statistics.median(ours[-_STEPS.value:]):.1f} ms/step", flush=True)
     if _TORCH.value:
-      dt, ips, peer_line = run_peer(b, r, _STEPS.value)
+      dt, ips, peer_line = run_peer(b, r, _STEPS.value, cfg.model.dtype == "bfloat16")
       peer.append(ips)
       print(f"round {k + 1}: pytorch {1000 * dt:.0f} ms/step ({peer_line})", flush=True)
   med = statistics.median(ours)
   ours_ips = imgs / med
   gflops = o["flops"] / med / 1e9
-  jax_peak = jax_matmul_gflops()
-  torch_peak = torch_matmul_gflops() if _TORCH.value else None
-  ceiling = torch_peak or jax_peak
+  accel = jax.devices()[0].platform != "cpu"
+  if accel:  # the card's own rates; the CPU-only PyTorch ceiling does not apply
+    jax_peak = jax_matmul_gflops(8192, dtype="float32")
+    bf16_peak = jax_matmul_gflops(8192, dtype="bfloat16")
+    torch_peak = None
+    ceiling = bf16_peak if cfg.model.dtype == "bfloat16" else jax_peak
+  else:
+    jax_peak, bf16_peak = jax_matmul_gflops(), None
+    torch_peak = torch_matmul_gflops() if _TORCH.value else None
+    ceiling = torch_peak or jax_peak
   rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
   pipe = pipeline_img_per_s(cfg)
-  print(f"ours: {1000 * med:.0f} ms/step median of {len(ours)} (min {1000 * min(ours):.0f}, max "
-        f"{1000 * max(ours):.0f}), {ours_ips:.1f} img/s, {gflops:.0f} GFLOP/s")
-  print(f"matmul ceiling fp32 4096^3: jax {jax_peak:.0f} GFLOP/s"
-        + (f", pytorch {torch_peak:.0f} GFLOP/s" if torch_peak else ""))
+  print(f"ours: {1000 * med:.1f} ms/step median of {len(ours)} (min {1000 * min(ours):.1f}, max "
+        f"{1000 * max(ours):.1f}), {ours_ips:.1f} img/s, {gflops:.0f} GFLOP/s")
+  if accel:
+    print(f"matmul 8192^3 on {jax.devices()[0].device_kind}: fp32 (XLA default precision) "
+          f"{jax_peak:.0f} GFLOP/s, bf16 {bf16_peak:.0f} GFLOP/s; MFU against the bf16 rate: "
+          f"{gflops / bf16_peak:.3f}")
+  else:
+    print(f"matmul ceiling fp32 4096^3: jax {jax_peak:.0f} GFLOP/s"
+          + (f", pytorch {torch_peak:.0f} GFLOP/s" if torch_peak else ""))
   print(f"peak RSS: {rss:.0f} MiB; input pipeline (augmentation) {pipe:.0f} img/s = "
         f"{pipe / ours_ips:.1f}x what the step consumes")
   pt = statistics.median(peer) if peer else float("nan")

@@ -4,6 +4,7 @@ The YAML is in W&B's sweep format (the same file works with `wandb sweep` + `wan
 Runs go to DIR/<run name>/; DIR gets results.csv, results.md and plots. Re-running resumes.
 """
 import os
+import sys
 
 from absl import app, flags, logging
 
@@ -23,7 +24,20 @@ def main(argv):
   for s in _SET.value:
     k, _, v = s.partition("=")
     extra["config." + k.removeprefix("config.")] = yaml.safe_load(v)
-  results = sweep.run_sweep(_SWEEP.value, out, max_runs=_MAX_RUNS.value, config_overrides=extra)
+  from encdec_jax import distributed, train
+  try:
+    distributed.initialize()  # ENCDEC_DISTRIBUTED; before anything touches a device
+  except distributed.DistributedError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  try:
+    results = sweep.run_sweep(_SWEEP.value, out, max_runs=_MAX_RUNS.value, config_overrides=extra)
+  except train.Preempted as e:
+    print(f"\n{e} The sweep resumes with that run when started again.", file=sys.stderr)
+    sys.exit(128 + e.signum)
+  except (train.NonFiniteError, train.ConfigError, sweep.SweepError) as e:
+    print(f"\nerror: {e}", file=sys.stderr)
+    sys.exit(1)
   print(f"{len(results)} runs; report: {os.path.join(out, 'results.md')}")
 
 

@@ -4,6 +4,7 @@ Overrides: --config.model.bottleneck=256 --config.loss=ssim:1.0,mae:1.0 (the for
 Without --workdir, the run goes to runs/<wandb run id or time>.
 """
 import os
+import sys
 import time
 
 from absl import app, flags, logging
@@ -12,14 +13,33 @@ from ml_collections import config_flags
 _CONFIG = config_flags.DEFINE_config_file("config", "experiments/configs/original.py",
                                           "config file, optionally :variant", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "where checkpoints, metrics and previews go")
+_DISTRIBUTED = flags.DEFINE_enum("distributed", None, ["off", "auto", "explicit"],
+                                 "multi-host start-up (default: $ENCDEC_DISTRIBUTED or off); see "
+                                 "encdec_jax/distributed.py")
+_ALLOW_CHANGE = flags.DEFINE_bool("allow_config_change", False,
+                                  "continue a workdir whose saved config differs (logged to "
+                                  "config_changes.jsonl)")
 
 
 def main(argv):
   del argv
   logging.set_verbosity(logging.ERROR)  # Orbax logs every save at INFO, TFDS warns on custom configs
+  from encdec_jax import distributed
+  try:
+    distributed.initialize(_DISTRIBUTED.value)  # before anything touches a device
+  except distributed.DistributedError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   from encdec_jax import train
   workdir = _WORKDIR.value or os.path.join("runs", os.environ.get("WANDB_RUN_ID") or time.strftime("%Y%m%d-%H%M%S"))
-  final = train.train_and_evaluate(_CONFIG.value, workdir)
+  try:
+    final = train.train_and_evaluate(_CONFIG.value, workdir, allow_config_change=_ALLOW_CHANGE.value)
+  except train.Preempted as e:
+    print(f"\n{e}", file=sys.stderr)
+    sys.exit(128 + e.signum)  # non-zero: schedulers (SLURM --requeue, k8s Jobs) restart it
+  except (train.NonFiniteError, train.ConfigError) as e:
+    print(f"\nerror: {e}", file=sys.stderr)
+    sys.exit(1)
   print(" ".join(f"{k}={v:.4g}" for k, v in sorted(final.items()) if k.count("/") <= 1))
 
 

@@ -52,35 +52,52 @@ def _remap_bilinear(img_BxHxWxC, map_y, map_x):
           + (img_BxHxWxC[bi, y1, x0] * (1 - wx) + img_BxHxWxC[bi, y1, x1] * wx) * wy)
 
 
-def random_warp(img_BxHxWxC: np.ndarray, rng: np.random.Generator, scale: float) -> np.ndarray:
-  """The Deepfakes random warp: a 5x5 grid of control points over the image, each moved by
-  gaussian noise (std `scale` x image size), interpolated to every pixel, image remapped."""
-  b, h, w, _ = img_BxHxWxC.shape
-  base = np.linspace(0, 1, 5)
-  gy, gx = np.meshgrid(base, base, indexing="ij")
+def draw_warp(rng: np.random.Generator, b: int, scale: float):
+  """Control-point noise (ny, nx), each (b, 5, 5), border pinned."""
   ny = rng.normal(0, scale, (b, 5, 5))
   nx = rng.normal(0, scale, (b, 5, 5))
   ny[:, [0, -1], :] = 0  # pin the border so no edge pixel is sampled from outside
   nx[:, :, [0, -1]] = 0
+  return ny, nx
+
+
+def apply_warp(img_BxHxWxC: np.ndarray, ny, nx) -> np.ndarray:
+  b, h, w, _ = img_BxHxWxC.shape
+  base = np.linspace(0, 1, 5)
+  gy, gx = np.meshgrid(base, base, indexing="ij")
   map_y = _bilinear_resize_grid(gy[None] + ny, h) * (h - 1)
   map_x = _bilinear_resize_grid(gx[None] + nx, w) * (w - 1)
   return _remap_bilinear(img_BxHxWxC, map_y, map_x)
 
 
-def augment(images_u8, masks_u8, rng: np.random.Generator, a: Augment):
-  """-> inputs, targets, masks as float32 in [0, 1]."""
-  x = images_u8.astype(np.float32) / 255.0
-  m = masks_u8.astype(np.float32) / 255.0
-  b = x.shape[0]
-  if a.flip:
-    flip = rng.random(b) < 0.5
-    x[flip] = x[flip, :, ::-1]
-    m[flip] = m[flip, :, ::-1]
+def random_warp(img_BxHxWxC: np.ndarray, rng: np.random.Generator, scale: float) -> np.ndarray:
+  """The Deepfakes random warp: a 5x5 grid of control points over the image, each moved by
+  gaussian noise (std `scale` x image size), interpolated to every pixel, image remapped."""
+  return apply_warp(img_BxHxWxC, *draw_warp(rng, img_BxHxWxC.shape[0], scale))
+
+
+def augment(images_u8, masks_u8, rng: np.random.Generator, a: Augment, full_batch: int | None = None,
+            rows: slice = slice(None)):
+  """-> inputs, targets, masks as float32 in [0, 1].
+
+  `images_u8` may be only rows `rows` of a batch of `full_batch` examples (one host's share):
+  the random draws are made for the whole batch, in one fixed order, and sliced, so every host
+  count gives the same examples."""
+  b = full_batch or images_u8.shape[0]
+  flip = rng.random(b) < 0.5 if a.flip else None
   if a.color_jitter > 0:
     gain = 1 + rng.uniform(-a.color_jitter, a.color_jitter, (b, 1, 1, 3)).astype(np.float32)
     bias = rng.uniform(-a.color_jitter, a.color_jitter, (b, 1, 1, 1)).astype(np.float32)
-    x = np.clip(x * gain + bias, 0, 1)
-  inputs = random_warp(x, rng, a.warp_scale).astype(np.float32) if a.warp else x
+  warp = draw_warp(rng, b, a.warp_scale) if a.warp else None
+  x = images_u8.astype(np.float32) / 255.0
+  m = masks_u8.astype(np.float32) / 255.0
+  if a.flip:
+    f = flip[rows]
+    x[f] = x[f, :, ::-1]
+    m[f] = m[f, :, ::-1]
+  if a.color_jitter > 0:
+    x = np.clip(x * gain[rows] + bias[rows], 0, 1)
+  inputs = apply_warp(x, warp[0][rows], warp[1][rows]).astype(np.float32) if a.warp else x
   return inputs, x, m
 
 
@@ -88,13 +105,16 @@ class TrainSource:
   """Random access to training batches: batch(step) depends only on (seed, step)."""
 
   def __init__(self, images_u8, masks_u8, identity, num_identities: int, batch_size: int,
-               seed: int, aug: Augment):
+               seed: int, aug: Augment, rows: tuple[int, int] | None = None):
+    """`rows` = (start, stop): the rows of each identity's global batch this host produces
+    (its share under data parallelism across hosts); default all."""
     self.images = [images_u8[identity == i] for i in range(num_identities)]
     self.masks = [masks_u8[identity == i] for i in range(num_identities)]
     for i, im in enumerate(self.images):
       if len(im) < batch_size:
         raise ValueError(f"identity {i} has {len(im)} training images, fewer than batch_size={batch_size}")
     self.batch_size, self.seed, self.aug = batch_size, seed, aug
+    self.rows = slice(*(rows or (0, batch_size)))
 
   def indices(self, identity: int, step: int) -> np.ndarray:
     n, b = len(self.images[identity]), self.batch_size
@@ -107,12 +127,13 @@ class TrainSource:
     return out
 
   def batch(self, step: int) -> dict[str, np.ndarray]:
-    """{'inputs', 'targets', 'masks'}: each (N, B, H, W, C) float32."""
+    """{'inputs', 'targets', 'masks'}: each (N, rows, H, W, C) float32 (rows = B by default)."""
     parts = []
     for i in range(len(self.images)):
       rng = np.random.default_rng([self.seed, 32452843, i, step])
-      idx = self.indices(i, step)
-      parts.append(augment(self.images[i][idx], self.masks[i][idx], rng, self.aug))
+      idx = self.indices(i, step)[self.rows]
+      parts.append(augment(self.images[i][idx], self.masks[i][idx], rng, self.aug,
+                           self.batch_size, self.rows))
     return {k: np.stack([p[j] for p in parts]) for j, k in enumerate(("inputs", "targets", "masks"))}
 
   def iterate(self, start: int, prefetch: int = 2) -> Iterator[dict[str, np.ndarray]]:

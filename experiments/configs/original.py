@@ -35,13 +35,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model.pixel_norm = False        # pixel norm before the bottleneck (DeepFaceLab's "-u")
 
   c.data = ml_collections.ConfigDict()
-  c.data.name = "synthetic_faces"   # built-in procedural faces (TFDS, no download)
+  c.data.name = "synthetic_faces"   # built-in procedural faces (TFDS, no download), or "folders"
   c.data.resolution = 64            # a multiple of 16
   c.data.identities = 2             # N >= 2: one decoder each
   c.data.train_per_identity = 1000
   c.data.test_per_identity = 32     # held out, each with its ground-truth swaps
   c.data.seed = 0                   # which family of faces
   c.data.dir = ""                   # TFDS data_dir; "" = ~/.cache/encdec_jax/tfds
+  c.data.root = ""                  # name="folders": ROOT/<identity>/*.png|jpg aligned crops
+  c.data.min_size = 0               # folders: skip images smaller than this; 0 = resolution/2
   c.data.warp = True                # Deepfakes random warp of the inputs (targets stay unwarped)
   c.data.warp_scale = 0.03
   c.data.flip = True
@@ -57,6 +59,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.train.preview_every = 1000
   c.train.checkpoint_every = 1000
   c.train.keep_checkpoints = 3
+  c.train.nonfinite = "stop"        # NaN/Inf loss or gradient: "stop" (last good checkpoint kept) or "skip"
 
   c.wandb = ml_collections.ConfigDict()
   c.wandb.mode = "offline"          # offline | online | disabled

@@ -1,0 +1,320 @@
+"""The user's own aligned face crops: ROOT/<identity>/*.{png,jpg,jpeg,webp,bmp}, through TFDS.
+
+Every file's fate is decided by `scan()` before any training, and written to the run's
+`data_report.json`:
+
+| file | outcome |
+|---|---|
+| decodes as RGB, at least min_size px on its short side | used as is |
+| grayscale (L), 16-bit (I;16), 32-bit int/float (I, F), CMYK, YCbCr | converted to 8-bit RGB |
+| RGBA, LA, palette with transparency (P) | alpha composited over black, then RGB |
+| EXIF orientation tag | rotated upright (ImageOps.exif_transpose) |
+| not square | centre-cropped to a square |
+| any size above min_size | resized to data.resolution (Lanczos) |
+| truncated or corrupt, not an image despite its name | skipped, reason logged |
+| header claims more than MAX_PIXELS (decompression bomb) | skipped before decoding |
+| short side below min_size | skipped (upscaling it would be mostly blur) |
+| byte-identical to an earlier file of the same identity | skipped as a duplicate |
+| byte-identical to a file of another identity | skipped in both (which identity is it?) |
+| other extensions, hidden files, sub-sub-folders | ignored, counted |
+| an identity folder left with fewer than needed images, or only one identity | ConfigError naming it |
+
+Files are never executed or unpickled: images are decoded by Pillow, examples stored by TFDS.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import warnings
+
+import numpy as np
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+MAX_PIXELS = 64 * 1024 * 1024   # a header claiming more is refused before decoding
+VERSION = "1.0.0"
+
+
+class DataError(ValueError):
+  """The image folders cannot give a usable dataset; the message names the folder or file."""
+
+
+def identity_folders(root: str) -> list[str]:
+  """Sorted names of the identity sub-folders of `root` (hidden ones ignored)."""
+  if not os.path.isdir(root):
+    raise DataError(f"data.root={root!r} is not a directory")
+  return sorted(d for d in os.listdir(root)
+                if not d.startswith(".") and os.path.isdir(os.path.join(root, d)))
+
+
+def load_image(path: str, resolution: int, min_size: int) -> tuple[np.ndarray, list[str]]:
+  """-> (uint8 (resolution, resolution, 3), notes on conversions). Raises ValueError with the
+  reason when the file must be skipped."""
+  from PIL import Image, ImageOps
+  notes = []
+  with warnings.catch_warnings():
+    warnings.simplefilter("error", Image.DecompressionBombWarning)
+    try:
+      with Image.open(path) as im:
+        w, h = im.size  # header only
+        if w * h > MAX_PIXELS:
+          raise ValueError(f"header claims {w}x{h} pixels, over the {MAX_PIXELS} limit")
+        im.load()  # decodes: truncated or corrupt data fails here
+        orientation = _exif_orientation(im)
+        if orientation not in (None, 1):
+          im = ImageOps.exif_transpose(im)
+          notes.append(f"EXIF orientation {orientation} applied")
+        im = _to_rgb(im, notes)
+    except ValueError:
+      raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+      raise ValueError(f"header claims too many pixels (decompression bomb): {e}") from None
+    except (OSError, SyntaxError) as e:
+      raise ValueError(f"not a readable image ({type(e).__name__}: {e})") from None
+  w, h = im.size
+  if min(w, h) < min_size:
+    raise ValueError(f"too small: {w}x{h}, short side below min_size={min_size}")
+  if w != h:
+    s = min(w, h)
+    left, top = (w - s) // 2, (h - s) // 2
+    im = im.crop((left, top, left + s, top + s))
+    notes.append(f"centre-cropped from {w}x{h}")
+  if im.size != (resolution, resolution):
+    im = im.resize((resolution, resolution), Image.Resampling.LANCZOS)
+  return np.asarray(im, dtype=np.uint8).copy(), notes
+
+
+def _exif_orientation(im):
+  try:
+    return im.getexif().get(0x0112)
+  except Exception:  # noqa: BLE001 - a broken EXIF block is no orientation
+    return None
+
+
+def _to_rgb(im, notes):
+  from PIL import Image
+  mode = im.mode
+  if mode == "RGB":
+    return im
+  if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+    a = np.asarray(im, dtype=np.float64)
+    top = 65535.0 if mode.startswith("I;16") or a.max() > 255 else 255.0
+    a = np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    notes.append(f"{mode} scaled to 8 bits")
+    return Image.fromarray(a, "L").convert("RGB")
+  if mode == "P":
+    im = im.convert("RGBA")
+    mode = "RGBA"
+    notes.append("palette expanded")
+  if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+    rgba = im.convert("RGBA")
+    black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+    notes.append(f"{mode}: alpha composited over black")
+    return Image.alpha_composite(black, rgba).convert("RGB")
+  notes.append(f"{mode} converted to RGB")
+  return im.convert("RGB")
+
+
+@dataclasses.dataclass
+class Scan:
+  root: str
+  identities: list            # identity folder names, index = identity id
+  files: dict                 # identity name -> list of accepted relative paths (sorted)
+  skipped: list               # [relative path, reason]
+  converted: list             # [relative path, note]
+  ignored: list               # relative paths (not images by extension, hidden, nested)
+
+  def summary(self) -> str:
+    per = ", ".join(f"{k}: {len(v)}" for k, v in self.files.items())
+    return (f"{self.root}: {per} images used; {len(self.converted)} converted, "
+            f"{len(self.skipped)} skipped, {len(self.ignored)} ignored")
+
+  def to_json(self) -> dict:
+    return dataclasses.asdict(self)
+
+
+def _fingerprint(root: str, resolution: int, min_size: int) -> tuple[str, list]:
+  entries = []
+  for ident in identity_folders(root):
+    for dirpath, dirnames, names in os.walk(os.path.join(root, ident)):
+      dirnames.sort()
+      for name in sorted(names):
+        p = os.path.join(dirpath, name)
+        st = os.stat(p)
+        entries.append((os.path.relpath(p, root), st.st_size, int(st.st_mtime_ns)))
+  h = hashlib.sha1(json.dumps([os.path.abspath(root), resolution, min_size, VERSION, entries])
+                   .encode()).hexdigest()[:12]
+  return h, entries
+
+
+def scan(root: str, resolution: int, min_size: int, cache_dir: str = "") -> Scan:
+  """Decides every file's outcome (see the module table), decoding each image once. The result
+  is cached in `cache_dir` under a fingerprint of the folder listing (names, sizes, mtimes)."""
+  fp, _ = _fingerprint(root, resolution, min_size)
+  cache = os.path.join(cache_dir, f"face_folders_scan_{fp}.json") if cache_dir else ""
+  if cache and os.path.exists(cache):
+    with open(cache) as f:
+      return Scan(**json.load(f))
+  idents = identity_folders(root)
+  files, skipped, converted, ignored = {}, [], [], []
+  first_seen: dict[str, tuple[str, str]] = {}   # sha256 -> (identity, rel path)
+  cross_dupes: set[str] = set()
+  try:
+    from tqdm.auto import tqdm
+  except ImportError:  # pragma: no cover
+    tqdm = lambda x, **k: x  # noqa: E731
+  for ident in idents:
+    files[ident] = []
+    folder = os.path.join(root, ident)
+    for name in tqdm(sorted(os.listdir(folder)), desc=f"checking {ident}", leave=False,
+                     disable=None):
+      rel = os.path.join(ident, name)
+      path = os.path.join(folder, name)
+      if name.startswith(".") or os.path.isdir(path) or not name.lower().endswith(IMAGE_EXTENSIONS):
+        ignored.append(rel)
+        continue
+      with open(path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+      if digest in first_seen:
+        o_ident, o_rel = first_seen[digest]
+        if o_ident == ident:
+          skipped.append([rel, f"duplicate of {o_rel}"])
+        else:
+          skipped.append([rel, f"identical to {o_rel} of identity {o_ident!r}: skipped in both"])
+          cross_dupes.add(o_rel)
+        continue
+      try:
+        _, notes = load_image(path, resolution, min_size)
+      except ValueError as e:
+        skipped.append([rel, str(e)])
+        continue
+      first_seen[digest] = (ident, rel)
+      files[ident].append(rel)
+      converted += [[rel, n] for n in notes]
+  for ident in idents:
+    for rel in [r for r in files[ident] if r in cross_dupes]:
+      files[ident].remove(rel)
+      skipped.append([rel, "identical to a file of another identity: skipped in both"])
+  out = Scan(os.path.abspath(root), idents, files, skipped, converted, ignored)
+  if cache:
+    os.makedirs(cache_dir, exist_ok=True)
+    tmp = cache + ".tmp"
+    with open(tmp, "w") as f:
+      json.dump(out.to_json(), f)
+    os.replace(tmp, cache)
+  return out
+
+
+def check_scan(s: Scan, need_per_identity: int) -> None:
+  """ConfigError-style checks, before anything is built or compiled."""
+  if len(s.identities) < 2:
+    raise DataError(f"data.root={s.root!r} has {len(s.identities)} identity folder(s) "
+                    f"{s.identities}; need at least 2 (one decoder each)")
+  for ident in s.identities:
+    n = len(s.files[ident])
+    if n < need_per_identity:
+      bad = [f"{r} ({why})" for r, why in s.skipped if r.startswith(ident + os.sep)][:5]
+      raise DataError(
+          f"identity folder {os.path.join(s.root, ident)!r} has {n} usable images; need at least "
+          f"{need_per_identity} (data.test_per_identity held out + train.batch_size)"
+          + (f"; skipped e.g.: {'; '.join(bad)}" if bad else ""))
+
+
+def split_files(s: Scan, test_per_identity: int) -> dict[str, list[tuple[int, str]]]:
+  """{'train': [(identity, rel)], 'test': [...]}: the test images of each identity are a fixed
+  hash-chosen subset, so adding files rarely moves images between splits."""
+  out = {"train": [], "test": []}
+  for i, ident in enumerate(s.identities):
+    ranked = sorted(s.files[ident], key=lambda r: hashlib.sha1(r.encode()).hexdigest())
+    test = set(ranked[:test_per_identity])
+    for rel in s.files[ident]:
+      out["test" if rel in test else "train"].append((i, rel))
+  return out
+
+
+_BUILDER = None
+
+
+def _builder_class():
+  """The TFDS builder, defined once on first use (TFDS registers builder classes by name)."""
+  global _BUILDER
+  if _BUILDER is None:
+    _BUILDER = _define_builder()
+  return _BUILDER
+
+
+def _define_builder():
+  import tensorflow_datasets as tfds
+
+  @dataclasses.dataclass
+  class FaceFoldersConfig(tfds.core.BuilderConfig):
+    root: str = ""
+    resolution: int = 64
+    min_size: int = 32
+    test_per_identity: int = 8
+    scan_json: str = ""        # the Scan (accepted files), as JSON
+
+  class FaceFolders(tfds.core.GeneratorBasedBuilder):
+    """Aligned face crops from ROOT/<identity>/ folders, checked by scan()."""
+    VERSION = tfds.core.Version(VERSION)
+    BUILDER_CONFIGS = [FaceFoldersConfig(name="default")]
+
+    def _info(self):
+      c = self.builder_config
+      r = c.resolution
+      n = max(2, len(json.loads(c.scan_json)["identities"])) if c.scan_json else 2
+      return tfds.core.DatasetInfo(
+          builder=self, description="User-supplied aligned face crops, one folder per identity.",
+          features=tfds.features.FeaturesDict({
+              "image": tfds.features.Image(shape=(r, r, 3)),
+              "identity": tfds.features.ClassLabel(num_classes=n),
+              "index": np.int64,
+              "path": tfds.features.Text(),
+          }), supervised_keys=None)
+
+    def _split_generators(self, dl_manager):
+      del dl_manager
+      c = self.builder_config
+      parts = split_files(Scan(**json.loads(c.scan_json)), c.test_per_identity)
+      return {k: self._generate_examples(v) for k, v in parts.items()}
+
+    def _generate_examples(self, items):
+      c = self.builder_config
+      for k, (i, rel) in enumerate(items):
+        img, _ = load_image(os.path.join(c.root, rel), c.resolution, c.min_size)
+        yield rel, {"image": img, "identity": i, "index": k, "path": rel}
+
+  return FaceFolders, FaceFoldersConfig
+
+
+def load(root: str, resolution: int, min_size: int, test_per_identity: int, batch_size: int,
+         data_dir: str, report_path: str = "") -> tuple[dict, dict, Scan]:
+  """Scans, checks, prepares (TFDS, cached per folder fingerprint) and reads both splits:
+  (train arrays, test arrays, scan). Masks are zeros: real crops have none."""
+  import tensorflow_datasets as tfds
+  min_size = min_size or max(8, resolution // 2)
+  cache = os.path.join(data_dir, "face_folders")
+  s = scan(root, resolution, min_size, cache)
+  if report_path:
+    tmp = report_path + ".tmp"
+    with open(tmp, "w") as f:
+      json.dump({"summary": s.summary(), **s.to_json()}, f, indent=1)
+    os.replace(tmp, report_path)
+  check_scan(s, test_per_identity + batch_size)
+  cls, cfg_cls = _builder_class()
+  fp, _ = _fingerprint(root, resolution, min_size)
+  cfg = cfg_cls(name=f"r{resolution}_h{test_per_identity}_{fp}", root=os.path.abspath(root),
+                resolution=resolution, min_size=min_size, test_per_identity=test_per_identity,
+                scan_json=json.dumps(s.to_json()))
+  b = cls(config=cfg, data_dir=data_dir)
+  b.download_and_prepare()
+  out = []
+  for split in ("train", "test"):
+    n = b.info.splits[split].num_examples
+    arrays = next(iter(tfds.as_numpy(b.as_dataset(split=split, shuffle_files=False).batch(n))))
+    order = np.lexsort((arrays["index"], arrays["identity"]))
+    arrays = {k: v[order] for k, v in arrays.items()}
+    arrays["mask"] = np.zeros_like(arrays["image"])
+    out.append(arrays)
+  return out[0], out[1], s

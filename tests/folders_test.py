@@ -1,0 +1,150 @@
+"""User image folders: every kind of bad file has its documented outcome, decided before training."""
+import io
+import json
+import os
+import shutil
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from encdec_jax import config as config_lib, train
+from encdec_jax.data import folders
+from encdec_jax.data import render as R
+
+GOOD_PER_IDENTITY = 14  # tiny config: 8 held out + batch 4, and a margin
+
+
+def _face(identity, k, size=32):
+  out = R.render(R.identity_traits(0, identity), R.sample_factors(np.random.default_rng([identity, k])), size)
+  return Image.fromarray(R.to_uint8(out.image))
+
+
+def _png_claiming(width, height):
+  """A valid small PNG whose IHDR (with a correct CRC) claims width x height."""
+  buf = io.BytesIO()
+  Image.new("RGB", (8, 8)).save(buf, "PNG")
+  b = bytearray(buf.getvalue())
+  ihdr = b[12:29]  # type + 13 data bytes
+  ihdr[4:12] = struct.pack(">II", width, height)
+  b[12:29] = ihdr
+  b[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)) & 0xFFFFFFFF)
+  return bytes(b)
+
+
+def _make_root(root):
+  a, b = os.path.join(root, "alice"), os.path.join(root, "bob")
+  os.makedirs(a)
+  os.makedirs(b)
+  for k in range(GOOD_PER_IDENTITY):
+    _face(0, k).save(os.path.join(a, f"good_{k:02d}.png"))
+    _face(1, k).save(os.path.join(b, f"good_{k:02d}.jpg"), quality=95)
+  face = _face(0, 100)
+  face.convert("L").save(os.path.join(a, "gray.png"))
+  face.convert("RGBA").save(os.path.join(a, "rgba.png"))
+  face.convert("P").save(os.path.join(a, "palette.png"))
+  Image.fromarray(np.asarray(face.convert("L"), np.uint16) * 257).save(os.path.join(a, "sixteen.png"))
+  rot = _face(0, 101, 48).crop((0, 8, 48, 40))  # 48x32, stored with "rotate 90 CW" orientation
+  exif = Image.Exif()
+  exif[0x0112] = 6
+  rot.save(os.path.join(a, "exif_rotated.jpg"), exif=exif)
+  full = io.BytesIO()
+  _face(0, 102).save(full, "PNG")
+  open(os.path.join(a, "truncated.png"), "wb").write(full.getvalue()[:200])
+  open(os.path.join(a, "not_an_image.jpg"), "w").write("this is text with a .jpg name")
+  Image.new("RGB", (6, 6), (200, 100, 50)).save(os.path.join(a, "tiny.png"))
+  open(os.path.join(a, "bomb.png"), "wb").write(_png_claiming(100_000, 100_000))
+  shutil.copy(os.path.join(a, "good_00.png"), os.path.join(a, "good_00_copy.png"))
+  shutil.copy(os.path.join(b, "good_00.jpg"), os.path.join(a, "bobs_face.jpg"))
+  open(os.path.join(a, "notes.txt"), "w").write("ignored")
+  open(os.path.join(a, ".DS_Store"), "w").write("ignored")
+  return root
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+  return _make_root(str(tmp_path_factory.mktemp("faces")))
+
+
+def test_every_bad_file_has_its_outcome(root):
+  s = folders.scan(root, 16, 8)
+  skipped = dict(s.skipped)
+  converted = {}
+  for rel, note in s.converted:
+    converted.setdefault(rel, []).append(note)
+  j = os.path.join
+  assert "truncated" in skipped[j("alice", "truncated.png")] or "readable" in skipped[j("alice", "truncated.png")]
+  assert "not a readable image" in skipped[j("alice", "not_an_image.jpg")]
+  assert "too small: 6x6" in skipped[j("alice", "tiny.png")]
+  assert "decompression bomb" in skipped[j("alice", "bomb.png")]
+  assert "duplicate of alice/good_00.png" in skipped[j("alice", "good_00_copy.png")]
+  assert "another identity" in skipped[j("alice", "bobs_face.jpg")]  # skipped in both
+  assert "identical to alice/bobs_face.jpg of identity 'alice'" in skipped[j("bob", "good_00.jpg")]
+  assert any("alpha" in n for n in converted[j("alice", "rgba.png")])
+  assert any("palette" in n for n in converted[j("alice", "palette.png")])
+  assert any("I;16 scaled to 8 bits" in n for n in converted[j("alice", "sixteen.png")])
+  assert any("L converted" in n for n in converted[j("alice", "gray.png")])
+  assert any("EXIF orientation 6" in n for n in converted[j("alice", "exif_rotated.jpg")])
+  assert set(s.ignored) == {j("alice", "notes.txt"), j("alice", ".DS_Store")}
+  assert len(s.files["alice"]) == GOOD_PER_IDENTITY + 5  # + gray, rgba, palette, 16-bit, exif
+  assert len(s.files["bob"]) == GOOD_PER_IDENTITY - 1
+
+
+def test_conversions_give_the_right_pixels(root):
+  face = np.asarray(_face(0, 100).resize((16, 16), Image.Resampling.LANCZOS), np.float32)
+  gray = np.asarray(_face(0, 100).convert("L").resize((16, 16), Image.Resampling.LANCZOS), np.float32)
+  for name, want in [("rgba.png", face), ("gray.png", np.repeat(gray[..., None], 3, -1)),
+                     ("sixteen.png", np.repeat(gray[..., None], 3, -1))]:
+    img, _ = folders.load_image(os.path.join(root, "alice", name), 16, 8)
+    assert img.shape == (16, 16, 3) and img.dtype == np.uint8
+    assert np.abs(img.astype(np.float32) - want).mean() < 2.0, name
+  # EXIF orientation 6 = rotate 90 degrees clockwise for display: the 48x32 image becomes 32x48.
+  img, notes = folders.load_image(os.path.join(root, "alice", "exif_rotated.jpg"), 32, 8)
+  upright = np.asarray(_face(0, 101, 48).crop((0, 8, 48, 40)).rotate(-90, expand=True))  # 32 x 48
+  want = np.asarray(Image.fromarray(upright).crop((0, 8, 32, 40)))
+  assert np.abs(img.astype(np.float32) - want).mean() < 12.0
+  assert any("centre-cropped from 32x48" in n for n in notes)
+
+
+def test_identity_problems_are_clear_errors(tmp_path):
+  one = tmp_path / "one"
+  (one / "alice").mkdir(parents=True)
+  for k in range(3):
+    _face(0, k).save(one / "alice" / f"{k}.png")
+  s = folders.scan(str(one), 16, 8)
+  with pytest.raises(folders.DataError, match=r"1 identity folder.*need at least 2"):
+    folders.check_scan(s, 2)
+  (one / "bob").mkdir()
+  (one / "bob" / "broken.png").write_bytes(b"nope")
+  s = folders.scan(str(one), 16, 8)
+  with pytest.raises(folders.DataError, match=r"bob' has 0 usable images.*broken.png \(not a readable"):
+    folders.check_scan(s, 2)
+
+
+def test_config_checks_the_folder_before_anything(tiny_config, root, tmp_path):
+  c = tiny_config(**{"data.name": "folders", "data.root": root, "data.identities": 3})
+  with pytest.raises(config_lib.ConfigError, match=r"has 2 identity folders \['alice', 'bob'\]; set config.data.identities=2"):
+    config_lib.from_config_dict(c)
+  c = tiny_config(**{"data.name": "folders", "data.root": str(tmp_path / "nowhere")})
+  with pytest.raises(config_lib.ConfigError, match="is not a directory"):
+    config_lib.from_config_dict(c)
+  c = tiny_config(**{"data.name": "folders", "data.root": root, "mask.enabled": True})
+  with pytest.raises(config_lib.ConfigError, match="need face masks"):
+    config_lib.from_config_dict(c)
+
+
+def test_train_on_folders_end_to_end(tiny_config, root, tmp_path):
+  w = str(tmp_path / "run")
+  c = tiny_config(**{"data.name": "folders", "data.root": root, "train.steps": 4,
+                     "data.dir": str(tmp_path / "tfds")})
+  final = train.train_and_evaluate(c, w, progress=False)
+  report = json.load(open(os.path.join(w, "data_report.json")))
+  assert len(report["skipped"]) == 7 and "alice: 19, bob: 13" in report["summary"]
+  assert "eval/recon_mae" in final and not any(k.startswith("eval/swap") for k in final)
+  # The held-out split is 8 per identity; the rest trains.
+  trn, tst = train.load_data(config_lib.from_config_dict(c))
+  assert np.bincount(tst["identity"]).tolist() == [8, 8]
+  assert np.bincount(trn["identity"]).tolist() == [11, 5]
+  assert trn["image"].shape[1:] == (16, 16, 3)

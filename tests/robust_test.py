@@ -1,0 +1,174 @@
+"""Runs survive preemption, kill -9, NaNs and config mix-ups, and lose nothing."""
+import glob
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from encdec_jax import checkpoint as ckpt_lib, config as config_lib, train, tracking
+from encdec_jax.data.pipeline import TrainSource
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _train_cmd(workdir, data_dir, *overrides):
+  return [sys.executable, "-m", "experiments.train", "--config=experiments/configs/original.py:tiny",
+          f"--config.data.dir={data_dir}", f"--workdir={workdir}", *overrides]
+
+
+def _env():
+  return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", JAX_PLATFORMS="cpu")
+
+
+def _wait_for(pred, timeout=180, what=""):
+  t = time.time()
+  while not pred():
+    if time.time() - t > timeout:
+      raise TimeoutError(what)
+    time.sleep(0.05)
+
+
+def _steps_saved(workdir):
+  d = os.path.join(workdir, "checkpoints")
+  return sorted(int(x) for x in os.listdir(d) if x.isdigit()) if os.path.isdir(d) else []
+
+
+def _params(c, workdir, step):
+  tr = train.Trainer(config_lib.from_config_dict(c))
+  ck = ckpt_lib.Checkpointer(workdir, 3)
+  state, meta = ck.restore(step, tr.abstract_state)
+  ck.close()
+  assert meta["step"] == step
+  return state
+
+
+def test_sigterm_saves_the_step_and_exits_cleanly(tmp_path, tiny_data, data_dir):
+  w = str(tmp_path / "run")
+  p = subprocess.Popen(_train_cmd(w, data_dir, "--config.train.steps=1000000",
+                                  "--config.train.checkpoint_every=100000"),
+                       cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  metrics = os.path.join(w, "metrics.jsonl")
+  _wait_for(lambda: os.path.exists(metrics) and os.path.getsize(metrics) > 0 or p.poll() is not None,
+            what="training never started")
+  p.send_signal(signal.SIGTERM)
+  out, err = p.communicate(timeout=120)
+  assert p.returncode == 128 + signal.SIGTERM, err[-3000:]
+  assert "Traceback" not in err and "Run the same command again to resume from step" in err, err
+  saved = _steps_saved(w)
+  last_logged = tracking.read_jsonl(metrics)[-1]["step"]
+  assert len(saved) == 1 and saved[0] >= last_logged and saved[0] % 100000 != 0  # the preempted step
+
+
+def test_kill_9_at_a_random_moment_resumes_bit_exact(tmp_path, tiny_config, tiny_data, data_dir):
+  """A run SIGKILLed mid-training and restarted ends with the same parameters, bit for bit, as a
+  run never interrupted, and its metrics.jsonl holds every logged step exactly once."""
+  steps, every = 150, 10
+  args = (f"--config.train.steps={steps}", f"--config.train.checkpoint_every={every}",
+          "--config.train.log_every=1")
+  straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
+  ref = subprocess.Popen(_train_cmd(straight, data_dir, *args), cwd=ROOT, env=_env(),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  victim = subprocess.Popen(_train_cmd(killed, data_dir, *args), cwd=ROOT, env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  _wait_for(lambda: _steps_saved(killed) or victim.poll() is not None, what="no checkpoint")
+  time.sleep(random.Random(os.getpid()).uniform(0.0, 0.3))
+  victim.kill()
+  victim.wait()
+  assert victim.returncode == -signal.SIGKILL, "the run finished before the kill: make it longer"
+  at_kill = _steps_saved(killed)
+  assert at_kill and at_kill[-1] < steps
+  resumed = subprocess.run(_train_cmd(killed, data_dir, *args), cwd=ROOT, env=_env(),
+                           capture_output=True, text=True, timeout=600)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  ref.wait(timeout=600)
+  assert ref.returncode == 0, ref.stderr.read()[-3000:]
+  c = tiny_config()
+  a, b = _params(c, straight, steps), _params(c, killed, steps)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  rows_a = [r for r in tracking.read_jsonl(os.path.join(straight, "metrics.jsonl")) if "train/loss" in r]
+  rows_b = [r for r in tracking.read_jsonl(os.path.join(killed, "metrics.jsonl")) if "train/loss" in r]
+  assert [r["step"] for r in rows_b] == list(range(1, steps + 1))
+  assert [r["train/loss"] for r in rows_b] == [r["train/loss"] for r in rows_a]
+
+
+def test_truncated_last_metrics_line_is_dropped(tmp_path):
+  path = str(tmp_path / "metrics.jsonl")
+  with open(path, "w") as f:
+    f.write(json.dumps({"step": 1, "a": 1}) + "\n" + json.dumps({"step": 2, "a": 2}) + "\n" + '{"step": 3, "a')
+  tracking.truncate_jsonl(path, 5)
+  assert [r["step"] for r in tracking.read_jsonl(path)] == [1, 2]
+
+
+def _nan_at(step_to_poison):
+  original = TrainSource.batch
+
+  def batch(self, step):
+    b = original(self, step)
+    if step == step_to_poison:
+      b["inputs"] = b["inputs"] * np.float32("nan")
+    return b
+  return batch
+
+
+def test_nan_stops_with_step_and_terms_and_keeps_last_checkpoint(tiny_config, tmp_path, monkeypatch):
+  monkeypatch.setattr(TrainSource, "batch", _nan_at(7))  # the 8th step (0-based batch 7)
+  c = tiny_config(**{"train.steps": 20, "train.checkpoint_every": 5, "train.log_every": 100,
+                     "train.preview_every": 100})
+  with pytest.raises(train.NonFiniteError, match=r"at step 8 .*train/loss=nan.*train/mae=nan"):
+    train.train_and_evaluate(c, str(tmp_path), progress=False)
+  assert _steps_saved(str(tmp_path)) == [5]
+  state = _params(c, str(tmp_path), 5)
+  assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state.params))
+  assert int(state.nonfinite) == 0
+
+
+def test_nan_skip_mode_counts_and_goes_on(tiny_config, tmp_path, monkeypatch):
+  monkeypatch.setattr(TrainSource, "batch", _nan_at(3))
+  c = tiny_config(**{"train.steps": 10, "train.nonfinite": "skip"})
+  final = train.train_and_evaluate(c, str(tmp_path), progress=False)
+  assert final["train/nonfinite_steps"] == 1 and np.isfinite(final["eval/recon_mae"])
+  state = _params(c, str(tmp_path), 10)
+  assert int(state.nonfinite) == 1 and int(state.first_nonfinite) == 3
+  assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state.params))
+
+
+def test_config_change_override_and_mismatch_names_the_part(tiny_config, tmp_path):
+  w = str(tmp_path)
+  train.train_and_evaluate(tiny_config(**{"train.steps": 2}), w, progress=False)
+  c = tiny_config(**{"train.steps": 4, "model.bottleneck": 48})
+  with pytest.raises(config_lib.ConfigError, match=r"model.bottleneck \(32 -> 48\).*--allow_config_change"):
+    train.train_and_evaluate(c, w, progress=False)
+  # Forced: the checkpoint cannot fit the new model, and the error says which part.
+  with pytest.raises(ckpt_lib.CheckpointMismatchError,
+                     match=r"encoder.*bottleneck.*kernel.*\(\d+, 32\).*\(\d+, 48\)"):
+    train.train_and_evaluate(c, w, progress=False, allow_config_change=True)
+  assert _steps_saved(w) == [2]  # nothing lost
+
+
+def test_unwritable_workdir_fails_before_training(tiny_config, tmp_path):
+  blocker = tmp_path / "a_file"
+  blocker.write_text("not a folder")
+  with pytest.raises(OSError, match="not writable"):
+    train.train_and_evaluate(tiny_config(), str(blocker / "run"), progress=False)
+
+
+def test_nothing_loaded_with_pickle():
+  """Checkpoints are Orbax (tensorstore + JSON), data TFDS records and PNGs: no code path may
+  unpickle a file a user hands us."""
+  offenders = []
+  for path in glob.glob(os.path.join(ROOT, "encdec_jax", "**", "*.py"), recursive=True) + \
+      glob.glob(os.path.join(ROOT, "experiments", "**", "*.py"), recursive=True):
+    text = open(path).read()
+    for needle in ("import pickle", "cPickle", "allow_pickle=True", "torch.load", "dill",
+                   "cloudpickle", "joblib.load"):
+      if needle in text:
+        offenders.append(f"{os.path.relpath(path, ROOT)}: {needle}")
+  assert not offenders, offenders
