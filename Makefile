@@ -6,6 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TORCH_VENV := .venv-torch
+TEST_WORKERS ?= 2
 
 .PHONY: sweep test bench install clean
 
@@ -14,7 +15,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
-	@$(PY) -c "import jax, flax, orbax.checkpoint, tensorflow_datasets, wandb, sweeps, ml_collections, pytest" \
+	@$(PY) -c "import jax, flax, orbax.checkpoint, tensorflow_datasets, wandb, sweeps, ml_collections, pytest, xdist" \
 	  || (echo "install failed: see the pip output above" && exit 1)
 	@touch $(STAMP)
 
@@ -22,7 +23,7 @@ sweep: $(STAMP)
 	$(PY) -m experiments.sweep $(ARGS)
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests $(ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests $(ARGS)
 
 $(TORCH_VENV)/.installed:
 	@test -x $(TORCH_VENV)/bin/python || $(PYTHON) -m venv $(TORCH_VENV)

@@ -80,6 +80,13 @@ class MaskConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class EvalConfig:
+  judges: bool = True            # identity-transfer and pose/expression judges (encdec_jax/judges.py)
+  every: int = 0                 # also evaluate every this many steps (0: only at the end)
+  judge_steps: int = 400         # training steps of each judge (cached per dataset)
+
+
+@dataclasses.dataclass(frozen=True)
 class WandbConfig:
   mode: str = "offline"
   project: str = "encdec_jax"
@@ -97,6 +104,7 @@ class ExperimentConfig:
   train: TrainConfig
   wandb: WandbConfig
   mask: MaskConfig = MaskConfig()
+  eval: EvalConfig = EvalConfig()
 
 
 def _section(cd: Any, name: str, cls):
@@ -130,7 +138,7 @@ def from_config_dict(cd) -> ExperimentConfig:
   from encdec_jax.losses import LossSpecError, parse_loss_spec
   from encdec_jax.models import ARCHITECTURES, UPSCALE_MODES, check_model_config
 
-  top = {"seed", "loss", "model", "data", "train", "wandb", "mask"}
+  top = {"seed", "loss", "model", "data", "train", "wandb", "mask", "eval"}
   unknown = sorted(set(cd.keys()) - top)
   _check(not unknown, f"unknown config key(s) {unknown}; valid top-level keys: {sorted(top)}")
   data = _section(cd, "data", DataConfig)
@@ -140,6 +148,9 @@ def from_config_dict(cd) -> ExperimentConfig:
   train = _section(cd, "train", TrainConfig)
   wb = _section(cd, "wandb", WandbConfig)
   mask = _section(cd, "mask", MaskConfig) if "mask" in cd else MaskConfig()
+  ev = _section(cd, "eval", EvalConfig) if "eval" in cd else EvalConfig()
+  _check(ev.every >= 0 and ev.judge_steps >= 1,
+         f"config.eval.every={ev.every} must be >= 0 and config.eval.judge_steps={ev.judge_steps} >= 1")
   _check(mask.learned_weight >= 0, f"config.mask.learned_weight={mask.learned_weight}; must be >= 0")
   _check(mask.eye_multiplier >= 1 and mask.mouth_multiplier >= 1,
          f"config.mask multipliers ({mask.eye_multiplier}, {mask.mouth_multiplier}) must be >= 1")
@@ -193,4 +204,4 @@ def from_config_dict(cd) -> ExperimentConfig:
   except LossSpecError as e:
     raise ConfigError(f"config.loss: {e}") from None
   return ExperimentConfig(seed=cd.seed, loss=loss, loss_spec=cd.loss, model=model, data=data,
-                          train=train, wandb=wb, mask=mask)
+                          train=train, wandb=wb, mask=mask, eval=ev)

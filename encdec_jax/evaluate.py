@@ -4,6 +4,10 @@ For every identity i and every decoder j, `decode_all` gives decoder_j(encoder(x
 the reconstruction; j != i is the swap of x_i into identity j, which the synthetic dataset lets us
 compare with the true rendering of the same pose, expression and lighting as identity j.
 Scalars are named `eval/<metric>` (means) and `eval/<metric>/<i>` or `/<i>to<j>` (parts).
+With judges (encdec_jax/judges.py): `eval/id_transfer` (share of swaps into j recognised as j),
+`eval/id_leak` (still recognised as the source), `eval/attr_mae` (pose/expression error against
+the source's true factors, standardised units), beside the judges' own floor on real images
+(`eval/judge_accuracy`, `eval/attr_mae_floor`).
 """
 from __future__ import annotations
 
@@ -43,16 +47,26 @@ def _by_identity(test: dict, i: int):
   return x, (test["swaps"][sel].astype(np.float32) / 255.0 if "swaps" in test else None)
 
 
-def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 64) -> dict[str, float]:
-  """Scalars for the held-out split `test` (arrays with 'image', 'identity', 'swaps')."""
+def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 64,
+             judges=None) -> dict[str, float]:
+  """Scalars for the held-out split `test` (arrays with 'image', 'identity', and where the data
+  has them 'swaps' and 'factors'). With `judges` (encdec_jax.judges.Judges) also identity
+  transfer and leakage of every swap, and its pose/expression error against the source."""
   out: dict[str, float] = {}
   rec = {m: [] for m in ("mae", "ssim", "psnr")}
   swp = {m: [] for m in ("mae", "ssim", "psnr", "mae_input")}
+  jud = {m: [] for m in ("id_transfer", "id_leak", "attr_mae")}
   for i in range(num_identities):
     x, swaps = _by_identity(test, i)
+    factors = test["factors"][test["identity"] == i] if "factors" in test else None
     preds = np.concatenate([np.asarray(decode_all(params, x[k:k + batch]))
                             for k in range(0, len(x), batch)], axis=1)  # (N, n, H, W, C)
     for j in range(num_identities):
+      if judges is not None and j != i:
+        from encdec_jax import judges as judges_lib
+        for k, v in judges_lib.swap_scores(judges, preds[j], i, j, factors).items():
+          out[f"eval/{k}/{i}to{j}"] = v
+          jud[k].append(v)
       if swaps is None and j != i:
         continue  # no ground truth for a swap of a real photo
       truth = x if swaps is None else swaps[:, j]
@@ -69,6 +83,11 @@ def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 6
           swp[k].append(v)
   out.update({f"eval/recon_{k}": float(np.mean(v)) for k, v in rec.items()})
   out.update({f"eval/swap_{k}": float(np.mean(v)) for k, v in swp.items() if v})
+  out.update({f"eval/{k}": float(np.mean(v)) for k, v in jud.items() if v})
+  if judges is not None:  # the judges' own scores on real images: what "perfect" looks like
+    out["eval/judge_accuracy"] = judges.accuracy
+    if judges.attr_floor is not None:
+      out["eval/attr_mae_floor"] = judges.attr_floor
   return out
 
 

@@ -216,7 +216,7 @@ _RESUME_FREE = {"train.steps", "train.log_every", "train.preview_every", "train.
 
 
 def _may_change_on_resume(key: str) -> bool:
-  return key in _RESUME_FREE or key.startswith("wandb.")
+  return key in _RESUME_FREE or key.startswith(("wandb.", "eval."))
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -248,6 +248,28 @@ def load_data(cfg: ExperimentConfig, workdir: str | None = None):
   b = synthetic_faces.builder(d.resolution, d.identities, d.seed, d.train_per_identity,
                               d.test_per_identity, d.dir)
   return synthetic_faces.load_split(b, "train"), synthetic_faces.load_split(b, "test")
+
+
+def dataset_key(cfg: ExperimentConfig) -> str:
+  """A name for the dataset's content, for caches such as the judges."""
+  d = cfg.data
+  if d.name == "folders":
+    from encdec_jax.data import folders
+    fp, _ = folders._fingerprint(d.root, d.resolution, d.min_size or max(8, d.resolution // 2))
+    return f"folders_r{d.resolution}_h{d.test_per_identity}_{fp}"
+  from encdec_jax.data import synthetic_faces
+  return "synthetic_faces_" + synthetic_faces.config_name(d.resolution, d.identities, d.seed,
+                                                          d.train_per_identity, d.test_per_identity)
+
+
+def get_judges(cfg: ExperimentConfig, train: dict, test: dict):
+  """The dataset's judges (trained once, cached next to the TFDS data), or None if disabled."""
+  if not cfg.eval.judges:
+    return None
+  from encdec_jax import judges as judges_lib
+  from encdec_jax.data import synthetic_faces
+  return judges_lib.get(train, test, cfg.data.identities, cfg.data.dir or synthetic_faces.default_data_dir(),
+                        dataset_key(cfg), cfg.eval.judge_steps)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
@@ -286,10 +308,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   tracker = tracking.Tracker(workdir, cfg_dict, mode=w.mode, project=w.project, group=w.group,
                              name=w.name or os.path.basename(workdir), enabled=is_main)
   try:
+    judges = get_judges(cfg, train, test)
     with _stop_signals() as stop:
-      state = _loop(cfg, trainer, source, test, state, start, ckpt, tracker, workdir, progress, stop)
+      state = _loop(cfg, trainer, source, test, state, start, ckpt, tracker, workdir, progress, stop,
+                    judges)
     ckpt.close()
-    scalars = eval_lib.evaluate(state.params, trainer.decode_all, test, cfg.data.identities)
+    scalars = eval_lib.evaluate(state.params, trainer.decode_all, test, cfg.data.identities,
+                                judges=judges)
     final = {"step": int(state.step), **scalars}
     if int(state.nonfinite):
       final["train/nonfinite_steps"] = int(state.nonfinite)
@@ -359,7 +384,8 @@ def _raise_nonfinite(cfg, trainer, source, state, workdir):
       f"config.train.nonfinite='skip' (resumable with the same --workdir).")
 
 
-def _loop(cfg, trainer, source, test, state, start, ckpt, tracker, workdir, progress, stop):
+def _loop(cfg, trainer, source, test, state, start, ckpt, tracker, workdir, progress, stop,
+          judges=None):
   from tqdm.auto import tqdm
   tc, n_img = cfg.train, cfg.train.batch_size * cfg.data.identities
   stop_mode = tc.nonfinite == "stop"
@@ -399,6 +425,9 @@ def _loop(cfg, trainer, source, test, state, start, ckpt, tracker, workdir, prog
         _raise_nonfinite(cfg, trainer, source, state, workdir)  # before anything is written
       if done % tc.preview_every == 0 or done == tc.steps:
         _preview(cfg, trainer, state, test, tracker, workdir, done)
+      if cfg.eval.every and done % cfg.eval.every == 0 and done != tc.steps:
+        tracker.log(done, eval_lib.evaluate(state.params, trainer.decode_all, test,
+                                            cfg.data.identities, judges=judges))
       if saving:
         ckpt.save(done, state, {"step": done})
       bar.update(1)

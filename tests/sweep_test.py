@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import yaml
 
@@ -79,6 +80,14 @@ def test_tiny_sweep_end_to_end_writes_report(tmp_path, data_dir):
   md = (out / "results.md").read_text()
   assert "swap_mae" in md and "![swap_mae](swap_mae.png)" in md
   assert all(r["step"] == 4 and 0 <= r["eval/swap_mae"] <= 1 for r in results)
+  assert all(0 <= r["eval/id_transfer"] <= 1 and "eval/attr_mae" in r for r in results)
+  report = (out / "report.md").read_text()
+  assert "| swap_mae | swap_ssim | id_transfer | id_leak | attr_mae | swap_mae_input |" in report
+  assert "![swap grid](swap_grid.png)" in report and "Every setting ran with one seed" in report
+  assert "identity accuracy" in report
+  from PIL import Image
+  grid = Image.open(out / "swap_grid.png")
+  assert grid.info.get("Software") == "encdec_jax" and "Synthetic" in grid.info.get("Description", "")
   # Re-running reads finished runs instead of training them again.
   mtime = os.path.getmtime(out / results[0]["run"] / "eval.json")
   sweep.run_sweep(str(path), str(out), progress=False, config_overrides={
@@ -108,3 +117,52 @@ def test_train_cli_accepts_agent_style_overrides(tmp_path, data_dir):
   bad = subprocess.run(cmd[:4] + ["--config.model.bottlenek=3"], cwd=ROOT, capture_output=True,
                        text=True, timeout=300)
   assert bad.returncode != 0 and "bottlenek" in bad.stderr
+  # The same run, evaluated again from its workdir.
+  ev = subprocess.run([sys.executable, "-m", "experiments.evaluate", f"--workdir={tmp_path}"],
+                      cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert ev.returncode == 0, ev.stderr[-3000:]
+  assert "eval/id_transfer=" in ev.stdout and "judges (synthetic_faces_r16" in ev.stdout
+
+
+def test_seed_spread_groups_runs_that_differ_only_in_seed():
+  rs = [{"config.model.bottleneck": 8, "config.seed": s, "eval/swap_mae": v} for s, v in ((0, 0.1), (1, 0.3))]
+  rs.append({"config.model.bottleneck": 16, "config.seed": 0, "eval/swap_mae": 0.2})
+  out = sweep.seed_spread(rs, ["config.model.bottleneck", "config.seed"], ["eval/swap_mae"])
+  assert len(out) == 1 and out[0]["setting"] == "bottleneck=8" and out[0]["n"] == 2
+  assert out[0]["eval/swap_mae"] == pytest.approx((0.2, 0.1414213), rel=1e-5)
+
+
+def test_swap_cli_writes_labelled_swaps(tmp_path, data_dir, tiny_data):
+  from PIL import Image
+  from encdec_jax import train
+  from experiments.configs import original
+  c = original.get_config("tiny")
+  c.data.dir, c.train.steps = data_dir, 2
+  run = tmp_path / "run"
+  train.train_and_evaluate(c, str(run), progress=False)
+  _, test = tiny_data
+  inp = tmp_path / "in"
+  inp.mkdir()
+  for k in range(2):
+    Image.fromarray(test["image"][k]).save(inp / f"face{k}.png")
+  (inp / "broken.jpg").write_text("not an image")
+  r = subprocess.run([sys.executable, "-m", "experiments.swap", f"--workdir={run}", "--to=1",
+                      f"--input={inp}", f"--output={tmp_path / 'out'}", "--mark"],
+                     cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert "2 swapped images" in r.stdout and "broken.jpg: not a readable image" in r.stdout
+  im = Image.open(tmp_path / "out" / "face0.png")
+  assert im.size == (16, 16) and im.info["encdec_jax:synthetic"] == "true"
+  assert im.info["encdec_jax:step"] == "2" and im.info["encdec_jax:identity"] == "1"
+  assert tuple(np.asarray(im)[-1, -1]) == (255, 0, 200)  # the visible corner mark
+  bad = subprocess.run([sys.executable, "-m", "experiments.swap", f"--workdir={run}", "--to=7",
+                        f"--input={inp}", f"--output={tmp_path / 'out2'}"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert bad.returncode != 0 and "--to='7' is not an identity of this run; valid: ['0', '1']" in bad.stderr
+
+
+def test_soft_ellipse_blend_keeps_the_border():
+  from encdec_jax import inference
+  m = inference.soft_ellipse(32)
+  assert m[16, 16, 0] == pytest.approx(1.0) and m[0, 0, 0] == 0.0 and m[16, 0, 0] == 0.0
+  assert 0.0 < m[16, 3, 0] < 1.0 or 0.0 < m[16, 4, 0] < 1.0  # a soft edge, not a step

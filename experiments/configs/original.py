@@ -61,6 +61,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.train.keep_checkpoints = 3
   c.train.nonfinite = "stop"        # NaN/Inf loss or gradient: "stop" (last good checkpoint kept) or "skip"
 
+  c.eval = ml_collections.ConfigDict()
+  c.eval.judges = True              # identity transfer / leakage and pose-expression error of swaps
+  c.eval.every = 0                  # also evaluate every E steps (0: at the end only)
+  c.eval.judge_steps = 400          # each judge's training steps (once per dataset, cached)
+
   c.wandb = ml_collections.ConfigDict()
   c.wandb.mode = "offline"          # offline | online | disabled
   c.wandb.project = "encdec_jax"
@@ -94,6 +99,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.train.preview_every = 10
     c.train.checkpoint_every = 10
     c.wandb.mode = "disabled"
+    c.eval.judge_steps = 150
   else:
     raise ValueError(f"unknown variant {variant!r} of original.py; valid: 'full', 'small', 'tiny'")
   return c

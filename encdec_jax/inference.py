@@ -1,0 +1,91 @@
+"""Swapping images with a trained run: load a workdir, swap crops into an identity, blend, mark.
+
+The hairstyle-visualizer use: a face crop of A decoded as identity B, optionally blended back
+into A's crop inside a face mask (the model's learned mask if it has one, otherwise a soft
+ellipse over the centre of the aligned crop) so that hair and background outside the face stay.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import jax
+import numpy as np
+
+
+@dataclasses.dataclass
+class Run:
+  cfg: object        # ExperimentConfig
+  model: object
+  params: object
+  step: int
+  identities: list   # names, index = identity id
+
+
+def load_run(workdir: str, step: int | None = None) -> Run:
+  import ml_collections
+  from encdec_jax import checkpoint as ckpt_lib, config as config_lib, train
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path} does not exist: {workdir!r} is not a run's workdir")
+  cfg = config_lib.from_config_dict(ml_collections.ConfigDict(json.load(open(path))))
+  trainer = train.Trainer(cfg, devices=jax.devices()[:1])
+  ck = ckpt_lib.Checkpointer(workdir, cfg.train.keep_checkpoints)
+  step = step if step is not None else ck.latest_step()
+  if step is None:
+    ck.close()
+    raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints")
+  state, _ = ck.restore(step, trainer.abstract_state)
+  ck.close()
+  names = [str(i) for i in range(cfg.data.identities)]
+  report = os.path.join(workdir, "data_report.json")
+  if cfg.data.name == "folders" and os.path.exists(report):
+    names = json.load(open(report))["identities"]
+  return Run(cfg, trainer.model, state.params, int(step), names)
+
+
+def resolve_identity(run: Run, to: str) -> int:
+  if to in run.identities:
+    return run.identities.index(to)
+  raise ValueError(f"--to={to!r} is not an identity of this run; valid: {run.identities}")
+
+
+def soft_ellipse(resolution: int, rx: float = 0.36, ry: float = 0.44, feather: float = 0.08) -> np.ndarray:
+  """(R, R, 1) in [0, 1]: 1 inside a centred ellipse (the face of an aligned crop), a smooth ramp
+  `feather` x R wide at its edge, 0 outside."""
+  t = (np.arange(resolution) + 0.5) / resolution - 0.5
+  y, x = np.meshgrid(t, t, indexing="ij")
+  d = np.sqrt((x / rx) ** 2 + (y / ry) ** 2) - 1.0  # < 0 inside
+  s = np.clip(0.5 - d * min(rx, ry) / feather, 0.0, 1.0)
+  return (s * s * (3 - 2 * s))[..., None].astype(np.float32)
+
+
+def swap(run: Run, x_BxHxWx3: np.ndarray, to: int, blend: bool = True):
+  """-> (swapped (B, H, W, 3), mask used (B, H, W, 1) or None) at the input's resolution."""
+  from encdec_jax import models
+  y = jax.jit(lambda p, x: run.model.apply(p, x, to, method="swap"))(run.params, x_BxHxWx3)
+  rgb, mask = models.split_output(y)
+  b, h, w, _ = x_BxHxWx3.shape
+  if rgb.shape[1:3] != (h, w):  # dfaker: 2x
+    rgb = jax.image.resize(rgb, (b, h, w, 3), "linear", antialias=True)
+    mask = None if mask is None else jax.image.resize(mask, (b, h, w, 1), "linear", antialias=True)
+  rgb = np.asarray(rgb)
+  if not blend:
+    return rgb, None
+  m = np.asarray(mask) if mask is not None else np.broadcast_to(soft_ellipse(h), (b, h, w, 1))
+  return m * rgb + (1 - m) * x_BxHxWx3, m
+
+
+def corner_mark(img_u8: np.ndarray) -> np.ndarray:
+  """A visible mark: a magenta triangle in the bottom-right corner (an eighth of the side) with
+  "AI" on it where the image is large enough for text."""
+  from PIL import Image, ImageDraw
+  im = Image.fromarray(img_u8)
+  s = max(4, im.width // 8)
+  d = ImageDraw.Draw(im)
+  d.polygon([(im.width, im.height - 2 * s), (im.width, im.height), (im.width - 2 * s, im.height)],
+            fill=(255, 0, 200))
+  if im.width >= 96:
+    d.text((im.width - s, im.height - s), "AI", fill=(255, 255, 255))
+  return np.asarray(im)
