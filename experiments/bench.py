@@ -31,6 +31,8 @@ _PEER = flags.DEFINE_string("peer", os.path.join("..", "shared", "peers", "torch
 _SET = flags.DEFINE_multi_string("set", [], "config override, e.g. model.conv_impl=xla")
 _STEP_GFLOP = flags.DEFINE_float("step_gflop", 0.0, "on accelerators: the step's GFLOP (from the "
                                   "CPU cost analysis of the same config; see time_ours)")
+_BREAKDOWN = flags.DEFINE_bool("breakdown", False, "only split the step's time into forward, "
+                                "backward and optimizer phases (each phase jitted and timed alone)")
 _LOSSES = flags.DEFINE_bool("losses", False, "only time each loss (value and gradient, 32 x 64x64)")
 
 
@@ -181,6 +183,51 @@ def pipeline_img_per_s(cfg, batches=10):
   return batches * n * b / dt
 
 
+def breakdown(cd, reps=3):
+  """Median ms of: the forward loss alone; forward + backward (value_and_grad); the Adam update
+  alone; the whole step. Backward = second - first; the rest = step - grad - update (fusion)."""
+  import jax
+  import numpy as np
+  import optax
+  from encdec_jax import config as config_lib, losses, models, train
+  cfg = config_lib.from_config_dict(cd)
+  tr = train.Trainer(cfg)
+  state = tr.init()
+  n, b, r = cfg.data.identities, cfg.train.batch_size, cfg.data.resolution
+  rng = np.random.default_rng(0)
+  batch = tr.device_batch({k: rng.random((n, b, r, r, 3), dtype=np.float32) for k in tr.batch_keys})
+
+  def loss(p):
+    y = models.split_output(tr.model.apply(p, batch["inputs"]))[0]
+    return losses.combined_loss(cfg.loss, y.reshape((-1,) + y.shape[2:]),
+                                batch["targets"].reshape((-1,) + y.shape[2:]))[0].mean()
+
+  fwd = jax.jit(loss)
+  grad = jax.jit(jax.grad(loss))
+  g = grad(state.params)
+  upd = jax.jit(lambda g, o, p: optax.apply_updates(p, tr.tx.update(g, o, p)[0]))
+  timings = {}
+  for name, fn in (("forward (loss)", lambda: fwd(state.params)),
+                   ("forward + backward", lambda: grad(state.params)),
+                   ("Adam update", lambda: upd(g, state.opt_state, state.params))):
+    jax.block_until_ready(fn())
+    timings[name] = statistics.median(_timed(lambda: jax.block_until_ready(fn())) for _ in range(reps))
+  st = state
+  st, m = tr.step_fn(st, batch)
+  jax.block_until_ready(m)
+  ts = []
+  for _ in range(reps):
+    t = time.perf_counter()
+    st, m = tr.step_fn(st, batch)
+    jax.block_until_ready(m)
+    ts.append(time.perf_counter() - t)
+  step = statistics.median(ts)
+  f, fb, u = timings["forward (loss)"], timings["forward + backward"], timings["Adam update"]
+  print(f"step {1000 * step:.0f} ms = forward {1000 * f:.0f} + backward {1000 * (fb - f):.0f} + "
+        f"Adam {1000 * u:.0f} + rest {1000 * (step - fb - u):.0f} (each phase jitted alone, "
+        f"median of {reps})")
+
+
 def bench_archs(archs):
   """One row per architecture: its config's full (or --variant) size, ours only."""
   import gc
@@ -215,6 +262,9 @@ def main(argv):
     return
   if _ARCHS.value:
     bench_archs(_ARCHS.value)
+    return
+  if _BREAKDOWN.value:
+    breakdown(_config())
     return
   cd = _config()
   o = time_ours(cd)
