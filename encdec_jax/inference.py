@@ -21,6 +21,7 @@ class Run:
   params: object
   step: int
   identities: list   # names, index = identity id
+  compiled: dict = dataclasses.field(default_factory=dict)
 
 
 def load_run(workdir: str, step: int | None = None) -> Run:
@@ -64,7 +65,10 @@ def soft_ellipse(resolution: int, rx: float = 0.36, ry: float = 0.44, feather: f
 def swap(run: Run, x_BxHxWx3: np.ndarray, to: int, blend: bool = True):
   """-> (swapped (B, H, W, 3), mask used (B, H, W, 1) or None) at the input's resolution."""
   from encdec_jax import models
-  y = jax.jit(lambda p, x: run.model.apply(p, x, to, method="swap"))(run.params, x_BxHxWx3)
+  key = ("swap", to)
+  if key not in run.compiled:  # one compile per (run, target), whatever the number of images
+    run.compiled[key] = jax.jit(lambda p, x: run.model.apply(p, x, to, method="swap"))
+  y = run.compiled[key](run.params, x_BxHxWx3)
   rgb, mask = models.split_output(y)
   b, h, w, _ = x_BxHxWx3.shape
   if rgb.shape[1:3] != (h, w):  # dfaker: 2x

@@ -265,8 +265,10 @@ def _swap_grid(results, out_dir, per_identity: int = 3) -> str | None:
       continue
     if run.cfg.data.resolution != first.cfg.data.resolution:
       continue
-    out = np.stack([inference.swap(run, x[k:k + 1], int(target[k]), blend=False)[0][0]
-                    for k in range(len(x))])
+    out = np.zeros_like(x)
+    for t in np.unique(target):  # one batched call per target identity
+      sel = target == t
+      out[sel] = inference.swap(run, x[sel], int(t), blend=False)[0]
     rows.append(out)
     labels.append(r["run"])
   g = image_lib.grid(np.stack(rows))
@@ -281,7 +283,7 @@ def _swap_grid(results, out_dir, per_identity: int = 3) -> str | None:
   ax.set_xticks([])
   fig.tight_layout()
   name = "swap_grid.png"
-  fig.savefig(os.path.join(out_dir, name), dpi=100, metadata={
+  fig.savefig(os.path.join(out_dir, name), dpi=100, bbox_inches="tight", metadata={
       "Software": "encdec_jax", "Description": image_lib.PROVENANCE})
   plt.close(fig)
   return name

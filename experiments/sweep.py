@@ -38,7 +38,7 @@ def main(argv):
   except (train.NonFiniteError, train.ConfigError, sweep.SweepError) as e:
     print(f"\nerror: {e}", file=sys.stderr)
     sys.exit(1)
-  print(f"{len(results)} runs; report: {os.path.join(out, 'results.md')}")
+  print(f"{len(results)} runs; report: {os.path.join(out, 'report.md')}")
 
 
 if __name__ == "__main__":

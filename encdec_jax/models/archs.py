@@ -28,8 +28,16 @@ class EncDec(nn.Module):
   output_scale = 1
   downscales = 4  # the encoder halves the input this many times
 
+  # Defaults: a shared `encoder` and per-identity `decoders`; architectures with one shared
+  # decoder or an intermediate override decode / code.
+  def encode(self, x):
+    return self.encoder(x)
+
   def code(self, z, identity: int):
     return z
+
+  def decode(self, c, identity: int):
+    return self.decoders[identity](c)
 
   def __call__(self, x_NxBxHxWxC):
     n, b = x_NxBxHxWxC.shape[:2]
@@ -149,12 +157,6 @@ class Original(EncDec):
     self.encoder = OriginalEncoder(self.cfg)
     self.decoders = [OriginalDecoder(self.cfg) for _ in range(self.cfg.num_identities)]
 
-  def encode(self, x):
-    return self.encoder(x)
-
-  def decode(self, c, identity: int):
-    return self.decoders[identity](c)
-
 
 class LightweightEncoder(nn.Module):
   """Three 5x5 stride-2 convs (128, 256, 512), Dense(bottleneck), Dense(s*s*512), upscale to 256."""
@@ -183,12 +185,6 @@ class Lightweight(EncDec):
     self.decoders = [UpscaleDecoder(tuple(ch(f, w) for f in (512, 256, 128)), (False,) * 3, c)
                      for _ in range(c.num_identities)]
 
-  def encode(self, x):
-    return self.encoder(x)
-
-  def decode(self, c, identity: int):
-    return self.decoders[identity](c)
-
 
 class DFaker(EncDec):
   """faceswap's DFaker: the Original encoder (to 2s x 2s x 512); per-identity decoders of four
@@ -204,12 +200,6 @@ class DFaker(EncDec):
                                     (True, True, True, False), c)
                      for _ in range(c.num_identities)]
 
-  def encode(self, x):
-    return self.encoder(x)
-
-  def decode(self, c, identity: int):
-    return self.decoders[identity](c)
-
 
 class IAE(EncDec):
   """faceswap's IAE: a shared conv encoder (128, 256, 512, 1024), per-identity intermediates and
@@ -224,9 +214,6 @@ class IAE(EncDec):
     self.inters = [Intermediate(c.bottleneck, s, half, c) for _ in range(c.num_identities)]
     self.inter_shared = Intermediate(c.bottleneck, s, half, c)
     self.decoder = UpscaleDecoder(tuple(ch(f, w) for f in (512, 256, 128, 64)), (False,) * 4, c)
-
-  def encode(self, x):
-    return self.encoder(x)
 
   def code(self, z, identity: int):
     return jnp.concatenate([self.inters[identity](z), self.inter_shared(z)], axis=-1)
@@ -273,14 +260,8 @@ class DF(DFLBase):
     self.inter = Intermediate(c.bottleneck, c.resolution // 16, ae, c, upscale_to=ae)
     self.decoders = [_dfl_decoder(c) for _ in range(c.num_identities)]
 
-  def encode(self, x):
-    return self.encoder(x)
-
   def code(self, z, identity: int):
     return self.inter(z)
-
-  def decode(self, c, identity: int):
-    return self.decoders[identity](c)
 
 
 class LIAE(DFLBase):
@@ -301,9 +282,6 @@ class LIAE(DFLBase):
     self.inters = [Intermediate(c.bottleneck, c.resolution // 16, ae2, c, upscale_to=ae2)
                    for _ in range(c.num_identities - 1)]
     self.decoder = _dfl_decoder(c)
-
-  def encode(self, x):
-    return self.encoder(x)
 
   def code(self, z, identity: int):
     shared = self.inter_all(z)

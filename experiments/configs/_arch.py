@@ -23,3 +23,13 @@ def derive(name: str, arg: str | None, full: dict, small: dict | None = None,
       node = node[p]
     node[last] = value
   return c
+
+
+# DeepFaceLab SAEHD defaults (df, liae): published 128 px, ae_dims 256 (= model.bottleneck),
+# e_dims 64, d_dims 64; and their small and tiny variants.
+DFL_FULL = {"model.bottleneck": 256, "model.e_dims": 64, "model.d_dims": 64,
+            "data.resolution": 128, "train.batch_size": 8}
+DFL_SMALL = {"model.bottleneck": 64, "model.width": 0.25, "data.resolution": 32,
+             "train.batch_size": 16}
+DFL_TINY = {"model.bottleneck": 32, "model.width": 1 / 16, "data.resolution": 16,
+            "train.batch_size": 4, "model.d_dims": 32}

@@ -3,14 +3,8 @@ Published defaults: 128x128, ae_dims 256 (model.bottleneck), e_dims 64, d_dims 6
 
   python -m experiments.train --config=experiments/configs/df.py:small --workdir=runs/df
 """
-from experiments.configs._arch import derive
+from experiments.configs._arch import DFL_FULL, DFL_SMALL, DFL_TINY, derive
 
 
 def get_config(arg: str | None = None):
-  return derive("df", arg,
-                {"model.bottleneck": 256, "model.e_dims": 64, "model.d_dims": 64,
-                 "data.resolution": 128, "train.batch_size": 8},
-                small={"model.bottleneck": 64, "model.width": 0.25, "data.resolution": 32,
-                       "train.batch_size": 16},
-                tiny={"model.bottleneck": 32, "model.width": 1 / 16, "data.resolution": 16,
-                      "train.batch_size": 4, "model.d_dims": 32})
+  return derive("df", arg, DFL_FULL, small=DFL_SMALL, tiny=DFL_TINY)
