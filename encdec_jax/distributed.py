@@ -9,7 +9,8 @@
   ENCDEC_INIT_TIMEOUT          seconds to wait for every process to join (default 300).
 
 The same values may come as flags (experiments/train.py --distributed=...). Call `initialize()`
-before anything touches a JAX device. On CPU, cross-process collectives use gloo.
+before anything touches a JAX device. On CPU-only clusters set JAX_PLATFORMS=cpu: cross-process
+collectives then use gloo.
 """
 from __future__ import annotations
 
