@@ -1,11 +1,8 @@
 """The train step (pure, jitted once, sharded, donated) and the loop around it."""
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
-import threading
 import time
 from typing import Any
 
@@ -20,7 +17,10 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from encdec_jax import checkpoint as ckpt_lib
 from encdec_jax import evaluate as eval_lib
 from encdec_jax import images as image_lib
-from encdec_jax import losses, models, tracking
+from encdec_jax import losses, models, preemption, tracking
+from encdec_jax import workdir as workdir_lib
+from encdec_jax.data.loading import dataset_key, get_judges, load_data  # noqa: F401 (public here too)
+from encdec_jax.preemption import Preempted  # noqa: F401 (public here too)
 from encdec_jax.config import (ConfigError, ExperimentConfig, MaskConfig, TrainConfig,
                                from_config_dict)
 
@@ -32,15 +32,6 @@ class TrainState:
   opt_state: Any
   nonfinite: jax.Array = None   # int32: steps whose loss or gradient was NaN/Inf (their update dropped)
   first_nonfinite: jax.Array = None  # int32: the first such step (0-based), -1 if none
-
-
-class Preempted(Exception):
-  """SIGTERM/SIGINT arrived; the step in progress finished and a checkpoint was saved."""
-
-  def __init__(self, step: int, workdir: str, signum: int):
-    self.step, self.workdir, self.signum = step, workdir, signum
-    super().__init__(f"stopped by {signal.Signals(signum).name} after step {step}; checkpoint saved "
-                     f"in {workdir}/checkpoints. Run the same command again to resume from step {step}.")
 
 
 class NonFiniteError(FloatingPointError):
@@ -178,100 +169,6 @@ class Trainer:
             for k in self.batch_keys}
 
 
-def _check_workdir(workdir: str, cfg_dict: dict, allow_config_change: bool = False) -> None:
-  """Creates the workdir, fails early if it is not writable or holds another config."""
-  try:
-    os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, ".write_test")
-    with open(probe, "w") as f:
-      f.write("ok")
-    os.remove(probe)
-  except OSError as e:
-    raise OSError(f"workdir {workdir!r} is not writable: {e}") from None
-  path = os.path.join(workdir, "config.json")
-  if os.path.exists(path):
-    with open(path) as f:
-      saved = json.load(f)
-    old, new = _flatten(saved), _flatten(cfg_dict)
-    diff = sorted(k for k in set(old) | set(new)
-                  if old.get(k) != new.get(k) and not _may_change_on_resume(k))
-    if diff and not allow_config_change:
-      raise ConfigError(f"workdir {workdir!r} holds a run with another config; differing fields: "
-                        + ", ".join(f"{k} ({old.get(k)!r} -> {new.get(k)!r})" for k in diff)
-                        + ". Use a new --workdir, or --allow_config_change to continue this run "
-                        "with the new config.")
-    if diff:
-      with open(os.path.join(workdir, "config_changes.jsonl"), "a") as f:
-        f.write(json.dumps({"time": time.time(), "changed": {k: [old.get(k), new.get(k)] for k in diff}})
-                + "\n")
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(cfg_dict, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
-
-
-# Fields that do not change what a run computes: a resumed run may extend, log or save differently.
-_RESUME_FREE = {"train.steps", "train.log_every", "train.preview_every", "train.checkpoint_every",
-                "train.keep_checkpoints", "train.nonfinite", "data.dir"}
-
-
-def _may_change_on_resume(key: str) -> bool:
-  return key in _RESUME_FREE or key.startswith(("wandb.", "eval."))
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-  out = {}
-  for k, v in d.items():
-    if isinstance(v, dict):
-      out.update(_flatten(v, f"{prefix}{k}."))
-    else:
-      out[f"{prefix}{k}"] = v
-  return out
-
-
-def load_data(cfg: ExperimentConfig, workdir: str | None = None):
-  """(train arrays, test arrays) of the configured dataset; TFDS imported only here. For image
-  folders, every file's outcome is written to WORKDIR/data_report.json first."""
-  d = cfg.data
-  if d.name == "folders":
-    from encdec_jax.data import folders, synthetic_faces
-    report = os.path.join(workdir, "data_report.json") if workdir else ""
-    try:
-      train, test, scan = folders.load(d.root, d.resolution, d.min_size, d.test_per_identity,
-                                       cfg.train.batch_size, d.dir or synthetic_faces.default_data_dir(),
-                                       report)
-    except folders.DataError as e:
-      raise ConfigError(str(e)) from None
-    print(scan.summary() + (f" (details: {report})" if report else ""))
-    return train, test
-  from encdec_jax.data import synthetic_faces
-  b = synthetic_faces.builder(d.resolution, d.identities, d.seed, d.train_per_identity,
-                              d.test_per_identity, d.dir)
-  return synthetic_faces.load_split(b, "train"), synthetic_faces.load_split(b, "test")
-
-
-def dataset_key(cfg: ExperimentConfig) -> str:
-  """A name for the dataset's content, for caches such as the judges."""
-  d = cfg.data
-  if d.name == "folders":
-    from encdec_jax.data import folders
-    fp, _ = folders._fingerprint(d.root, d.resolution, d.min_size or max(8, d.resolution // 2))
-    return f"folders_r{d.resolution}_h{d.test_per_identity}_{fp}"
-  from encdec_jax.data import synthetic_faces
-  return "synthetic_faces_" + synthetic_faces.config_name(d.resolution, d.identities, d.seed,
-                                                          d.train_per_identity, d.test_per_identity)
-
-
-def get_judges(cfg: ExperimentConfig, train: dict, test: dict):
-  """The dataset's judges (trained once, cached next to the TFDS data), or None if disabled."""
-  if not cfg.eval.judges:
-    return None
-  from encdec_jax import judges as judges_lib
-  from encdec_jax.data import synthetic_faces
-  return judges_lib.get(train, test, cfg.data.identities, cfg.data.dir or synthetic_faces.default_data_dir(),
-                        dataset_key(cfg), cfg.eval.judge_steps)
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        progress: bool = True, allow_config_change: bool = False) -> dict[str, Any]:
   """Trains (resuming from WORKDIR's latest checkpoint), evaluates, returns the final scalars.
@@ -285,7 +182,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   is_main = jax.process_index() == 0
   cfg_dict = config.to_dict()
   if is_main:
-    _check_workdir(workdir, cfg_dict, allow_config_change)
+    workdir_lib.check_workdir(workdir, cfg_dict, allow_config_change)
   if jax.process_count() > 1:  # process 0 prepares the TFDS data, the others then read it
     from jax.experimental import multihost_utils
     if is_main:
@@ -309,7 +206,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                              name=w.name or os.path.basename(workdir), enabled=is_main)
   try:
     judges = get_judges(cfg, train, test)
-    with _stop_signals() as stop:
+    with preemption.stop_signals() as stop:
       state = _loop(cfg, trainer, source, test, state, start, ckpt, tracker, workdir, progress, stop,
                     judges)
     ckpt.close()
@@ -329,44 +226,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   finally:
     ckpt.close()
     tracker.close()
-
-
-@contextlib.contextmanager
-def _stop_signals():
-  """While training: SIGTERM/SIGINT set a flag the loop reads after each step (a second SIGINT
-  interrupts at once). Outside the main thread (e.g. a test runner's worker) nothing is installed."""
-  stop = {"signum": 0}
-  if threading.current_thread() is not threading.main_thread():
-    yield stop
-    return
-
-  def handler(signum, frame):
-    if stop["signum"] == signal.SIGINT and signum == signal.SIGINT:
-      raise KeyboardInterrupt
-    stop["signum"] = signum
-
-  old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-  try:
-    yield stop
-  finally:
-    for sig, h in old.items():
-      signal.signal(sig, h)
-
-
-def _preemption_requested(stop: dict, step: int) -> bool:
-  """This process got a signal, or (multi-host, e.g. a TPU maintenance event) JAX's preemption
-  service says every host must stop at this step: then all hosts save the same step."""
-  if stop["signum"]:
-    return True
-  if jax.process_count() > 1:
-    try:
-      from jax.experimental import multihost_utils
-      if multihost_utils.reached_preemption_sync_point(step):
-        stop["signum"] = signal.SIGTERM
-        return True
-    except Exception:  # noqa: BLE001 - no preemption service (not started by jax.distributed)
-      return False
-  return False
 
 
 def _raise_nonfinite(cfg, trainer, source, state, workdir):
@@ -419,7 +278,7 @@ def _loop(cfg, trainer, source, test, state, start, ckpt, tracker, workdir, prog
         pending = None
       if done % tc.log_every == 0 or done == tc.steps:
         pending = (done, metrics)
-      preempt = _preemption_requested(stop, done)
+      preempt = preemption.preemption_requested(stop, done)
       saving = done % tc.checkpoint_every == 0 or done == tc.steps or preempt
       if (saving or done % tc.preview_every == 0) and stop_mode and int(state.nonfinite):
         _raise_nonfinite(cfg, trainer, source, state, workdir)  # before anything is written

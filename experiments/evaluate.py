@@ -17,22 +17,16 @@ _STEP = flags.DEFINE_integer("step", None, "checkpoint step (default: the latest
 def main(argv):
   del argv
   logging.set_verbosity(logging.ERROR)
-  import ml_collections
-  from encdec_jax import checkpoint as ckpt_lib, config as config_lib, evaluate, train, tracking
+  from encdec_jax import evaluate, inference, train, tracking
   w = _WORKDIR.value
-  path = os.path.join(w, "config.json")
-  if not os.path.exists(path):
-    sys.exit(f"error: {path} does not exist: not a run's workdir")
-  cfg = config_lib.from_config_dict(ml_collections.ConfigDict(json.load(open(path))))
-  trainer = train.Trainer(cfg)
-  ck = ckpt_lib.Checkpointer(w, cfg.train.keep_checkpoints)
-  step = _STEP.value if _STEP.value is not None else ck.latest_step()
-  if step is None:
-    sys.exit(f"error: no checkpoint in {w}/checkpoints")
-  state, _ = ck.restore(step, trainer.abstract_state)
-  ck.close()
+  try:
+    run = inference.load_run(w, _STEP.value)
+  except FileNotFoundError as e:
+    sys.exit(f"error: {e}")
+  cfg, step = run.cfg, run.step
+  decode_all = evaluate.make_decode_all(run.model)
   trn, test = train.load_data(cfg)
-  scalars = evaluate.evaluate(state.params, trainer.decode_all, test, cfg.data.identities,
+  scalars = evaluate.evaluate(run.params, decode_all, test, cfg.data.identities,
                               judges=train.get_judges(cfg, trn, test))
   final = {"step": step, **scalars}
   with open(os.path.join(w, "eval.json"), "w") as f:
