@@ -24,13 +24,19 @@ def test_s2d_strided_conv_equals_direct(h, cin, cout, k):
   np.testing.assert_allclose(models.conv_im2col(x, w, 2, p), direct, atol=2e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("h,k", [(8, 3), (5, 5), (4, 1)])
-def test_im2col_stride1_equals_xla(h, k):
-  x = jax.random.normal(jax.random.key(0), (2, h, h, 3))
-  w = jax.random.normal(jax.random.key(1), (k, k, 3, 4))
+@pytest.mark.parametrize("h,k,cin,cout", [(8, 3, 3, 4), (5, 5, 3, 4), (4, 1, 3, 4), (8, 5, 6, 3), (7, 3, 5, 2)])
+def test_im2col_stride1_equals_xla(h, k, cin, cout):
+  """cout < cin takes the multiply-then-shift form (conv_taps_out): same values and gradients."""
+  x = jax.random.normal(jax.random.key(0), (2, h, h, cin))
+  w = jax.random.normal(jax.random.key(1), (k, k, cin, cout))
   p = k // 2
-  ref = jax.lax.conv_general_dilated(x, w, (1, 1), ((p, p), (p, p)), dimension_numbers=models._DN)
-  np.testing.assert_allclose(models.conv_im2col(x, w, 1, p), ref, atol=2e-5, rtol=1e-5)
+  xla = lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), ((p, p), (p, p)),
+                                                  dimension_numbers=models._DN)
+  ours = lambda x, w: models.conv_im2col(x, w, 1, p)
+  np.testing.assert_allclose(ours(x, w), xla(x, w), atol=2e-5, rtol=1e-5)
+  grads = [jax.grad(lambda x, w: jnp.sum(jnp.sin(f(x, w))), (0, 1))(x, w) for f in (ours, xla)]
+  for a, b in zip(*grads):
+    np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-5)
 
 
 def test_conv_impls_same_function_same_params():

@@ -11,7 +11,7 @@ from encdec_jax.config import ConfigError, ModelConfig
 from encdec_jax.models.archs import (ARCHITECTURES, DF, IAE, LIAE, DFaker, EncDec, Lightweight,
                                      Original, OriginalDecoder, OriginalEncoder)
 from encdec_jax.models.blocks import (_DN, CONV_IMPLS, KERNEL_INIT, UPSCALE_MODES, Conv, ConvBlock,
-                                      ResidualBlock, Upscale, ch, conv_im2col, depth_to_space,
+                                      ResidualBlock, Upscale, ch, conv_im2col, conv_taps_out, depth_to_space,
                                       pixel_norm, space_to_depth, strided_conv_s2d)
 
 _ch = ch

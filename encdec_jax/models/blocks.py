@@ -57,9 +57,16 @@ def conv_im2col(x_BxHxWxC, kernel_KxKxCxO, stride: int, pad: int):
   """A conv as one matrix product: the K*K shifted (strided) views of the padded input are
   concatenated on channels and multiplied by the (K*K*C, O) kernel. Its gradients are a matrix
   product and pad/add of slices, which XLA:CPU runs near its matmul speed; XLA's own conv
-  gradients hit slow paths in this model (shared/STACK.md, BENCHMARKS.md)."""
+  gradients hit slow paths in this model (shared/STACK.md, BENCHMARKS.md).
+
+  The patches hold K*K*C values per output pixel. When a stride-1 conv has fewer output than
+  input channels (an RGB head: 64 -> 3 at 5x5 builds 1600 values per pixel, 420 MB for one
+  decoder's batch of 16 at 64x64), `conv_taps_out` multiplies first and shifts the K*K*O
+  products instead: the same function with K*K*O values per pixel."""
   k = kernel_KxKxCxO.shape[0]
   b, h, w, c = x_BxHxWxC.shape
+  if stride == 1 and k > 1 and kernel_KxKxCxO.shape[-1] < c:
+    return conv_taps_out(x_BxHxWxC, kernel_KxKxCxO, pad)
   oh, ow = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
   x = jnp.pad(x_BxHxWxC, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
   cols = [x[:, i:i + stride * (oh - 1) + 1:stride, j:j + stride * (ow - 1) + 1:stride]
@@ -67,6 +74,26 @@ def conv_im2col(x_BxHxWxC, kernel_KxKxCxO, stride: int, pad: int):
   patches = jnp.concatenate(cols, axis=-1) if len(cols) > 1 else cols[0]
   y = jnp.dot(patches.reshape(b * oh * ow, k * k * c), kernel_KxKxCxO.reshape(k * k * c, -1))
   return y.reshape(b, oh, ow, -1)
+
+
+def conv_taps_out(x_BxHxWxC, kernel_KxKxCxO, pad: int):
+  """A stride-1 conv as one matrix product followed by a sum of shifted slices: every pixel is
+  multiplied by all K*K taps at once, (B*H*W, C) @ (C, K*K*O), and output pixel (i, j) adds tap
+  (di, dj)'s product from input pixel (i + di - pad, j + dj - pad). Cheaper than im2col when
+  O < C (what it builds and its gradient reads are K*K*O values per pixel, not K*K*C)."""
+  k, _, c, o = kernel_KxKxCxO.shape
+  b, h, w, _ = x_BxHxWxC.shape
+  oh, ow = h + 2 * pad - k + 1, w + 2 * pad - k + 1
+  wmat = kernel_KxKxCxO.transpose(2, 0, 1, 3).reshape(c, k * k * o)
+  y = jnp.dot(x_BxHxWxC.reshape(b * h * w, c), wmat).reshape(b, h, w, k * k, o)
+  y = jnp.pad(y, ((0, 0), (pad, pad), (pad, pad), (0, 0), (0, 0)))
+  # out[i, j] = sum over taps of x[i + di - pad, j + dj - pad] @ W[di, dj] = y_padded[i + di, j + dj, tap]
+  out = None
+  for di in range(k):
+    for dj in range(k):
+      t = y[:, di:di + oh, dj:dj + ow, di * k + dj]
+      out = t if out is None else out + t
+  return out
 
 
 CONV_IMPLS = ("im2col", "xla", "s2d")
