@@ -3,6 +3,7 @@
   make bench                                   # full-size Original, 64x64, batch 16 per identity
   python -m experiments.bench --variant=small --rounds=1 --torch_python=''   # ours only
   python -m experiments.bench --archs=original,lightweight,dfaker,iae,df,liae --steps=3  # table
+  python -m experiments.bench --profile --steps=2   # where the step's time goes, per op and layer
 
 Ours and the peer (shared/peers/torch_original.py: same model, batch, resolution, MAE loss and
 Adam) run alternately, `--rounds` times each; the ceiling is an fp32 4096^3 matrix product (the
@@ -33,6 +34,8 @@ _STEP_GFLOP = flags.DEFINE_float("step_gflop", 0.0, "on accelerators: the step's
                                   "CPU cost analysis of the same config; see time_ours)")
 _BREAKDOWN = flags.DEFINE_bool("breakdown", False, "only split the step's time into forward, "
                                 "backward and optimizer phases (each phase jitted and timed alone)")
+_PROFILE = flags.DEFINE_bool("profile", False, "only trace the step and print where its time goes, "
+                              "per op kind and per layer (encdec_jax/step_profile.py)")
 _LOSSES = flags.DEFINE_bool("losses", False, "only time each loss (value and gradient, 32 x 64x64)")
 
 
@@ -228,6 +231,26 @@ def breakdown(cd, reps=3):
         f"median of {reps})")
 
 
+def profile_step(cd):
+  """Per-op time of the step from a profiler trace, grouped by kind and by layer."""
+  import jax
+  from encdec_jax import step_profile
+  o = time_ours(cd)
+  tr, host = o["tr"], o["host"]
+  hlo = tr.step_fn.lower(o["state"], tr.device_batch(host)).compile().as_text()
+
+  def run():
+    o["state"], m = tr.step_fn(o["state"], tr.device_batch(host))
+    jax.block_until_ready(m)
+
+  p = step_profile.profile(hlo, run, steps=_STEPS.value)
+  print(f"step {1000 * p.wall_s:.0f} ms (mean of {p.steps} traced steps); "
+        f"{o['flops'] / 1e9:.0f} GFLOP/step = {o['flops'] / p.wall_s / 1e9:.0f} GFLOP/s\n")
+  print(p.table("phase", "kind"), "\n")
+  print(p.table("layer"), "\n")
+  print(p.table("layer", "phase", "kind", top=25))
+
+
 def bench_archs(archs):
   """One row per architecture: its config's full (or --variant) size, ours only."""
   import gc
@@ -265,6 +288,9 @@ def main(argv):
     return
   if _BREAKDOWN.value:
     breakdown(_config())
+    return
+  if _PROFILE.value:
+    profile_step(_config())
     return
   cd = _config()
   o = time_ours(cd)

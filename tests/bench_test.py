@@ -23,3 +23,12 @@ def test_bench_archs_table_smoke():
   assert r.returncode == 0, r.stderr[-3000:]
   rows = [ln for ln in r.stdout.splitlines() if ln.startswith("| original ") or ln.startswith("| liae ")]
   assert len(rows) == 2 and rows[0].rstrip().endswith("| 1.00 |"), r.stdout
+
+
+def test_bench_profile_prints_per_kind_and_per_layer_tables():
+  r = subprocess.run([sys.executable, "-m", "experiments.bench", "--variant=tiny", "--steps=1",
+                      "--warmup=1", "--profile"],
+                     cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert "| phase | kind | ms/step |" in r.stdout and "| layer | ms/step |" in r.stdout, r.stdout
+  assert "| forward | matmul |" in r.stdout and "encoder/" in r.stdout, r.stdout
