@@ -17,6 +17,7 @@ class ConfigError(ValueError):
 
 
 DATASETS = ("synthetic_faces", "folders")
+AUGMENT_ON = ("auto", "host", "device")
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
@@ -55,6 +56,7 @@ class DataConfig:
   warp_scale: float = 0.03       # std of control-point noise, as a fraction of the image size
   flip: bool = True
   color_jitter: float = 0.05
+  augment_on: str = "auto"       # "host" (numpy thread), "device" (jitted), "auto": device unless CPU
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,6 +130,17 @@ def _section(cd: Any, name: str, cls):
   return cls(**out)
 
 
+def default_for(key: str):
+  """The typed default of a dotted config field ("data.augment_on"), or None: what a config saved
+  before the field existed meant."""
+  section, _, field = key.partition(".")
+  cls = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "mask": MaskConfig,
+         "eval": EvalConfig, "wandb": WandbConfig}.get(section)
+  if cls is None or field not in {f.name for f in dataclasses.fields(cls)}:
+    return None
+  return getattr(cls(), field)
+
+
 def _check(cond: bool, msg: str):
   if not cond:
     raise ConfigError(msg)
@@ -186,6 +199,8 @@ def from_config_dict(cd) -> ExperimentConfig:
          f"config.train.batch_size={train.batch_size}")
   _check(data.test_per_identity >= 1, f"config.data.test_per_identity={data.test_per_identity}; must be >= 1")
   _check(0 <= data.color_jitter < 1, f"config.data.color_jitter={data.color_jitter}; must be in [0, 1)")
+  _check(data.augment_on in AUGMENT_ON,
+         f"config.data.augment_on={data.augment_on!r}; valid: {sorted(AUGMENT_ON)}")
   _check(0 <= data.warp_scale < 0.2, f"config.data.warp_scale={data.warp_scale}; must be in [0, 0.2)")
   _check(train.steps >= 0, f"config.train.steps={train.steps}; must be >= 0")
   _check(train.batch_size >= 1, f"config.train.batch_size={train.batch_size}; must be >= 1")

@@ -1,6 +1,7 @@
 """The train step (pure, jitted once, sharded, donated) and the loop around it."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -19,6 +20,8 @@ from encdec_jax import evaluate as eval_lib
 from encdec_jax import images as image_lib
 from encdec_jax import losses, models, preemption, tracking
 from encdec_jax import workdir as workdir_lib
+from encdec_jax.data import device_augment
+from encdec_jax.data.pipeline import Augment
 from encdec_jax.data.loading import dataset_key, get_judges, load_data  # noqa: F401 (public here too)
 from encdec_jax.preemption import Preempted  # noqa: F401 (public here too)
 from encdec_jax.config import (ConfigError, ExperimentConfig, MaskConfig, TrainConfig,
@@ -118,6 +121,15 @@ def make_train_step(model, tx, loss_terms, mask_cfg: MaskConfig = MaskConfig(),
 NONFINITE_MODES = ("stop", "skip")
 
 
+def augment_on_device(mode: str, devices) -> bool:
+  """data.augment_on: "host" (numpy, on the input thread), "device" (jitted, sharded like the
+  batch: data/device_augment.py) or "auto" = device on accelerators, host on CPU (where the
+  host thread runs beside the step for free)."""
+  if mode == "auto":
+    return np.asarray(devices).flat[0].platform != "cpu"
+  return mode == "device"
+
+
 class Trainer:
   """Everything compiled for one config: model, optimizer, mesh, shardings, jitted step."""
 
@@ -146,6 +158,10 @@ class Trainer:
                            out_shardings=(self.state_sharding, self.replicated),
                            donate_argnums=0)
     self.decode_all = eval_lib.make_decode_all(self.model)
+    self.augment_on_device = augment_on_device(cfg.data.augment_on, devices)
+    self._augment = jax.jit(
+        functools.partial(device_augment.augment_batch, a=Augment.from_config(cfg.data)),
+        in_shardings=self.batch_sharding, out_shardings=self.batch_sharding)
 
   def init(self) -> TrainState:
     return self._init(jax.random.key(self.cfg.seed))
@@ -167,10 +183,21 @@ class Trainer:
     return lo, hi
 
   def device_batch(self, batch: dict) -> dict:
-    """Host batch (this process's rows, see process_rows) -> global sharded arrays."""
+    """Host batch (this process's rows, see process_rows) -> global sharded arrays. A raw batch
+    (TrainSource.raw_batch: uint8 images and drawn parameters) is augmented on the devices."""
+    if "images" in batch:
+      n, b = self.global_batch_shape()[:2]
+      raw = {k: jax.make_array_from_process_local_data(self.batch_sharding, v, (n, b) + v.shape[2:])
+             for k, v in batch.items()}
+      return {k: v for k, v in self._augment(raw).items() if k in self.batch_keys}
     shape = self.global_batch_shape()
     return {k: jax.make_array_from_process_local_data(self.batch_sharding, batch[k], shape)
             for k in self.batch_keys}
+
+  def host_batch(self, source, step: int) -> dict:
+    """Step `step`'s batch as this process's input pipeline makes it (raw when augmenting on
+    the devices)."""
+    return source.raw_batch(step) if self.augment_on_device else source.batch(step)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
@@ -180,7 +207,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   Raises Preempted after saving if SIGTERM/SIGINT arrives, NonFiniteError (nothing saved after
   the last good step) on a NaN/Inf in 'stop' mode, ConfigError/OSError before any compile on
   bad config, data or workdir."""
-  from encdec_jax.data.pipeline import Augment, TrainSource
+  from encdec_jax.data.pipeline import TrainSource
   cfg = from_config_dict(config)  # all validation before any data or compilation
   workdir = os.path.abspath(workdir)
   is_main = jax.process_index() == 0
@@ -236,7 +263,7 @@ def _raise_nonfinite(cfg, trainer, source, state, workdir):
   """The run stopped on a NaN/Inf: recompute the first bad step's loss terms from the state it
   started from (exact: later updates were dropped, the batch is a function of (seed, step))."""
   bad = int(state.first_nonfinite)
-  batch = trainer.device_batch(source.batch(bad))
+  batch = trainer.device_batch(trainer.host_batch(source, bad))
   loss_fn = make_train_step(trainer.model, trainer.tx, cfg.loss, cfg.mask, "stop")
   _, m = jax.jit(loss_fn)(state, batch)
   m = jax.device_get(m)
@@ -254,7 +281,7 @@ def _loop(cfg, trainer, source, test, state, start, ckpt, tracker, workdir, prog
   stop_mode = tc.nonfinite == "stop"
   if stop_mode and int(state.nonfinite):
     _raise_nonfinite(cfg, trainer, source, state, workdir)
-  batches = source.iterate(start)
+  batches = source.iterate(start, raw=trainer.augment_on_device)
   pending = None  # (step, metrics on device): read one step later, so the loop never waits
   t_last, step_last = time.perf_counter(), start
   bar = tqdm(total=tc.steps, initial=start, disable=not progress or jax.process_index() != 0,

@@ -5,7 +5,7 @@ import json
 import os
 import time
 
-from encdec_jax.config import ConfigError
+from encdec_jax.config import ConfigError, default_for
 
 
 def check_workdir(workdir: str, cfg_dict: dict, allow_config_change: bool = False) -> None:
@@ -23,6 +23,8 @@ def check_workdir(workdir: str, cfg_dict: dict, allow_config_change: bool = Fals
     with open(path) as f:
       saved = json.load(f)
     old, new = flatten(saved), flatten(cfg_dict)
+    for k in set(new) - set(old):  # a field added since that run was started: its default
+      old[k] = default_for(k)
     diff = sorted(k for k in set(old) | set(new)
                   if old.get(k) != new.get(k) and not may_change_on_resume(k))
     if diff and not allow_config_change:

@@ -114,8 +114,8 @@ def time_ours(cd):
   analytic = (3 * models.analytic_forward_flops(cfg.model) * n * b
               if cfg.model.arch == "original" else float("nan"))
   for _ in range(_WARMUP.value):
-    state, m = tr.step_fn(state, tr.device_batch(host))
-  jax.block_until_ready(m)
+    state, _ = tr.step_fn(state, tr.device_batch(host))
+  jax.block_until_ready(state)
   setup_s = time.perf_counter() - t0
   return {"cfg": cfg, "tr": tr, "state": state, "host": host, "flops": flops, "analytic": analytic,
           "compile_s": compile_s, "setup_s": setup_s}
@@ -180,10 +180,26 @@ def pipeline_img_per_s(cfg, batches=10):
       imgs.append(R.to_uint8(out.image))
       masks.append(R.to_uint8(out.mask))
       ids.append(i)
-  src = TrainSource(np.stack(imgs), np.stack(masks), np.array(ids), n, b, 0, Augment.from_config(cfg.data))
+  aug = Augment.from_config(cfg.data)
+  src = TrainSource(np.stack(imgs), np.stack(masks), np.array(ids), n, b, 0, aug)
   src.batch(0)
   dt = _timed(lambda: [src.batch(s) for s in range(batches)])
-  return batches * n * b / dt
+  return batches * n * b / dt, device_pipeline_img_per_s(src, aug, batches)
+
+
+def device_pipeline_img_per_s(src, aug, batches):
+  """data.augment_on='device': (host part alone: gather uint8 + draw parameters, img/s;
+  the jitted augmentation on the default device, img/s, transfer included)."""
+  import functools
+  import jax
+  from encdec_jax.data import device_augment
+  imgs = src.batch_size * len(src.images)
+  host_s = _timed(lambda: [src.raw_batch(s) for s in range(batches)])
+  f = jax.jit(functools.partial(device_augment.augment_batch, a=aug))
+  raws = [src.raw_batch(s) for s in range(batches)]
+  jax.block_until_ready(f(raws[0]))
+  dev_s = _timed(lambda: jax.block_until_ready([f(r) for r in raws]))
+  return batches * imgs / host_s, batches * imgs / dev_s
 
 
 def breakdown(cd, reps=3):
@@ -246,6 +262,7 @@ def profile_step(cd):
   p = step_profile.profile(hlo, run, steps=_STEPS.value)
   print(f"step {1000 * p.wall_s:.0f} ms (mean of {p.steps} traced steps); "
         f"{o['flops'] / 1e9:.0f} GFLOP/step = {o['flops'] / p.wall_s / 1e9:.0f} GFLOP/s\n")
+  print(p.summary(), "\n")
   print(p.table("phase", "kind"), "\n")
   print(p.table("layer"), "\n")
   print(p.table("layer", "phase", "kind", top=25))
@@ -293,6 +310,7 @@ def main(argv):
     profile_step(_config())
     return
   cd = _config()
+  from encdec_jax import train as train_lib
   o = time_ours(cd)
   cfg = o["cfg"]
   b, r, n = cfg.train.batch_size, cfg.data.resolution, cfg.data.identities
@@ -327,7 +345,7 @@ def main(argv):
     torch_peak = torch_matmul_gflops() if _TORCH.value else None
     ceiling = torch_peak or jax_peak
   rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-  pipe = pipeline_img_per_s(cfg)
+  pipe, (raw_pipe, dev_aug) = pipeline_img_per_s(cfg)
   print(f"ours: {1000 * med:.1f} ms/step median of {len(ours)} (min {1000 * min(ours):.1f}, max "
         f"{1000 * max(ours):.1f}), {ours_ips:.1f} img/s, {gflops:.0f} GFLOP/s")
   if accel:
@@ -339,6 +357,9 @@ def main(argv):
           + (f", pytorch {torch_peak:.0f} GFLOP/s" if torch_peak else ""))
   print(f"peak RSS: {rss:.0f} MiB; input pipeline (augmentation) {pipe:.0f} img/s = "
         f"{pipe / ours_ips:.1f}x what the step consumes")
+  print(f"augment_on=device: host part (uint8 gather + draws) {raw_pipe:.0f} img/s = "
+        f"{raw_pipe / ours_ips:.1f}x the step; augmentation on {jax.devices()[0].platform} "
+        f"{dev_aug:.0f} img/s ({cfg.data.augment_on!r} {'uses' if train_lib.augment_on_device(cfg.data.augment_on, jax.devices()) else 'does not use'} it here)")
   pt = statistics.median(peer) if peer else float("nan")
   print(f"bench: ours={ours_ips:.2f} pytorch={pt:.2f} ratio={ours_ips / pt:.2f} "
         f"ceiling={gflops / ceiling:.2f}")

@@ -21,6 +21,7 @@ def test_variants_validate(variant):
     ("loss", "mae:1,foo:2", r"config.loss: unknown loss 'foo'"),
     ("wandb.mode", "cloud", r"config.wandb.mode='cloud'.*offline"),
     ("model.conv_impl", "fft", r"config.model.conv_impl='fft'"),
+    ("data.augment_on", "gpu", r"config.data.augment_on='gpu'; valid: \['auto', 'device', 'host'\]"),
     ("train.batch_size", 1000, r"train_per_identity=64 is smaller than config.train.batch_size=1000"),
 ])
 def test_bad_values_name_the_field(field, value, match):
@@ -56,3 +57,18 @@ def test_architecture_constraints_before_compiling(arch, resolution, match):
   c.model.arch, c.data.resolution = arch, resolution
   with pytest.raises(config_lib.ConfigError, match=match):
     config_lib.from_config_dict(c)
+
+
+def test_resume_with_a_field_added_since_means_its_default(tmp_path):
+  """A run saved before data.augment_on existed resumes with the default, not with anything else."""
+  import json
+  from encdec_jax import workdir as workdir_lib
+  new = original.get_config("tiny").to_dict()
+  old = json.loads(json.dumps(new))
+  del old["data"]["augment_on"]
+  (tmp_path / "config.json").write_text(json.dumps(old))
+  workdir_lib.check_workdir(str(tmp_path), new)  # "auto" is the default: accepted
+  (tmp_path / "config.json").write_text(json.dumps(old))
+  new["data"]["augment_on"] = "device"
+  with pytest.raises(config_lib.ConfigError, match=r"data.augment_on \('auto' -> 'device'\)"):
+    workdir_lib.check_workdir(str(tmp_path), new)

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from encdec_jax.data import pipeline, render as R, synthetic_faces as sf
+from encdec_jax.data.pipeline import Augment, TrainSource
 
 
 def test_render_is_deterministic_and_in_range():
@@ -105,3 +106,24 @@ def test_flip_applies_to_inputs_targets_and_masks_alike(tiny_data, flip):
   for k in np.nonzero(flipped)[0]:
     np.testing.assert_allclose(b["targets"][0, k], raw[k][:, ::-1], atol=1e-6)
     np.testing.assert_allclose(b["masks"][0, k], train["mask"][idx[k]][:, ::-1] / 255.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("aug", [Augment(), Augment(warp=False), Augment(flip=False, color_jitter=0.0),
+                                 Augment(warp_scale=0.08)])
+def test_device_augmentation_equals_numpy(aug):
+  """data.augment_on='device': the same draws, finished by a jitted function, give the numpy
+  pipeline's batch; a host's share of rows gives those rows."""
+  import jax
+  from encdec_jax.data import device_augment
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (40, 16, 16, 3), dtype=np.uint8)
+  masks = rng.integers(0, 256, (40, 16, 16, 3), dtype=np.uint8)
+  ids = np.repeat([0, 1], 20)
+  f = jax.jit(lambda raw: device_augment.augment_batch(raw, aug))
+  for rows in (None, (2, 6)):
+    src = TrainSource(images, masks, ids, 2, 8, seed=3, aug=aug, rows=rows)
+    want, got = src.batch(5), f(src.raw_batch(5))
+    assert src.raw_batch(5)["images"].dtype == np.uint8
+    for k in ("inputs", "targets", "masks"):
+      assert got[k].shape == want[k].shape
+      np.testing.assert_allclose(np.asarray(got[k]), want[k], atol=2e-5, err_msg=k)

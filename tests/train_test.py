@@ -32,6 +32,14 @@ def test_golden_first_step_and_single_compile(trainer_and_source):
     state, m = tr.step_fn(state, tr.device_batch(src.batch(step)))
   assert int(state.step) == 4
   assert tr.step_fn._cache_size() == 1  # compiled once, no retracing as steps go by
+  # data.augment_on: "auto" keeps the numpy pipeline on a CPU; a raw batch (uint8 + draws) is
+  # augmented on the devices into the same batch.
+  assert not tr.augment_on_device and train.augment_on_device("device", jax.devices())
+  host, dev = tr.device_batch(src.batch(7)), tr.device_batch(src.raw_batch(7))
+  assert sorted(dev) == sorted(host)
+  for k in host:
+    assert dev[k].sharding == host[k].sharding
+    np.testing.assert_allclose(np.asarray(dev[k]), np.asarray(host[k]), atol=2e-5)
 
 
 def test_tiny_model_learns_and_writes_outputs(tiny_config, tmp_path):

@@ -76,6 +76,34 @@ def random_warp(img_BxHxWxC: np.ndarray, rng: np.random.Generator, scale: float)
   return apply_warp(img_BxHxWxC, *draw_warp(rng, img_BxHxWxC.shape[0], scale))
 
 
+def draw_augment(rng: np.random.Generator, b: int, a: Augment) -> dict[str, np.ndarray]:
+  """The random parameters of one identity's batch of `b` examples, drawn in one fixed order
+  (flip, colour gain and bias, warp noise); a disabled augmentation draws nothing and gets a
+  neutral value. The same draws serve the numpy and the device (data/device_augment.py) paths."""
+  flip = rng.random(b) < 0.5 if a.flip else np.zeros(b, bool)
+  if a.color_jitter > 0:
+    gain = 1 + rng.uniform(-a.color_jitter, a.color_jitter, (b, 1, 1, 3)).astype(np.float32)
+    bias = rng.uniform(-a.color_jitter, a.color_jitter, (b, 1, 1, 1)).astype(np.float32)
+  else:
+    gain, bias = np.ones((b, 1, 1, 3), np.float32), np.zeros((b, 1, 1, 1), np.float32)
+  warp_y, warp_x = draw_warp(rng, b, a.warp_scale) if a.warp else (np.zeros((b, 5, 5)),) * 2
+  return {"flip": flip, "gain": gain, "bias": bias, "warp_y": warp_y, "warp_x": warp_x}
+
+
+def apply_augment(images_u8, masks_u8, p: dict, a: Augment):
+  """-> inputs, targets, masks as float32 in [0, 1]; `p` for exactly these rows."""
+  x = images_u8.astype(np.float32) / 255.0
+  m = masks_u8.astype(np.float32) / 255.0
+  if a.flip:
+    f = p["flip"]
+    x[f] = x[f, :, ::-1]
+    m[f] = m[f, :, ::-1]
+  if a.color_jitter > 0:
+    x = np.clip(x * p["gain"] + p["bias"], 0, 1)
+  inputs = apply_warp(x, p["warp_y"], p["warp_x"]).astype(np.float32) if a.warp else x
+  return inputs, x, m
+
+
 def augment(images_u8, masks_u8, rng: np.random.Generator, a: Augment, full_batch: int | None = None,
             rows: slice = slice(None)):
   """-> inputs, targets, masks as float32 in [0, 1].
@@ -83,22 +111,8 @@ def augment(images_u8, masks_u8, rng: np.random.Generator, a: Augment, full_batc
   `images_u8` may be only rows `rows` of a batch of `full_batch` examples (one host's share):
   the random draws are made for the whole batch, in one fixed order, and sliced, so every host
   count gives the same examples."""
-  b = full_batch or images_u8.shape[0]
-  flip = rng.random(b) < 0.5 if a.flip else None
-  if a.color_jitter > 0:
-    gain = 1 + rng.uniform(-a.color_jitter, a.color_jitter, (b, 1, 1, 3)).astype(np.float32)
-    bias = rng.uniform(-a.color_jitter, a.color_jitter, (b, 1, 1, 1)).astype(np.float32)
-  warp = draw_warp(rng, b, a.warp_scale) if a.warp else None
-  x = images_u8.astype(np.float32) / 255.0
-  m = masks_u8.astype(np.float32) / 255.0
-  if a.flip:
-    f = flip[rows]
-    x[f] = x[f, :, ::-1]
-    m[f] = m[f, :, ::-1]
-  if a.color_jitter > 0:
-    x = np.clip(x * gain[rows] + bias[rows], 0, 1)
-  inputs = apply_warp(x, warp[0][rows], warp[1][rows]).astype(np.float32) if a.warp else x
-  return inputs, x, m
+  p = draw_augment(rng, full_batch or images_u8.shape[0], a)
+  return apply_augment(images_u8, masks_u8, {k: v[rows] for k, v in p.items()}, a)
 
 
 class TrainSource:
@@ -136,12 +150,27 @@ class TrainSource:
                            self.batch_size, self.rows))
     return {k: np.stack([p[j] for p in parts]) for j, k in enumerate(("inputs", "targets", "masks"))}
 
-  def iterate(self, start: int, prefetch: int = 2) -> Iterator[dict[str, np.ndarray]]:
-    """Batches for steps start, start+1, ..., prepared `prefetch` ahead on a worker thread."""
+  def raw_batch(self, step: int) -> dict[str, np.ndarray]:
+    """What `batch(step)` is made from, before any float work: 'images' and 'masks' uint8
+    (N, rows, H, W, C) and the drawn parameters (N, rows, ...) of `draw_augment`, for
+    data/device_augment.py to finish on the accelerator."""
+    parts = []
+    for i in range(len(self.images)):
+      rng = np.random.default_rng([self.seed, 32452843, i, step])
+      idx = self.indices(i, step)[self.rows]
+      p = {k: v[self.rows] for k, v in draw_augment(rng, self.batch_size, self.aug).items()}
+      p["warp_y"], p["warp_x"] = p["warp_y"].astype(np.float32), p["warp_x"].astype(np.float32)
+      parts.append(dict(p, images=self.images[i][idx], masks=self.masks[i][idx]))
+    return {k: np.stack([p[k] for p in parts]) for k in parts[0]}
+
+  def iterate(self, start: int, prefetch: int = 2, raw: bool = False) -> Iterator[dict[str, np.ndarray]]:
+    """Batches (raw_batch if `raw`) for steps start, start+1, ..., prepared `prefetch` ahead on
+    a worker thread."""
+    make = self.raw_batch if raw else self.batch
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="batches") as pool:
-      pending = [pool.submit(self.batch, start + k) for k in range(prefetch)]
+      pending = [pool.submit(make, start + k) for k in range(prefetch)]
       step = start + prefetch
       while True:
         yield pending.pop(0).result()
-        pending.append(pool.submit(self.batch, step))
+        pending.append(pool.submit(make, step))
         step += 1

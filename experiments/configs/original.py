@@ -48,6 +48,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data.warp_scale = 0.03
   c.data.flip = True
   c.data.color_jitter = 0.05
+  c.data.augment_on = "auto"        # augmentation on the "host" (numpy) or the "device"; auto: device unless CPU
 
   c.train = ml_collections.ConfigDict()
   c.train.steps = 20000
