@@ -29,8 +29,9 @@ class Augment:
     return cls(c.warp, c.warp_scale, c.flip, c.color_jitter)
 
 
-def _bilinear_resize_grid(g_Bx5x5, size: int):
-  """Bilinear upsampling of coarse control grids to size x size (align-corners)."""
+def _bilinear_resize_grid(g_Bx5x5, size: int, xp=np):
+  """Bilinear upsampling of coarse control grids to size x size (align-corners). `xp`: numpy, or
+  jax.numpy for the device path (data/device_augment.py)."""
   n = g_Bx5x5.shape[-1]
   t = np.linspace(0, n - 1, size)
   i0 = np.clip(np.floor(t).astype(int), 0, n - 2)
@@ -39,15 +40,15 @@ def _bilinear_resize_grid(g_Bx5x5, size: int):
   return rows[:, :, i0] * (1 - w)[:, None, :] + rows[:, :, i0 + 1] * w[:, None, :]
 
 
-def _remap_bilinear(img_BxHxWxC, map_y, map_x):
+def _remap_bilinear(img_BxHxWxC, map_y, map_x, xp=np):
   """Samples img at (map_y, map_x) (pixel units) with bilinear interpolation, edges clamped."""
   b, h, w, _ = img_BxHxWxC.shape
-  y0f, x0f = np.floor(map_y), np.floor(map_x)
+  y0f, x0f = xp.floor(map_y), xp.floor(map_x)
   wy, wx = (map_y - y0f)[..., None], (map_x - x0f)[..., None]
-  y0 = np.clip(y0f.astype(int), 0, h - 1)
-  x0 = np.clip(x0f.astype(int), 0, w - 1)
-  y1, x1 = np.clip(y0 + 1, 0, h - 1), np.clip(x0 + 1, 0, w - 1)
-  bi = np.arange(b)[:, None, None]
+  y0 = xp.clip(y0f.astype(np.int32), 0, h - 1)
+  x0 = xp.clip(x0f.astype(np.int32), 0, w - 1)
+  y1, x1 = xp.clip(y0 + 1, 0, h - 1), xp.clip(x0 + 1, 0, w - 1)
+  bi = xp.arange(b)[:, None, None]
   return ((img_BxHxWxC[bi, y0, x0] * (1 - wx) + img_BxHxWxC[bi, y0, x1] * wx) * (1 - wy)
           + (img_BxHxWxC[bi, y1, x0] * (1 - wx) + img_BxHxWxC[bi, y1, x1] * wx) * wy)
 
@@ -61,13 +62,13 @@ def draw_warp(rng: np.random.Generator, b: int, scale: float):
   return ny, nx
 
 
-def apply_warp(img_BxHxWxC: np.ndarray, ny, nx) -> np.ndarray:
+def apply_warp(img_BxHxWxC, ny, nx, xp=np):
   b, h, w, _ = img_BxHxWxC.shape
   base = np.linspace(0, 1, 5)
   gy, gx = np.meshgrid(base, base, indexing="ij")
-  map_y = _bilinear_resize_grid(gy[None] + ny, h) * (h - 1)
-  map_x = _bilinear_resize_grid(gx[None] + nx, w) * (w - 1)
-  return _remap_bilinear(img_BxHxWxC, map_y, map_x)
+  map_y = _bilinear_resize_grid(gy[None] + ny, h, xp) * (h - 1)
+  map_x = _bilinear_resize_grid(gx[None] + nx, w, xp) * (w - 1)
+  return _remap_bilinear(img_BxHxWxC, map_y, map_x, xp)
 
 
 def random_warp(img_BxHxWxC: np.ndarray, rng: np.random.Generator, scale: float) -> np.ndarray:
