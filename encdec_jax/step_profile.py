@@ -135,7 +135,7 @@ def _add_ops(ops, comps, instrs):
     hit = re.search(r"\.(?:encode|decode|code|apply|__call__)/(.*)$", op_name)
     if hit:
       layer = hit.group(1).rsplit("/", 1)[0]
-      layer = re.sub(r"(decoders?|inter)_\d+", r"\1_*", layer)
+      layer = re.sub(r"(decoders?|inters?)_\d+", r"\1_*", layer)
       layer = re.sub(r"/jit\([^)]*\)", "", layer)
     phase = "backward" if "transpose(" in op_name else "forward"
     ops[name] = Op(name, layer, phase, _kind(opcode, body), _dot_flops(body, outer))
