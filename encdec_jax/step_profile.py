@@ -11,7 +11,8 @@ concatenate, shifted slices, elementwise, copy, ...), read from the optimized HL
 Work the trace does not show (XLA:CPU runs large Eigen matmuls asynchronously: their events mark
 the dispatch only; also dispatch and idle time) is reported as "untraced": the step's wall time,
 as the caller measures it, minus the traced ops. Matmuls whose events are too short for their
-FLOPs are counted there, so that row has a GFLOP/s too.
+FLOPs are listed with it; since they also run beside traced ops, `summary()` bounds the rate of
+all matmuls together rather than giving that row a rate of its own.
 """
 from __future__ import annotations
 

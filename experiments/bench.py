@@ -118,7 +118,7 @@ def time_ours(cd):
   jax.block_until_ready(state)
   setup_s = time.perf_counter() - t0
   return {"cfg": cfg, "tr": tr, "state": state, "host": host, "flops": flops, "analytic": analytic,
-          "compile_s": compile_s, "setup_s": setup_s}
+          "compile_s": compile_s, "setup_s": setup_s, "hlo": compiled.as_text()}
 
 
 def run_ours(o, steps):
@@ -253,13 +253,12 @@ def profile_step(cd):
   from encdec_jax import step_profile
   o = time_ours(cd)
   tr, host = o["tr"], o["host"]
-  hlo = tr.step_fn.lower(o["state"], tr.device_batch(host)).compile().as_text()
 
   def run():
     o["state"], m = tr.step_fn(o["state"], tr.device_batch(host))
     jax.block_until_ready(m)
 
-  p = step_profile.profile(hlo, run, steps=_STEPS.value)
+  p = step_profile.profile(o["hlo"], run, steps=_STEPS.value)  # the jitted step's own program
   print(f"step {1000 * p.wall_s:.0f} ms (mean of {p.steps} traced steps); "
         f"{o['flops'] / 1e9:.0f} GFLOP/step = {o['flops'] / p.wall_s / 1e9:.0f} GFLOP/s\n")
   print(p.summary(), "\n")
@@ -357,9 +356,10 @@ def main(argv):
           + (f", pytorch {torch_peak:.0f} GFLOP/s" if torch_peak else ""))
   print(f"peak RSS: {rss:.0f} MiB; input pipeline (augmentation) {pipe:.0f} img/s = "
         f"{pipe / ours_ips:.1f}x what the step consumes")
+  used = "uses" if train_lib.augment_on_device(cfg.data.augment_on, jax.devices()) else "does not use"
   print(f"augment_on=device: host part (uint8 gather + draws) {raw_pipe:.0f} img/s = "
         f"{raw_pipe / ours_ips:.1f}x the step; augmentation on {jax.devices()[0].platform} "
-        f"{dev_aug:.0f} img/s ({cfg.data.augment_on!r} {'uses' if train_lib.augment_on_device(cfg.data.augment_on, jax.devices()) else 'does not use'} it here)")
+        f"{dev_aug:.0f} img/s ({cfg.data.augment_on!r} {used} it here)")
   pt = statistics.median(peer) if peer else float("nan")
   print(f"bench: ours={ours_ips:.2f} pytorch={pt:.2f} ratio={ours_ips / pt:.2f} "
         f"ceiling={gflops / ceiling:.2f}")
