@@ -110,7 +110,7 @@ def test_train_cli_accepts_agent_style_overrides(tmp_path, data_dir):
   cmd = [sys.executable, "-m", "experiments.train",
          "--config=experiments/configs/original.py:tiny", f"--workdir={tmp_path}",
          f"--config.data.dir={data_dir}", "--config.train.steps=2", "--config.model.bottleneck=12",
-         "--config.loss=ssim:1.0,mae:0.5"]
+         "--config.loss=ssim:1.0,mae:0.5", "--config.data.augment_on=device"]  # + the device path
   r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert r.returncode == 0, r.stderr[-3000:]
   assert "eval/swap_mae=" in r.stdout
