@@ -12,6 +12,7 @@ def test_bench_smoke_runs_and_prints_summary():
                      cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert r.returncode == 0, r.stderr[-3000:]
   assert "FLOPs/step: XLA cost analysis" in r.stdout
+  assert "augment_on=device: host part (uint8 gather + draws)" in r.stdout, r.stdout
   summary = [ln for ln in r.stdout.splitlines() if ln.startswith("bench: ours=")]
   assert len(summary) == 1 and "pytorch=nan" in summary[0], r.stdout
 
@@ -32,3 +33,4 @@ def test_bench_profile_prints_per_kind_and_per_layer_tables():
   assert r.returncode == 0, r.stderr[-3000:]
   assert "| phase | kind | ms/step |" in r.stdout and "| layer | ms/step |" in r.stdout, r.stdout
   assert "| forward | matmul |" in r.stdout and "encoder/" in r.stdout, r.stdout
+  assert "\nmatmuls: " in r.stdout and "untraced (incl." in r.stdout, r.stdout
