@@ -105,17 +105,6 @@ def apply_augment(images_u8, masks_u8, p: dict, a: Augment):
   return inputs, x, m
 
 
-def augment(images_u8, masks_u8, rng: np.random.Generator, a: Augment, full_batch: int | None = None,
-            rows: slice = slice(None)):
-  """-> inputs, targets, masks as float32 in [0, 1].
-
-  `images_u8` may be only rows `rows` of a batch of `full_batch` examples (one host's share):
-  the random draws are made for the whole batch, in one fixed order, and sliced, so every host
-  count gives the same examples."""
-  p = draw_augment(rng, full_batch or images_u8.shape[0], a)
-  return apply_augment(images_u8, masks_u8, {k: v[rows] for k, v in p.items()}, a)
-
-
 class TrainSource:
   """Random access to training batches: batch(step) depends only on (seed, step)."""
 
@@ -141,28 +130,26 @@ class TrainSource:
       out[sel] = perm[pos[sel] % n]
     return out
 
-  def batch(self, step: int) -> dict[str, np.ndarray]:
-    """{'inputs', 'targets', 'masks'}: each (N, rows, H, W, C) float32 (rows = B by default)."""
-    parts = []
-    for i in range(len(self.images)):
-      rng = np.random.default_rng([self.seed, 32452843, i, step])
-      idx = self.indices(i, step)[self.rows]
-      parts.append(augment(self.images[i][idx], self.masks[i][idx], rng, self.aug,
-                           self.batch_size, self.rows))
-    return {k: np.stack([p[j] for p in parts]) for j, k in enumerate(("inputs", "targets", "masks"))}
-
   def raw_batch(self, step: int) -> dict[str, np.ndarray]:
     """What `batch(step)` is made from, before any float work: 'images' and 'masks' uint8
-    (N, rows, H, W, C) and the drawn parameters (N, rows, ...) of `draw_augment`, for
-    data/device_augment.py to finish on the accelerator."""
+    (N, rows, H, W, C) and the parameters (N, rows, ...) of `draw_augment`, drawn for the whole
+    global batch in one fixed order and sliced to this host's rows (so every host count gives
+    the same examples); data/device_augment.py finishes them on the accelerator."""
     parts = []
     for i in range(len(self.images)):
       rng = np.random.default_rng([self.seed, 32452843, i, step])
       idx = self.indices(i, step)[self.rows]
       p = {k: v[self.rows] for k, v in draw_augment(rng, self.batch_size, self.aug).items()}
-      p["warp_y"], p["warp_x"] = p["warp_y"].astype(np.float32), p["warp_x"].astype(np.float32)
       parts.append(dict(p, images=self.images[i][idx], masks=self.masks[i][idx]))
     return {k: np.stack([p[k] for p in parts]) for k in parts[0]}
+
+  def batch(self, step: int) -> dict[str, np.ndarray]:
+    """{'inputs', 'targets', 'masks'}: each (N, rows, H, W, C) float32 (rows = B by default),
+    `raw_batch(step)` augmented in numpy."""
+    raw = self.raw_batch(step)
+    parts = [apply_augment(raw["images"][i], raw["masks"][i], {k: v[i] for k, v in raw.items()},
+                           self.aug) for i in range(len(self.images))]
+    return {k: np.stack([p[j] for p in parts]) for j, k in enumerate(("inputs", "targets", "masks"))}
 
   def iterate(self, start: int, prefetch: int = 2, raw: bool = False) -> Iterator[dict[str, np.ndarray]]:
     """Batches (raw_batch if `raw`) for steps start, start+1, ..., prepared `prefetch` ahead on
