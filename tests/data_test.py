@@ -42,6 +42,60 @@ def test_stored_swaps_equal_fresh_renderings(tiny_data):
     np.testing.assert_array_equal(test["swaps"][row, i], test["image"][row])
 
 
+def test_stored_face_swaps_are_the_frame_with_the_other_face(tiny_data):
+  """The true face swap of x_i into j: x_i's frame (hair, background, ears) with j's face; its
+  own identity's is x_i itself (swapping i into i gives back the source)."""
+  _, test = tiny_data
+  res = test["image"].shape[1]
+  for row in (0, len(test["image"]) - 1):
+    i, k = int(test["identity"][row]), int(test["index"][row])
+    f = sf.example_factors(0, "test", i, k)
+    j = 1 - i
+    fresh = R.render(R.identity_traits(0, i), f, res, face=R.identity_traits(0, j))
+    np.testing.assert_array_equal(test["face_swaps"][row, j], R.to_uint8(fresh.image))
+    np.testing.assert_array_equal(test["face_swap_masks"][row, j], R.to_uint8(fresh.mask))
+    np.testing.assert_allclose(test["face_swap_landmarks"][row, j], fresh.landmarks)
+    np.testing.assert_array_equal(test["face_swaps"][row, i], test["image"][row])
+    np.testing.assert_array_equal(test["face_swap_masks"][row, i], test["mask"][row])
+
+
+def test_face_swap_changes_the_face_and_keeps_the_frame():
+  """Outside both faces the true face swap equals the source pixel for pixel; inside, it is
+  the other identity's face (its skin), not the source's."""
+  f = R.sample_factors(np.random.default_rng(4))
+  ts = [R.identity_traits(0, i) for i in range(6)]
+  ti, tj = max(((a, b) for a in ts for b in ts), key=lambda p: np.abs(np.subtract(p[0].skin, p[1].skin)).sum())
+  src, swap = R.render(ti, f, 64), R.render(ti, f, 64, face=tj)
+  outside = np.maximum(src.mask[..., 0], swap.mask[..., 0]) == 0
+  assert outside.mean() > 0.5
+  np.testing.assert_array_equal(swap.image[outside], src.image[outside])
+  face = (swap.mask[..., 0] > 0.99) & (src.mask[..., 0] > 0.99) & (swap.mask[..., 1:].max(-1) == 0)
+  # The same light on another skin: the face swap's face is the source's shading times j's skin.
+  shading = lambda im, t: np.median(im[face], axis=0) / np.asarray(t.skin)
+  np.testing.assert_allclose(shading(swap.image, tj), shading(src.image, ti), rtol=0.03)
+  assert np.abs(np.subtract(ti.skin, tj.skin)).max() > 0.3
+  np.testing.assert_array_equal(R.render(ti, f, 64, face=ti).image, src.image)
+
+
+def test_masks_are_of_the_visible_face_not_the_hair():
+  """Hair over the forehead is not face: the judges and the convert must not see it as face."""
+  for i in range(6):
+    t = R.identity_traits(0, i)
+    r = R.render(t, R.sample_factors(np.random.default_rng(i)), 64)
+    hair = np.all(np.abs(r.image - np.asarray(t.hair)) < 0.02, axis=-1)
+    assert r.mask[..., 0][hair].max(initial=0.0) < 0.5, i
+
+
+def test_dataset_version_is_in_the_cache_path(tmp_path):
+  """A cache of another version is another folder (TFDS), and the judges' key names it too."""
+  b = sf.builder(16, 2, 0, 64, 8, str(tmp_path))
+  assert b.data_path.name == sf.VERSION and sf.VERSION != "1.0.0"
+  from encdec_jax import config as config_lib
+  from encdec_jax.data import loading
+  from experiments.configs import original
+  assert sf.VERSION in loading.dataset_key(config_lib.from_config_dict(original.get_config("tiny")))
+
+
 def test_dataset_is_deterministic(tiny_data, tmp_path):
   train, _ = tiny_data
   b = sf.builder(16, 2, 0, 64, 8, str(tmp_path))

@@ -41,6 +41,7 @@ class Traits:
   eye_w: float
   eye_h: float
   iris: tuple
+  brow: tuple        # brow colour (a darker shade of the hair colour)
   brow_thick: float
   brow_tilt: float
   nose_len: float
@@ -66,7 +67,7 @@ def identity_traits(seed: int, identity: int) -> Traits:
       face_w=u(0.42, 0.56), face_h=u(0.56, 0.70), face_power=u(2.0, 3.2), skin=skin,
       hair_style=int(rng.integers(len(HAIR_STYLES))), hair=hair,
       eye_dx=u(0.15, 0.23), eye_y=u(-0.12, -0.02), eye_w=u(0.065, 0.1), eye_h=u(0.035, 0.06),
-      iris=iris, brow_thick=u(0.015, 0.035), brow_tilt=u(-0.25, 0.25),
+      iris=iris, brow=tuple(np.asarray(hair) * 0.7), brow_thick=u(0.015, 0.035), brow_tilt=u(-0.25, 0.25),
       nose_len=u(0.10, 0.2), nose_w=u(0.035, 0.07), mouth_w=u(0.09, 0.17), mouth_y=u(0.24, 0.34),
       lips=lips)
 
@@ -116,14 +117,28 @@ def _paint(img, cover, colour):
 @dataclasses.dataclass(frozen=True)
 class Rendering:
   image: np.ndarray      # (H, W, 3) float in [0, 1]
-  mask: np.ndarray       # (H, W, 3) float in [0, 1]: face, eye region, mouth region
+  mask: np.ndarray       # (H, W, 3) float in [0, 1]: visible face (not under hair), eye region, mouth region
   landmarks: np.ndarray  # (4, 2) (x, y) in [0, 1] image fractions, LANDMARK_NAMES order
 
 
-def render(traits: Traits, factors: np.ndarray, resolution: int) -> Rendering:
-  """Renders one face. Deterministic: the same inputs give the same pixels."""
+# What a face swap moves: the face's own traits. The rest (head size, hair style and colour, the
+# skin of neck and ears) is the frame's, as in Deepfakes' convert, which blends the decoded face
+# into the frame inside a face mask and keeps the frame's outline, hair and background.
+FACE_TRAITS = ("face_power", "skin", "eye_dx", "eye_y", "eye_w", "eye_h", "iris", "brow",
+               "brow_thick", "brow_tilt", "nose_len", "nose_w", "mouth_w", "mouth_y", "lips")
+FRAME_TRAITS = ("face_w", "face_h", "hair_style", "hair")
+
+
+def render(traits: Traits, factors: np.ndarray, resolution: int, face: Traits | None = None) -> Rendering:
+  """Renders one face. Deterministic: the same inputs give the same pixels.
+
+  `face`: whose FACE_TRAITS are painted (default `traits`). render(i, f, r, face=j) is the true
+  face swap of i's image into j: i's frame (head size, hair, neck and ears, background, pose,
+  expression, lighting) with j's face; its mask is the face actually painted. Pixels outside
+  both faces equal i's own rendering."""
   f = dict(zip(FACTOR_NAMES, np.asarray(factors, dtype=np.float64)))
   t = traits
+  ft = traits if face is None else face
   px = 2.0 / resolution
   g = (np.arange(resolution) + 0.5) * px - 1.0
   X, Y = np.meshgrid(g, g)  # image coordinates
@@ -166,14 +181,16 @@ def render(traits: Traits, factors: np.ndarray, resolution: int) -> Rendering:
     _paint(img, _cover(d, hpx), hair * 0.85)
   # Neck and ears.
   neck = _capsule(x, y, 0.0, fh * 0.6, 0.0, 1.4, fw * 0.45)
-  skin = np.asarray(t.skin)
-  _paint(img, _cover(neck, hpx), skin * 0.78)
+  frame_skin = np.asarray(t.skin)
+  _paint(img, _cover(neck, hpx), frame_skin * 0.78)
   for side in (-1, 1):
     ex = side * fw * 0.98 - 0.08 * yaw
-    _paint(img, _cover(_ellipse(x, y, ex, feature_y(-0.02), 0.07, 0.12), hpx), skin * 0.88)
+    _paint(img, _cover(_ellipse(x, y, ex, feature_y(-0.02), 0.07, 0.12), hpx), frame_skin * 0.88)
+  skin = np.asarray(ft.skin)
 
   # Face with Lambert-like shading from a light whose x position is a factor.
-  face_d = _superellipse(x, y, 0.0, 0.0, fw, fh, t.face_power)
+  face_d = _superellipse(x, y, 0.0, 0.0, fw, fh, ft.face_power)
+  frame_face_d = face_d if face is None else _superellipse(x, y, 0.0, 0.0, fw, fh, t.face_power)
   face_cov = _cover(face_d, hpx)
   nx, ny = np.clip(x / fw, -1, 1), np.clip(y / fh, -1, 1)
   nz = np.sqrt(np.clip(1 - nx ** 2 - ny ** 2, 0, 1))
@@ -184,7 +201,7 @@ def render(traits: Traits, factors: np.ndarray, resolution: int) -> Rendering:
   c = face_cov[..., None]
   img = img * (1 - c) + face_col * c
 
-  # Hair on top of the head.
+  # Hair on top of the head: what it covers is no longer face (masks are of the visible face).
   if style != "bald":
     top = {"short": -0.5, "long": -0.45, "bob": -0.42, "mohawk": -0.6, "curly": -0.45}[style]
     cap = _ellipse(x, y, -0.06 * yaw, -fh * 0.35, fw * 1.08, fh * 0.78)
@@ -194,63 +211,68 @@ def render(traits: Traits, factors: np.ndarray, resolution: int) -> Rendering:
       d = np.maximum(_ellipse(x, y, -0.1 * yaw, -fh * 0.9, fw * 0.3, fh * 0.5), line)
     if style == "curly":
       d = d + 0.025 * np.sin(18 * x) * np.sin(18 * y)
-    _paint(img, _cover(d, hpx), hair)
+    hair_cov = _cover(d, hpx)
+    _paint(img, hair_cov, hair)
+    face_cov = face_cov * (1.0 - hair_cov)
   else:
     for side in (-1, 1):
       d = _ellipse(x, y, side * fw * 0.9, -fh * 0.1, fw * 0.18, fh * 0.3)
-      _paint(img, _cover(np.maximum(d, face_d), hpx), hair)
+      hair_cov = _cover(np.maximum(d, frame_face_d), hpx)
+      _paint(img, hair_cov, hair)
+      face_cov = face_cov * (1.0 - hair_cov)
 
   mask = np.zeros((resolution, resolution, 3))
   mask[..., 0] = face_cov
+  vis = face_cov  # the inner features show only where the face does (not over the hair)
   landmarks = []
   # Eyes: white almond, iris, pupil; blink closes the lids.
   openness = max(1.0 - f["blink"], 0.08)
-  eye_y = feature_y(t.eye_y)
+  eye_y = feature_y(ft.eye_y)
   for side in (-1, 1):
-    ex, squash = feature_x(side * t.eye_dx)
-    ew, eh = t.eye_w * squash, t.eye_h * openness
+    ex, squash = feature_x(side * ft.eye_dx)
+    ew, eh = ft.eye_w * squash, ft.eye_h * openness
     eye_d = _ellipse(x, y, ex, eye_y, ew, eh)
-    _paint(img, _cover(eye_d, hpx), (0.97, 0.97, 0.95))
-    ir = t.eye_h * 0.95
+    _paint(img, vis * _cover(eye_d, hpx), (0.97, 0.97, 0.95))
+    ir = ft.eye_h * 0.95
     iris_d = np.maximum(_ellipse(x, y, ex + 0.2 * ew * yaw, eye_y, ir * squash, ir), eye_d)
-    _paint(img, _cover(iris_d, hpx), t.iris)
+    _paint(img, vis * _cover(iris_d, hpx), ft.iris)
     pupil_d = np.maximum(_ellipse(x, y, ex + 0.2 * ew * yaw, eye_y, ir * 0.45 * squash, ir * 0.45), eye_d)
-    _paint(img, _cover(pupil_d, hpx), (0.05, 0.05, 0.05))
-    lid = _ellipse(x, y, ex, eye_y, ew * 1.05, t.eye_h * 1.05)
+    _paint(img, vis * _cover(pupil_d, hpx), (0.05, 0.05, 0.05))
+    lid = _ellipse(x, y, ex, eye_y, ew * 1.05, ft.eye_h * 1.05)
     lid = np.maximum(lid, -eye_d - 0.002)  # lid = around the open part
-    _paint(img, _cover(lid, hpx), skin * 0.8)
+    _paint(img, vis * _cover(lid, hpx), skin * 0.8)
     # Brows.
-    by = eye_y - t.eye_h - 0.06 - 0.04 * f["brow_raise"]
-    tilt = side * t.brow_tilt * 0.08
-    bd = _capsule(x, y, ex - ew * squash, by + tilt, ex + ew * squash, by - tilt, t.brow_thick)
-    _paint(img, _cover(bd, hpx), hair * 0.7)
-    mask[..., 1] = np.maximum(mask[..., 1], _cover(_ellipse(x, y, ex, eye_y - 0.03, ew * 1.7, t.eye_h * 2.6), hpx))
+    by = eye_y - ft.eye_h - 0.06 - 0.04 * f["brow_raise"]
+    tilt = side * ft.brow_tilt * 0.08
+    bd = _capsule(x, y, ex - ew * squash, by + tilt, ex + ew * squash, by - tilt, ft.brow_thick)
+    _paint(img, vis * _cover(bd, hpx), np.asarray(ft.brow))
+    mask[..., 1] = np.maximum(mask[..., 1], _cover(_ellipse(x, y, ex, eye_y - 0.03, ew * 1.7, ft.eye_h * 2.6), hpx))
     landmarks.append((ex, eye_y))
 
   # Nose: a shaded ridge and nostrils.
   nx0, _ = feature_x(0.0)
   ny0 = feature_y(0.02)
-  ridge = _capsule(x, y, nx0, ny0, nx0 + 0.3 * t.nose_w * yaw, ny0 + t.nose_len, t.nose_w * 0.35)
-  _paint(img, _cover(ridge, hpx) * 0.35, skin * 0.6)
-  tip_y = ny0 + t.nose_len
+  ridge = _capsule(x, y, nx0, ny0, nx0 + 0.3 * ft.nose_w * yaw, ny0 + ft.nose_len, ft.nose_w * 0.35)
+  _paint(img, vis * _cover(ridge, hpx) * 0.35, skin * 0.6)
+  tip_y = ny0 + ft.nose_len
   for side in (-1, 1):
-    _paint(img, _cover(_ellipse(x, y, nx0 + side * t.nose_w * 0.6, tip_y, t.nose_w * 0.3, t.nose_w * 0.18), hpx),
+    _paint(img, vis * _cover(_ellipse(x, y, nx0 + side * ft.nose_w * 0.6, tip_y, ft.nose_w * 0.3, ft.nose_w * 0.18), hpx),
            skin * 0.45)
   landmarks.append((nx0, tip_y))
 
   # Mouth: lips bent by the smile, a dark opening scaled by mouth_open.
   mx, msq = feature_x(0.0)
-  my = feature_y(t.mouth_y)
-  mw = t.mouth_w * (1 + 0.25 * f["smile"]) * (0.6 + 0.4 * msq)
+  my = feature_y(ft.mouth_y)
+  mw = ft.mouth_w * (1 + 0.25 * f["smile"]) * (0.6 + 0.4 * msq)
   curve = (0.5 * f["smile"] - 0.1) * 2.5
   yb = y - my + curve * ((x - mx) ** 2) / max(mw, 1e-3)
   open_h = 0.012 + 0.06 * f["mouth_open"]
   lips_d = _ellipse(x, yb + my, mx, my, mw, open_h + 0.022)
-  _paint(img, _cover(lips_d, hpx), t.lips)
+  _paint(img, vis * _cover(lips_d, hpx), ft.lips)
   inner = _ellipse(x, yb + my, mx, my, mw * 0.85, open_h)
-  _paint(img, _cover(inner, hpx), (0.25, 0.05, 0.07))
+  _paint(img, vis * _cover(inner, hpx), (0.25, 0.05, 0.07))
   teeth = np.maximum(inner, y - (my - open_h * 0.4 - curve * 0.0))
-  _paint(img, _cover(teeth, hpx) * min(1.0, f["mouth_open"] * 3), (0.95, 0.95, 0.9))
+  _paint(img, vis * _cover(teeth, hpx) * min(1.0, f["mouth_open"] * 3), (0.95, 0.95, 0.9))
   mask[..., 2] = _cover(_ellipse(x, yb + my, mx, my, mw * 1.35, open_h + 0.06), hpx)
   landmarks.append((mx, my))
 

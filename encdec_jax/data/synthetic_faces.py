@@ -1,22 +1,26 @@
 """The `synthetic_faces` TFDS dataset: procedural faces, no download.
 
-Splits: `train` (train_per_identity images per identity) and `test` (held out, each example with
-`swaps`: the same factors rendered as every identity, index j = identity j). A config is named by
+Splits: `train` (train_per_identity images per identity) and `test` (held out). Every held-out
+example also stores, for every identity j (index j):
+  `swaps`: the same factors rendered as identity j, hair included (the full-head rendering);
+  `face_swaps`: the true face swap: this example's frame (head size, hair, neck and ears,
+      background, pose, expression, lighting) with j's face (render.FACE_TRAITS), what a perfect
+      convert (decoded face blended into the frame inside a face mask) would produce;
+  `face_swap_masks`, `face_swap_landmarks`: that face swap's mask (visible face, eyes, mouth) and
+      landmarks. Index j == the example's own identity is the example itself. A config is named by
 its settings, e.g. "r64_n2_s0_t1000_h32", so each set of settings is prepared once per data_dir.
 TensorFlow is imported here only, never by the model or the train step.
 """
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 import tensorflow_datasets as tfds
 
 from encdec_jax.data import render as R
-
-VERSION = "1.0.0"
-_SPLIT_IDS = {"train": 0, "test": 1}
+# The dataset's pure-numpy half (version, config names, factors) lives in synthetic.py.
+from encdec_jax.data.synthetic import VERSION, config_name, default_data_dir, example_factors  # noqa: F401
 
 
 @dataclasses.dataclass
@@ -28,19 +32,11 @@ class SyntheticFacesConfig(tfds.core.BuilderConfig):
   seed: int = 0
 
 
-def config_name(resolution, identities, seed, train_per_identity, test_per_identity) -> str:
-  return f"r{resolution}_n{identities}_s{seed}_t{train_per_identity}_h{test_per_identity}"
-
-
-def example_factors(seed: int, split: str, identity: int, index: int) -> np.ndarray:
-  """Factors of one example: a pure function of (seed, split, identity, index)."""
-  return R.sample_factors(np.random.default_rng([seed, 104729, _SPLIT_IDS[split], identity, index]))
-
-
 class SyntheticFaces(tfds.core.GeneratorBasedBuilder):
   """Procedurally rendered faces with identity traits, pose/expression factors and true swaps."""
 
   VERSION = tfds.core.Version(VERSION)
+  RELEASE_NOTES = {"2.0.0": "true face swaps, visible-face masks", "1.0.0": "first release"}
   BUILDER_CONFIGS = [SyntheticFacesConfig(name=config_name(64, 2, 0, 1000, 32))]
 
   def _info(self) -> tfds.core.DatasetInfo:
@@ -59,6 +55,11 @@ class SyntheticFaces(tfds.core.GeneratorBasedBuilder):
             "landmarks": tfds.features.Tensor(shape=(len(R.LANDMARK_NAMES), 2), dtype=np.float32),
             # Ground-truth swaps: the same factors as identity j (empty in `train`).
             "swaps": tfds.features.Sequence(tfds.features.Image(shape=(r, r, 3))),
+            # True face swaps: this frame with identity j's face, its mask and landmarks.
+            "face_swaps": tfds.features.Sequence(tfds.features.Image(shape=(r, r, 3))),
+            "face_swap_masks": tfds.features.Sequence(tfds.features.Image(shape=(r, r, 3))),
+            "face_swap_landmarks": tfds.features.Sequence(
+                tfds.features.Tensor(shape=(len(R.LANDMARK_NAMES), 2), dtype=np.float32)),
         }),
         supervised_keys=None,
     )
@@ -76,18 +77,20 @@ class SyntheticFaces(tfds.core.GeneratorBasedBuilder):
       for k in range(per_identity):
         f = example_factors(c.seed, split, i, k)
         out = R.render(traits[i], f, c.resolution)
-        swaps = []
+        swaps, faces = [], []
         if split == "test":
-          swaps = [R.to_uint8(R.render(traits[j], f, c.resolution).image) if j != i
-                   else R.to_uint8(out.image) for j in range(c.identities)]
+          swaps = [R.render(traits[j], f, c.resolution) if j != i else out for j in range(c.identities)]
+          faces = [R.render(traits[i], f, c.resolution, face=traits[j]) if j != i else out
+                   for j in range(c.identities)]
         yield f"{i}_{k}", {
             "image": R.to_uint8(out.image), "mask": R.to_uint8(out.mask), "identity": i, "index": k,
-            "factors": f.astype(np.float32), "landmarks": out.landmarks, "swaps": swaps,
+            "factors": f.astype(np.float32), "landmarks": out.landmarks,
+            "swaps": [R.to_uint8(s.image) for s in swaps],
+            "face_swaps": [R.to_uint8(s.image) for s in faces],
+            "face_swap_masks": [R.to_uint8(s.mask) for s in faces],
+            "face_swap_landmarks": np.array([s.landmarks for s in faces], np.float32).reshape(
+                len(faces), len(R.LANDMARK_NAMES), 2),
         }
-
-
-def default_data_dir() -> str:
-  return os.path.join(os.path.expanduser("~"), ".cache", "encdec_jax", "tfds")
 
 
 def builder(resolution: int, identities: int, seed: int, train_per_identity: int,
