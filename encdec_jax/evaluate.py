@@ -1,13 +1,28 @@
-"""Evaluation on held-out images: reconstruction, and swaps against the stored ground truth.
+"""Evaluation on held-out images: swaps as a user sees them, against the true face swap.
 
-For every identity i and every decoder j, `decode_all` gives decoder_j(encoder(x_i)). j == i is
-the reconstruction; j != i is the swap of x_i into identity j, which the synthetic dataset lets us
-compare with the true rendering of the same pose, expression and lighting as identity j.
-Scalars are named `eval/<metric>` (means) and `eval/<metric>/<i>` or `/<i>to<j>` (parts).
-With judges (encdec_jax/judges.py): `eval/id_transfer` (share of swaps into j recognised as j),
-`eval/id_leak` (still recognised as the source), `eval/attr_mae` (pose/expression error against
-the source's true factors, standardised units), beside the judges' own floor on real images
-(`eval/judge_accuracy`, `eval/attr_mae_floor`).
+For every identity i and every decoder j, `decode_all` gives decoder_j(encoder(x_i)) (the *raw*
+output). What a user sees is the *converted* swap (encdec_jax/convert.py): that output blended
+into x_i inside a face mask, so hair and background stay x_i's. The synthetic data stores what a
+perfect convert would produce, the *true face swap* (x_i's frame with j's face), and its mask.
+
+Scalars are named `eval/<metric>` (means) and `eval/<metric>/<i>` or `/<i>to<j>` (parts):
+  swap_{mae,ssim,psnr}         converted swap against the true face swap, whole frame
+  swap_face_{mae,ssim,psnr}    the same inside the face region (the union of x_i's face mask and
+                               the true face swap's): where a swap can differ from its frame
+  swap_mae_input, swap_face_mae_input
+                               what copying the input scores (the bar to beat)
+  swap_face_mae_oracle         what a decoder that paints j's true full head scores after the same
+                               convert: the best this convert allows
+  raw_swap_{mae,ssim,psnr}     the raw decoder output against j's full-head rendering
+  recon_{mae,ssim,psnr}, recon_face_mae, raw_recon_mae
+                               decoder i on x_i: converted, its face region, raw
+With judges (encdec_jax/judges.py), on the converted swaps inside x_i's own face mask (so the
+mask's outline is the frame's, never the target's) and, for pose and expression, at the true
+face swap's landmarks:
+`id_transfer` (share recognised as j), `id_leak` (still recognised as i), `attr_mae` (pose and
+expression error against x_i's true factors over the factors the judge can read, standardised),
+`attr_err/<factor>`, beside the judges' own scores on real images (`judge_accuracy`,
+`attr_mae_floor`, `attr_floor/<factor>`) and what guessing the mean scores (`attr_mae_guess`).
 """
 from __future__ import annotations
 
@@ -15,16 +30,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from encdec_jax import convert as convert_lib
 from encdec_jax import images as image_lib
-from encdec_jax import losses
+from encdec_jax import models
+from encdec_jax.losses.common import weighted_mean
+from encdec_jax.losses.structural import _ssim_cs_maps
 
 
 def make_decode_all(model):
-  """jit(params, x_BxHxWxC) -> (N, B, H, W, 3), x swapped into every identity (RGB only), at
-  the input's resolution: an architecture that outputs more (dfaker, 2x) is resized down with an
-  antialiased bilinear filter, so metrics compare every architecture at the data's resolution."""
+  """jit(params, x_BxHxWxC) -> (N, B, H, W, 3 or 4), x decoded by every identity's decoder (RGB,
+  plus the learned mask where the model has one), at the input's resolution: an architecture
+  that outputs more (dfaker, 2x) is resized down with an antialiased bilinear filter, so metrics
+  compare every architecture at the data's resolution."""
   def f(params, x):
-    y = model.apply(params, x, method="decode_all")[..., :3]
+    y = model.apply(params, x, method="decode_all")
     if y.shape[2:4] != x.shape[1:3]:
       y = jax.image.resize(y, y.shape[:2] + x.shape[1:3] + y.shape[-1:], "linear", antialias=True)
     return y
@@ -32,74 +51,120 @@ def make_decode_all(model):
 
 
 @jax.jit
-def _pair_metrics(pred, target):
-  """Per-example MAE, SSIM and PSNR (peak 1) of images in [0, 1]."""
-  mse = losses.mse(pred, target)
-  return {"mae": losses.mae(pred, target), "ssim": 1.0 - losses.ssim(pred, target),
+def _pair_metrics(pred, target, region=None):
+  """Per-example MAE, SSIM and PSNR (peak 1) of images in [0, 1]; with `region` (B, H, W, 1) in
+  [0, 1], weighted by it (SSIM: its windows weighted by the region at their centres)."""
+  pred, target = jnp.asarray(pred, jnp.float32), jnp.asarray(target, jnp.float32)
+  err = pred - target
+  mse = weighted_mean(err * err, region)
+  window = min(11, pred.shape[1], pred.shape[2])
+  s, _ = _ssim_cs_maps(pred, target, window, 1.5)
+  o = (window - 1) // 2
+  r = None if region is None else region[:, o:o + s.shape[1], o:o + s.shape[2]]
+  return {"mae": weighted_mean(jnp.abs(err), region), "ssim": weighted_mean(s, r),
           "psnr": -10.0 * jnp.log10(jnp.maximum(mse, 1e-10))}
 
 
-def _by_identity(test: dict, i: int):
-  """(images, true swaps or None) of identity i, floats in [0, 1]. Real image folders have no
-  ground-truth swaps."""
-  sel = test["identity"] == i
-  x = test["image"][sel].astype(np.float32) / 255.0
-  return x, (test["swaps"][sel].astype(np.float32) / 255.0 if "swaps" in test else None)
+def _u8(a) -> np.ndarray:
+  return np.asarray(a, np.float32) / 255.0
+
+
+def decode_batched(params, decode_all, x, batch: int = 64):
+  """(rgb (N, n, H, W, 3), learned mask (N, n, H, W, 1) or None) for all of x."""
+  y = np.concatenate([np.asarray(decode_all(params, x[k:k + batch])) for k in range(0, len(x), batch)],
+                     axis=1)
+  rgb, mask = models.split_output(y)
+  return rgb, mask
+
+
+def converted(x, rgb_j, learned_j, data_masks):
+  """The convert of one decoder's outputs for inputs x: learned mask, else the data's, else the
+  soft ellipse."""
+  m = convert_lib.choose_mask(learned_j, data_masks, x.shape[1], len(x))
+  return convert_lib.convert(x, rgb_j, m)
+
+
+def _mean(v):
+  return float(np.mean(v))
 
 
 def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 64,
              judges=None) -> dict[str, float]:
   """Scalars for the held-out split `test` (arrays with 'image', 'identity', and where the data
-  has them 'swaps' and 'factors'). With `judges` (encdec_jax.judges.Judges) also identity
-  transfer and leakage of every swap, and its pose/expression error against the source."""
-  out: dict[str, float] = {}
-  rec = {m: [] for m in ("mae", "ssim", "psnr")}
-  swp = {m: [] for m in ("mae", "ssim", "psnr", "mae_input")}
-  jud = {m: [] for m in ("id_transfer", "id_leak", "attr_mae")}
+  has them 'mask', 'swaps', 'face_swaps', 'face_swap_masks', 'face_swap_landmarks' and
+  'factors'). On image folders (no true swaps) reconstruction and, with judges, identity
+  transfer and leakage are reported."""
+  from encdec_jax import judges as judges_lib
+  out: dict[str, dict | float] = {}
+  acc: dict[str, list] = {}
+
+  def put(name, pair, value):
+    out[f"eval/{name}/{pair}"] = value
+    acc.setdefault(name, []).append(value)
+
+  truth_known = "face_swaps" in test
   for i in range(num_identities):
-    x, swaps = _by_identity(test, i)
-    factors = test["factors"][test["identity"] == i] if "factors" in test else None
-    preds = np.concatenate([np.asarray(decode_all(params, x[k:k + batch]))
-                            for k in range(0, len(x), batch)], axis=1)  # (N, n, H, W, C)
+    sel = test["identity"] == i
+    x = _u8(test["image"][sel])
+    data_masks = test["mask"][sel] if "mask" in test else None
+    rgb, learned = decode_batched(params, decode_all, x, batch)
     for j in range(num_identities):
-      if judges is not None and j != i:
-        from encdec_jax import judges as judges_lib
-        for k, v in judges_lib.swap_scores(judges, preds[j], i, j, factors).items():
-          out[f"eval/{k}/{i}to{j}"] = v
-          jud[k].append(v)
-      if swaps is None and j != i:
-        continue  # no ground truth for a swap of a real photo
-      truth = x if swaps is None else swaps[:, j]
-      m = {k: float(np.mean(v)) for k, v in _pair_metrics(preds[j], truth).items()}
+      conv = converted(x, rgb[j], None if learned is None else learned[j], data_masks)
       if j == i:
-        for k, v in m.items():
-          out[f"eval/recon_{k}/{i}"] = v
-          rec[k].append(v)
-      else:
-        # What a "swap" that returns its input unchanged would score: the bar to beat.
-        m["mae_input"] = float(np.mean(np.abs(x - swaps[:, j])))
-        for k, v in m.items():
-          out[f"eval/swap_{k}/{i}to{j}"] = v
-          swp[k].append(v)
-  out.update({f"eval/recon_{k}": float(np.mean(v)) for k, v in rec.items()})
-  out.update({f"eval/swap_{k}": float(np.mean(v)) for k, v in swp.items() if v})
-  out.update({f"eval/{k}": float(np.mean(v)) for k, v in jud.items() if v})
+        region = None if data_masks is None else _u8(data_masks[..., :1])
+        for k, v in _pair_metrics(conv, x).items():
+          put(f"recon_{k}", i, _mean(v))
+        put("raw_recon_mae", i, _mean(_pair_metrics(rgb[j], x)["mae"]))
+        if region is not None:
+          put("recon_face_mae", i, _mean(_pair_metrics(conv, x, region)["mae"]))
+        continue
+      pair = f"{i}to{j}"
+      if truth_known:
+        truth = _u8(test["face_swaps"][sel, j])
+        truth_mask = _u8(test["face_swap_masks"][sel, j][..., :1])
+        region = np.maximum(_u8(data_masks[..., :1]), truth_mask)
+        for k, v in _pair_metrics(conv, truth).items():
+          put(f"swap_{k}", pair, _mean(v))
+        for k, v in _pair_metrics(conv, truth, region).items():
+          put(f"swap_face_{k}", pair, _mean(v))
+        put("swap_mae_input", pair, _mean(_pair_metrics(x, truth)["mae"]))
+        put("swap_face_mae_input", pair, _mean(_pair_metrics(x, truth, region)["mae"]))
+        oracle = converted(x, _u8(test["swaps"][sel, j]), None, data_masks)
+        put("swap_face_mae_oracle", pair, _mean(_pair_metrics(oracle, truth, region)["mae"]))
+        for k, v in _pair_metrics(rgb[j], _u8(test["swaps"][sel, j])).items():
+          put(f"raw_swap_{k}", pair, _mean(v))
+      if judges is not None:  # inside the source's face mask, as the judges were fitted
+        judge_mask = data_masks if data_masks is not None else judges_lib._masks({"image": test["image"][sel]})
+        lms = test["face_swap_landmarks"][sel, j] if truth_known else None
+        factors = test["factors"][sel] if "factors" in test else None
+        for k, v in judges_lib.swap_scores(judges, conv, judge_mask, lms, i, j, factors).items():
+          put(k, pair, v)
+  means = {f"eval/{k}": float(np.mean(v)) for k, v in acc.items()}
   if judges is not None:  # the judges' own scores on real images: what "perfect" looks like
-    out["eval/judge_accuracy"] = judges.accuracy
-    if judges.attr_floor is not None:
-      out["eval/attr_mae_floor"] = judges.attr_floor
-  return out
+    means["eval/judge_accuracy"] = judges.accuracy
+    if judges.attr_floors is not None:
+      means["eval/attr_mae_floor"] = judges.attr_floor
+      means["eval/attr_mae_guess"] = judges.attr_guess_mean
+      from encdec_jax.data.render import POSE_EXPRESSION
+      for n, f, g in zip(POSE_EXPRESSION, judges.attr_floors, judges.attr_guess):
+        means[f"eval/attr_floor/{n}"] = float(f)
+        means[f"eval/attr_guess/{n}"] = float(g)
+  # Per-factor errors are means over pairs, like the headline ones: keep them at top level.
+  return {**{k: v for k, v in out.items() if not k.startswith("eval/attr_err/")}, **means}
 
 
 def preview_grid(params, decode_all, test: dict, num_identities: int, per_identity: int = 3) -> np.ndarray:
-  """Rows: held-out faces. Columns: input | decoded as identity 0..N-1 | true identity 0..N-1
-  (the last group only where the data has ground-truth swaps)."""
+  """Rows: held-out faces. Columns: input | true face swap into 0..N-1 | converted swap into
+  0..N-1 | raw decoder output 0..N-1 (the true face swaps only where the data has them)."""
   rows = []
   for i in range(num_identities):
-    x, swaps = _by_identity(test, i)
-    x = x[:per_identity]
-    preds = np.asarray(decode_all(params, x))  # (N, k, H, W, C)
+    sel = np.flatnonzero(test["identity"] == i)[:per_identity]
+    x = _u8(test["image"][sel])
+    data_masks = test["mask"][sel] if "mask" in test else None
+    rgb, learned = decode_batched(params, decode_all, x)
+    conv = [converted(x, rgb[j], None if learned is None else learned[j], data_masks)
+            for j in range(num_identities)]
+    truth = [_u8(test["face_swaps"][sel, j]) for j in range(num_identities)] if "face_swaps" in test else []
     for k in range(len(x)):
-      truth = [] if swaps is None else list(swaps[k])
-      rows.append(np.stack([x[k], *preds[:, k], *truth]))
+      rows.append(np.stack([x[k], *(t[k] for t in truth), *(c[k] for c in conv), *rgb[:, k]]))
   return image_lib.grid(np.stack(rows))

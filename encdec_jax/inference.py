@@ -1,8 +1,8 @@
 """Swapping images with a trained run: load a workdir, swap crops into an identity, blend, mark.
 
-The hairstyle-visualizer use: a face crop of A decoded as identity B, optionally blended back
-into A's crop inside a face mask (the model's learned mask if it has one, otherwise a soft
-ellipse over the centre of the aligned crop) so that hair and background outside the face stay.
+The hairstyle-visualizer use: a face crop of A decoded as identity B and, by default, converted:
+blended back into A's crop inside a face mask (encdec_jax/convert.py), so that hair and
+background outside the face stay.
 """
 from __future__ import annotations
 
@@ -52,33 +52,24 @@ def resolve_identity(run: Run, to: str) -> int:
   raise ValueError(f"--to={to!r} is not an identity of this run; valid: {run.identities}")
 
 
-def soft_ellipse(resolution: int, rx: float = 0.36, ry: float = 0.44, feather: float = 0.08) -> np.ndarray:
-  """(R, R, 1) in [0, 1]: 1 inside a centred ellipse (the face of an aligned crop), a smooth ramp
-  `feather` x R wide at its edge, 0 outside."""
-  t = (np.arange(resolution) + 0.5) / resolution - 0.5
-  y, x = np.meshgrid(t, t, indexing="ij")
-  d = np.sqrt((x / rx) ** 2 + (y / ry) ** 2) - 1.0  # < 0 inside
-  s = np.clip(0.5 - d * min(rx, ry) / feather, 0.0, 1.0)
-  return (s * s * (3 - 2 * s))[..., None].astype(np.float32)
-
-
-def swap(run: Run, x_BxHxWx3: np.ndarray, to: int, blend: bool = True):
-  """-> (swapped (B, H, W, 3), mask used (B, H, W, 1) or None) at the input's resolution."""
-  from encdec_jax import models
+def swap(run: Run, x_BxHxWx3: np.ndarray, to: int, blend: bool = True, masks=None):
+  """-> (swapped (B, H, W, 3), mask used (B, H, W, 1) or None) at the input's resolution. With
+  `blend`, the convert (encdec_jax/convert.py) of the decoder's output: blended into the input
+  inside the learned mask if the model has one, else `masks` (the data's face masks), else the
+  soft centred ellipse of an aligned crop."""
+  from encdec_jax import convert, models
   key = ("swap", to)
   if key not in run.compiled:  # one compile per (run, target), whatever the number of images
     run.compiled[key] = jax.jit(lambda p, x: run.model.apply(p, x, to, method="swap"))
   y = run.compiled[key](run.params, x_BxHxWx3)
-  rgb, mask = models.split_output(y)
   b, h, w, _ = x_BxHxWx3.shape
-  if rgb.shape[1:3] != (h, w):  # dfaker: 2x
-    rgb = jax.image.resize(rgb, (b, h, w, 3), "linear", antialias=True)
-    mask = None if mask is None else jax.image.resize(mask, (b, h, w, 1), "linear", antialias=True)
-  rgb = np.asarray(rgb)
+  if y.shape[1:3] != (h, w):  # dfaker: 2x
+    y = jax.image.resize(y, (b, h, w, y.shape[-1]), "linear", antialias=True)
+  rgb, learned = models.split_output(np.asarray(y))
   if not blend:
     return rgb, None
-  m = np.asarray(mask) if mask is not None else np.broadcast_to(soft_ellipse(h), (b, h, w, 1))
-  return m * rgb + (1 - m) * x_BxHxWx3, m
+  m = convert.choose_mask(learned, masks, h, b)
+  return convert.convert(x_BxHxWx3, rgb, m), m
 
 
 def corner_mark(img_u8: np.ndarray) -> np.ndarray:

@@ -1,0 +1,66 @@
+"""Convert: a swap as a user sees it, the decoded face blended into the frame inside a face mask.
+
+Deepfakes' convert step pastes the decoder's output into the source frame inside a face mask, so
+hair and background stay the frame's (the hairstyle-visualizer use: your face in a photo of a
+hairstyle). Evaluation, previews, the sweep's swap grid and `experiments.swap` all call
+`convert`, so what is measured is what is shown.
+
+The mask, in order of preference: the model's learned mask (decoders with `model.learn_mask`
+predict their own face's mask), the data's face mask (synthetic faces store it), else a soft
+ellipse over the centre of an aligned crop (image folders). Its edge is feathered by a Gaussian
+blur, so the seam is not a one-pixel step.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+# Gaussian sigma of the feathered edge, as a fraction of the image side (1 px at 64 px).
+FEATHER = 1 / 64
+
+
+def soft_ellipse(resolution: int, rx: float = 0.36, ry: float = 0.44, feather: float = 0.08) -> np.ndarray:
+  """(R, R, 1) in [0, 1]: 1 inside a centred ellipse (the face of an aligned crop), a smooth ramp
+  `feather` x R wide at its edge, 0 outside."""
+  t = (np.arange(resolution) + 0.5) / resolution - 0.5
+  y, x = np.meshgrid(t, t, indexing="ij")
+  d = np.sqrt((x / rx) ** 2 + (y / ry) ** 2) - 1.0  # < 0 inside
+  s = np.clip(0.5 - d * min(rx, ry) / feather, 0.0, 1.0)
+  return (s * s * (3 - 2 * s))[..., None].astype(np.float32)
+
+
+def _gaussian_matrix(n: int, sigma_px: float) -> np.ndarray:
+  """(n, n) row-normalised Gaussian blur along one axis, edges renormalised (no dark border)."""
+  i = np.arange(n, dtype=np.float64)
+  k = np.exp(-0.5 * ((i[:, None] - i[None, :]) / sigma_px) ** 2)
+  return (k / k.sum(1, keepdims=True)).astype(np.float32)
+
+
+def feather(mask_BxHxWx1: np.ndarray, sigma: float = FEATHER) -> np.ndarray:
+  """The mask blurred by a Gaussian of `sigma` x the image side (no blur if that is < 0.25 px)."""
+  m = np.asarray(mask_BxHxWx1, np.float32)
+  _, h, w, _ = m.shape
+  s = sigma * max(h, w)
+  if s < 0.25:
+    return m
+  return np.einsum("ih,jw,bhwc->bijc", _gaussian_matrix(h, s), _gaussian_matrix(w, s), m)
+
+
+def convert(frame_BxHxWx3, face_BxHxWx3, mask_BxHxWx1, sigma: float = FEATHER) -> np.ndarray:
+  """The decoded face blended into the frame: m * face + (1 - m) * frame, m the feathered mask.
+  All three at the frame's resolution, floats in [0, 1]."""
+  m = feather(mask_BxHxWx1, sigma)
+  face = np.asarray(face_BxHxWx3, np.float32)
+  return m * face + (1.0 - m) * np.asarray(frame_BxHxWx3, np.float32)
+
+
+def choose_mask(learned_BxHxWx1, data_masks_BxHxWxC=None, resolution: int | None = None,
+                batch: int | None = None) -> np.ndarray:
+  """The mask `convert` uses: the model's learned mask if it has one, else the data's face mask
+  (channel 0 of the stored masks), else the soft centred ellipse (needs resolution and batch)."""
+  if learned_BxHxWx1 is not None:
+    return np.clip(np.asarray(learned_BxHxWx1, np.float32), 0.0, 1.0)
+  if data_masks_BxHxWxC is not None:
+    m = np.asarray(data_masks_BxHxWxC)
+    m = m.astype(np.float32) / 255.0 if m.dtype == np.uint8 else m.astype(np.float32)
+    return m[..., :1]
+  return np.broadcast_to(soft_ellipse(resolution), (batch, resolution, resolution, 1))
