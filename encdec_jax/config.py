@@ -16,7 +16,7 @@ class ConfigError(ValueError):
   """A config field has a bad value; the message names the field and the valid values."""
 
 
-DATASETS = ("synthetic_faces", "folders")
+DATASETS = ("synthetic_faces", "folders", "arrays")
 AUGMENT_ON = ("auto", "host", "device")
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -43,8 +43,9 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-  name: str = "synthetic_faces"  # or "folders": the user's ROOT/<identity>/*.png|jpg crops
-  root: str = ""                 # folders: the root holding one sub-folder per identity
+  name: str = "synthetic_faces"  # or "folders": the user's ROOT/<identity>/*.png|jpg crops, or
+                                 # "arrays": a .npz from experiments.export_data (no TensorFlow)
+  root: str = ""                 # folders: the root holding one sub-folder per identity; arrays: the .npz
   min_size: int = 0              # folders: skip images whose short side is smaller; 0 = resolution/2
   resolution: int = 64
   identities: int = 2

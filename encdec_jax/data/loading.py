@@ -1,21 +1,32 @@
-"""The configured dataset as in-memory arrays, its cache key, and its swap judges."""
+"""The configured dataset as in-memory arrays, its cache key, its judges, and its export to a plain
+array file that a machine without TensorFlow trains from (data.name='arrays')."""
 from __future__ import annotations
 
+import json
 import os
+
+import numpy as np
 
 from encdec_jax.config import ConfigError, ExperimentConfig
 
+ARRAYS_FORMAT = "encdec_jax.arrays/1"
+
 
 def load_data(cfg: ExperimentConfig, workdir: str | None = None):
-  """(train arrays, test arrays) of the configured dataset; TFDS imported only here. For image
-  folders, every file's outcome is written to WORKDIR/data_report.json first."""
+  """(train arrays, test arrays) of the configured dataset. TFDS (and so TensorFlow) is imported
+  only for synthetic_faces and folders; data.name='arrays' reads an exported .npz with numpy.
+  For image folders, every file's outcome is written to WORKDIR/data_report.json first."""
   d = cfg.data
+  if d.name == "arrays":
+    train, test, _ = read_arrays(cfg)
+    return train, test
+  from encdec_jax.data import synthetic
   if d.name == "folders":
-    from encdec_jax.data import folders, synthetic_faces
+    from encdec_jax.data import folders
     report = os.path.join(workdir, "data_report.json") if workdir else ""
     try:
       train, test, scan = folders.load(d.root, d.resolution, d.min_size, d.test_per_identity,
-                                       cfg.train.batch_size, d.dir or synthetic_faces.default_data_dir(),
+                                       cfg.train.batch_size, d.dir or synthetic.default_data_dir(),
                                        report)
     except folders.DataError as e:
       raise ConfigError(str(e)) from None
@@ -28,22 +39,91 @@ def load_data(cfg: ExperimentConfig, workdir: str | None = None):
 
 
 def dataset_key(cfg: ExperimentConfig) -> str:
-  """A name for the dataset's content, for caches such as the judges."""
+  """A name for the dataset's content, for caches such as the judges (an exported copy keeps the
+  name of what it was exported from)."""
   d = cfg.data
+  if d.name == "arrays":
+    return read_arrays(cfg, meta_only=True)[2]["dataset_key"]
   if d.name == "folders":
     from encdec_jax.data import folders
     fp, _ = folders._fingerprint(d.root, d.resolution, d.min_size or max(8, d.resolution // 2))
     return f"folders_r{d.resolution}_h{d.test_per_identity}_{fp}"
-  from encdec_jax.data import synthetic_faces
-  return "synthetic_faces_" + synthetic_faces.config_name(d.resolution, d.identities, d.seed,
-                                                          d.train_per_identity, d.test_per_identity)
+  from encdec_jax.data import synthetic
+  return f"synthetic_faces_{synthetic.VERSION}_" + synthetic.config_name(
+      d.resolution, d.identities, d.seed, d.train_per_identity, d.test_per_identity)
+
+
+def _synthetic_settings(cfg: ExperimentConfig) -> dict | None:
+  """The synthetic_faces settings the data was made with (None for image folders)."""
+  d = cfg.data
+  if d.name == "arrays":
+    return read_arrays(cfg, meta_only=True)[2].get("synthetic")
+  if d.name == "synthetic_faces":
+    return {"seed": d.seed, "identities": d.identities, "resolution": d.resolution,
+            "train_per_identity": d.train_per_identity}
+  return None
 
 
 def get_judges(cfg: ExperimentConfig, train: dict, test: dict):
-  """The dataset's judges (trained once, cached next to the TFDS data), or None if disabled."""
+  """The dataset's judges (fitted once, cached next to the TFDS data), or None if disabled. On
+  synthetic faces they are also fitted on face swaps of the training images
+  (synthetic.training_face_swaps), so the frame cannot tell them the identity."""
   if not cfg.eval.judges:
     return None
   from encdec_jax import judges as judges_lib
-  from encdec_jax.data import synthetic_faces
-  return judges_lib.get(train, test, cfg.data.identities, cfg.data.dir or synthetic_faces.default_data_dir(),
-                        dataset_key(cfg), cfg.eval.judge_steps)
+  from encdec_jax.data import synthetic
+  s = _synthetic_settings(cfg)
+  extra = (lambda: synthetic.training_face_swaps(**s)) if s else None
+  return judges_lib.get(train, test, cfg.data.identities, cfg.data.dir or synthetic.default_data_dir(),
+                        dataset_key(cfg), cfg.eval.judge_steps, extra=extra)
+
+
+def export_arrays(cfg: ExperimentConfig, path: str) -> dict:
+  """Writes the configured dataset's train and test splits to one .npz (no pickle): what
+  data.name='arrays' reads. Returns its meta."""
+  train, test = load_data(cfg)
+  meta = {"format": ARRAYS_FORMAT, "dataset_key": dataset_key(cfg), "name": cfg.data.name,
+          "resolution": cfg.data.resolution, "identities": cfg.data.identities,
+          "synthetic": _synthetic_settings(cfg)}
+  if cfg.data.name == "synthetic_faces":
+    from encdec_jax.data import synthetic
+    meta["synthetic_version"] = synthetic.VERSION
+  arrays = {f"{split}/{k}": v for split, d in (("train", train), ("test", test)) for k, v in d.items()}
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tmp = path + ".tmp.npz"
+  np.savez_compressed(tmp, meta=np.array(json.dumps(meta)), **arrays)
+  os.replace(tmp, path)
+  return meta
+
+
+def read_arrays(cfg: ExperimentConfig, meta_only: bool = False):
+  """(train, test, meta) from the .npz at data.root, checked against the config; ConfigError
+  naming the file and the field otherwise."""
+  d = cfg.data
+  path = d.root
+  if not path or not os.path.isfile(path):
+    raise ConfigError(f"config.data.root={path!r} is not a file; data.name='arrays' reads a .npz "
+                      "written by `python -m experiments.export_data`")
+  try:
+    with np.load(path, allow_pickle=False) as z:
+      meta = json.loads(str(z["meta"]))
+      if meta.get("format") != ARRAYS_FORMAT:
+        raise ConfigError(f"{path}: format {meta.get('format')!r}, expected {ARRAYS_FORMAT!r}")
+      arrays = {} if meta_only else {k: z[k] for k in z.files if k != "meta"}
+  except (OSError, ValueError, KeyError) as e:
+    if isinstance(e, ConfigError):
+      raise
+    raise ConfigError(f"config.data.root={path!r} is not an array file written by "
+                      f"experiments.export_data ({e})") from None
+  for field, want in (("resolution", d.resolution), ("identities", d.identities)):
+    if meta[field] != want:
+      raise ConfigError(f"config.data.{field}={want} but {path} holds data with {field}={meta[field]}")
+  if meta.get("synthetic_version"):
+    from encdec_jax.data import synthetic
+    if meta["synthetic_version"] != synthetic.VERSION:
+      raise ConfigError(f"{path} was exported from synthetic_faces {meta['synthetic_version']}; this "
+                        f"code makes {synthetic.VERSION}: export it again")
+  if (cfg.mask.enabled or cfg.model.learn_mask) and not meta_only and "train/mask" not in arrays:
+    raise ConfigError(f"config.mask.enabled / config.model.learn_mask need face masks; {path} has none")
+  split = lambda s: {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith(s + "/")}
+  return split("train"), split("test"), meta
