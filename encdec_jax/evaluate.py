@@ -11,8 +11,8 @@ Scalars are named `eval/<metric>` (means) and `eval/<metric>/<i>` or `/<i>to<j>`
                                the true face swap's): where a swap can differ from its frame
   swap_mae_input, swap_face_mae_input
                                what copying the input scores (the bar to beat)
-  swap_face_mae_oracle         what a decoder that paints j's true full head scores after the same
-                               convert: the best this convert allows
+  swap_face_mae_oracle         what converting j's true full-head rendering scores: a decoder that
+                               draws j exactly as trained (its own head size and hairline) gets here
   raw_swap_{mae,ssim,psnr}     the raw decoder output against j's full-head rendering
   recon_{mae,ssim,psnr}, recon_face_mae, raw_recon_mae
                                decoder i on x_i: converted, its face region, raw
@@ -95,11 +95,12 @@ def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 6
   'factors'). On image folders (no true swaps) reconstruction and, with judges, identity
   transfer and leakage are reported."""
   from encdec_jax import judges as judges_lib
-  out: dict[str, dict | float] = {}
+  out: dict[str, float] = {}
   acc: dict[str, list] = {}
 
-  def put(name, pair, value):
-    out[f"eval/{name}/{pair}"] = value
+  def put(name, pair, value):  # a part (per identity or pair; per-factor errors only as means)
+    if not name.startswith("attr_err/"):
+      out[f"eval/{name}/{pair}"] = value
     acc.setdefault(name, []).append(value)
 
   truth_known = "face_swaps" in test
@@ -134,23 +135,22 @@ def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 6
         for k, v in _pair_metrics(rgb[j], _u8(test["swaps"][sel, j])).items():
           put(f"raw_swap_{k}", pair, _mean(v))
       if judges is not None:  # inside the source's face mask, as the judges were fitted
-        judge_mask = data_masks if data_masks is not None else judges_lib._masks({"image": test["image"][sel]})
+        judge_mask = judges_lib.face_masks({"image": x, **({} if data_masks is None else {"mask": data_masks})})
         lms = test["face_swap_landmarks"][sel, j] if truth_known else None
         factors = test["factors"][sel] if "factors" in test else None
         for k, v in judges_lib.swap_scores(judges, conv, judge_mask, lms, i, j, factors).items():
           put(k, pair, v)
-  means = {f"eval/{k}": float(np.mean(v)) for k, v in acc.items()}
+  out.update({f"eval/{k}": float(np.mean(v)) for k, v in acc.items()})
   if judges is not None:  # the judges' own scores on real images: what "perfect" looks like
-    means["eval/judge_accuracy"] = judges.accuracy
+    out["eval/judge_accuracy"] = judges.accuracy
     if judges.attr_floors is not None:
-      means["eval/attr_mae_floor"] = judges.attr_floor
-      means["eval/attr_mae_guess"] = judges.attr_guess_mean
       from encdec_jax.data.render import POSE_EXPRESSION
+      out["eval/attr_mae_floor"] = judges.attr_floor
+      out["eval/attr_mae_guess"] = judges.attr_guess_mean
       for n, f, g in zip(POSE_EXPRESSION, judges.attr_floors, judges.attr_guess):
-        means[f"eval/attr_floor/{n}"] = float(f)
-        means[f"eval/attr_guess/{n}"] = float(g)
-  # Per-factor errors are means over pairs, like the headline ones: keep them at top level.
-  return {**{k: v for k, v in out.items() if not k.startswith("eval/attr_err/")}, **means}
+        out[f"eval/attr_floor/{n}"] = float(f)
+        out[f"eval/attr_guess/{n}"] = float(g)
+  return out
 
 
 def preview_grid(params, decode_all, test: dict, num_identities: int, per_identity: int = 3) -> np.ndarray:

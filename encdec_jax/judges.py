@@ -99,6 +99,7 @@ class Judges:
   attr_floors: np.ndarray | None  # (7,) regressor MAE per factor (standardised) on held-out real images
   attr_guess: np.ndarray | None   # (7,) what guessing the training mean scores there
   patch_stats: dict | None = None  # mu, sd of the patch features
+  attr_range: np.ndarray | None = None  # (2, 7) standardised min and max of the training factors
 
   @property
   def readable(self) -> np.ndarray | None:
@@ -123,8 +124,11 @@ class Judges:
     return (_batched(lambda b: _features(self.feats, b), x) @ self.classifier).argmax(-1)
 
   def attributes(self, x_BxHxWx3, mask_BxHxWxC, landmarks_Bx4x2) -> np.ndarray:
-    """Standardised pose/expression estimates (B, 7) of the face at `landmarks`."""
-    return self._patches(face_only(x_BxHxWx3, mask_BxHxWxC), landmarks_Bx4x2) @ self.regressor
+    """Standardised pose/expression estimates (B, 7) of the face at `landmarks`, clipped to the
+    range the factors take (a linear readout of a blurred or empty face extrapolates: before
+    clipping, blurry swaps were read as mouths 3 std units open, past any real face)."""
+    est = self._patches(face_only(x_BxHxWx3, mask_BxHxWxC), landmarks_Bx4x2) @ self.regressor
+    return est if self.attr_range is None else np.clip(est, self.attr_range[0], self.attr_range[1])
 
 
 def _local(x):
@@ -160,7 +164,7 @@ def _ridge_cv(f, y, lams=(0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)):
   return np.stack([full[int(b)][:, c] for c, b in enumerate(best)], 1)
 
 
-def _masks(d: dict) -> np.ndarray:
+def face_masks(d: dict) -> np.ndarray:
   """The face masks of a split: stored ones, else the soft centred ellipse (image folders)."""
   if "mask" in d:
     return d["mask"]
@@ -182,7 +186,7 @@ def train_judges(train: dict, test: dict, num_identities: int, steps: int = 0, s
   if r % 8:
     raise ValueError(f"judges need a resolution divisible by 8; got {r}")
   x = train["image"].astype(np.float32) / 255.0
-  m = _masks(train)
+  m = face_masks(train)
   x = np.concatenate([face_only(x, m), face_only(_soften(x), m)])
   filters = np.asarray(jax.random.normal(jax.random.key(seed), (3, 3, 3, FEATURES)) * 0.3)
   raw = {"filters": filters, "mu": np.zeros(FEATURES * 16, np.float32), "sd": np.ones(FEATURES * 16, np.float32)}
@@ -193,16 +197,18 @@ def train_judges(train: dict, test: dict, num_identities: int, steps: int = 0, s
   j = Judges(p, _ridge_cv(f, np.eye(num_identities)[ids]), None, num_identities, None, None, 0.0,
              None, None)
   xt = test["image"].astype(np.float32) / 255.0
-  j.accuracy = float((j.identify(xt, _masks(test)) == test["identity"]).mean())
+  j.accuracy = float((j.identify(xt, face_masks(test)) == test["identity"]).mean())
   if "factors" in train and "landmarks" in train:
     pf = patch_features(x, np.concatenate([train["landmarks"]] * 2)).astype(np.float64)
     j.patch_stats = {"mu": pf.mean(0).astype(np.float32), "sd": (pf.std(0) + 1e-6).astype(np.float32)}
     pf = (pf - j.patch_stats["mu"]) / j.patch_stats["sd"]
     fa = train["factors"][:, :N_ATTR].astype(np.float64)
     j.attr_mean, j.attr_std = fa.mean(0).astype(np.float32), (fa.std(0) + 1e-6).astype(np.float32)
-    j.regressor = _ridge_cv(pf, np.concatenate([(fa - j.attr_mean) / j.attr_std] * 2))
+    z = (fa - j.attr_mean) / j.attr_std
+    j.regressor = _ridge_cv(pf, np.concatenate([z] * 2))
+    j.attr_range = np.stack([z.min(0), z.max(0)]).astype(np.float32)
     truth = (test["factors"][:, :N_ATTR] - j.attr_mean) / j.attr_std
-    est = j.attributes(xt, _masks(test), test["landmarks"])
+    est = j.attributes(xt, face_masks(test), test["landmarks"])
     j.attr_floors = np.abs(est - truth).mean(0).astype(np.float32)
     j.attr_guess = np.abs(truth).mean(0).astype(np.float32)
   return j
@@ -234,7 +240,8 @@ def save(j: Judges, path: str) -> None:
   ck.wait_until_finished()
   meta = {"version": VERSION, "num_identities": j.num_identities, "accuracy": j.accuracy,
           "attr_mean": _list(j.attr_mean), "attr_std": _list(j.attr_std),
-          "attr_floors": _list(j.attr_floors), "attr_guess": _list(j.attr_guess)}
+          "attr_floors": _list(j.attr_floors), "attr_guess": _list(j.attr_guess),
+          "attr_range": _list(j.attr_range)}
   with open(os.path.join(tmp, "judges.json"), "w") as f:
     json.dump(meta, f, indent=1)
   shutil.rmtree(path, ignore_errors=True)
@@ -254,7 +261,8 @@ def load(path: str) -> Judges | None:
   tree = jax.tree.map(np.asarray, tree)
   return Judges(tree["feats"], tree["classifier"], tree.get("regressor"), meta["num_identities"],
                 _vec(meta["attr_mean"]), _vec(meta["attr_std"]), meta["accuracy"],
-                _vec(meta["attr_floors"]), _vec(meta["attr_guess"]), tree.get("patch_stats"))
+                _vec(meta["attr_floors"]), _vec(meta["attr_guess"]), tree.get("patch_stats"),
+                _vec(meta.get("attr_range")))
 
 
 def describe(j: Judges) -> str:

@@ -50,8 +50,9 @@ def test_identity_judge_reads_the_face_not_the_hair(judges, judge_data):
 
 
 def _lookup_decode_all(test, mode, seed=0):
-  """A stand-in model. 'perfect': decoder j returns the true face swap into j inside its mask
-  and noise outside (as a mask-trained decoder does); 'copy': every decoder returns its input."""
+  """A stand-in model. 'perfect': decoder j returns the true face swap into j inside the face
+  mask the convert uses (the source's) and noise outside (where a mask-trained decoder is never
+  trained); 'copy': every decoder returns its input."""
   table = {test["image"][k].tobytes(): k for k in range(len(test["image"]))}
 
   def decode_all(params, x):
@@ -63,7 +64,7 @@ def _lookup_decode_all(test, mode, seed=0):
     out = []
     for j in range(2):
       face = test["face_swaps"][rows, j].astype(np.float32) / 255
-      m = test["face_swap_masks"][rows, j][..., :1].astype(np.float32) / 255
+      m = test["mask"][rows][..., :1].astype(np.float32) / 255
       out.append(m * face + (1 - m) * rng.uniform(size=face.shape).astype(np.float32))
     return np.stack(out)
   return decode_all
@@ -179,3 +180,16 @@ def test_preview_shows_input_true_face_swaps_converted_and_raw(judge_data):
   raw = np.asarray(decode_all(None, x))[1]
   conv = convert.convert(x, raw, test["mask"][row0:row0 + 1, ..., :1].astype(np.float32) / 255)
   np.testing.assert_array_equal(cell(0, 4), np.round(conv[0] * 255).astype(np.uint8))
+
+
+def test_pose_expression_estimates_stay_in_the_factors_range(judges, judge_data):
+  """A linear readout of a face it was not fitted on (here: blurred flat) extrapolates past any
+  real face; the judge clips to the training factors' range."""
+  _, test = judge_data
+  flat = np.broadcast_to(test["image"].astype(np.float32).mean((1, 2), keepdims=True) / 255,
+                         test["image"].shape)
+  raw = judges._patches(judges_lib.face_only(flat, test["mask"]), test["landmarks"]) @ judges.regressor
+  est = judges.attributes(flat, test["mask"], test["landmarks"])
+  lo, hi = judges.attr_range
+  assert np.all(est >= lo - 1e-6) and np.all(est <= hi + 1e-6)
+  assert np.any((raw < lo) | (raw > hi))  # so the clipping mattered
