@@ -192,7 +192,8 @@ def from_config_dict(cd) -> ExperimentConfig:
            f"config.data.root={data.root!r} has {len(found)} identity folders {found}; "
            f"set config.data.identities={len(found)} (it is {data.identities})")
     _check(not (mask.enabled or model.learn_mask),
-           "config.mask.enabled / config.model.learn_mask need face masks; data.name='folders' has none")
+           "config.mask.enabled / config.model.learn_mask need face masks; data.name='folders' has "
+           "none: add --config.mask.enabled=False (and leave model.learn_mask off)")
   _check(data.resolution > 0, f"config.data.resolution={data.resolution}; must be > 0")
   _check(data.identities >= 2, f"config.data.identities={data.identities}; need at least 2 identities")
   _check(data.train_per_identity >= train.batch_size,

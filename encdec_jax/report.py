@@ -248,7 +248,7 @@ def swap_grid(results, out_dir, per_identity: int = 3) -> str | None:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   h, w = g.shape[:2]
-  fig, ax = plt.subplots(figsize=(2 + w / 40, 0.5 + h / 40))
+  fig, ax = plt.subplots(figsize=(2 + w / 20, 0.5 + h / 20))  # ~5 screen pixels per image pixel
   ax.imshow(g, interpolation="nearest")
   step = h / len(rows)
   ax.set_yticks([step * (k + 0.5) for k in range(len(rows))], labels, fontsize=7)

@@ -59,7 +59,9 @@ def _config(arch=None):
   import yaml
   from encdec_jax import sweep
   c = importlib.import_module(f"experiments.configs.{arch or _ARCH.value}").get_config(_VARIANT.value)
-  over = {}
+  # The peer trains with plain MAE on the whole image: time the same work, not the recipe's
+  # SSIM + masked loss (--set loss=... or mask.enabled=True to time those).
+  over = {"config.loss": "mae:1.0", "config.mask.enabled": False}
   for s in _SET.value:
     k, _, v = s.partition("=")
     over["config." + k] = yaml.safe_load(v)

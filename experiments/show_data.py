@@ -19,12 +19,14 @@ _SEED = flags.DEFINE_integer("seed", 0, "family of faces (config.data.seed)")
 def main(argv):
   del argv
   n, r = _IDS.value, _RES.value
-  shared = [R.sample_factors(np.random.default_rng([99, k])) for k in range(3)]
+  shared = [R.sample_factors(np.random.default_rng([99, k])) for k in range(2)]
+  frame = R.identity_traits(_SEED.value, 0)
   rows = []
   for i in range(n):
     t = R.identity_traits(_SEED.value, i)
-    own = [R.sample_factors(np.random.default_rng([_SEED.value, i, k])) for k in range(5)]
-    rows.append(np.stack([R.render(t, f, r).image for f in own + shared]))
+    own = [R.sample_factors(np.random.default_rng([_SEED.value, i, k])) for k in range(4)]
+    rows.append(np.stack([R.render(t, f, r).image for f in own + shared]
+                         + [R.render(frame, f, r, face=t).image for f in shared]))
   images.save_png(_OUT.value, images.grid(np.stack(rows), pad=2), scale=2)
   print(f"wrote {_OUT.value}")
 

@@ -124,6 +124,7 @@ def read_arrays(cfg: ExperimentConfig, meta_only: bool = False):
       raise ConfigError(f"{path} was exported from synthetic_faces {meta['synthetic_version']}; this "
                         f"code makes {synthetic.VERSION}: export it again")
   if (cfg.mask.enabled or cfg.model.learn_mask) and not meta_only and "train/mask" not in arrays:
-    raise ConfigError(f"config.mask.enabled / config.model.learn_mask need face masks; {path} has none")
+    raise ConfigError(f"config.mask.enabled / config.model.learn_mask need face masks; {path} has "
+                      "none: add --config.mask.enabled=False (and leave model.learn_mask off)")
   split = lambda s: {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith(s + "/")}
   return split("train"), split("test"), meta
