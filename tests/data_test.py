@@ -181,3 +181,10 @@ def test_device_augmentation_equals_numpy(aug):
     for k in ("inputs", "targets", "masks"):
       assert got[k].shape == want[k].shape
       np.testing.assert_allclose(np.asarray(got[k]), want[k], atol=2e-5, err_msg=k)
+
+
+def test_every_trait_is_the_face_s_or_the_frame_s():
+  import dataclasses
+  fields = {f.name for f in dataclasses.fields(R.Traits)}
+  assert set(R.FACE_TRAITS) | set(R.FRAME_TRAITS) == fields
+  assert not set(R.FACE_TRAITS) & set(R.FRAME_TRAITS)
