@@ -7,8 +7,16 @@ import jax
 import orbax.checkpoint as ocp
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointError(ValueError):
+  """A checkpoint cannot be restored; the message names the step and the way out."""
+
+
+class CheckpointMismatchError(CheckpointError):
   """The checkpoint holds another model: the message lists the differing parameter paths."""
+
+
+class CheckpointDamagedError(CheckpointError):
+  """The checkpoint's files are missing or unreadable (not a shape mismatch)."""
 
 
 def _key(path) -> str:
@@ -37,16 +45,37 @@ class Checkpointer:
     self.mgr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                 meta=ocp.args.JsonSave(meta)))
 
+  def all_steps(self) -> list[int]:
+    return sorted(self.mgr.all_steps())
+
+  def _damaged(self, step: int, what: str) -> CheckpointDamagedError:
+    earlier = [s for s in self.all_steps() if s < step]
+    way_out = (f"to resume from step {earlier[-1]}, the one before, move it aside: mv "
+               f"{self.path}/{step} {self.path}/{step}.damaged" if earlier else
+               f"no earlier checkpoint is left; move it aside to start again: mv "
+               f"{self.path}/{step} {self.path}/{step}.damaged")
+    return CheckpointDamagedError(f"checkpoint step {step} in {self.path} is damaged ({what}); {way_out}")
+
   def restore(self, step: int, abstract_state):
     """Restores into the layout of `abstract_state` (ShapeDtypeStructs with shardings). A
-    checkpoint of another model raises CheckpointMismatchError naming the differing parts."""
+    checkpoint of another model raises CheckpointMismatchError naming the differing parts; one
+    whose files are missing or unreadable CheckpointDamagedError, naming the step and the way
+    out (move it aside, the previous step is then the latest)."""
+    if step not in self.all_steps():
+      raise CheckpointError(f"no checkpoint at step {step} in {self.path}; saved steps: {self.all_steps()}")
+    state_dir = os.path.join(self.path, str(step), "state")
+    if not os.path.exists(os.path.join(state_dir, "_METADATA")):
+      raise self._damaged(step, f"{state_dir}/_METADATA is missing")
     diff = self.mismatch(step, abstract_state)
     if diff:
       raise CheckpointMismatchError(
           f"checkpoint step {step} in {self.path} does not fit this model ({len(diff)} differing "
           f"entries): " + "; ".join(diff[:8]) + ("; ..." if len(diff) > 8 else ""))
-    out = self.mgr.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+    try:
+      out = self.mgr.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+    except Exception as e:  # noqa: BLE001 - tensorstore/OCDBT errors of truncated or lost files
+      raise self._damaged(step, str(e).split(" See full")[0].splitlines()[0][:200]) from None
     return out["state"], out["meta"]
 
   def mismatch(self, step: int, abstract_state) -> list[str]:

@@ -7,6 +7,7 @@ values. Errors name the field, the bad value and what is valid, before anything 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import jax.numpy as jnp
@@ -127,6 +128,8 @@ def _section(cd: Any, name: str, cls):
       v = float(v)
     if want is not type(v):
       raise ConfigError(f"config.{name}.{k}={v!r} has type {type(v).__name__}; expected {want.__name__}")
+    if want is float and not math.isfinite(v):  # lr=inf would train, and save, inf parameters
+      raise ConfigError(f"config.{name}.{k}={v!r}; must be a finite number")
     out[k] = v
   return cls(**out)
 

@@ -280,13 +280,16 @@ def get(train: dict, test: dict, num_identities: int, data_dir: str, dataset_nam
         steps: int = 400, verbose: bool = True, extra=None) -> Judges:
   """The cached judges of this dataset, fitted (and cached) on first use; `extra`: a function
   giving more training arrays (see train_judges), called only when fitting."""
+  from encdec_jax.workdir import cache_lock
   path = cache_dir(data_dir, dataset_name, steps)
-  single = jax.process_count() == 1  # Orbax synchronises processes: multi-host runs do not cache
-  j = load(path) if single else None
-  if j is None:
+  if jax.process_count() > 1:  # Orbax synchronises processes: multi-host runs do not cache
     j = train_judges(train, test, num_identities, steps, extra=extra() if extra else None)
-    if single:
-      save(j, path)
+  else:
+    with cache_lock(path, "the judges"):  # concurrent runs fit them once
+      j = load(path)
+      if j is None:
+        j = train_judges(train, test, num_identities, steps, extra=extra() if extra else None)
+        save(j, path)
   if verbose:
     print(f"judges ({dataset_name}): {describe(j)}")
   return j

@@ -50,10 +50,10 @@ def table(results: list[dict], cols: list[str]) -> list[str]:
 
 
 def _best(results, metric) -> str | None:
-  if not metric or not any(metric.get("name") in r for r in results):
+  scored = [r for r in results if metric and metric.get("name") in r]
+  if not scored:
     return None
-  best = sorted(results, key=lambda r: r.get(metric["name"], float("inf")),
-                reverse=metric.get("goal") == "maximize")[0]
+  best = sorted(scored, key=lambda r: r[metric["name"]], reverse=metric.get("goal") == "maximize")[0]
   return f"Best by `{metric['name']}` ({metric.get('goal', 'minimize')}): **{best['run']}**"
 
 
@@ -132,6 +132,12 @@ def _write_full_report(results, out_dir, param_keys, best, heads, plots):
               + ", ".join(f"`{m[5:]}`" for m in missing) + "."]
   if best:
     lines += ["", best]
+  failed = [r for r in results if r.get("status") == "failed"]
+  if failed:
+    lines += ["", f"**{len(failed)} run(s) failed** and have no metrics (a non-finite loss; "
+              "re-run the sweep with `--set train.nonfinite=skip` to skip such steps, or lower "
+              "`train.lr` in a new `--workdir`):"]
+    lines += [f"- `{r['run']}`: {r.get('error', 'failed')}" for r in failed]
   lines += [""] + table(results, ["run", *param_keys, *heads])
   lines += [""] + [f"![{os.path.splitext(p)[0]}]({p})" for p in plots]
   grid = swap_grid(results, out_dir)

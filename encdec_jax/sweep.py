@@ -21,14 +21,48 @@ class SweepError(ValueError):
   pass
 
 
+_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def number(v):
+  """YAML 1.1 (PyYAML) reads `1e-3` as a string: such strings become floats, the rest stays."""
+  if isinstance(v, str) and _FLOAT.match(v.strip()):
+    return float(v) if any(c in v for c in ".eE") else int(v)
+  return v
+
+
 def load_sweep(path: str) -> dict:
-  with open(path) as f:
-    sweep = yaml.safe_load(f)
+  """The sweep YAML, checked: SweepError naming the file and what is wrong."""
+  try:
+    with open(path) as f:
+      sweep = yaml.safe_load(f)
+  except OSError as e:
+    raise SweepError(f"cannot read the sweep {path!r}: {e.strerror}") from None
+  except yaml.YAMLError as e:
+    raise SweepError(f"{path} is not valid YAML: {str(e).splitlines()[0]} "
+                     f"({getattr(e, 'problem_mark', '')})".replace(" ()", "")) from None
   if not isinstance(sweep, dict) or "parameters" not in sweep or "method" not in sweep:
     raise SweepError(f"{path}: not a W&B sweep config (needs 'method' and 'parameters')")
-  bad = [k for k in sweep["parameters"] if not k.startswith("config.")]
+  if sweep["method"] not in ("grid", "random", "bayes"):
+    raise SweepError(f"{path}: method {sweep['method']!r}; valid: ['bayes', 'grid', 'random']")
+  if sweep["method"] == "bayes" and not (sweep.get("metric") or {}).get("name"):
+    raise SweepError(f"{path}: a bayes sweep needs a 'metric' with a 'name' (and 'goal') to optimise")
+  params = sweep["parameters"]
+  if not isinstance(params, dict) or not params:
+    raise SweepError(f"{path}: 'parameters' must map config.<section>.<field> to a spec")
+  bad = [k for k in params if not k.startswith("config.")]
   if bad:
     raise SweepError(f"{path}: parameters {bad} must be named config.<section>.<field>")
+  for k, spec in params.items():
+    if not isinstance(spec, dict) or not spec:
+      raise SweepError(f"{path}: parameter {k!r} needs 'values', 'value' or a distribution")
+    if "values" in spec and not (isinstance(spec["values"], list) and spec["values"]):
+      raise SweepError(f"{path}: parameter {k!r} has empty or non-list 'values'")
+    for field in ("value", "min", "max", "mu", "sigma", "q"):
+      if field in spec:
+        spec[field] = number(spec[field])
+    if "values" in spec:
+      spec["values"] = [number(v) for v in spec["values"]]
   return sweep
 
 
@@ -51,20 +85,35 @@ def load_config(arg: str):
   return mod.get_config(variant or None)
 
 
-def enumerate_runs(sweep: dict, max_runs: int | None = None) -> list[dict[str, Any]]:
-  """Parameter sets the sweeps engine proposes, in order: [{'config.model.bottleneck': 16, ...}]."""
+def enumerate_runs(sweep: dict, max_runs: int | None = None, seed: int = 0) -> list[dict[str, Any]]:
+  """Parameter sets the sweeps engine proposes, in order: [{'config.model.bottleneck': 16, ...}].
+  Random and bayes proposals are drawn from `seed` (the engine uses Python's and numpy's global
+  generators, seeded here and restored after), so a re-run enumerates the same runs."""
+  import random
+
+  import numpy as np
   from sweeps import RunState, SweepRun, next_run
   cap = max_runs or sweep.get("run_cap") or (None if sweep["method"] == "grid" else DEFAULT_RUN_CAP)
   # The engine's schema knows only these keys (W&B's server also takes name, program, command,
   # run_cap, ...), so hand it just them.
   engine_spec = {k: sweep[k] for k in ("method", "parameters", "metric") if k in sweep}
   runs: list = []
-  while cap is None or len(runs) < cap:
-    r = next_run(engine_spec, runs, validate=True)
-    if r is None:
-      break
-    runs.append(SweepRun(name=f"run{len(runs)}", state=RunState.finished, config=r.config,
-                         summary_metrics={}))
+  py_state, np_state = random.getstate(), np.random.get_state()
+  random.seed(seed)
+  np.random.seed(seed)
+  try:
+    while cap is None or len(runs) < cap:
+      try:
+        r = next_run(engine_spec, runs, validate=True)
+      except Exception as e:  # noqa: BLE001 - the engine's schema errors, as one line
+        raise SweepError(f"the sweeps engine refused this sweep: {str(e).splitlines()[0]}") from None
+      if r is None:
+        break
+      runs.append(SweepRun(name=f"run{len(runs)}", state=RunState.finished, config=r.config,
+                           summary_metrics={}))
+  finally:
+    random.setstate(py_state)
+    np.random.set_state(np_state)
   return [{k: v["value"] for k, v in r.config.items()} for r in runs]
 
 
@@ -76,14 +125,19 @@ def apply_overrides(config, params: dict[str, Any]):
     node = config
     for p in path[:-1]:
       if p not in node:
-        raise SweepError(f"sweep parameter {key!r}: no section {p!r}; valid: {sorted(node.keys())}")
+        raise SweepError(f"{key}: no section {p!r}; valid: {sorted(node.keys())}")
       node = node[p]
     if path[-1] not in node:
-      raise SweepError(f"sweep parameter {key!r}: no field {path[-1]!r}; valid: {sorted(node.keys())}")
+      raise SweepError(f"{key}: no field {path[-1]!r}; valid: {sorted(node.keys())}")
     old = node[path[-1]]
-    if isinstance(old, float) and isinstance(value, int):
-      value = float(value)
-    node[path[-1]] = value
+    if isinstance(old, (int, float)) and not isinstance(old, bool):
+      value = number(value)
+      if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    try:
+      node[path[-1]] = value
+    except TypeError:
+      raise SweepError(f"{key}={value!r}: expected {type(old).__name__} like {old!r}") from None
   return config
 
 
@@ -93,32 +147,48 @@ def run_name(i: int, params: dict[str, Any]) -> str:
 
 
 def run_sweep(sweep_path: str, out_dir: str, *, max_runs: int | None = None,
-              config_overrides: dict[str, Any] | None = None, progress: bool = True) -> list[dict]:
-  """Runs every proposed config in-process (resuming finished or partial runs) and reports."""
-  from encdec_jax import train
+              config_overrides: dict[str, Any] | None = None, progress: bool = True,
+              seed: int = 0) -> list[dict]:
+  """Runs every proposed config in-process (resuming partial runs, reusing finished ones whose
+  stored config equals the requested one) and reports. A run that diverges (non-finite loss) is
+  recorded as failed and the sweep goes on. Raises SweepError, before training anything, if a
+  run folder holds a finished run of another config: its results would be stale."""
+  from encdec_jax import train, workdir as workdir_lib
   from encdec_jax.config import from_config_dict
   sweep = load_sweep(sweep_path)
   base = load_config(base_config_arg(sweep))
   name = sweep.get("name") or os.path.splitext(os.path.basename(sweep_path))[0]
-  runs = enumerate_runs(sweep, max_runs)
+  runs = enumerate_runs(sweep, max_runs, seed)
   configs = []
   for i, params in enumerate(runs):  # validate every run before training the first
     cfg = apply_overrides(base, {**params, **(config_overrides or {})})
     cfg.wandb.group = cfg.wandb.group or name
-    from_config_dict(cfg)
-    configs.append((i, params, cfg))
-  os.makedirs(out_dir, exist_ok=True)
-  results = []
-  for i, params, cfg in configs:
     workdir = os.path.join(out_dir, run_name(i, params))
     cfg.wandb.name = os.path.basename(workdir)
+    from_config_dict(cfg)
+    saved = workdir_lib.saved_config(workdir)
+    if saved is not None:
+      old, new, diff = workdir_lib.config_diff(saved, cfg.to_dict())
+      if diff:
+        raise SweepError(
+            f"{workdir} holds a run of another config ({workdir_lib.describe_diff(old, new, diff)}); "
+            f"its results would be reported as this sweep's. Use another --workdir, or delete "
+            f"that run's folder to train it again.")
+    configs.append((i, params, cfg, workdir))
+  os.makedirs(out_dir, exist_ok=True)
+  results = []
+  for i, params, cfg, workdir in configs:
     done = os.path.join(workdir, "eval.json")
+    row = {"run": os.path.basename(workdir), **params}
     if os.path.exists(done) and json.load(open(done)).get("step") == cfg.train.steps:
-      final = json.load(open(done))
-    else:
-      print(f"[sweep {name}] run {i + 1}/{len(configs)}: {params}", flush=True)
-      final = train.train_and_evaluate(cfg, workdir, progress=progress)
-    results.append({"run": os.path.basename(workdir), **params, **final})
+      results.append({**row, **json.load(open(done))})
+      continue
+    print(f"[sweep {name}] run {i + 1}/{len(configs)}: {params}", flush=True)
+    try:
+      results.append({**row, **train.train_and_evaluate(cfg, workdir, progress=progress)})
+    except train.NonFiniteError as e:
+      print(f"[sweep {name}] run {i + 1} failed, the sweep goes on: {e}", flush=True)
+      results.append({**row, "status": "failed", "error": str(e).split(". ")[0]})
   from encdec_jax import report
   report.write_report(results, out_dir, list(runs[0]) if runs else [], sweep.get("metric", {}))
   return results

@@ -15,8 +15,9 @@ def _plain(v):
   return v
 
 
-def truncate_jsonl(path: str, max_step: int) -> None:
-  """Drops lines with step > max_step, so a resumed run does not count replayed steps twice."""
+def truncate_jsonl(path: str, max_step: int, drop_eval_at: int | None = None) -> None:
+  """Drops lines with step > max_step, so a resumed run does not count replayed steps twice, and
+  evaluation lines at step `drop_eval_at` (a finished run evaluated again)."""
   if not os.path.exists(path):
     return
   keep = []
@@ -26,7 +27,8 @@ def truncate_jsonl(path: str, max_step: int) -> None:
         row = json.loads(ln)
       except json.JSONDecodeError:
         continue  # a line cut short by a kill -9
-      if row.get("step", 0) <= max_step:
+      is_eval = any(k.startswith("eval/") for k in row)
+      if row.get("step", 0) <= max_step and not (is_eval and row.get("step") == drop_eval_at):
         keep.append(ln if ln.endswith("\n") else ln + "\n")
   tmp = path + ".tmp"
   with open(tmp, "w") as f:

@@ -206,14 +206,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   Raises Preempted after saving if SIGTERM/SIGINT arrives, NonFiniteError (nothing saved after
   the last good step) on a NaN/Inf in 'stop' mode, ConfigError/OSError before any compile on
-  bad config, data or workdir."""
-  from encdec_jax.data.pipeline import TrainSource
+  bad config, data or workdir (WorkdirBusy if another process runs in it)."""
   cfg = from_config_dict(config)  # all validation before any data or compilation
   workdir = os.path.abspath(workdir)
   is_main = jax.process_index() == 0
-  cfg_dict = config.to_dict()
-  if is_main:
-    workdir_lib.check_workdir(workdir, cfg_dict, allow_config_change)
+  if not is_main:
+    return _train_and_evaluate(cfg, config.to_dict(), workdir, progress, None)
+  changed = workdir_lib.check_workdir(workdir, config.to_dict(), allow_config_change)
+  with workdir_lib.lock(workdir):
+    try:
+      return _train_and_evaluate(cfg, config.to_dict(), workdir, progress, changed)
+    except NonFiniteError as e:  # its remedy, a lower train.lr, may then be resumed
+      workdir_lib.mark_nonfinite_stop(workdir, str(e))
+      raise
+
+
+def _train_and_evaluate(cfg: ExperimentConfig, cfg_dict: dict, workdir: str, progress: bool,
+                        changed: dict | None) -> dict[str, Any]:
+  from encdec_jax.data.pipeline import TrainSource
+  is_main = changed is not None
   if jax.process_count() > 1:  # process 0 prepares the TFDS data, the others then read it
     from jax.experimental import multihost_utils
     if is_main:
@@ -226,12 +237,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        rows=trainer.process_rows())
   ckpt = ckpt_lib.Checkpointer(workdir, cfg.train.keep_checkpoints)
   start = ckpt.latest_step()
-  if start is None:
-    state, start = trainer.init(), 0
-  else:
-    state, _ = ckpt.restore(start, trainer.abstract_state)
-  if is_main:
-    tracking.truncate_jsonl(os.path.join(workdir, "metrics.jsonl"), start)
+  try:
+    if start is None:
+      state, start = trainer.init(), 0
+    else:
+      state, _ = ckpt.restore(start, trainer.abstract_state)
+  except Exception:
+    ckpt.close()
+    raise
+  if is_main:  # the run has started with this config: only now is it recorded
+    workdir_lib.commit(workdir, cfg_dict, changed)
+    # A finished run evaluated again replaces its final evaluation instead of adding one.
+    tracking.truncate_jsonl(os.path.join(workdir, "metrics.jsonl"), start,
+                            drop_eval_at=start if start == cfg.train.steps else None)
   w = cfg.wandb
   tracker = tracking.Tracker(workdir, cfg_dict, mode=w.mode, project=w.project, group=w.group,
                              name=w.name or os.path.basename(workdir), enabled=is_main)
@@ -270,8 +288,9 @@ def _raise_nonfinite(cfg, trainer, source, state, workdir):
   terms = ", ".join(f"{k}={float(v):.4g}" for k, v in sorted(m.items()) if k != "train/nonfinite_steps")
   raise NonFiniteError(
       f"non-finite loss or gradient at step {bad + 1} (its update was not applied): {terms}. "
-      f"The last checkpoint in {workdir}/checkpoints is untouched. To skip such steps, set "
-      f"config.train.nonfinite='skip' (resumable with the same --workdir).")
+      f"The last checkpoint in {workdir}/checkpoints is untouched. Resume with the same "
+      f"--workdir and a lower config.train.lr, or config.train.nonfinite='skip' to skip such "
+      f"steps.")
 
 
 def _loop(cfg, trainer, source, test, state, start, ckpt, tracker, workdir, progress, stop,

@@ -17,11 +17,11 @@ _STEP = flags.DEFINE_integer("step", None, "checkpoint step (default: the latest
 def main(argv):
   del argv
   logging.set_verbosity(logging.ERROR)
-  from encdec_jax import evaluate, inference, train, tracking
+  from encdec_jax import checkpoint as ckpt_lib, evaluate, inference, train, tracking
   w = _WORKDIR.value
   try:
     run = inference.load_run(w, _STEP.value)
-  except FileNotFoundError as e:
+  except (FileNotFoundError, ckpt_lib.CheckpointError, train.ConfigError) as e:
     sys.exit(f"error: {e}")
   cfg, step = run.cfg, run.step
   decode_all = evaluate.make_decode_all(run.model)
@@ -29,9 +29,15 @@ def main(argv):
   scalars = evaluate.evaluate(run.params, decode_all, test, cfg.data.identities,
                               judges=train.get_judges(cfg, trn, test))
   final = {"step": step, **scalars}
-  with open(os.path.join(w, "eval.json"), "w") as f:
-    json.dump(final, f, indent=2, sort_keys=True)
-  tracking.Tracker(w, {}, mode="disabled", project="").log(step, scalars)
+  try:
+    with open(os.path.join(w, "eval.json"), "w") as f:
+      json.dump(final, f, indent=2, sort_keys=True)
+    # Replaces this step's evaluation in metrics.jsonl instead of adding another one.
+    tracking.truncate_jsonl(os.path.join(w, "metrics.jsonl"), 2 ** 62, drop_eval_at=step)
+    tracking.Tracker(w, {}, mode="disabled", project="").log(step, scalars)
+  except OSError as e:
+    print(" ".join(f"{k}={v:.4g}" for k, v in sorted(final.items()) if k.count("/") <= 1))
+    sys.exit(f"error: the metrics above could not be written to {w}: {e.strerror or e}")
   print(" ".join(f"{k}={v:.4g}" for k, v in sorted(final.items()) if k.count("/") <= 1))
 
 

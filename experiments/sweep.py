@@ -12,6 +12,9 @@ _SWEEP = flags.DEFINE_string("sweep", "experiments/sweeps/default.yaml", "W&B sw
 _WORKDIR = flags.DEFINE_string("workdir", None, "output folder (default sweeps_out/<yaml name>)")
 _MAX_RUNS = flags.DEFINE_integer("max_runs", None, "cap on runs (random/bayes default 8)")
 _SET = flags.DEFINE_multi_string("set", [], "extra override for every run, e.g. train.steps=100")
+_VERBOSE = flags.DEFINE_bool("verbose", False, "show the full traceback of an error")
+_SEED = flags.DEFINE_integer("sweep_seed", 0, "seed of random and bayes proposals (a re-run with "
+                             "the same seed proposes the same runs)")
 
 
 def main(argv):
@@ -22,8 +25,13 @@ def main(argv):
   out = _WORKDIR.value or os.path.join("sweeps_out", os.path.splitext(os.path.basename(_SWEEP.value))[0])
   extra = {}
   for s in _SET.value:
-    k, _, v = s.partition("=")
-    extra["config." + k.removeprefix("config.")] = yaml.safe_load(v)
+    k, eq, v = s.partition("=")
+    try:
+      if not eq or not k:
+        raise ValueError("expected section.field=value")
+      extra["config." + k.removeprefix("config.")] = sweep.number(yaml.safe_load(v))
+    except (ValueError, yaml.YAMLError) as e:
+      sys.exit(f"error: --set {s!r}: {str(e).splitlines()[0]}")
   from encdec_jax import distributed, train
   try:
     distributed.initialize()  # ENCDEC_DISTRIBUTED; before anything touches a device
@@ -31,14 +39,21 @@ def main(argv):
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   try:
-    results = sweep.run_sweep(_SWEEP.value, out, max_runs=_MAX_RUNS.value, config_overrides=extra)
+    results = sweep.run_sweep(_SWEEP.value, out, max_runs=_MAX_RUNS.value, config_overrides=extra,
+                              seed=_SEED.value)
   except train.Preempted as e:
     print(f"\n{e} The sweep resumes with that run when started again.", file=sys.stderr)
     sys.exit(128 + e.signum)
-  except (train.NonFiniteError, train.ConfigError, sweep.SweepError) as e:
+  except (train.NonFiniteError, train.ConfigError, sweep.SweepError, OSError) as e:
+    if _VERBOSE.value:
+      raise
     print(f"\nerror: {e}", file=sys.stderr)
     sys.exit(1)
-  print(f"{len(results)} runs; report: {os.path.join(out, 'report.md')}")
+  failed = [r["run"] for r in results if r.get("status") == "failed"]
+  print(f"{len(results)} runs; report: {os.path.join(out, 'report.md')}"
+        + (f"; {len(failed)} failed: {', '.join(failed)}" if failed else ""))
+  if failed:
+    sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "where checkpoints, metrics and 
 _DISTRIBUTED = flags.DEFINE_enum("distributed", None, ["off", "auto", "explicit"],
                                  "multi-host start-up (default: $ENCDEC_DISTRIBUTED or off); see "
                                  "encdec_jax/distributed.py")
+_VERBOSE = flags.DEFINE_bool("verbose", False, "show the full traceback of an error")
 _ALLOW_CHANGE = flags.DEFINE_bool("allow_config_change", False,
                                   "continue a workdir whose saved config differs (logged to "
                                   "config_changes.jsonl)")
@@ -30,18 +31,21 @@ def main(argv):
   except distributed.DistributedError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
-  from encdec_jax import train
+  from encdec_jax import checkpoint as ckpt_lib, train
   workdir = _WORKDIR.value or os.path.join("runs", os.environ.get("WANDB_RUN_ID") or time.strftime("%Y%m%d-%H%M%S"))
   try:
     final = train.train_and_evaluate(_CONFIG.value, workdir, allow_config_change=_ALLOW_CHANGE.value)
   except train.Preempted as e:
     print(f"\n{e}", file=sys.stderr)
     sys.exit(128 + e.signum)  # non-zero: schedulers (SLURM --requeue, k8s Jobs) restart it
-  except (train.NonFiniteError, train.ConfigError) as e:
+  except (train.NonFiniteError, train.ConfigError, ckpt_lib.CheckpointError, OSError) as e:
+    if _VERBOSE.value:
+      raise
     print(f"\nerror: {e}", file=sys.stderr)
     sys.exit(1)
   print(" ".join(f"{k}={v:.4g}" for k, v in sorted(final.items()) if k.count("/") <= 1))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  from experiments._cli import parse_flags
+  app.run(main, flags_parser=parse_flags)

@@ -58,6 +58,9 @@ def _make_root(root):
   open(os.path.join(a, "bomb.png"), "wb").write(_png_claiming(100_000, 100_000))
   shutil.copy(os.path.join(a, "good_00.png"), os.path.join(a, "good_00_copy.png"))
   shutil.copy(os.path.join(b, "good_00.jpg"), os.path.join(a, "bobs_face.jpg"))
+  os.mkfifo(os.path.join(a, "pipe.png"))  # reading it would wait forever
+  os.symlink(os.path.join(a, "nowhere.png"), os.path.join(a, "gone.png"))  # a broken link
+  _face(1, 200).save(os.fsdecode(os.path.join(os.fsencode(b), b"caf\xe9.jpg")), quality=95)
   open(os.path.join(a, "notes.txt"), "w").write("ignored")
   open(os.path.join(a, ".DS_Store"), "w").write("ignored")
   return root
@@ -87,9 +90,12 @@ def test_every_bad_file_has_its_outcome(root):
   assert any("I;16 scaled to 8 bits" in n for n in converted[j("alice", "sixteen.png")])
   assert any("L converted" in n for n in converted[j("alice", "gray.png")])
   assert any("EXIF orientation 6" in n for n in converted[j("alice", "exif_rotated.jpg")])
+  assert "not a regular file" in skipped[j("alice", "pipe.png")]
+  assert "cannot be read" in skipped[j("alice", "gone.png")]
   assert set(s.ignored) == {j("alice", "notes.txt"), j("alice", ".DS_Store")}
   assert len(s.files["alice"]) == GOOD_PER_IDENTITY + 5  # + gray, rgba, palette, 16-bit, exif
-  assert len(s.files["bob"]) == GOOD_PER_IDENTITY - 1
+  assert len(s.files["bob"]) == GOOD_PER_IDENTITY  # - the cross-identity duplicate + the non-UTF-8 name
+  assert os.fsdecode(b"bob/caf\xe9.jpg") in s.files["bob"]
 
 
 def test_conversions_give_the_right_pixels(root):
@@ -141,10 +147,17 @@ def test_train_on_folders_end_to_end(tiny_config, root, tmp_path):
                      "data.dir": str(tmp_path / "tfds")})
   final = train.train_and_evaluate(c, w, progress=False)
   report = json.load(open(os.path.join(w, "data_report.json")))
-  assert len(report["skipped"]) == 7 and "alice: 19, bob: 13" in report["summary"]
+  assert len(report["skipped"]) == 9 and "alice: 19, bob: 14" in report["summary"]
   assert "eval/recon_mae" in final and not any(k.startswith("eval/swap") for k in final)
+  assert final["eval/recon_mae"] > 0.001 and "eval/id_transfer" in final  # the ellipse blends
+  # No masks in real crops: the face is the soft centred ellipse, which the convert then uses.
+  from encdec_jax import convert
+  _, tst_ = train.load_data(config_lib.from_config_dict(c))
+  np.testing.assert_array_equal(tst_["mask"][0, ..., 0],
+                                np.round(convert.soft_ellipse(16)[..., 0] * 255).astype(np.uint8))
   # The held-out split is 8 per identity; the rest trains.
   trn, tst = train.load_data(config_lib.from_config_dict(c))
   assert np.bincount(tst["identity"]).tolist() == [8, 8]
-  assert np.bincount(trn["identity"]).tolist() == [11, 5]
+  assert np.bincount(trn["identity"]).tolist() == [11, 6]
+  assert "bob/caf\\xe9.jpg" in {p.decode() for p in np.concatenate([trn["path"], tst["path"]])}
   assert trn["image"].shape[1:] == (16, 16, 3)

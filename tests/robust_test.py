@@ -122,12 +122,24 @@ def test_nan_stops_with_step_and_terms_and_keeps_last_checkpoint(tiny_config, tm
   monkeypatch.setattr(TrainSource, "batch", _nan_at(7))  # the 8th step (0-based batch 7)
   c = tiny_config(**{"train.steps": 20, "train.checkpoint_every": 5, "train.log_every": 100,
                      "train.preview_every": 100})
-  with pytest.raises(train.NonFiniteError, match=r"at step 8 .*train/loss=nan.*train/mae=nan"):
+  with pytest.raises(train.NonFiniteError, match=r"at step 8 .*train/loss=nan.*train/mae=nan.*lower config.train.lr"):
     train.train_and_evaluate(c, str(tmp_path), progress=False)
   assert _steps_saved(str(tmp_path)) == [5]
   state = _params(c, str(tmp_path), 5)
   assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state.params))
   assert int(state.nonfinite) == 0
+  # The remedy the message gives, a lower learning rate, resumes the run (logged as a change);
+  # any other change is still refused.
+  with pytest.raises(config_lib.ConfigError, match=r"model.bottleneck.*only train.b1, train.b2, train.lr"):
+    train.train_and_evaluate(tiny_config(**{"train.steps": 20, "model.bottleneck": 8}), str(tmp_path))
+  monkeypatch.undo()  # the data is clean again
+  c.train.lr = 1e-4
+  assert train.train_and_evaluate(c, str(tmp_path), progress=False)["step"] == 20
+  changes = tracking.read_jsonl(str(tmp_path / "config_changes.jsonl"))
+  assert [r["changed"] for r in changes] == [{"train.lr": [1e-3, 1e-4]}]
+  assert json.load(open(tmp_path / "config.json"))["train"]["lr"] == 1e-4
+  with pytest.raises(config_lib.ConfigError, match=r"train.lr \(0.0001 -> 0.001\)"):  # no stop now
+    train.train_and_evaluate(tiny_config(**{"train.steps": 20}), str(tmp_path), progress=False)
 
 
 def test_nan_skip_mode_counts_and_goes_on(tiny_config, tmp_path, monkeypatch):
@@ -147,10 +159,85 @@ def test_config_change_override_and_mismatch_names_the_part(tiny_config, tmp_pat
   with pytest.raises(config_lib.ConfigError, match=r"model.bottleneck \(32 -> 48\).*--allow_config_change"):
     train.train_and_evaluate(c, w, progress=False)
   # Forced: the checkpoint cannot fit the new model, and the error says which part.
+  saved = open(os.path.join(w, "config.json")).read()
   with pytest.raises(ckpt_lib.CheckpointMismatchError,
                      match=r"encoder.*bottleneck.*kernel.*\(\d+, 32\).*\(\d+, 48\)"):
     train.train_and_evaluate(c, w, progress=False, allow_config_change=True)
   assert _steps_saved(w) == [2]  # nothing lost
+  # ... and the failed attempt changed nothing: no config written, no change logged, so the
+  # original command still resumes (a finished run, evaluated again, keeps one eval row).
+  assert open(os.path.join(w, "config.json")).read() == saved
+  assert not os.path.exists(os.path.join(w, "config_changes.jsonl"))
+  train.train_and_evaluate(tiny_config(**{"train.steps": 2}), w, progress=False)
+  evals = [r for r in tracking.read_jsonl(os.path.join(w, "metrics.jsonl")) if "eval/recon_mae" in r]
+  assert [r["step"] for r in evals] == [2]
+
+
+def test_damaged_or_missing_checkpoints_are_named_with_the_way_out(tiny_config, tmp_path):
+  w = str(tmp_path)
+  c = tiny_config(**{"train.steps": 4, "train.checkpoint_every": 2})
+  train.train_and_evaluate(c, w, progress=False)
+  tr = train.Trainer(config_lib.from_config_dict(c))
+  arrays = glob.glob(os.path.join(w, "checkpoints", "4", "state", "ocdbt.process_0", "d", "*"))
+  big = max(arrays, key=os.path.getsize)
+  open(big, "r+b").truncate(os.path.getsize(big) // 2)
+  ck = ckpt_lib.Checkpointer(w, 3)
+  with pytest.raises(ckpt_lib.CheckpointDamagedError,
+                     match=r"step 4 .* is damaged .*resume from step 2.*mv .*checkpoints/4 .*4.damaged"):
+    ck.restore(4, tr.abstract_state)
+  os.remove(os.path.join(w, "checkpoints", "2", "state", "_METADATA"))
+  with pytest.raises(ckpt_lib.CheckpointDamagedError, match=r"_METADATA is missing"):
+    ck.restore(2, tr.abstract_state)  # not "does not fit this model"
+  with pytest.raises(ckpt_lib.CheckpointError, match=r"no checkpoint at step 3 .*saved steps: \[2, 4\]"):
+    ck.restore(3, tr.abstract_state)
+  ck.close()
+  os.rename(os.path.join(w, "checkpoints", "4"), os.path.join(w, "checkpoints", "4.damaged"))
+  assert ckpt_lib.Checkpointer(w, 3).latest_step() == 2  # the way out works
+
+
+def test_one_writer_per_workdir_and_a_killed_holder_never_blocks(tmp_path):
+  from encdec_jax import workdir as workdir_lib
+  w = str(tmp_path)
+  with workdir_lib.lock(w):
+    with pytest.raises(workdir_lib.WorkdirBusy, match=rf"in use by pid {os.getpid()} on host"):
+      with workdir_lib.lock(w):
+        pass
+  holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from encdec_jax import workdir; "
+                             "held = workdir.lock(sys.argv[1]); held.__enter__(); print('locked', flush=True); "
+                             "time.sleep(600)", w], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+  assert holder.stdout.readline().strip() == "locked"
+  with pytest.raises(workdir_lib.WorkdirBusy, match=rf"pid {holder.pid}"):
+    with workdir_lib.lock(w):
+      pass
+  holder.kill()  # kill -9: the kernel releases its lock
+  holder.wait()
+  with workdir_lib.lock(w):
+    pass
+
+
+def test_a_shared_cache_is_prepared_once_by_concurrent_runs(tmp_path):
+  import threading
+  from encdec_jax import workdir as workdir_lib
+  order = []
+
+  def prepare(name):
+    with workdir_lib.cache_lock(str(tmp_path / "cache"), "a test cache"):
+      order.append(f"{name} in")
+      time.sleep(0.2)
+      order.append(f"{name} out")
+  threads = [threading.Thread(target=prepare, args=(n,)) for n in ("a", "b")]
+  for t in threads:
+    t.start()
+  for t in threads:
+    t.join()
+  assert order in (["a in", "a out", "b in", "b out"], ["b in", "b out", "a in", "a out"])
+
+
+def test_non_finite_hyperparameters_are_refused_at_start(tiny_config, tmp_path):
+  for key, value in (("train.lr", float("inf")), ("train.b1", float("nan"))):
+    with pytest.raises(config_lib.ConfigError, match=rf"config.{key}=(inf|nan); must be a finite number"):
+      train.train_and_evaluate(tiny_config(**{key: value}), str(tmp_path), progress=False)
+  assert not os.path.exists(tmp_path / "checkpoints")
 
 
 def test_unwritable_workdir_fails_before_training(tiny_config, tmp_path):

@@ -46,12 +46,60 @@ def test_archs_yaml_every_run_validates():
     assert cfg.model.arch == r["config.model.arch"]
 
 
-def test_random_sweeps_stop_at_run_cap():
+def test_random_sweeps_stop_at_run_cap_and_propose_the_same_runs_again():
   spec = {"method": "random", "run_cap": 3,
           "parameters": {"config.model.bottleneck": {"values": [8, 16]}, "config.train.lr": {
               "distribution": "log_uniform_values", "min": 1e-4, "max": 1e-2}}}
   runs = sweep.enumerate_runs(spec)
   assert len(runs) == 3 and all(1e-4 <= r["config.train.lr"] <= 1e-2 for r in runs)
+  # A re-run (same seed) continues the same run list; another seed draws others.
+  assert sweep.enumerate_runs(spec) == runs
+  assert sweep.enumerate_runs(spec, seed=1) != runs
+  import random
+  state = random.getstate()
+  sweep.enumerate_runs(spec)
+  assert random.getstate() == state  # the caller's generator is left as it was
+
+
+def test_yaml_and_set_numbers_are_numbers_and_bad_yaml_is_one_line(tmp_path):
+  path = tmp_path / "s.yaml"
+  path.write_text("method: grid\nparameters:\n  config.train.lr:\n    values: [1e-3, 2.5E-4]\n")
+  spec = sweep.load_sweep(str(path))
+  assert spec["parameters"]["config.train.lr"]["values"] == [1e-3, 2.5e-4]
+  c = sweep.apply_overrides(original.get_config("tiny"), {"config.train.lr": "1e-4",
+                                                          "config.model.bottleneck": "12"})
+  assert c.train.lr == 1e-4 and c.model.bottleneck == 12
+  with pytest.raises(sweep.SweepError, match=r"config.train.lr='fast': expected float"):
+    sweep.apply_overrides(original.get_config("tiny"), {"config.train.lr": "fast"})
+  for text, message in (("method: grid\nparameters: {config.x: [", "is not valid YAML"),
+                        ("method: grid\nparameters:\n  config.train.lr:\n    values: []\n",
+                         "'config.train.lr' has empty or non-list 'values'"),
+                        ("method: bayes\nparameters:\n  config.train.lr:\n    values: [1]\n",
+                         "a bayes sweep needs a 'metric'")):
+    path.write_text(text)
+    with pytest.raises(sweep.SweepError, match=message):
+      sweep.load_sweep(str(path))
+
+
+def test_a_diverging_run_is_reported_failed_and_the_sweep_goes_on(tmp_path, monkeypatch):
+  """train_and_evaluate stands in: the bottleneck-8 run diverges, the others finish."""
+  from encdec_jax import train
+  spec = {"name": "t", "method": "grid", "parameters": {"config.model.bottleneck": {"values": [8, 16, 24]}},
+          "metric": {"name": "eval/swap_face_mae", "goal": "minimize"},
+          "command": [f"--config={ROOT}/experiments/configs/original.py:tiny"]}
+  path = tmp_path / "s.yaml"
+  path.write_text(yaml.safe_dump(spec))
+
+  def fake(cfg, workdir, progress=True):
+    if cfg.model.bottleneck == 8:
+      raise train.NonFiniteError("non-finite loss or gradient at step 3. The last checkpoint ...")
+    return {"step": cfg.train.steps, "eval/swap_face_mae": cfg.model.bottleneck / 100}
+  monkeypatch.setattr(train, "train_and_evaluate", fake)
+  results = sweep.run_sweep(str(path), str(tmp_path / "out"), progress=False)
+  assert [r.get("status") for r in results] == ["failed", None, None]
+  report = (tmp_path / "out" / "report.md").read_text()
+  assert "**1 run(s) failed**" in report and "non-finite loss or gradient at step 3" in report
+  assert "Best by `eval/swap_face_mae` (minimize): **01_bottleneck=16**" in report
 
 
 def test_overrides_apply_and_unknown_fields_list_valid_ones():
@@ -97,10 +145,15 @@ def test_tiny_sweep_end_to_end_writes_report(tmp_path, data_dir):
   from PIL import Image
   grid = Image.open(out / "swap_grid.png")
   assert grid.info.get("Software") == "encdec_jax" and "Synthetic" in grid.info.get("Description", "")
-  # Re-running reads finished runs instead of training them again.
+  # Re-running reads finished runs instead of training them again...
   mtime = os.path.getmtime(out / results[0]["run"] / "eval.json")
   sweep.run_sweep(str(path), str(out), progress=False, config_overrides={
       "config.data.dir": data_dir, "config.train.steps": 4})
+  assert os.path.getmtime(out / results[0]["run"] / "eval.json") == mtime
+  # ... but never reports them for another config: refused, naming the fields, before training.
+  with pytest.raises(sweep.SweepError, match=r"holds a run of another config \(train.lr \(0.001 -> 0.05\)\)"):
+    sweep.run_sweep(str(path), str(out), progress=False, config_overrides={
+        "config.data.dir": data_dir, "config.train.steps": 4, "config.train.lr": 0.05})
   assert os.path.getmtime(out / results[0]["run"] / "eval.json") == mtime
 
 
@@ -125,12 +178,17 @@ def test_train_cli_accepts_agent_style_overrides(tmp_path, data_dir):
   assert "eval/swap_mae=" in r.stdout
   bad = subprocess.run(cmd[:4] + ["--config.model.bottlenek=3"], cwd=ROOT, capture_output=True,
                        text=True, timeout=300)
-  assert bad.returncode != 0 and "bottlenek" in bad.stderr
+  assert bad.returncode != 0 and "Traceback" not in bad.stderr
+  assert "--config.model.bottlenek: no field 'bottlenek'; valid: ['arch', 'bottleneck'," in bad.stderr
   # The same run, evaluated again from its workdir.
   ev = subprocess.run([sys.executable, "-m", "experiments.evaluate", f"--workdir={tmp_path}"],
                       cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert ev.returncode == 0, ev.stderr[-3000:]
   assert "eval/id_transfer=" in ev.stdout and "judges (synthetic_faces_2.0.0_r16" in ev.stdout
+  # The overrides reached the run's stored config.
+  stored = json.load(open(tmp_path / "config.json"))
+  assert stored["model"]["bottleneck"] == 12 and stored["loss"] == "ssim:1.0,mae:0.5"
+  assert stored["data"]["augment_on"] == "device"
 
 
 def test_seed_spread_groups_runs_that_differ_only_in_seed():
@@ -155,12 +213,25 @@ def test_swap_cli_writes_labelled_swaps(tmp_path, data_dir, tiny_data):
   inp.mkdir()
   for k in range(2):
     Image.fromarray(test["image"][k]).save(inp / f"face{k}.png")
+  Image.fromarray(test["image"][1]).save(inp / "face1.jpg")  # the same stem as face1.png
+  Image.fromarray(test["image"][0]).save(os.fsdecode(os.path.join(os.fsencode(inp), b"caf\xe9.png")))
   (inp / "broken.jpg").write_text("not an image")
+  os.mkfifo(inp / "pipe.png")  # opening it would wait forever
+  inside = subprocess.run([sys.executable, "-m", "experiments.swap", f"--workdir={run}", "--to=1",
+                           f"--input={inp}", f"--output={inp / 'swapped'}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert inside.returncode != 0 and "is inside --input" in inside.stderr and "Traceback" not in inside.stderr
   r = subprocess.run([sys.executable, "-m", "experiments.swap", f"--workdir={run}", "--to=1",
                       f"--input={inp}", f"--output={tmp_path / 'out'}", "--mark"],
                      cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert r.returncode == 0, r.stderr[-3000:]
-  assert "2 swapped images" in r.stdout and "broken.jpg: not a readable image" in r.stdout
+  assert "4 swapped images" in r.stdout and "broken.jpg: not a readable image" in r.stdout
+  assert "pipe.png: not a regular file" in r.stdout
+  # Every input has its own output: no stem collision replaces one with another.
+  assert sorted(os.listdir(os.fsencode(tmp_path / "out"))) == sorted(
+      [b"caf\xe9.png", b"face0.png", b"face1.jpg.png", b"face1.png.png"])
+  odd = Image.open(os.fsdecode(os.path.join(os.fsencode(tmp_path / "out"), b"caf\xe9.png")))
+  assert odd.info["encdec_jax:source"] == "caf\\xe9.png"
   im = Image.open(tmp_path / "out" / "face0.png")
   assert im.size == (16, 16) and im.info["encdec_jax:synthetic"] == "true"
   assert im.info["encdec_jax:step"] == "2" and im.info["encdec_jax:identity"] == "1"

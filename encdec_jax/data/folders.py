@@ -17,6 +17,9 @@ Every file's fate is decided by `scan()` before any training, and written to the
 | byte-identical to an earlier file of the same identity | skipped as a duplicate |
 | byte-identical to a file of another identity | skipped in both (which identity is it?) |
 | other extensions, hidden files, sub-sub-folders | ignored, counted |
+| a FIFO, socket or device named like an image | skipped as not a regular file, never opened (a FIFO would block) |
+| a broken link, or a file that cannot be read | skipped, with the reason |
+| a name that is not valid UTF-8 | used as any other file; listed with \\x escapes |
 | an identity folder left with fewer than needed images, or only one identity | ConfigError naming it |
 
 Files are never executed or unpickled: images are decoded by Pillow, examples stored by TFDS.
@@ -27,6 +30,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import stat
 import warnings
 
 import numpy as np
@@ -34,6 +38,11 @@ import numpy as np
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 MAX_PIXELS = 64 * 1024 * 1024   # a header claiming more is refused before decoding
 VERSION = "1.0.0"
+
+
+def printable(name: str) -> str:
+  """A file name as text, whatever its bytes: one that is not valid UTF-8 keeps \\x escapes."""
+  return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 class DataError(ValueError):
@@ -141,8 +150,12 @@ def _fingerprint(root: str, resolution: int, min_size: int) -> tuple[str, list]:
       dirnames.sort()
       for name in sorted(names):
         p = os.path.join(dirpath, name)
-        st = os.stat(p)
-        entries.append((os.path.relpath(p, root), st.st_size, int(st.st_mtime_ns)))
+        try:
+          st = os.stat(p)
+          entry = (st.st_size, int(st.st_mtime_ns))
+        except OSError:  # a broken link: its name still counts
+          entry = (-1, -1)
+        entries.append((printable(os.path.relpath(p, root)), *entry))
   h = hashlib.sha1(json.dumps([os.path.abspath(root), resolution, min_size, VERSION, entries])
                    .encode()).hexdigest()[:12]
   return h, entries
@@ -174,8 +187,20 @@ def scan(root: str, resolution: int, min_size: int, cache_dir: str = "") -> Scan
       if name.startswith(".") or os.path.isdir(path) or not name.lower().endswith(IMAGE_EXTENSIONS):
         ignored.append(rel)
         continue
-      with open(path, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()
+      try:
+        mode = os.stat(path).st_mode
+      except OSError as e:
+        skipped.append([rel, f"cannot be read ({e.strerror}; a broken link?)"])
+        continue
+      if not stat.S_ISREG(mode):  # opening a FIFO would wait forever for a writer
+        skipped.append([rel, "not a regular file (a FIFO, socket or device): not opened"])
+        continue
+      try:
+        with open(path, "rb") as f:
+          digest = hashlib.sha256(f.read()).hexdigest()
+      except OSError as e:
+        skipped.append([rel, f"cannot be read ({e.strerror})"])
+        continue
       if digest in first_seen:
         o_ident, o_rel = first_seen[digest]
         if o_ident == ident:
@@ -226,7 +251,7 @@ def split_files(s: Scan, test_per_identity: int) -> dict[str, list[tuple[int, st
   hash-chosen subset, so adding files rarely moves images between splits."""
   out = {"train": [], "test": []}
   for i, ident in enumerate(s.identities):
-    ranked = sorted(s.files[ident], key=lambda r: hashlib.sha1(r.encode()).hexdigest())
+    ranked = sorted(s.files[ident], key=lambda r: hashlib.sha1(os.fsencode(r)).hexdigest())
     test = set(ranked[:test_per_identity])
     for rel in s.files[ident]:
       out["test" if rel in test else "train"].append((i, rel))
@@ -283,7 +308,8 @@ def _define_builder():
       c = self.builder_config
       for k, (i, rel) in enumerate(items):
         img, _ = load_image(os.path.join(c.root, rel), c.resolution, c.min_size)
-        yield rel, {"image": img, "identity": i, "index": k, "path": rel}
+        # TFDS keys and text are UTF-8: a name that is not keeps its escapes there.
+        yield printable(rel), {"image": img, "identity": i, "index": k, "path": printable(rel)}
 
   return FaceFolders, FaceFoldersConfig
 
@@ -291,7 +317,7 @@ def _define_builder():
 def load(root: str, resolution: int, min_size: int, test_per_identity: int, batch_size: int,
          data_dir: str, report_path: str = "") -> tuple[dict, dict, Scan]:
   """Scans, checks, prepares (TFDS, cached per folder fingerprint) and reads both splits:
-  (train arrays, test arrays, scan). Masks are zeros: real crops have none."""
+  (train arrays, test arrays, scan). Masks: the soft centred ellipse (real crops have none)."""
   import tensorflow_datasets as tfds
   min_size = min_size or max(8, resolution // 2)
   cache = os.path.join(data_dir, "face_folders")
@@ -308,13 +334,20 @@ def load(root: str, resolution: int, min_size: int, test_per_identity: int, batc
                 resolution=resolution, min_size=min_size, test_per_identity=test_per_identity,
                 scan_json=json.dumps(s.to_json()))
   b = cls(config=cfg, data_dir=data_dir)
-  b.download_and_prepare()
+  from encdec_jax.workdir import cache_lock
+  with cache_lock(str(b.data_path), "the image-folder dataset"):  # concurrent runs prepare it once
+    b.download_and_prepare()
+  from encdec_jax.convert import soft_ellipse
+  face = np.round(soft_ellipse(resolution) * 255).astype(np.uint8)
+  ellipse = np.concatenate([face, np.zeros_like(face), np.zeros_like(face)], -1)
   out = []
   for split in ("train", "test"):
     n = b.info.splits[split].num_examples
     arrays = next(iter(tfds.as_numpy(b.as_dataset(split=split, shuffle_files=False).batch(n))))
     order = np.lexsort((arrays["index"], arrays["identity"]))
     arrays = {k: v[order] for k, v in arrays.items()}
-    arrays["mask"] = np.zeros_like(arrays["image"])
+    # Real crops have no masks: the face is the soft ellipse of an aligned crop (no eye or mouth
+    # regions), which the convert and the judges then use.
+    arrays["mask"] = np.broadcast_to(ellipse, arrays["image"].shape).copy()
     out.append(arrays)
   return out[0], out[1], s

@@ -108,7 +108,9 @@ def builder(resolution: int, identities: int, seed: int, train_per_identity: int
 def load_split(b: SyntheticFaces, split: str) -> dict[str, np.ndarray]:
   """Prepares the dataset if needed and reads a whole split into memory, in (identity, index)
   order (TFDS shuffles records by key hash when writing)."""
-  b.download_and_prepare()
+  from encdec_jax.workdir import cache_lock
+  with cache_lock(str(b.data_path), "the synthetic_faces dataset"):  # concurrent runs prepare it once
+    b.download_and_prepare()
   n = b.info.splits[split].num_examples
   ds = b.as_dataset(split=split, shuffle_files=False)
   arrays = next(iter(tfds.as_numpy(ds.batch(n))))
