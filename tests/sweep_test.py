@@ -185,6 +185,18 @@ def test_train_cli_accepts_agent_style_overrides(tmp_path, data_dir):
                       cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert ev.returncode == 0, ev.stderr[-3000:]
   assert "eval/id_transfer=" in ev.stdout and "judges (synthetic_faces_2.0.0_r16" in ev.stdout
+  # Evaluate cannot write eval.json (here: a folder in its way): one line, the metrics kept on screen.
+  os.replace(tmp_path / "eval.json", tmp_path / "eval.saved")
+  os.mkdir(tmp_path / "eval.json")
+  ev2 = subprocess.run([sys.executable, "-m", "experiments.evaluate", f"--workdir={tmp_path}"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert ev2.returncode != 0 and "Traceback" not in ev2.stderr
+  assert "could not be written to" in ev2.stderr and "eval/swap_face_mae=" in ev2.stdout
+  # An unwritable workdir: one line naming it.
+  (tmp_path / "a_file").write_text("not a folder")
+  ro = subprocess.run(cmd[:3] + [f"--workdir={tmp_path / 'a_file' / 'run'}"], cwd=ROOT,
+                      capture_output=True, text=True, timeout=300)
+  assert ro.returncode != 0 and "Traceback" not in ro.stderr and "is not writable" in ro.stderr
   # The overrides reached the run's stored config.
   stored = json.load(open(tmp_path / "config.json"))
   assert stored["model"]["bottleneck"] == 12 and stored["loss"] == "ssim:1.0,mae:0.5"
