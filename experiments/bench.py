@@ -5,9 +5,9 @@
   python -m experiments.bench --archs=original,lightweight,dfaker,iae,df,liae --steps=3  # table
   python -m experiments.bench --profile --steps=2   # where the step's time goes, per op and layer
 
-Ours and the peer (shared/peers/torch_original.py: same model, batch, resolution, MAE loss and
+Ours and the peer (experiments/peers/torch_original.py: same model, batch, resolution, MAE loss and
 Adam) run alternately, `--rounds` times each; the ceiling is an fp32 4096^3 matrix product (the
-method of shared/peers/cpu_peak.py), measured in JAX and, when the peer's venv exists, in PyTorch.
+method of experiments/peers/cpu_peak.py), measured in JAX and, when the peer's venv exists, in PyTorch.
 Ends with: bench: ours=<img/s> pytorch=<img/s> ratio=<x> ceiling=<fraction>
 """
 import os
@@ -28,7 +28,8 @@ _STEPS = flags.DEFINE_integer("steps", 5, "timed steps per round")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "untimed steps after compilation")
 _ROUNDS = flags.DEFINE_integer("rounds", 2, "alternations of ours and the peer")
 _TORCH = flags.DEFINE_string("torch_python", "", "python of a venv with torch==2.13.0; '' skips the peer")
-_PEER = flags.DEFINE_string("peer", os.path.join("..", "shared", "peers", "torch_original.py"), "peer script")
+_PEER = flags.DEFINE_string("peer", os.path.join("experiments", "peers", "torch_original.py"),
+                            "peer script (torch_original_gpu.py beside it for GPUs)")
 _SET = flags.DEFINE_multi_string("set", [], "config override, e.g. model.conv_impl=xla")
 _STEP_GFLOP = flags.DEFINE_float("step_gflop", 0.0, "on accelerators: the step's GFLOP (from the "
                                   "CPU cost analysis of the same config; see time_ours)")
@@ -70,7 +71,7 @@ def _config(arch=None):
 
 def jax_matmul_gflops(n=4096, reps=5, dtype="float32"):
   """Best-of-`reps` GFLOP/s of an n^3 matrix product on the default device (the method of
-  shared/peers/cpu_peak.py; on a GPU, n=8192 and bf16 give the card's usable matmul rate)."""
+  experiments/peers/cpu_peak.py; on a GPU, n=8192 and bf16 give the card's usable matmul rate)."""
   import jax
   import jax.numpy as jnp
   a = jax.random.uniform(jax.random.key(0), (n, n)).astype(dtype)
@@ -146,7 +147,7 @@ def run_peer(b, r, steps, bf16=False):
   return float(m.group(1)) / 1000, float(m.group(2)), out.stdout.strip()
 
 
-# The fp32 half of shared/peers/cpu_peak.py (its bf16 half ran for minutes on a CPU without
+# The fp32 half of experiments/peers/cpu_peak.py (its bf16 half ran for minutes on a CPU without
 # native bf16 matmul, so it is not run here).
 _TORCH_PEAK = """
 import time, torch

@@ -37,7 +37,7 @@ def strided_conv_s2d(x_BxHxWxC, kernel_KxKxCxO, pad: int):
 
   Same function and same (K, K, C, O) parameter as the direct strided conv. It exists because
   XLA:CPU rewrites the input gradient of a 5x5 stride-2 conv whose kernel is larger than its
-  output into a slow loop (shared/STACK.md); this form has no such conv.
+  output into a slow loop (7 of 17 s of a step); this form has no such conv.
   """
   k = kernel_KxKxCxO.shape[0]
   b, h, w, c = x_BxHxWxC.shape
@@ -57,7 +57,7 @@ def conv_im2col(x_BxHxWxC, kernel_KxKxCxO, stride: int, pad: int):
   """A conv as one matrix product: the K*K shifted (strided) views of the padded input are
   concatenated on channels and multiplied by the (K*K*C, O) kernel. Its gradients are a matrix
   product and pad/add of slices, which XLA:CPU runs near its matmul speed; XLA's own conv
-  gradients hit slow paths in this model (shared/STACK.md, BENCHMARKS.md).
+  gradients hit slow paths in this model (BENCHMARKS.md).
 
   The patches hold K*K*C values per output pixel. When a stride-1 conv has fewer output than
   input channels (an RGB head: 64 -> 3 at 5x5 builds 1600 values per pixel, 420 MB for one
