@@ -16,7 +16,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.seed = 0                        # init and augmentation; data has its own seed below
   # The recipe, chosen by measurement (BENCHMARKS.md, "Recipe"): SSIM + MAE weighted by the face
   # mask with eyes x10 and mouth x5. Against plain MAE at 3000 steps of the small model: face-region
-  # swap MAE 0.060 vs 0.069, pose/expression error 0.82 vs 0.93, and eyes and mouths appear.
+  # swap MAE 0.060 vs 0.069, pose/expression error 0.82 vs 0.93, and faint eyes and mouths appear.
   c.loss = "ssim:1.0,mae:1.0"       # weighted terms from encdec_jax.losses.LOSSES (README table)
 
   c.mask = ml_collections.ConfigDict()
