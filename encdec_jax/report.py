@@ -191,7 +191,8 @@ def plot_metrics(results: list[dict], out_dir: str, param_keys: list[str], metri
         xs = [v for v in values if v in pts]
         label = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in zip(others, key)) or None
         ax.errorbar([pos[v] for v in xs], [np.mean(pts[v]) for v in xs],
-                    yerr=[np.std(pts[v]) for v in xs], marker="o", capsize=3, label=label)
+                    yerr=[np.std(pts[v], ddof=1) if len(pts[v]) > 1 else 0.0 for v in xs],
+                    marker="o", capsize=3, label=label)  # sample std, as the seed-spread table
       for ref, (key, label) in enumerate(REFERENCES.get(m[5:], ())):
         vals = [r[key] for r in results if key in r]
         if vals:
