@@ -1,14 +1,21 @@
-"""Typed, validated views of an experiment's ConfigDict.
+"""The experiment config: one typed, frozen dataclass per section, and the only place where a field's
+default, type and range are written.
 
-Config files (experiments/configs/*.py) return ml_collections ConfigDicts; `from_config_dict`
-checks every field and returns frozen dataclasses, so the model, data and train step see typed
-values. Errors name the field, the bad value and what is valid, before anything is compiled.
+Config files (experiments/configs/*.py) start from `default_config_dict()` (these defaults as an
+ml_collections ConfigDict, so `--config.a.b=v` flags and W&B agents' arguments work) and change what
+their variant needs with `override`. `from_config_dict` turns a ConfigDict back into the dataclasses;
+each section checks its own types and ranges in `__post_init__`. Names that a registry owns (the
+architecture, conv form, loss terms, dataset, wandb mode) are checked by that registry:
+`encdec_jax.assemble.checked_config` runs them all. Files are checked where the data is opened.
+
+Adding a field: one line in its dataclass below (default and comment), one line in the README's
+config table, and a check in the section's `_check` if it has a range.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import jax.numpy as jnp
 
@@ -17,211 +24,281 @@ class ConfigError(ValueError):
   """A config field has a bad value; the message names the field and the valid values."""
 
 
-DATASETS = ("synthetic_faces", "folders", "arrays")
-AUGMENT_ON = ("auto", "host", "device")
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def _require(cond: bool, msg: str):
+  if not cond:
+    raise ConfigError(msg)
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelConfig:
-  arch: str = "original"
-  bottleneck: int = 1024
+class _Section:
+  """Type checks (an int is accepted for a float field) and the subclass's `_check`."""
+  section: ClassVar[str] = ""
+
+  def __post_init__(self):
+    for f in dataclasses.fields(self):
+      want, v = _TYPES.get(f.type), getattr(self, f.name)
+      if want is None:
+        continue
+      if want is float and isinstance(v, int) and not isinstance(v, bool):
+        v = float(v)
+        object.__setattr__(self, f.name, v)
+      if type(v) is not want:
+        raise ConfigError(f"config.{self.section}.{f.name}={v!r} has type {type(v).__name__}; "
+                          f"expected {want.__name__}")
+      if want is float and not math.isfinite(v):  # lr=inf would train, and save, inf parameters
+        raise ConfigError(f"config.{self.section}.{f.name}={v!r}; must be a finite number")
+    self._check()
+
+  def _check(self):
+    pass
+
+  def _positive(self, *names: str, least: float = 1):
+    for k in names:
+      _require(getattr(self, k) >= least,
+               f"config.{self.section}.{k}={getattr(self, k)}; must be >= {least:g}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig(_Section):
+  section: ClassVar[str] = "model"
+  arch: str = "original"         # a key of encdec_jax.models.ARCHITECTURES
+  bottleneck: int = 1024         # size of the shared latent (the Dense after the encoder's convs)
   width: float = 1.0             # channel multiplier, 1.0 = the published sizes
-  resolution: int = 64
-  num_identities: int = 2
-  conv_impl: str = "im2col"      # how convs are computed: "im2col", "xla" or "s2d" (same function)
-  dtype: str = "float32"         # compute dtype; params stay float32
+  conv_impl: str = "auto"        # convs as "im2col" (fast on XLA:CPU), "xla", "s2d" (same function),
+                                 # or "auto": im2col on CPU, xla on GPU/TPU (models.resolve_conv_impl)
+  dtype: str = "float32"         # compute dtype ("bfloat16" on accelerators); params stay float32
   learn_mask: bool = False       # decoders also output a face mask (a 4th channel)
   e_dims: int = 64               # df/liae: encoder widths e_dims x (1, 2, 4, 8) (DeepFaceLab)
   d_dims: int = 64               # df/liae: decoder widths d_dims x (8, 4, 2) (DeepFaceLab)
   upscale: str = "shuffle"       # upscale blocks: "shuffle" (pixel shuffle) or "resize" (NN + conv)
-  pixel_norm: bool = False       # pixel-normalise the encoder's features before the bottleneck
+  pixel_norm: bool = False       # pixel norm before the bottleneck (DeepFaceLab's "-u")
+  # Not config keys: the data's, copied here so that the model sees one value (from_config_dict).
+  resolution: int = 64
+  num_identities: int = 2
+
+  def _check(self):
+    self._positive("bottleneck", "e_dims", "d_dims", "resolution")
+    _require(self.width > 0, f"config.model.width={self.width}; must be > 0")
+    _require(self.dtype in DTYPES, f"config.model.dtype={self.dtype!r}; valid: {sorted(DTYPES)}")
 
   @property
   def compute_dtype(self):
-    return _DTYPES[self.dtype]
+    return DTYPES[self.dtype]
+
+
+DERIVED = ("model.resolution", "model.num_identities")  # set from data.*, not config keys
 
 
 @dataclasses.dataclass(frozen=True)
-class DataConfig:
-  name: str = "synthetic_faces"  # or "folders": the user's ROOT/<identity>/*.png|jpg crops, or
-                                 # "arrays": a .npz from experiments.export_data (no TensorFlow)
+class DataConfig(_Section):
+  section: ClassVar[str] = "data"
+  name: str = "synthetic_faces"  # built-in procedural faces (TFDS, no download); "folders": the
+                                 # user's ROOT/<identity>/*.png|jpg crops; "arrays": a .npz from
+                                 # experiments.export_data (no TensorFlow)
   root: str = ""                 # folders: the root holding one sub-folder per identity; arrays: the .npz
   min_size: int = 0              # folders: skip images whose short side is smaller; 0 = resolution/2
-  resolution: int = 64
-  identities: int = 2
+  resolution: int = 64           # a multiple of 16 (32 for df/liae)
+  identities: int = 2            # N >= 2: one decoder each
   train_per_identity: int = 1000
-  test_per_identity: int = 32
+  test_per_identity: int = 32    # held out, each with its ground-truth swaps
   seed: int = 0                  # the family of faces: traits and factors
   dir: str = ""                  # TFDS data_dir; "" = ~/.cache/encdec_jax/tfds
-  warp: bool = True
+  warp: bool = True              # Deepfakes random warp of the inputs (targets stay unwarped)
   warp_scale: float = 0.03       # std of control-point noise, as a fraction of the image size
   flip: bool = True
   color_jitter: float = 0.05
   augment_on: str = "auto"       # "host" (numpy thread), "device" (jitted), "auto": device unless CPU
 
+  def _check(self):
+    self._positive("resolution", "test_per_identity")
+    _require(self.identities >= 2, f"config.data.identities={self.identities}; need at least 2 identities")
+    _require(self.min_size >= 0, f"config.data.min_size={self.min_size}; must be >= 0")
+    _require(0 <= self.color_jitter < 1, f"config.data.color_jitter={self.color_jitter}; must be in [0, 1)")
+    _require(0 <= self.warp_scale < 0.2, f"config.data.warp_scale={self.warp_scale}; must be in [0, 0.2)")
+
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
-  steps: int = 10000
-  batch_size: int = 16           # per identity, global
-  lr: float = 5e-5
+class TrainConfig(_Section):
+  section: ClassVar[str] = "train"
+  steps: int = 20000
+  batch_size: int = 16           # per identity, global over devices
+  lr: float = 5e-5               # Adam as the original: lr 5e-5, b1 0.5, b2 0.999
   b1: float = 0.5
   b2: float = 0.999
   log_every: int = 50
   preview_every: int = 1000
   checkpoint_every: int = 1000
   keep_checkpoints: int = 3
-  nonfinite: str = "stop"        # a NaN/Inf loss or gradient: "stop" the run, or "skip" the step
+  nonfinite: str = "stop"        # a NaN/Inf loss or gradient: "stop" the run (last good checkpoint
+                                 # kept), or "skip" the step
+
+  def _check(self):
+    _require(self.steps >= 0, f"config.train.steps={self.steps}; must be >= 0")
+    self._positive("batch_size", "log_every", "preview_every", "checkpoint_every", "keep_checkpoints")
+    _require(self.lr > 0, f"config.train.lr={self.lr}; must be > 0")
+    _require(0 <= self.b1 < 1 and 0 <= self.b2 < 1,
+             f"config.train.b1/b2=({self.b1}, {self.b2}); must be in [0, 1)")
 
 
 @dataclasses.dataclass(frozen=True)
-class MaskConfig:
-  enabled: bool = False          # weight the loss by the data's face mask
-  eye_multiplier: float = 3.0    # eye regions count this many times
-  mouth_multiplier: float = 2.0  # mouth region counts this many times
-  learned_weight: float = 1.0    # weight of the learned mask's MSE to the data's face mask
+class MaskConfig(_Section):
+  # The recipe, chosen by measurement (BENCHMARKS.md, "Recipe"): with SSIM + MAE and eyes x10,
+  # mouth x5, faint eyes and mouths appear; faceswap's defaults (3, 2) show them later.
+  section: ClassVar[str] = "mask"
+  enabled: bool = True           # weight the loss by the data's face mask (needs masks)
+  eye_multiplier: float = 10.0   # eye regions count this many times
+  mouth_multiplier: float = 5.0  # mouth region counts this many times
+  learned_weight: float = 1.0    # with model.learn_mask: weight of the mask's MSE to the data's mask
+
+  def _check(self):
+    _require(self.learned_weight >= 0, f"config.mask.learned_weight={self.learned_weight}; must be >= 0")
+    _require(self.eye_multiplier >= 1 and self.mouth_multiplier >= 1,
+             f"config.mask multipliers ({self.eye_multiplier}, {self.mouth_multiplier}) must be >= 1")
 
 
 @dataclasses.dataclass(frozen=True)
-class EvalConfig:
-  judges: bool = True            # identity-transfer and pose/expression judges (encdec_jax/judges.py)
+class EvalConfig(_Section):
+  section: ClassVar[str] = "eval"
+  judges: bool = True            # identity transfer / leakage and pose-expression error of swaps
   every: int = 0                 # also evaluate every this many steps (0: only at the end)
-  judge_steps: int = 400         # training steps of each judge (cached per dataset)
+
+  def _check(self):
+    _require(self.every >= 0, f"config.eval.every={self.every}; must be >= 0")
 
 
 @dataclasses.dataclass(frozen=True)
-class WandbConfig:
-  mode: str = "offline"
+class WandbConfig(_Section):
+  section: ClassVar[str] = "wandb"
+  mode: str = "offline"          # offline | online | disabled (encdec_jax.tracking.MODES)
   project: str = "encdec_jax"
-  group: str = ""
-  name: str = ""
+  group: str = ""                # sweeps set this so their runs group together
+  name: str = ""                 # "" = the workdir's name
+
+
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "mask": MaskConfig,
+            "eval": EvalConfig, "wandb": WandbConfig}
+
+DEFAULT_LOSS = "ssim:1.0,mae:1.0"  # the recipe (BENCHMARKS.md, "Recipe")
 
 
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
-  seed: int
-  loss: tuple                    # of losses.LossTerm
-  loss_spec: str
-  model: ModelConfig
-  data: DataConfig
-  train: TrainConfig
-  wandb: WandbConfig
+  seed: int = 0                  # init and augmentation; the data has its own seed (data.seed)
+  loss: str = DEFAULT_LOSS       # weighted terms of encdec_jax.losses.LOSSES (README table)
+  model: ModelConfig = ModelConfig()
+  data: DataConfig = DataConfig()
+  train: TrainConfig = TrainConfig()
   mask: MaskConfig = MaskConfig()
   eval: EvalConfig = EvalConfig()
+  wandb: WandbConfig = WandbConfig()
+
+  def __post_init__(self):
+    _require(type(self.seed) is int, f"config.seed={self.seed!r}; must be an int")
+    _require(isinstance(self.loss, str), f"config.loss={self.loss!r}; must be a string like {DEFAULT_LOSS!r}")
+    _require(self.data.train_per_identity >= self.train.batch_size,
+             f"config.data.train_per_identity={self.data.train_per_identity} is smaller than "
+             f"config.train.batch_size={self.train.batch_size}")
 
 
-def _section(cd: Any, name: str, cls):
-  """Builds dataclass `cls` from cd[name], refusing unknown keys and wrong types."""
-  sub = cd[name] if name else cd
-  d = dict(sub.items()) if hasattr(sub, "items") else dict(sub)
-  fields = {f.name: f for f in dataclasses.fields(cls)}
-  unknown = sorted(set(d) - set(fields))
+# Fields that older runs' config.json may hold and that no longer exist: dropped when read.
+REMOVED = {"eval.judge_steps": "the judges are fitted in closed form; nothing trains for steps"}
+
+
+def default_config_dict():
+  """The defaults above as an ml_collections ConfigDict: what every config file starts from."""
+  import ml_collections
+  d = dataclasses.asdict(ExperimentConfig())
+  for key in DERIVED:
+    section, field = key.split(".")
+    del d[section][field]
+  return ml_collections.ConfigDict(d)
+
+
+def _section(d: dict, name: str, cls, extra: dict | None = None):
+  """Builds dataclass `cls` from the mapping d, refusing unknown keys."""
+  d = dict(d.items()) if hasattr(d, "items") else dict(d)
+  valid = {f.name for f in dataclasses.fields(cls)} - {k.split(".")[1] for k in DERIVED
+                                                       if k.startswith(name + ".")}
+  unknown = sorted(set(d) - valid)
   if unknown:
     raise ConfigError(f"unknown config key(s) {[f'{name}.{k}' for k in unknown]}; "
-                      f"valid keys in {name!r}: {sorted(fields)}")
-  out = {}
-  for k, v in d.items():
-    default = getattr(cls(), k) if k in fields else None
-    want = type(default)
-    if want is float and isinstance(v, int) and not isinstance(v, bool):
-      v = float(v)
-    if want is not type(v):
-      raise ConfigError(f"config.{name}.{k}={v!r} has type {type(v).__name__}; expected {want.__name__}")
-    if want is float and not math.isfinite(v):  # lr=inf would train, and save, inf parameters
-      raise ConfigError(f"config.{name}.{k}={v!r}; must be a finite number")
-    out[k] = v
-  return cls(**out)
+                      f"valid keys in {name!r}: {sorted(valid)}")
+  return cls(**d, **(extra or {}))
+
+
+def from_config_dict(cd) -> ExperimentConfig:
+  """A ConfigDict (or a config.json's dict) -> typed config; ConfigError naming the field. Fields
+  in REMOVED are dropped; a missing section or field takes its default."""
+  cd = drop_removed(cd.to_dict() if hasattr(cd, "to_dict") else dict(cd))
+  unknown = sorted(set(cd) - {"seed", "loss", *SECTIONS})
+  _require(not unknown, f"unknown config key(s) {unknown}; valid top-level keys: "
+                        f"{sorted(['seed', 'loss', *SECTIONS])}")
+  data = _section(cd.get("data", {}), "data", DataConfig)
+  sections = {name: _section(cd.get(name, {}), name, cls) for name, cls in SECTIONS.items()
+              if name not in ("data", "model")}
+  model = _section(cd.get("model", {}), "model", ModelConfig,
+                   {"resolution": data.resolution, "num_identities": data.identities})
+  top = {k: cd[k] for k in ("seed", "loss") if k in cd}
+  return ExperimentConfig(**top, model=model, data=data, **sections)
+
+
+def drop_removed(d: dict) -> dict:
+  """A copy of a (nested) config dict without the fields in REMOVED."""
+  d = {k: (dict(v) if isinstance(v, dict) else v) for k, v in d.items()}
+  for key in REMOVED:
+    section, field = key.split(".")
+    if isinstance(d.get(section), dict):
+      d[section].pop(field, None)
+  return d
 
 
 def default_for(key: str):
   """The typed default of a dotted config field ("data.augment_on"), or None: what a config saved
-  before the field existed meant."""
+  before the field existed meant. (A field whose old behaviour differs from its new default
+  must say so here.)"""
   section, _, field = key.partition(".")
-  cls = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "mask": MaskConfig,
-         "eval": EvalConfig, "wandb": WandbConfig}.get(section)
+  if section in ("seed", "loss") and not field:
+    return getattr(ExperimentConfig(), section)
+  cls = SECTIONS.get(section)
   if cls is None or field not in {f.name for f in dataclasses.fields(cls)}:
     return None
   return getattr(cls(), field)
 
 
-def _check(cond: bool, msg: str):
-  if not cond:
-    raise ConfigError(msg)
-
-
-def from_config_dict(cd) -> ExperimentConfig:
-  """Validates a ConfigDict and returns typed config. Raises ConfigError naming the field."""
-  from encdec_jax.losses import LossSpecError, parse_loss_spec
-  from encdec_jax.models import ARCHITECTURES, UPSCALE_MODES, check_model_config
-
-  top = {"seed", "loss", "model", "data", "train", "wandb", "mask", "eval"}
-  unknown = sorted(set(cd.keys()) - top)
-  _check(not unknown, f"unknown config key(s) {unknown}; valid top-level keys: {sorted(top)}")
-  data = _section(cd, "data", DataConfig)
-  m = dict(cd.model.items())
-  m["resolution"], m["num_identities"] = data.resolution, data.identities
-  model = _section({"model": m}, "model", ModelConfig)
-  train = _section(cd, "train", TrainConfig)
-  wb = _section(cd, "wandb", WandbConfig)
-  mask = _section(cd, "mask", MaskConfig) if "mask" in cd else MaskConfig()
-  ev = _section(cd, "eval", EvalConfig) if "eval" in cd else EvalConfig()
-  _check(ev.every >= 0 and ev.judge_steps >= 1,
-         f"config.eval.every={ev.every} must be >= 0 and config.eval.judge_steps={ev.judge_steps} >= 1")
-  _check(mask.learned_weight >= 0, f"config.mask.learned_weight={mask.learned_weight}; must be >= 0")
-  _check(mask.eye_multiplier >= 1 and mask.mouth_multiplier >= 1,
-         f"config.mask multipliers ({mask.eye_multiplier}, {mask.mouth_multiplier}) must be >= 1")
-
-  _check(model.arch in ARCHITECTURES,
-         f"config.model.arch={model.arch!r} is not an architecture; valid: {sorted(ARCHITECTURES)}")
-  _check(model.bottleneck > 0, f"config.model.bottleneck={model.bottleneck}; must be > 0")
-  _check(model.width > 0, f"config.model.width={model.width}; must be > 0")
-  _check(model.conv_impl in ("im2col", "xla", "s2d"),
-         f"config.model.conv_impl={model.conv_impl!r}; valid: ['im2col', 's2d', 'xla']")
-  _check(model.dtype in _DTYPES, f"config.model.dtype={model.dtype!r}; valid: {sorted(_DTYPES)}")
-  _check(model.upscale in UPSCALE_MODES,
-         f"config.model.upscale={model.upscale!r}; valid: {sorted(UPSCALE_MODES)}")
-  _check(model.e_dims > 0 and model.d_dims > 0,
-         f"config.model.e_dims/d_dims=({model.e_dims}, {model.d_dims}); must be > 0")
-  _check(data.name in DATASETS, f"config.data.name={data.name!r}; valid: {sorted(DATASETS)}")
-  if data.name == "folders":
-    from encdec_jax.data.folders import DataError, identity_folders
-    _check(bool(data.root), "config.data.root is empty; data.name='folders' reads ROOT/<identity>/*.png|jpg")
+def override(cd, values: dict[str, Any]):
+  """A copy of ConfigDict `cd` with {'a.b': v} (or {'config.a.b': v}) set: the one override helper
+  of config files, sweeps, --set flags and tests. A number given as a string ('1e-3', from YAML
+  or a flag) is parsed, an int becomes a float where the field is one; an unknown section or
+  field raises ConfigError listing the valid ones."""
+  cd = cd.copy_and_resolve_references()
+  for key, value in values.items():
+    path = key.removeprefix("config.").split(".")
+    node = cd
+    for p in path[:-1]:
+      if p not in node or not hasattr(node[p], "keys"):
+        raise ConfigError(f"{key}: no section {p!r}; valid: {sorted(node.keys())}")
+      node = node[p]
+    if path[-1] not in node:
+      raise ConfigError(f"{key}: no field {path[-1]!r}; valid: {sorted(node.keys())}")
+    old = node[path[-1]]
+    if isinstance(old, (int, float)) and not isinstance(old, bool):
+      value = number(value)
+      if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
     try:
-      found = identity_folders(data.root)
-    except DataError as e:
-      raise ConfigError(f"config.data.root: {e}") from None
-    _check(len(found) == data.identities,
-           f"config.data.root={data.root!r} has {len(found)} identity folders {found}; "
-           f"set config.data.identities={len(found)} (it is {data.identities})")
-    _check(not (mask.enabled or model.learn_mask),
-           "config.mask.enabled / config.model.learn_mask need face masks; data.name='folders' has "
-           "none: add --config.mask.enabled=False (and leave model.learn_mask off)")
-  _check(data.resolution > 0, f"config.data.resolution={data.resolution}; must be > 0")
-  _check(data.identities >= 2, f"config.data.identities={data.identities}; need at least 2 identities")
-  _check(data.train_per_identity >= train.batch_size,
-         f"config.data.train_per_identity={data.train_per_identity} is smaller than "
-         f"config.train.batch_size={train.batch_size}")
-  _check(data.test_per_identity >= 1, f"config.data.test_per_identity={data.test_per_identity}; must be >= 1")
-  _check(0 <= data.color_jitter < 1, f"config.data.color_jitter={data.color_jitter}; must be in [0, 1)")
-  _check(data.augment_on in AUGMENT_ON,
-         f"config.data.augment_on={data.augment_on!r}; valid: {sorted(AUGMENT_ON)}")
-  _check(0 <= data.warp_scale < 0.2, f"config.data.warp_scale={data.warp_scale}; must be in [0, 0.2)")
-  _check(train.steps >= 0, f"config.train.steps={train.steps}; must be >= 0")
-  _check(train.batch_size >= 1, f"config.train.batch_size={train.batch_size}; must be >= 1")
-  _check(train.lr > 0, f"config.train.lr={train.lr}; must be > 0")
-  _check(0 <= train.b1 < 1 and 0 <= train.b2 < 1, f"config.train.b1/b2=({train.b1}, {train.b2}); must be in [0, 1)")
-  _check(train.nonfinite in ("stop", "skip"),
-         f"config.train.nonfinite={train.nonfinite!r}; valid: ['skip', 'stop']")
-  for k in ("log_every", "preview_every", "checkpoint_every", "keep_checkpoints"):
-    _check(getattr(train, k) >= 1, f"config.train.{k}={getattr(train, k)}; must be >= 1")
-  _check(wb.mode in ("offline", "online", "disabled"),
-         f"config.wandb.mode={wb.mode!r}; valid: ['disabled', 'offline', 'online']")
-  check_model_config(model)  # per-architecture constraints (resolution), before any compile
-  _check(isinstance(cd.seed, int), f"config.seed={cd.seed!r}; must be an int")
-  try:
-    loss = parse_loss_spec(cd.loss)
-  except LossSpecError as e:
-    raise ConfigError(f"config.loss: {e}") from None
-  return ExperimentConfig(seed=cd.seed, loss=loss, loss_spec=cd.loss, model=model, data=data,
-                          train=train, wandb=wb, mask=mask, eval=ev)
+      node[path[-1]] = value
+    except TypeError:
+      raise ConfigError(f"{key}={value!r}: expected {type(old).__name__} like {old!r}") from None
+  return cd
+
+
+def number(v):
+  """YAML 1.1 (PyYAML) reads `1e-3` as a string: such strings become numbers, the rest stays."""
+  import re
+  if isinstance(v, str) and re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", v.strip()):
+    return float(v) if any(c in v for c in ".eE") else int(v)
+  return v

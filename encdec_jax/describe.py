@@ -46,12 +46,12 @@ def _flops(fn, *args) -> float:
 
 def describe(cfg: ExperimentConfig, batch: int = 1) -> Description:
   """Compiles each stage (batch `batch`, FLOPs divided by it) and the train step at cfg's batch."""
-  from encdec_jax import train
+  from encdec_jax import assemble, losses, train
   mc = cfg.model
-  model = models.build_model(mc)
+  a = assemble.assemble(cfg)
+  model, params = a.model, a.abstract_params
   r, n = mc.resolution, mc.num_identities
   x = jax.ShapeDtypeStruct((batch, r, r, 3), jnp.float32)
-  params = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((n, 1, r, r, 3)))
   stages = []
   z = jax.eval_shape(lambda p, x: model.apply(p, x, method="encode"), params, x)
   stages.append(Stage("encode", _flops(lambda p, x: model.apply(p, x, method="encode"), params, x)
@@ -68,12 +68,12 @@ def describe(cfg: ExperimentConfig, batch: int = 1) -> Description:
     y = jax.eval_shape(dec, params, c)
     stages.append(Stage(f"decode[{i}]", _flops(dec, params, c) / batch, y.shape[1:]))
 
-  trainer = train.Trainer(cfg, devices=jax.devices()[:1])
   b = cfg.train.batch_size
-  state = trainer.abstract_state
-  batch_abs = {k: jax.ShapeDtypeStruct((n, b, r, r, 3), jnp.float32, sharding=trainer.batch_sharding)
-               for k in trainer.batch_keys}
-  compiled = trainer.step_fn.lower(state, batch_abs).compile()
+  keys = ("inputs", "targets") + (("masks",) if cfg.mask.enabled or mc.learn_mask else ())
+  batch_abs = {k: jax.ShapeDtypeStruct((n, b, r, r, 3), jnp.float32) for k in keys}
+  step = train.make_train_step(model, a.tx, losses.parse_loss_spec(cfg.loss), cfg.mask,
+                               cfg.train.nonfinite)
+  compiled = jax.jit(step, donate_argnums=0).lower(a.abstract_state, batch_abs).compile()
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   mem = compiled.memory_analysis()
@@ -90,7 +90,8 @@ def describe(cfg: ExperimentConfig, batch: int = 1) -> Description:
 def format_description(d: Description, cfg: ExperimentConfig) -> str:
   mc = cfg.model
   lines = [f"{d.arch}: {mc.resolution}x{mc.resolution}, {mc.num_identities} identities, "
-           f"bottleneck {mc.bottleneck}, width {mc.width:g}, conv_impl {mc.conv_impl}, dtype {mc.dtype}",
+           f"bottleneck {mc.bottleneck}, width {mc.width:g}, conv_impl "
+           f"{models.resolve_conv_impl(mc.conv_impl)}, dtype {mc.dtype}",
            "", "| part | parameters |", "|---|---:|"]
   lines += [f"| {k} | {v:,} |" for k, v in d.params.items()]
   lines += [f"| **total** | **{sum(d.params.values()):,}** |", "",

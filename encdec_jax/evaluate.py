@@ -43,10 +43,7 @@ def make_decode_all(model):
   that outputs more (dfaker, 2x) is resized down with an antialiased bilinear filter, so metrics
   compare every architecture at the data's resolution."""
   def f(params, x):
-    y = model.apply(params, x, method="decode_all")
-    if y.shape[2:4] != x.shape[1:3]:
-      y = jax.image.resize(y, y.shape[:2] + x.shape[1:3] + y.shape[-1:], "linear", antialias=True)
-    return y
+    return models.to_resolution(model.apply(params, x, method="decode_all"), x.shape[1])
   return jax.jit(f)
 
 

@@ -25,25 +25,21 @@ class Run:
 
 
 def load_run(workdir: str, step: int | None = None) -> Run:
-  import ml_collections
-  from encdec_jax import checkpoint as ckpt_lib, config as config_lib, train
+  """The run in WORKDIR at `step` (default: its latest checkpoint): its config.json, the model
+  assembled from it (nothing compiled) and its params on one device."""
+  from encdec_jax import assemble
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path} does not exist: {workdir!r} is not a run's workdir")
-  cfg = config_lib.from_config_dict(ml_collections.ConfigDict(json.load(open(path))))
-  trainer = train.Trainer(cfg, devices=jax.devices()[:1])
-  ck = ckpt_lib.Checkpointer(workdir, cfg.train.keep_checkpoints)
-  step = step if step is not None else ck.latest_step()
-  if step is None:
-    ck.close()
-    raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints")
-  state, _ = ck.restore(step, trainer.abstract_state)
-  ck.close()
+  with open(path) as f:
+    cfg = assemble.checked_config(json.load(f))
+  a = assemble.assemble(cfg)
+  params, step = assemble.restore_params(a, workdir, step)
   names = [str(i) for i in range(cfg.data.identities)]
   report = os.path.join(workdir, "data_report.json")
   if cfg.data.name == "folders" and os.path.exists(report):
     names = json.load(open(report))["identities"]
-  return Run(cfg, trainer.model, state.params, int(step), names)
+  return Run(cfg, a.model, params, step, names)
 
 
 def resolve_identity(run: Run, to: str) -> int:
@@ -61,10 +57,8 @@ def swap(run: Run, x_BxHxWx3: np.ndarray, to: int, blend: bool = True, masks=Non
   key = ("swap", to)
   if key not in run.compiled:  # one compile per (run, target), whatever the number of images
     run.compiled[key] = jax.jit(lambda p, x: run.model.apply(p, x, to, method="swap"))
-  y = run.compiled[key](run.params, x_BxHxWx3)
   b, h, w, _ = x_BxHxWx3.shape
-  if y.shape[1:3] != (h, w):  # dfaker: 2x
-    y = jax.image.resize(y, (b, h, w, y.shape[-1]), "linear", antialias=True)
+  y = models.to_resolution(run.compiled[key](run.params, x_BxHxWx3), h)  # dfaker: 2x
   rgb, learned = models.split_output(np.asarray(y))
   if not blend:
     return rgb, None

@@ -173,13 +173,12 @@ def face_masks(d: dict) -> np.ndarray:
   return np.broadcast_to(soft_ellipse(r), (len(d["image"]), r, r, 1))
 
 
-def train_judges(train: dict, test: dict, num_identities: int, steps: int = 0, seed: int = 0,
+def train_judges(train: dict, test: dict, num_identities: int, seed: int = 0,
                  extra: dict | None = None) -> Judges:
   """Fits both judges on `train` (arrays with image, identity[, mask, factors, landmarks]) plus
   `extra` (more such arrays: face swaps of the training images, labelled with the face's
   identity), each image also as a softened copy, face region only, and scores them on `test`'s
-  real images. (`steps` is unused: the readouts are closed-form ridge regressions.)"""
-  del steps
+  real images. The readouts are closed-form ridge regressions: nothing trains for steps."""
   if extra is not None:
     train = {k: np.concatenate([train[k], extra[k]]) for k in train if k in extra}
   r = train["image"].shape[1]
@@ -214,8 +213,8 @@ def train_judges(train: dict, test: dict, num_identities: int, steps: int = 0, s
   return j
 
 
-def cache_dir(data_dir: str, dataset_name: str, steps: int) -> str:
-  return os.path.join(data_dir, "judges", f"{dataset_name}_s{steps}_v{VERSION}")
+def cache_dir(data_dir: str, dataset_name: str) -> str:
+  return os.path.join(data_dir, "judges", f"{dataset_name}_v{VERSION}")
 
 
 def _vec(v):
@@ -276,19 +275,32 @@ def describe(j: Judges) -> str:
   return out
 
 
+def for_config(cfg, train: dict, test: dict) -> Judges | None:
+  """The judges of the configured dataset (fitted once, cached next to the TFDS data), or None if
+  eval.judges is off. On synthetic faces they are also fitted on face swaps of the training
+  images (synthetic.training_face_swaps), so the frame cannot tell them the identity."""
+  if not cfg.eval.judges:
+    return None
+  from encdec_jax.data import loading, synthetic
+  s = loading.synthetic_settings(cfg)
+  extra = (lambda: synthetic.training_face_swaps(**s)) if s else None
+  return get(train, test, cfg.data.identities, cfg.data.dir or synthetic.default_data_dir(),
+             loading.dataset_key(cfg), extra=extra)
+
+
 def get(train: dict, test: dict, num_identities: int, data_dir: str, dataset_name: str,
-        steps: int = 400, verbose: bool = True, extra=None) -> Judges:
+        verbose: bool = True, extra=None) -> Judges:
   """The cached judges of this dataset, fitted (and cached) on first use; `extra`: a function
   giving more training arrays (see train_judges), called only when fitting."""
   from encdec_jax.workdir import cache_lock
-  path = cache_dir(data_dir, dataset_name, steps)
+  path = cache_dir(data_dir, dataset_name)
   if jax.process_count() > 1:  # Orbax synchronises processes: multi-host runs do not cache
-    j = train_judges(train, test, num_identities, steps, extra=extra() if extra else None)
+    j = train_judges(train, test, num_identities, extra=extra() if extra else None)
   else:
     with cache_lock(path, "the judges"):  # concurrent runs fit them once
       j = load(path)
       if j is None:
-        j = train_judges(train, test, num_identities, steps, extra=extra() if extra else None)
+        j = train_judges(train, test, num_identities, extra=extra() if extra else None)
         save(j, path)
   if verbose:
     print(f"judges ({dataset_name}): {describe(j)}")

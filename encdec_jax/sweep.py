@@ -13,22 +13,14 @@ from typing import Any
 
 import yaml
 
+from encdec_jax.config import number, override
+
 # Grid sweeps end by themselves; random and bayes need a cap.
 DEFAULT_RUN_CAP = 8
 
 
 class SweepError(ValueError):
   pass
-
-
-_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
-
-
-def number(v):
-  """YAML 1.1 (PyYAML) reads `1e-3` as a string: such strings become floats, the rest stays."""
-  if isinstance(v, str) and _FLOAT.match(v.strip()):
-    return float(v) if any(c in v for c in ".eE") else int(v)
-  return v
 
 
 def load_sweep(path: str) -> dict:
@@ -117,30 +109,6 @@ def enumerate_runs(sweep: dict, max_runs: int | None = None, seed: int = 0) -> l
   return [{k: v["value"] for k, v in r.config.items()} for r in runs]
 
 
-def apply_overrides(config, params: dict[str, Any]):
-  """Sets config.a.b = v for {'config.a.b': v}; unknown fields raise listing the valid ones."""
-  config = config.copy_and_resolve_references()
-  for key, value in params.items():
-    path = key.split(".")[1:]
-    node = config
-    for p in path[:-1]:
-      if p not in node:
-        raise SweepError(f"{key}: no section {p!r}; valid: {sorted(node.keys())}")
-      node = node[p]
-    if path[-1] not in node:
-      raise SweepError(f"{key}: no field {path[-1]!r}; valid: {sorted(node.keys())}")
-    old = node[path[-1]]
-    if isinstance(old, (int, float)) and not isinstance(old, bool):
-      value = number(value)
-      if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    try:
-      node[path[-1]] = value
-    except TypeError:
-      raise SweepError(f"{key}={value!r}: expected {type(old).__name__} like {old!r}") from None
-  return config
-
-
 def run_name(i: int, params: dict[str, Any]) -> str:
   parts = [f"{k.split('.')[-1]}={v}" for k, v in params.items()]
   return re.sub(r"[^A-Za-z0-9_.=+-]", "_", f"{i:02d}_" + "_".join(parts))[:120]
@@ -154,18 +122,18 @@ def run_sweep(sweep_path: str, out_dir: str, *, max_runs: int | None = None,
   recorded as failed and the sweep goes on. Raises SweepError, before training anything, if a
   run folder holds a finished run of another config: its results would be stale."""
   from encdec_jax import train, workdir as workdir_lib
-  from encdec_jax.config import from_config_dict
+  from encdec_jax.assemble import checked_config
   sweep = load_sweep(sweep_path)
   base = load_config(base_config_arg(sweep))
   name = sweep.get("name") or os.path.splitext(os.path.basename(sweep_path))[0]
   runs = enumerate_runs(sweep, max_runs, seed)
   configs = []
   for i, params in enumerate(runs):  # validate every run before training the first
-    cfg = apply_overrides(base, {**params, **(config_overrides or {})})
+    cfg = override(base, {**params, **(config_overrides or {})})
     cfg.wandb.group = cfg.wandb.group or name
     workdir = os.path.join(out_dir, run_name(i, params))
     cfg.wandb.name = os.path.basename(workdir)
-    from_config_dict(cfg)
+    checked_config(cfg)
     saved = workdir_lib.saved_config(workdir)
     if saved is not None:
       old, new, diff = workdir_lib.config_diff(saved, cfg.to_dict())

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+MODES = ("offline", "online", "disabled")  # config.wandb.mode
+
 
 def _plain(v):
   if isinstance(v, (np.generic, np.ndarray)):

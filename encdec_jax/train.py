@@ -7,7 +7,6 @@ import os
 import time
 from typing import Any
 
-import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -15,41 +14,24 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from encdec_jax import assemble as assemble_lib
 from encdec_jax import checkpoint as ckpt_lib
 from encdec_jax import evaluate as eval_lib
 from encdec_jax import images as image_lib
+from encdec_jax import judges as judges_lib
 from encdec_jax import losses, models, preemption, tracking
 from encdec_jax import workdir as workdir_lib
+from encdec_jax.config import ConfigError, ExperimentConfig, MaskConfig
 from encdec_jax.data import device_augment
+from encdec_jax.data.loading import load_data
 from encdec_jax.data.pipeline import Augment
-from encdec_jax.data.loading import dataset_key, get_judges, load_data  # noqa: F401 (public here too)
-from encdec_jax.preemption import Preempted  # noqa: F401 (public here too)
-from encdec_jax.config import (ConfigError, ExperimentConfig, MaskConfig, TrainConfig,
-                               from_config_dict)
-
-
-@flax.struct.dataclass
-class TrainState:
-  step: jax.Array
-  params: Any
-  opt_state: Any
-  nonfinite: jax.Array = None   # int32: steps whose loss or gradient was NaN/Inf (their update dropped)
-  first_nonfinite: jax.Array = None  # int32: the first such step (0-based), -1 if none
+from encdec_jax.preemption import Preempted
+from encdec_jax import state as state_lib
+from encdec_jax.state import NONFINITE_MODES, TrainState
 
 
 class NonFiniteError(FloatingPointError):
   """A step's loss or gradient was NaN/Inf (train.nonfinite='stop'); no checkpoint after it."""
-
-
-def make_optimizer(c: TrainConfig) -> optax.GradientTransformation:
-  return optax.adam(c.lr, b1=c.b1, b2=c.b2)
-
-
-def init_state(model, tx, cfg: ExperimentConfig, rng) -> TrainState:
-  r = cfg.model.resolution
-  params = model.init(rng, jnp.zeros((cfg.model.num_identities, 1, r, r, 3), jnp.float32))
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                    nonfinite=jnp.zeros((), jnp.int32), first_nonfinite=jnp.full((), -1, jnp.int32))
 
 
 def resize_to(x_BxHxWxC, hw):
@@ -118,18 +100,6 @@ def make_train_step(model, tx, loss_terms, mask_cfg: MaskConfig = MaskConfig(),
   return train_step
 
 
-NONFINITE_MODES = ("stop", "skip")
-
-
-def augment_on_device(mode: str, devices) -> bool:
-  """data.augment_on: "host" (numpy, on the input thread), "device" (jitted, sharded like the
-  batch: data/device_augment.py) or "auto" = device on accelerators, host on CPU (where the
-  host thread runs beside the step for free)."""
-  if mode == "auto":
-    return np.asarray(devices).flat[0].platform != "cpu"
-  return mode == "device"
-
-
 class Trainer:
   """Everything compiled for one config: model, optimizer, mesh, shardings, jitted step."""
 
@@ -142,23 +112,24 @@ class Trainer:
     self.mesh = Mesh(devices, ("data",))
     self.replicated = NamedSharding(self.mesh, P())
     self.batch_sharding = NamedSharding(self.mesh, P(None, "data"))  # (N, B, ...): split B
-    self.model = models.build_model(cfg.model)
-    self.tx = make_optimizer(cfg.train)
-    init = lambda rng: init_state(self.model, self.tx, cfg, rng)
-    abstract = jax.eval_shape(init, jax.random.key(0))
+    a = assemble_lib.assemble(cfg, devices.flat[0].platform)
+    self.model, self.tx = a.model, a.tx
+    self.conv_impl = a.model.cfg.conv_impl  # 'auto' resolved for these devices
+    init = lambda rng: state_lib.init_state(self.model, self.tx, cfg, rng)
+    abstract = a.abstract_state
     self.state_sharding = jax.tree.map(lambda _: self.replicated, abstract)
     self.abstract_state = ckpt_lib.abstract_like(abstract, self.state_sharding)
     self._init = jax.jit(init, out_shardings=self.state_sharding).lower(
         jax.random.key(0)).compile(models.INIT_COMPILER_OPTIONS)
     needs_masks = cfg.mask.enabled or cfg.model.learn_mask
     self.batch_keys = ("inputs", "targets") + (("masks",) if needs_masks else ())
-    self.step_fn = jax.jit(make_train_step(self.model, self.tx, cfg.loss, cfg.mask,
+    self.step_fn = jax.jit(make_train_step(self.model, self.tx, losses.parse_loss_spec(cfg.loss), cfg.mask,
                                            cfg.train.nonfinite),
                            in_shardings=(self.state_sharding, self.batch_sharding),
                            out_shardings=(self.state_sharding, self.replicated),
                            donate_argnums=0)
     self.decode_all = eval_lib.make_decode_all(self.model)
-    self.augment_on_device = augment_on_device(cfg.data.augment_on, devices)
+    self.augment_on_device = device_augment.on_device(cfg.data.augment_on, devices)
     self._augment = jax.jit(
         functools.partial(device_augment.augment_batch, a=Augment.from_config(cfg.data)),
         in_shardings=self.batch_sharding, out_shardings=self.batch_sharding)
@@ -207,7 +178,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   Raises Preempted after saving if SIGTERM/SIGINT arrives, NonFiniteError (nothing saved after
   the last good step) on a NaN/Inf in 'stop' mode, ConfigError/OSError before any compile on
   bad config, data or workdir (WorkdirBusy if another process runs in it)."""
-  cfg = from_config_dict(config)  # all validation before any data or compilation
+  cfg = assemble_lib.checked_config(config)  # all validation before any data or compilation
   workdir = os.path.abspath(workdir)
   is_main = jax.process_index() == 0
   if not is_main:
@@ -232,6 +203,11 @@ def _train_and_evaluate(cfg: ExperimentConfig, cfg_dict: dict, workdir: str, pro
     multihost_utils.sync_global_devices("encdec_jax:data prepared")
   train, test = load_data(cfg, workdir if is_main else None)
   trainer = Trainer(cfg)
+  if is_main:
+    m = cfg.model
+    print(f"model: {m.arch}, bottleneck {m.bottleneck}, {m.resolution}x{m.resolution}, dtype {m.dtype}, "
+          f"conv_impl {trainer.conv_impl}" + (f" (auto on {jax.devices()[0].platform})"
+                                               if m.conv_impl == "auto" else ""), flush=True)
   source = TrainSource(train["image"], train["mask"], train["identity"], cfg.data.identities,
                        cfg.train.batch_size, cfg.seed, Augment.from_config(cfg.data),
                        rows=trainer.process_rows())
@@ -254,7 +230,7 @@ def _train_and_evaluate(cfg: ExperimentConfig, cfg_dict: dict, workdir: str, pro
   tracker = tracking.Tracker(workdir, cfg_dict, mode=w.mode, project=w.project, group=w.group,
                              name=w.name or os.path.basename(workdir), enabled=is_main)
   try:
-    judges = get_judges(cfg, train, test)
+    judges = judges_lib.for_config(cfg, train, test)
     with preemption.stop_signals() as stop:
       state = _loop(cfg, trainer, source, test, state, start, ckpt, tracker, workdir, progress, stop,
                     judges)
@@ -282,7 +258,7 @@ def _raise_nonfinite(cfg, trainer, source, state, workdir):
   started from (exact: later updates were dropped, the batch is a function of (seed, step))."""
   bad = int(state.first_nonfinite)
   batch = trainer.device_batch(trainer.host_batch(source, bad))
-  loss_fn = make_train_step(trainer.model, trainer.tx, cfg.loss, cfg.mask, "stop")
+  loss_fn = make_train_step(trainer.model, trainer.tx, losses.parse_loss_spec(cfg.loss), cfg.mask, "stop")
   _, m = jax.jit(loss_fn)(state, batch)
   m = jax.device_get(m)
   terms = ", ".join(f"{k}={float(v):.4g}" for k, v in sorted(m.items()) if k != "train/nonfinite_steps")

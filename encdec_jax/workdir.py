@@ -122,7 +122,8 @@ def describe_diff(old: dict, new: dict, diff: list[str]) -> str:
 
 # Fields that do not change what a run computes: a resumed run may extend, log or save differently.
 RESUME_FREE = {"train.steps", "train.log_every", "train.preview_every", "train.checkpoint_every",
-                "train.keep_checkpoints", "train.nonfinite", "data.dir"}
+                "train.keep_checkpoints", "train.nonfinite", "data.dir",
+                "model.conv_impl"}  # the conv forms compute the same function with the same params
 
 
 def may_change_on_resume(key: str) -> bool:

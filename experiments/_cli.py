@@ -17,7 +17,7 @@ def parse_flags(argv):
 def _bad_override(argv) -> str | None:
   """The first --config.<field>=value of argv that the config file cannot take, explained."""
   import yaml
-  from encdec_jax import sweep
+  from encdec_jax import config as config_lib, sweep
   arg = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")),
              "experiments/configs/original.py")
   try:
@@ -28,8 +28,8 @@ def _bad_override(argv) -> str | None:
     if a.startswith("--config.") and "=" in a:
       key, value = a[2:].split("=", 1)
       try:
-        sweep.apply_overrides(base, {key: yaml.safe_load(value)})
-      except (sweep.SweepError, yaml.YAMLError) as e:
+        config_lib.override(base, {key: yaml.safe_load(value)})
+      except (config_lib.ConfigError, yaml.YAMLError) as e:
         msg = str(e).splitlines()[0]
         return f"--{msg}" if msg.startswith(key) else f"--{key}: {msg}"
   return None

@@ -36,7 +36,7 @@ _STEP_GFLOP = flags.DEFINE_float("step_gflop", 0.0, "on accelerators: the step's
 _BREAKDOWN = flags.DEFINE_bool("breakdown", False, "only split the step's time into forward, "
                                 "backward and optimizer phases (each phase jitted and timed alone)")
 _PROFILE = flags.DEFINE_bool("profile", False, "only trace the step and print where its time goes, "
-                              "per op kind and per layer (encdec_jax/step_profile.py)")
+                              "per op kind and per layer (experiments/step_profile.py)")
 _LOSSES = flags.DEFINE_bool("losses", False, "only time each loss (value and gradient, 32 x 64x64)")
 
 
@@ -58,7 +58,7 @@ def time_losses(batch=32, res=64, reps=5):
 def _config(arch=None):
   import importlib
   import yaml
-  from encdec_jax import sweep
+  from encdec_jax import config as config_lib
   c = importlib.import_module(f"experiments.configs.{arch or _ARCH.value}").get_config(_VARIANT.value)
   # The peer trains with plain MAE on the whole image: time the same work, not the recipe's
   # SSIM + masked loss (--set loss=... or mask.enabled=True to time those).
@@ -66,7 +66,7 @@ def _config(arch=None):
   for s in _SET.value:
     k, _, v = s.partition("=")
     over["config." + k] = yaml.safe_load(v)
-  return sweep.apply_overrides(c, over)
+  return config_lib.override(c, over)
 
 
 def jax_matmul_gflops(n=4096, reps=5, dtype="float32"):
@@ -92,8 +92,9 @@ def time_ours(cd):
   """-> dict of ms/step, img/s, GFLOP (XLA and analytic), compile s, for the configured model."""
   import jax
   import numpy as np
-  from encdec_jax import config as config_lib, models, train
-  cfg = config_lib.from_config_dict(cd)
+  from encdec_jax import assemble, train
+  from experiments import flops as flops_lib
+  cfg = assemble.checked_config(cd)
   t0 = time.perf_counter()
   tr = train.Trainer(cfg)
   state = tr.init()
@@ -111,10 +112,10 @@ def time_ours(cd):
     # FLOPs come from the CPU compile of the same config: pass them with --step_gflop, or, for
     # the Original, from the analytic count.
     flops = (_STEP_GFLOP.value * 1e9 if _STEP_GFLOP.value else
-             3 * models.analytic_forward_flops(cfg.model) * n * b if cfg.model.arch == "original"
+             3 * flops_lib.analytic_forward_flops(cfg.model) * n * b if cfg.model.arch == "original"
              else float("nan"))
   # Backward ~ 2x forward; padding taps counted as the configured conv form computes them.
-  analytic = (3 * models.analytic_forward_flops(cfg.model) * n * b
+  analytic = (3 * flops_lib.analytic_forward_flops(cfg.model) * n * b
               if cfg.model.arch == "original" else float("nan"))
   for _ in range(_WARMUP.value):
     state, _ = tr.step_fn(state, tr.device_batch(host))
@@ -211,8 +212,8 @@ def breakdown(cd, reps=3):
   import jax
   import numpy as np
   import optax
-  from encdec_jax import config as config_lib, losses, models, train
-  cfg = config_lib.from_config_dict(cd)
+  from encdec_jax import assemble, losses, models, train
+  cfg = assemble.checked_config(cd)
   tr = train.Trainer(cfg)
   state = tr.init()
   n, b, r = cfg.data.identities, cfg.train.batch_size, cfg.data.resolution
@@ -221,7 +222,7 @@ def breakdown(cd, reps=3):
 
   def loss(p):
     y = models.split_output(tr.model.apply(p, batch["inputs"]))[0]
-    return losses.combined_loss(cfg.loss, y.reshape((-1,) + y.shape[2:]),
+    return losses.combined_loss(losses.parse_loss_spec(cfg.loss), y.reshape((-1,) + y.shape[2:]),
                                 batch["targets"].reshape((-1,) + y.shape[2:]))[0].mean()
 
   fwd = jax.jit(loss)
@@ -253,7 +254,7 @@ def breakdown(cd, reps=3):
 def profile_step(cd):
   """Per-op time of the step from a profiler trace, grouped by kind and by layer."""
   import jax
-  from encdec_jax import step_profile
+  from experiments import step_profile
   o = time_ours(cd)
   tr, host = o["tr"], o["host"]
 
@@ -287,7 +288,7 @@ def bench_archs(archs):
     base = dict(rows).get("original")
     r, b, n = cfg.data.resolution, cfg.train.batch_size, cfg.data.identities
     print(f"| {arch} | {r} | {b}x{n} | {o['flops'] / 1e9:.0f} | {o['compile_s']:.1f} | {1000 * med:.1f} | "
-          f"{n * b / med:.2f} | {g:.0f} | {g / base if base else float('nan'):.2f} |", flush=True)
+          f"{n * b / med:.2f} | {g:.3g} | {g / base if base else float('nan'):.2f} |", flush=True)
     del o
     gc.collect()
     jax.clear_caches()
@@ -312,7 +313,7 @@ def main(argv):
     profile_step(_config())
     return
   cd = _config()
-  from encdec_jax import train as train_lib
+  from encdec_jax.data import device_augment
   o = time_ours(cd)
   cfg = o["cfg"]
   b, r, n = cfg.train.batch_size, cfg.data.resolution, cfg.data.identities
@@ -359,7 +360,7 @@ def main(argv):
           + (f", pytorch {torch_peak:.0f} GFLOP/s" if torch_peak else ""))
   print(f"peak RSS: {rss:.0f} MiB; input pipeline (augmentation) {pipe:.0f} img/s = "
         f"{pipe / ours_ips:.1f}x what the step consumes")
-  used = "uses" if train_lib.augment_on_device(cfg.data.augment_on, jax.devices()) else "does not use"
+  used = "uses" if device_augment.on_device(cfg.data.augment_on, jax.devices()) else "does not use"
   print(f"augment_on=device: host part (uint8 gather + draws) {raw_pipe:.0f} img/s = "
         f"{raw_pipe / ours_ips:.1f}x the step; augmentation on {jax.devices()[0].platform} "
         f"{dev_aug:.0f} img/s ({cfg.data.augment_on!r} {used} it here)")

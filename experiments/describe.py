@@ -21,8 +21,8 @@ _CONFIG = config_flags.DEFINE_config_file("config", "experiments/configs/origina
 def main(argv):
   del argv
   logging.set_verbosity(logging.ERROR)
-  from encdec_jax import config as config_lib, describe
-  cfg = config_lib.from_config_dict(_CONFIG.value)
+  from encdec_jax import assemble, describe
+  cfg = assemble.checked_config(_CONFIG.value)
   print(describe.format_description(describe.describe(cfg), cfg))
 
 

@@ -17,17 +17,21 @@ _STEP = flags.DEFINE_integer("step", None, "checkpoint step (default: the latest
 def main(argv):
   del argv
   logging.set_verbosity(logging.ERROR)
-  from encdec_jax import checkpoint as ckpt_lib, evaluate, inference, train, tracking
+  from encdec_jax import checkpoint as ckpt_lib, config as config_lib, evaluate, inference, judges, tracking
+  from encdec_jax.data.loading import load_data
   w = _WORKDIR.value
   try:
     run = inference.load_run(w, _STEP.value)
-  except (FileNotFoundError, ckpt_lib.CheckpointError, train.ConfigError) as e:
+  except (FileNotFoundError, ckpt_lib.CheckpointError, config_lib.ConfigError) as e:
     sys.exit(f"error: {e}")
   cfg, step = run.cfg, run.step
   decode_all = evaluate.make_decode_all(run.model)
-  trn, test = train.load_data(cfg)
+  try:
+    trn, test = load_data(cfg)
+  except config_lib.ConfigError as e:
+    sys.exit(f"error: {e}")
   scalars = evaluate.evaluate(run.params, decode_all, test, cfg.data.identities,
-                              judges=train.get_judges(cfg, trn, test))
+                              judges=judges.for_config(cfg, trn, test))
   final = {"step": step, **scalars}
   try:
     with open(os.path.join(w, "eval.json"), "w") as f:

@@ -22,10 +22,10 @@ _OUTPUT = flags.DEFINE_string("output", None, "the .npz to write", required=True
 def main(argv):
   del argv
   logging.set_verbosity(logging.ERROR)
-  from encdec_jax import config as config_lib
+  from encdec_jax import assemble, config as config_lib
   from encdec_jax.data import loading
   try:
-    cfg = config_lib.from_config_dict(_CONFIG.value)
+    cfg = assemble.checked_config(_CONFIG.value)
     if cfg.data.name == "arrays":
       raise config_lib.ConfigError("config.data.name='arrays' is already an exported file")
     meta = loading.export_arrays(cfg, _OUTPUT.value)

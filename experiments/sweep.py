@@ -21,7 +21,7 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.ERROR)
   import yaml
-  from encdec_jax import sweep
+  from encdec_jax import config as config_lib, sweep
   out = _WORKDIR.value or os.path.join("sweeps_out", os.path.splitext(os.path.basename(_SWEEP.value))[0])
   extra = {}
   for s in _SET.value:
@@ -29,10 +29,10 @@ def main(argv):
     try:
       if not eq or not k:
         raise ValueError("expected section.field=value")
-      extra["config." + k.removeprefix("config.")] = sweep.number(yaml.safe_load(v))
+      extra["config." + k.removeprefix("config.")] = config_lib.number(yaml.safe_load(v))
     except (ValueError, yaml.YAMLError) as e:
       sys.exit(f"error: --set {s!r}: {str(e).splitlines()[0]}")
-  from encdec_jax import distributed, train
+  from encdec_jax import distributed, preemption, train
   try:
     distributed.initialize()  # ENCDEC_DISTRIBUTED; before anything touches a device
   except distributed.DistributedError as e:
@@ -41,10 +41,10 @@ def main(argv):
   try:
     results = sweep.run_sweep(_SWEEP.value, out, max_runs=_MAX_RUNS.value, config_overrides=extra,
                               seed=_SEED.value)
-  except train.Preempted as e:
+  except preemption.Preempted as e:
     print(f"\n{e} The sweep resumes with that run when started again.", file=sys.stderr)
     sys.exit(128 + e.signum)
-  except (train.NonFiniteError, train.ConfigError, sweep.SweepError, OSError) as e:
+  except (train.NonFiniteError, config_lib.ConfigError, sweep.SweepError, OSError) as e:
     if _VERBOSE.value:
       raise
     print(f"\nerror: {e}", file=sys.stderr)

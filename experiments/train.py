@@ -31,14 +31,14 @@ def main(argv):
   except distributed.DistributedError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
-  from encdec_jax import checkpoint as ckpt_lib, train
+  from encdec_jax import checkpoint as ckpt_lib, config as config_lib, preemption, train
   workdir = _WORKDIR.value or os.path.join("runs", os.environ.get("WANDB_RUN_ID") or time.strftime("%Y%m%d-%H%M%S"))
   try:
     final = train.train_and_evaluate(_CONFIG.value, workdir, allow_config_change=_ALLOW_CHANGE.value)
-  except train.Preempted as e:
+  except preemption.Preempted as e:
     print(f"\n{e}", file=sys.stderr)
     sys.exit(128 + e.signum)  # non-zero: schedulers (SLURM --requeue, k8s Jobs) restart it
-  except (train.NonFiniteError, train.ConfigError, ckpt_lib.CheckpointError, OSError) as e:
+  except (train.NonFiniteError, config_lib.ConfigError, ckpt_lib.CheckpointError, OSError) as e:
     if _VERBOSE.value:
       raise
     print(f"\nerror: {e}", file=sys.stderr)

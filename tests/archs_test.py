@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from encdec_jax import config as config_lib, models, train
+from encdec_jax import assemble, config as config_lib, models, train
 from encdec_jax.config import ModelConfig
 from encdec_jax.data.pipeline import Augment, TrainSource
 
@@ -131,7 +131,7 @@ def test_resized_target_matches_tf_bilinear():
 def test_each_architecture_learns(arch, tiny_config, tiny_data):
   """A few hundred steps at tiny width: the loss falls (train step, not special-cased)."""
   c = tiny_config(**{"model.arch": arch, "model.d_dims": 32})
-  cfg = config_lib.from_config_dict(c)
+  cfg = assemble.checked_config(c)
   trn, _ = tiny_data
   src = TrainSource(trn["image"], trn["mask"], trn["identity"], 2, cfg.train.batch_size, cfg.seed,
                     Augment.from_config(cfg.data))

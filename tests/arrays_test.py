@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from encdec_jax import config as config_lib
+from encdec_jax import assemble, config as config_lib
 from encdec_jax.data import loading
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -36,13 +36,13 @@ def exported(tmp_path_factory, data_dir):
   c = original.get_config("tiny")
   c.data.dir = data_dir
   path = str(tmp_path_factory.mktemp("arrays") / "tiny.npz")
-  meta = loading.export_arrays(config_lib.from_config_dict(c), path)
+  meta = loading.export_arrays(assemble.checked_config(c), path)
   return path, meta
 
 
 def test_export_round_trips_every_array(exported, tiny_config, tiny_data):
   path, meta = exported
-  cfg = config_lib.from_config_dict(tiny_config(**{"data.name": "arrays", "data.root": path}))
+  cfg = assemble.checked_config(tiny_config(**{"data.name": "arrays", "data.root": path}))
   train, test = loading.load_data(cfg)
   for got, want in ((train, tiny_data[0]), (test, tiny_data[1])):
     assert sorted(got) == sorted(want)
@@ -54,11 +54,11 @@ def test_export_round_trips_every_array(exported, tiny_config, tiny_data):
 
 def test_a_mismatched_or_missing_file_is_named(exported, tiny_config):
   path, _ = exported
-  bad = config_lib.from_config_dict(tiny_config(**{"data.name": "arrays", "data.root": path,
+  bad = assemble.checked_config(tiny_config(**{"data.name": "arrays", "data.root": path,
                                                    "data.resolution": 32}))
   with pytest.raises(config_lib.ConfigError, match=r"config.data.resolution=32 but .*tiny.npz holds data with resolution=16"):
     loading.load_data(bad)
-  gone = config_lib.from_config_dict(tiny_config(**{"data.name": "arrays", "data.root": path + ".gone"}))
+  gone = assemble.checked_config(tiny_config(**{"data.name": "arrays", "data.root": path + ".gone"}))
   with pytest.raises(config_lib.ConfigError, match=r"is not a file; .*experiments.export_data"):
     loading.load_data(gone)
 

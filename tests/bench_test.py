@@ -2,6 +2,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -24,6 +26,9 @@ def test_bench_archs_table_smoke():
   assert r.returncode == 0, r.stderr[-3000:]
   rows = [ln for ln in r.stdout.splitlines() if ln.startswith("| original ") or ln.startswith("| liae ")]
   assert len(rows) == 2 and rows[0].rstrip().endswith("| 1.00 |"), r.stdout
+  cells = lambda row: [c.strip() for c in row.strip().strip("|").split("|")]
+  gflops = [float(cells(row)[7]) for row in rows]  # GFLOP/s; the last column is its ratio to original's
+  assert float(cells(rows[1])[8]) == pytest.approx(gflops[1] / gflops[0], abs=0.01 + 0.02 * gflops[1] / gflops[0])
 
 
 def test_bench_profile_prints_per_kind_and_per_layer_tables():

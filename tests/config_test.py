@@ -1,20 +1,55 @@
 import pytest
 
-from encdec_jax import config as config_lib
+from encdec_jax import assemble, config as config_lib
 from experiments.configs import original
 
 
-@pytest.mark.parametrize("variant", ["full", "small", "tiny"])
-def test_variants_validate(variant):
-  cfg = config_lib.from_config_dict(original.get_config(variant))
-  assert cfg.model.resolution == cfg.data.resolution
-  assert cfg.model.num_identities == cfg.data.identities
+def test_config_files_say_only_what_they_change():
+  """One source of defaults: original.py:full is the dataclasses' defaults, and every variant
+  differs from them in exactly the fields its VARIANTS entry names."""
+  import dataclasses
+  from encdec_jax import workdir as workdir_lib
+  assert assemble.checked_config(original.get_config("full")) == config_lib.ExperimentConfig()
+  default = workdir_lib.flatten(dataclasses.asdict(config_lib.ExperimentConfig()))
+  for variant, changes in original.VARIANTS.items():
+    cfg = workdir_lib.flatten(dataclasses.asdict(assemble.checked_config(original.get_config(variant))))
+    changed = {k for k in cfg if cfg[k] != default[k]} - set(config_lib.DERIVED)
+    assert changed == set(changes), variant
+
+
+def test_override_parses_numbers_and_refuses_unknown_fields():
+  c = config_lib.override(original.get_config("tiny"), {"config.train.lr": "1e-4", "model.bottleneck": "12",
+                                                        "train.b1": 0})
+  assert (c.train.lr, c.model.bottleneck, c.train.b1) == (1e-4, 12, 0.0) and isinstance(c.train.b1, float)
+  with pytest.raises(config_lib.ConfigError, match=r"modle.width: no section 'modle'; valid: \['data', 'eval'"):
+    config_lib.override(c, {"modle.width": 1.0})
+
+
+def test_a_saved_config_with_a_removed_field_still_loads():
+  d = original.get_config("tiny").to_dict()
+  d["eval"]["judge_steps"] = 400  # written by runs before it was removed
+  assert assemble.checked_config(d) == assemble.checked_config(original.get_config("tiny"))
+
+
+def test_conv_impl_auto_is_the_fast_form_of_the_platform():
+  from encdec_jax import models
+  assert models.resolve_conv_impl("auto", "cpu") == "im2col"
+  assert models.resolve_conv_impl("auto", "gpu") == models.resolve_conv_impl("auto", "tpu") == "xla"
+  assert models.resolve_conv_impl("s2d", "gpu") == "s2d"
+  cfg = assemble.checked_config(original.get_config("full"))
+  assert cfg.model.conv_impl == "auto"
+  assert assemble.assemble(cfg, "gpu").model.cfg.conv_impl == "xla"
+  assert assemble.assemble(cfg, "cpu").model.cfg.conv_impl == "im2col"
 
 
 @pytest.mark.parametrize("field,value,match", [
     ("model.arch", "resnet", r"config.model.arch='resnet'.*valid: \['df', 'dfaker', 'iae', 'liae', "
                              r"'lightweight', 'original'\]"),
-    ("model.bottleneck", 0, r"config.model.bottleneck=0; must be > 0"),
+    ("model.bottleneck", 0, r"config.model.bottleneck=0; must be >= 1"),
+    ("train.lr", -1.0, r"config.train.lr=-1.0; must be > 0"),
+    ("train.nonfinite", "ignore", r"config.train.nonfinite='ignore'; valid: \['skip', 'stop'\]"),
+    ("data.name", "celeba", r"config.data.name='celeba'; valid: \['arrays', 'folders', 'synthetic_faces'\]"),
+    ("model.dtype", "float16", r"config.model.dtype='float16'; valid: \['bfloat16', 'float32'\]"),
     ("data.resolution", 24, r"arch='original' needs data.resolution to be a positive multiple of 16.*got 24"),
     ("model.upscale", "bicubic", r"config.model.upscale='bicubic'; valid: \['resize', 'shuffle'\]"),
     ("data.identities", 1, r"config.data.identities=1; need at least 2"),
@@ -30,7 +65,7 @@ def test_bad_values_name_the_field(field, value, match):
   with c.unlocked():
     (c[section] if section else c)[key] = value
   with pytest.raises(config_lib.ConfigError, match=match):
-    config_lib.from_config_dict(c)
+    assemble.checked_config(c)
 
 
 def test_unknown_key_lists_valid_keys():
@@ -38,7 +73,7 @@ def test_unknown_key_lists_valid_keys():
   with c.unlocked():
     c.model.bottlenek = 3
   with pytest.raises(config_lib.ConfigError, match=r"model.bottlenek.*valid keys in 'model'.*bottleneck"):
-    config_lib.from_config_dict(c)
+    assemble.checked_config(c)
 
 
 def test_unknown_variant():
@@ -56,7 +91,7 @@ def test_architecture_constraints_before_compiling(arch, resolution, match):
   c = original.get_config("tiny")
   c.model.arch, c.data.resolution = arch, resolution
   with pytest.raises(config_lib.ConfigError, match=match):
-    config_lib.from_config_dict(c)
+    assemble.checked_config(c)
 
 
 def test_resume_with_a_field_added_since_means_its_default(tmp_path):
@@ -72,3 +107,17 @@ def test_resume_with_a_field_added_since_means_its_default(tmp_path):
   new["data"]["augment_on"] = "device"
   with pytest.raises(config_lib.ConfigError, match=r"data.augment_on \('auto' -> 'device'\)"):
     workdir_lib.check_workdir(str(tmp_path), new)
+
+
+def test_every_config_field_has_its_readme_line():
+  """Adding a field is one edit in encdec_jax/config.py plus its README line: this keeps them together."""
+  import dataclasses
+  import os
+  import re
+  readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()
+  readme = readme.split("<summary>All config fields</summary>")[1].split("</details>")[0]
+  listed = set(re.findall(r"^\| `([a-z0-9_.]+)` \|", readme, re.M))
+  fields = {"seed", "loss"} | {f"{s}.{f.name}" for s, cls in config_lib.SECTIONS.items()
+                               for f in dataclasses.fields(cls)} - set(config_lib.DERIVED)
+  assert fields - listed == set(), "config fields missing from the README's table"
+  assert listed - fields == set(), "the README's table lists fields that do not exist"

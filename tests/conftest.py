@@ -9,6 +9,7 @@ from absl import logging  # noqa: E402
 
 logging.set_verbosity(logging.ERROR)
 
+from encdec_jax import config as config_lib  # noqa: E402
 from experiments.configs import original  # noqa: E402
 
 
@@ -21,22 +22,15 @@ def data_dir(tmp_path_factory):
 def tiny_config(data_dir):
   """A fresh tiny config (16 px, width 1/16, 2 identities) reading the session's dataset."""
   def make(**overrides):
-    c = original.get_config("tiny")
-    c.data.dir = data_dir
-    for key, value in overrides.items():
-      node = c
-      *path, last = key.split(".")
-      for p in path:
-        node = node[p]
-      node[last] = value
-    return c
+    return config_lib.override(original.get_config("tiny"), {"data.dir": data_dir, **overrides})
   return make
 
 
 @pytest.fixture(scope="session")
 def tiny_data(data_dir):
   """(train, test) arrays of the tiny dataset, built once."""
-  from encdec_jax import config as config_lib, train
+  from encdec_jax import assemble
+  from encdec_jax.data import loading
   c = original.get_config("tiny")
   c.data.dir = data_dir
-  return train.load_data(config_lib.from_config_dict(c))
+  return loading.load_data(assemble.checked_config(c))

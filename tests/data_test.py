@@ -90,10 +90,10 @@ def test_dataset_version_is_in_the_cache_path(tmp_path):
   """A cache of another version is another folder (TFDS), and the judges' key names it too."""
   b = sf.builder(16, 2, 0, 64, 8, str(tmp_path))
   assert b.data_path.name == sf.VERSION and sf.VERSION != "1.0.0"
-  from encdec_jax import config as config_lib
+  from encdec_jax import assemble, config as config_lib
   from encdec_jax.data import loading
   from experiments.configs import original
-  assert sf.VERSION in loading.dataset_key(config_lib.from_config_dict(original.get_config("tiny")))
+  assert sf.VERSION in loading.dataset_key(assemble.checked_config(original.get_config("tiny")))
 
 
 def test_dataset_is_deterministic(tiny_data, tmp_path):
@@ -174,10 +174,14 @@ def test_device_augmentation_equals_numpy(aug):
   masks = rng.integers(0, 256, (40, 16, 16, 3), dtype=np.uint8)
   ids = np.repeat([0, 1], 20)
   f = jax.jit(lambda raw: device_augment.augment_batch(raw, aug))
+  full = TrainSource(images, masks, ids, 2, 8, seed=3, aug=aug).batch(5)
   for rows in (None, (2, 6)):
     src = TrainSource(images, masks, ids, 2, 8, seed=3, aug=aug, rows=rows)
     want, got = src.batch(5), f(src.raw_batch(5))
     assert src.raw_batch(5)["images"].dtype == np.uint8
+    lo, hi = rows or (0, 8)
+    for k in ("inputs", "targets", "masks"):  # a host's rows are those rows of the whole batch
+      np.testing.assert_allclose(want[k], full[k][:, lo:hi], atol=1e-6, err_msg=k)
     for k in ("inputs", "targets", "masks"):
       assert got[k].shape == want[k].shape
       np.testing.assert_allclose(np.asarray(got[k]), want[k], atol=2e-5, err_msg=k)

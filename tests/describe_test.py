@@ -1,14 +1,15 @@
 import jax
 import pytest
 
-from encdec_jax import config as config_lib, describe, models
+from encdec_jax import assemble, config as config_lib, describe, models
+from experiments import flops
 from experiments.configs import liae, original
 
 
 def test_original_forward_flops_match_analytic_count():
-  cfg = config_lib.from_config_dict(original.get_config("tiny"))
+  cfg = assemble.checked_config(original.get_config("tiny"))
   d = describe.describe(cfg)
-  analytic = models.analytic_forward_flops(cfg.model)  # tiny uses conv_impl=xla: no padding taps
+  analytic = flops.analytic_forward_flops(cfg.model)  # tiny uses conv_impl=xla: no padding taps
   assert d.forward_flops_per_image == pytest.approx(analytic, rel=0.10)
   assert [s.name for s in d.stages] == ["encode", "decode[0]", "decode[1]"]
   # The step is ~3x the forward of every image (forward + backward), plus the loss and Adam.
@@ -18,7 +19,7 @@ def test_original_forward_flops_match_analytic_count():
 
 
 def test_liae_parts_and_table():
-  cfg = config_lib.from_config_dict(liae.get_config("tiny"))
+  cfg = assemble.checked_config(liae.get_config("tiny"))
   d = describe.describe(cfg)
   assert set(d.params) == {"encoder", "inter_all", "inters_0", "decoder"}
   names = [s.name for s in d.stages]

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from encdec_jax import config as config_lib, train
-from encdec_jax.data import folders
+from encdec_jax import assemble, config as config_lib, train
+from encdec_jax.data import folders, loading
 from encdec_jax.data import render as R
 
 GOOD_PER_IDENTITY = 14  # tiny config: 8 held out + batch 4, and a margin
@@ -129,16 +129,17 @@ def test_identity_problems_are_clear_errors(tmp_path):
     folders.check_scan(s, 2)
 
 
-def test_config_checks_the_folder_before_anything(tiny_config, root, tmp_path):
-  c = tiny_config(**{"data.name": "folders", "data.root": root, "data.identities": 3})
+def test_the_folder_is_checked_where_it_is_opened_before_anything_is_built(tiny_config, root, tmp_path):
+  """The config check opens no file; load_data (the first thing a run does) names the root."""
+  c = assemble.checked_config(tiny_config(**{"data.name": "folders", "data.root": root, "data.identities": 3}))
   with pytest.raises(config_lib.ConfigError, match=r"has 2 identity folders \['alice', 'bob'\]; set config.data.identities=2"):
-    config_lib.from_config_dict(c)
-  c = tiny_config(**{"data.name": "folders", "data.root": str(tmp_path / "nowhere")})
+    loading.load_data(c)
+  c = assemble.checked_config(tiny_config(**{"data.name": "folders", "data.root": str(tmp_path / "nowhere")}))
   with pytest.raises(config_lib.ConfigError, match="is not a directory"):
-    config_lib.from_config_dict(c)
+    loading.load_data(c)
   c = tiny_config(**{"data.name": "folders", "data.root": root, "mask.enabled": True})
   with pytest.raises(config_lib.ConfigError, match="need face masks"):
-    config_lib.from_config_dict(c)
+    assemble.checked_config(c)
 
 
 def test_train_on_folders_end_to_end(tiny_config, root, tmp_path):
@@ -152,11 +153,11 @@ def test_train_on_folders_end_to_end(tiny_config, root, tmp_path):
   assert final["eval/recon_mae"] > 0.001 and "eval/id_transfer" in final  # the ellipse blends
   # No masks in real crops: the face is the soft centred ellipse, which the convert then uses.
   from encdec_jax import convert
-  _, tst_ = train.load_data(config_lib.from_config_dict(c))
+  _, tst_ = loading.load_data(assemble.checked_config(c))
   np.testing.assert_array_equal(tst_["mask"][0, ..., 0],
                                 np.round(convert.soft_ellipse(16)[..., 0] * 255).astype(np.uint8))
   # The held-out split is 8 per identity; the rest trains.
-  trn, tst = train.load_data(config_lib.from_config_dict(c))
+  trn, tst = loading.load_data(assemble.checked_config(c))
   assert np.bincount(tst["identity"]).tolist() == [8, 8]
   assert np.bincount(trn["identity"]).tolist() == [11, 6]
   assert "bob/caf\\xe9.jpg" in {p.decode() for p in np.concatenate([trn["path"], tst["path"]])}

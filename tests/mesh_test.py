@@ -9,10 +9,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _SCRIPT = textwrap.dedent("""
     import sys, jax, numpy as np
     from experiments.configs import original
-    from encdec_jax import config as config_lib, train
+    from encdec_jax import assemble, config as config_lib, train
     c = original.get_config("tiny")
     c.train.batch_size = 8
-    cfg = config_lib.from_config_dict(c)
+    cfg = assemble.checked_config(c)
     rng = np.random.default_rng(0)
     batches = [{k: rng.random((2, 8, 16, 16, 3), dtype=np.float32) for k in ("inputs", "targets")}
                for _ in range(3)]

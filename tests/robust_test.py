@@ -12,6 +12,7 @@ import jax
 import numpy as np
 import pytest
 
+from encdec_jax import assemble
 from encdec_jax import checkpoint as ckpt_lib, config as config_lib, train, tracking
 from encdec_jax.data.pipeline import TrainSource
 
@@ -41,7 +42,7 @@ def _steps_saved(workdir):
 
 
 def _params(c, workdir, step):
-  tr = train.Trainer(config_lib.from_config_dict(c))
+  tr = train.Trainer(assemble.checked_config(c))
   ck = ckpt_lib.Checkpointer(workdir, 3)
   state, meta = ck.restore(step, tr.abstract_state)
   ck.close()
@@ -177,7 +178,7 @@ def test_damaged_or_missing_checkpoints_are_named_with_the_way_out(tiny_config, 
   w = str(tmp_path)
   c = tiny_config(**{"train.steps": 4, "train.checkpoint_every": 2})
   train.train_and_evaluate(c, w, progress=False)
-  tr = train.Trainer(config_lib.from_config_dict(c))
+  tr = train.Trainer(assemble.checked_config(c))
   arrays = glob.glob(os.path.join(w, "checkpoints", "4", "state", "ocdbt.process_0", "d", "*"))
   big = max(arrays, key=os.path.getsize)
   open(big, "r+b").truncate(os.path.getsize(big) // 2)

@@ -2,7 +2,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from encdec_jax import step_profile
+from experiments import step_profile
 
 
 def test_attribute_splits_concurrent_time_equally():

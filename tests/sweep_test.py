@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-from encdec_jax import sweep
+from encdec_jax import config as config_lib, sweep
 from experiments.configs import original
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -37,12 +37,12 @@ def test_losses_yaml_specs_all_parse():
 
 def test_archs_yaml_every_run_validates():
   """The architecture is sweepable: every run of archs.yaml gives a valid config (no compile)."""
-  from encdec_jax import config as config_lib, models
+  from encdec_jax import assemble, models
   spec = sweep.load_sweep(os.path.join(ROOT, "experiments", "sweeps", "archs.yaml"))
   runs = sweep.enumerate_runs(spec)
   assert {r["config.model.arch"] for r in runs} == set(models.ARCHITECTURES)
   for r in runs:
-    cfg = config_lib.from_config_dict(sweep.apply_overrides(original.get_config("small"), r))
+    cfg = assemble.checked_config(config_lib.override(original.get_config("small"), r))
     assert cfg.model.arch == r["config.model.arch"]
 
 
@@ -66,11 +66,11 @@ def test_yaml_and_set_numbers_are_numbers_and_bad_yaml_is_one_line(tmp_path):
   path.write_text("method: grid\nparameters:\n  config.train.lr:\n    values: [1e-3, 2.5E-4]\n")
   spec = sweep.load_sweep(str(path))
   assert spec["parameters"]["config.train.lr"]["values"] == [1e-3, 2.5e-4]
-  c = sweep.apply_overrides(original.get_config("tiny"), {"config.train.lr": "1e-4",
+  c = config_lib.override(original.get_config("tiny"), {"config.train.lr": "1e-4",
                                                           "config.model.bottleneck": "12"})
   assert c.train.lr == 1e-4 and c.model.bottleneck == 12
-  with pytest.raises(sweep.SweepError, match=r"config.train.lr='fast': expected float"):
-    sweep.apply_overrides(original.get_config("tiny"), {"config.train.lr": "fast"})
+  with pytest.raises(config_lib.ConfigError, match=r"config.train.lr='fast': expected float"):
+    config_lib.override(original.get_config("tiny"), {"config.train.lr": "fast"})
   for text, message in (("method: grid\nparameters: {config.x: [", "is not valid YAML"),
                         ("method: grid\nparameters:\n  config.train.lr:\n    values: []\n",
                          "'config.train.lr' has empty or non-list 'values'"),
@@ -103,10 +103,10 @@ def test_a_diverging_run_is_reported_failed_and_the_sweep_goes_on(tmp_path, monk
 
 
 def test_overrides_apply_and_unknown_fields_list_valid_ones():
-  c = sweep.apply_overrides(original.get_config("tiny"), {"config.model.bottleneck": 7, "config.train.lr": 1})
+  c = config_lib.override(original.get_config("tiny"), {"config.model.bottleneck": 7, "config.train.lr": 1})
   assert c.model.bottleneck == 7 and c.train.lr == 1.0 and isinstance(c.train.lr, float)
-  with pytest.raises(sweep.SweepError, match=r"no field 'botleneck'.*'bottleneck'"):
-    sweep.apply_overrides(original.get_config("tiny"), {"config.model.botleneck": 7})
+  with pytest.raises(config_lib.ConfigError, match=r"no field 'botleneck'.*'bottleneck'"):
+    config_lib.override(original.get_config("tiny"), {"config.model.botleneck": 7})
 
 
 def test_tiny_sweep_end_to_end_writes_report(tmp_path, data_dir):

@@ -7,13 +7,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from encdec_jax import assemble
 from encdec_jax import checkpoint as ckpt_lib, config as config_lib, train, tracking
+from encdec_jax.data import device_augment
 from encdec_jax.data.pipeline import Augment, TrainSource
 
 
 @pytest.fixture
 def trainer_and_source(tiny_config, tiny_data):
-  cfg = config_lib.from_config_dict(tiny_config())
+  cfg = assemble.checked_config(tiny_config())
   trn, _ = tiny_data
   src = TrainSource(trn["image"], trn["mask"], trn["identity"], 2, cfg.train.batch_size, cfg.seed,
                     Augment.from_config(cfg.data))
@@ -41,7 +43,7 @@ def test_golden_first_step_and_single_compile(trainer_and_source):
   assert tr.step_fn._cache_size() == 1  # compiled once, no retracing as steps go by
   # data.augment_on: "auto" keeps the numpy pipeline on a CPU; a raw batch (uint8 + draws) is
   # augmented on the devices into the same batch.
-  assert not tr.augment_on_device and train.augment_on_device("device", jax.devices())
+  assert not tr.augment_on_device and device_augment.on_device("device", jax.devices())
   host, dev = tr.device_batch(src.batch(7)), tr.device_batch(src.raw_batch(7))
   assert sorted(dev) == sorted(host)
   for k in host:
@@ -68,7 +70,7 @@ def test_tiny_model_learns_and_writes_outputs(tiny_config, tmp_path):
 
 
 def _restore_params(c, workdir, step):
-  tr = train.Trainer(config_lib.from_config_dict(c))
+  tr = train.Trainer(assemble.checked_config(c))
   ck = ckpt_lib.Checkpointer(workdir, 3)
   state, meta = ck.restore(step, tr.abstract_state)
   ck.close()
@@ -103,14 +105,14 @@ def test_workdir_with_another_config_is_refused(tiny_config, tmp_path):
 
 
 def test_batch_not_divisible_by_devices(tiny_config):
-  cfg = config_lib.from_config_dict(tiny_config(**{"train.batch_size": 3}))
+  cfg = assemble.checked_config(tiny_config(**{"train.batch_size": 3}))
   with pytest.raises(config_lib.ConfigError, match="batch_size=3.*divisible by the 2 devices"):
     train.Trainer(cfg, devices=jax.devices() * 2)
 
 
 def test_learned_mask_is_trained_against_the_face_mask(tiny_config, tiny_data):
   c = tiny_config(**{"model.learn_mask": True, "mask.enabled": True, "loss": "mae:1.0,ssim:0.5"})
-  cfg = config_lib.from_config_dict(c)
+  cfg = assemble.checked_config(c)
   tr = train.Trainer(cfg)
   trn, _ = tiny_data
   src = TrainSource(trn["image"], trn["mask"], trn["identity"], 2, cfg.train.batch_size, cfg.seed,
@@ -140,7 +142,7 @@ def test_bf16_compute_trains_like_float32(tiny_config, tiny_data):
   trn, _ = tiny_data
   final = {}
   for dtype in ("float32", "bfloat16"):
-    cfg = config_lib.from_config_dict(tiny_config(**{"model.dtype": dtype}))
+    cfg = assemble.checked_config(tiny_config(**{"model.dtype": dtype}))
     src = TrainSource(trn["image"], trn["mask"], trn["identity"], 2, cfg.train.batch_size, cfg.seed,
                       Augment.from_config(cfg.data))
     tr = train.Trainer(cfg)
@@ -150,8 +152,12 @@ def test_bf16_compute_trains_like_float32(tiny_config, tiny_data):
       losses.append(m["train/loss"])
       assert m["train/loss"].dtype == np.float32
     assert {x.dtype for x in jax.tree.leaves((state.params, state.opt_state))} <= {np.dtype("float32"), np.dtype("int32")}
-    out = jax.eval_shape(lambda p: tr.model.apply(p, np.zeros((2, 1, 16, 16, 3), np.float32)), state.params)
+    x = np.zeros((2, 1, 16, 16, 3), np.float32)
+    out = jax.eval_shape(lambda p: tr.model.apply(p, x), state.params)
     assert out.dtype == np.float32
+    # The convs and matmuls really run in the configured dtype (not silently in float32).
+    ops = str(jax.make_jaxpr(lambda p: tr.model.apply(p, x))(state.params))
+    assert ("bf16[" in ops) == (dtype == "bfloat16"), dtype
     final[dtype] = float(np.mean(jax.device_get(losses[-20:])))
   print(final)
   assert abs(final["bfloat16"] - final["float32"]) < 0.05 * final["float32"], final

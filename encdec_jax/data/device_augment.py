@@ -13,8 +13,23 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from encdec_jax.data.pipeline import Augment, apply_warp
+
+# config.data.augment_on: where the augmentation's arithmetic runs (see `on_device`).
+AUGMENT_ON = ("auto", "host", "device")
+
+
+def on_device(mode: str, devices) -> bool:
+  """data.augment_on: "host" (numpy, on the input thread), "device" (this module, jitted, sharded
+  like the batch) or "auto" = device on accelerators, host on CPU (where the host thread runs
+  beside the step for free)."""
+  if mode not in AUGMENT_ON:
+    raise ValueError(f"augment_on={mode!r}; valid: {list(AUGMENT_ON)}")
+  if mode == "auto":
+    return np.asarray(devices).flat[0].platform != "cpu"
+  return mode == "device"
 
 
 def augment(raw: dict, a: Augment) -> tuple[jax.Array, jax.Array, jax.Array]:

@@ -1,5 +1,5 @@
-"""The configured dataset as in-memory arrays, its cache key, its judges, and its export to a plain
-array file that a machine without TensorFlow trains from (data.name='arrays')."""
+"""The configured dataset as in-memory arrays, its cache key, and its export to a plain array file
+that a machine without TensorFlow trains from (data.name='arrays')."""
 from __future__ import annotations
 
 import json
@@ -10,6 +10,36 @@ import numpy as np
 from encdec_jax.config import ConfigError, ExperimentConfig
 
 ARRAYS_FORMAT = "encdec_jax.arrays/1"
+# config.data.name: built-in synthetic faces, the user's image folders, or an exported .npz.
+DATASETS = ("synthetic_faces", "folders", "arrays")
+
+
+def check_data_config(cfg: ExperimentConfig) -> None:
+  """The data fields a registry or another section constrains, without opening anything (files
+  are checked by load_data, before anything is built or compiled)."""
+  d = cfg.data
+  if d.name not in DATASETS:
+    raise ConfigError(f"config.data.name={d.name!r}; valid: {sorted(DATASETS)}")
+  if d.name == "folders":
+    if not d.root:
+      raise ConfigError("config.data.root is empty; data.name='folders' reads ROOT/<identity>/*.png|jpg")
+    if cfg.mask.enabled or cfg.model.learn_mask:
+      raise ConfigError(
+          "config.mask.enabled / config.model.learn_mask need face masks; data.name='folders' has "
+          "none: add --config.mask.enabled=False (and leave model.learn_mask off)")
+
+
+def check_folders(cfg: ExperimentConfig) -> None:
+  """data.root holds one folder per configured identity; ConfigError naming the root otherwise."""
+  from encdec_jax.data.folders import DataError, identity_folders
+  d = cfg.data
+  try:
+    found = identity_folders(d.root)
+  except DataError as e:
+    raise ConfigError(f"config.data.root: {e}") from None
+  if len(found) != d.identities:
+    raise ConfigError(f"config.data.root={d.root!r} has {len(found)} identity folders {found}; "
+                      f"set config.data.identities={len(found)} (it is {d.identities})")
 
 
 def load_data(cfg: ExperimentConfig, workdir: str | None = None):
@@ -23,6 +53,7 @@ def load_data(cfg: ExperimentConfig, workdir: str | None = None):
   from encdec_jax.data import synthetic
   if d.name == "folders":
     from encdec_jax.data import folders
+    check_folders(cfg)
     report = os.path.join(workdir, "data_report.json") if workdir else ""
     try:
       train, test, scan = folders.load(d.root, d.resolution, d.min_size, d.test_per_identity,
@@ -53,7 +84,7 @@ def dataset_key(cfg: ExperimentConfig) -> str:
       d.resolution, d.identities, d.seed, d.train_per_identity, d.test_per_identity)
 
 
-def _synthetic_settings(cfg: ExperimentConfig) -> dict | None:
+def synthetic_settings(cfg: ExperimentConfig) -> dict | None:
   """The synthetic_faces settings the data was made with (None for image folders)."""
   d = cfg.data
   if d.name == "arrays":
@@ -64,27 +95,13 @@ def _synthetic_settings(cfg: ExperimentConfig) -> dict | None:
   return None
 
 
-def get_judges(cfg: ExperimentConfig, train: dict, test: dict):
-  """The dataset's judges (fitted once, cached next to the TFDS data), or None if disabled. On
-  synthetic faces they are also fitted on face swaps of the training images
-  (synthetic.training_face_swaps), so the frame cannot tell them the identity."""
-  if not cfg.eval.judges:
-    return None
-  from encdec_jax import judges as judges_lib
-  from encdec_jax.data import synthetic
-  s = _synthetic_settings(cfg)
-  extra = (lambda: synthetic.training_face_swaps(**s)) if s else None
-  return judges_lib.get(train, test, cfg.data.identities, cfg.data.dir or synthetic.default_data_dir(),
-                        dataset_key(cfg), cfg.eval.judge_steps, extra=extra)
-
-
 def export_arrays(cfg: ExperimentConfig, path: str) -> dict:
   """Writes the configured dataset's train and test splits to one .npz (no pickle): what
   data.name='arrays' reads. Returns its meta."""
   train, test = load_data(cfg)
   meta = {"format": ARRAYS_FORMAT, "dataset_key": dataset_key(cfg), "name": cfg.data.name,
           "resolution": cfg.data.resolution, "identities": cfg.data.identities,
-          "synthetic": _synthetic_settings(cfg)}
+          "synthetic": synthetic_settings(cfg)}
   if cfg.data.name == "synthetic_faces":
     from encdec_jax.data import synthetic
     meta["synthetic_version"] = synthetic.VERSION

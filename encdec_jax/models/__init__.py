@@ -4,6 +4,8 @@ The interface every architecture exposes is documented in archs.py.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 
@@ -23,22 +25,49 @@ def split_output(y):
 
 
 def check_model_config(cfg: ModelConfig) -> None:
-  """Raises ConfigError naming the constraint if `cfg.arch` cannot be built as configured."""
+  """Raises ConfigError naming the field and the valid values, or the architecture's constraint,
+  if `cfg` cannot be built."""
   if cfg.arch not in ARCHITECTURES:
     raise ConfigError(f"config.model.arch={cfg.arch!r} is not an architecture; "
                       f"valid: {sorted(ARCHITECTURES)}")
+  if cfg.conv_impl not in CONV_IMPLS + ("auto",):
+    raise ConfigError(f"config.model.conv_impl={cfg.conv_impl!r}; valid: {sorted(CONV_IMPLS + ('auto',))}")
+  if cfg.upscale not in UPSCALE_MODES:
+    raise ConfigError(f"config.model.upscale={cfg.upscale!r}; valid: {sorted(UPSCALE_MODES)}")
   errs = ARCHITECTURES[cfg.arch].constraints(cfg)
   if errs:
     raise ConfigError("; ".join(errs))
 
 
-def build_model(cfg: ModelConfig) -> EncDec:
+def resolve_conv_impl(impl: str, platform: str | None = None) -> str:
+  """conv_impl 'auto' -> the fast form on `platform` (default: the first device's): im2col on
+  CPU (XLA:CPU's own conv is 2-3x slower, BENCHMARKS.md), XLA's conv on GPU/TPU (im2col measured
+  1.8x slower there). The forms compute the same function with the same params."""
+  if impl != "auto":
+    return impl
+  platform = platform or jax.devices()[0].platform
+  return "im2col" if platform == "cpu" else "xla"
+
+
+def build_model(cfg: ModelConfig, platform: str | None = None) -> EncDec:
+  """The configured architecture, with conv_impl 'auto' resolved for `platform`."""
   check_model_config(cfg)
+  cfg = dataclasses.replace(cfg, conv_impl=resolve_conv_impl(cfg.conv_impl, platform))
   return ARCHITECTURES[cfg.arch](cfg)
 
 
-def output_resolution(cfg: ModelConfig) -> int:
-  return cfg.resolution * ARCHITECTURES[cfg.arch].output_scale
+def output_scale(cfg: ModelConfig) -> int:
+  """The decoders' output side over the input side: 2 for dfaker, 1 for the rest."""
+  return ARCHITECTURES[cfg.arch].output_scale
+
+
+def to_resolution(y, side: int):
+  """Model outputs (..., H', W', C) -> (..., side, side, C): the bilinear, antialiased resize that
+  brings an output_scale > 1 output (dfaker) back to the data's size for evaluation and swaps;
+  the identity when already there."""
+  if y.shape[-3] == side and y.shape[-2] == side:
+    return y
+  return jax.image.resize(y, y.shape[:-3] + (side, side, y.shape[-1]), "linear", antialias=True)
 
 
 # Initialisation runs once; XLA:CPU's full optimisation of its threefry random bits costs ~10 s of
@@ -56,37 +85,3 @@ def param_counts(params) -> dict[str, int]:
   """Parameters per top-level part (encoder, inter_*, decoder or decoders_0, ...)."""
   p = params.get("params", params)
   return {k: sum(x.size for x in jax.tree.leaves(v)) for k, v in p.items()}
-
-
-def analytic_forward_flops(cfg: ModelConfig, count_padding: bool | None = None) -> float:
-  """Multiply-adds x 2 of one image's forward pass through the Original encoder and one decoder
-  (the cross-check of XLA's cost analysis in the benchmark; other architectures use the latter).
-
-  XLA's own convs skip the taps that fall on zero padding (and so does its cost analysis);
-  the im2col and s2d forms multiply the padding too, as does the PyTorch peer's count.
-  `count_padding` defaults to what cfg.conv_impl computes."""
-  if cfg.arch != "original":
-    raise ValueError(f"analytic_forward_flops counts the 'original' architecture; got {cfg.arch!r}")
-  if count_padding is None:
-    count_padding = cfg.conv_impl != "xla"
-
-  def _taps(n: int, k: int, stride: int, pad: int) -> int:
-    out = (n + 2 * pad - k) // stride + 1
-    if count_padding:
-      return out * k
-    return sum(1 for o in range(out) for t in range(k) if 0 <= o * stride - pad + t < n)
-
-  w, r = cfg.width, cfg.resolution
-  macs, s, cin = 0, r, 3
-  for f in (128, 256, 512, 1024):
-    macs += _taps(s, 5, 2, 2) ** 2 * cin * ch(f, w)
-    s, cin = s // 2, ch(f, w)
-  s0 = r // 16
-  macs += s0 * s0 * cin * cfg.bottleneck + cfg.bottleneck * s0 * s0 * ch(1024, w)
-  macs += _taps(s0, 3, 1, 1) ** 2 * ch(1024, w) * 4 * ch(512, w)
-  s, cin = 2 * s0, ch(512, w)
-  for f in (256, 128, 64):
-    macs += _taps(s, 3, 1, 1) ** 2 * cin * 4 * ch(f, w)
-    s, cin = 2 * s, ch(f, w)
-  macs += _taps(s, 5, 1, 2) ** 2 * cin * (4 if cfg.learn_mask else 3)
-  return 2.0 * macs

@@ -1,9 +1,10 @@
 """Shared helper of the per-architecture config files: the Original config with another model."""
 import ml_collections
 
+from encdec_jax import config as config_lib
 from experiments.configs import original
 
-VARIANTS = ("full", "small", "tiny")
+VARIANTS = tuple(original.VARIANTS)
 
 
 def derive(name: str, arg: str | None, full: dict, small: dict | None = None,
@@ -16,13 +17,7 @@ def derive(name: str, arg: str | None, full: dict, small: dict | None = None,
   c.model.arch = name
   over = dict(full)
   over.update({"full": {}, "small": small or {}, "tiny": tiny or {}}[variant])
-  for key, value in over.items():
-    node = c
-    *path, last = key.split(".")
-    for p in path:
-      node = node[p]
-    node[last] = value
-  return c
+  return config_lib.override(c, over)
 
 
 # DeepFaceLab SAEHD defaults (df, liae): published 128 px, ae_dims 256 (= model.bottleneck),
