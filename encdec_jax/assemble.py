@@ -4,7 +4,7 @@ describe and the benchmark all start here.
 
   cfg = assemble.checked_config(config_dict)    # every check, before any data or compile
   a = assemble.assemble(cfg)                     # a.model, a.tx, a.abstract_state
-  params = assemble.restore_params(cfg, workdir) # a trained run's params, on one device
+  params, step = assemble.restore_params(a, workdir)  # a trained run's, on one device
 """
 from __future__ import annotations
 
@@ -61,9 +61,9 @@ def assemble(cfg: ExperimentConfig, platform: str | None = None) -> Assembly:
   return Assembly(cfg, model, tx, abstract)
 
 
-def restore_params(a: Assembly, workdir: str, step: int | None = None):
-  """(params, step) of the run in WORKDIR at `step` (default: its latest checkpoint), on one device.
-  FileNotFoundError if it has no checkpoint; checkpoint errors as checkpoint.Checkpointer's."""
+def restore(a: Assembly, workdir: str, step: int | None = None):
+  """(train state, step) of the run in WORKDIR at `step` (default: its latest checkpoint), on one
+  device. FileNotFoundError if it has no checkpoint; checkpoint errors as checkpoint.Checkpointer's."""
   from jax.sharding import SingleDeviceSharding
 
   from encdec_jax import checkpoint as ckpt_lib
@@ -77,4 +77,10 @@ def restore_params(a: Assembly, workdir: str, step: int | None = None):
     state, _ = ck.restore(step, abstract)
   finally:
     ck.close()
-  return state.params, int(step)
+  return state, int(step)
+
+
+def restore_params(a: Assembly, workdir: str, step: int | None = None):
+  """(params, step): `restore`'s params only."""
+  state, step = restore(a, workdir, step)
+  return state.params, step

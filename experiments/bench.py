@@ -15,7 +15,6 @@ import re
 import resource
 import statistics
 import subprocess
-import sys
 import time
 
 from absl import app, flags

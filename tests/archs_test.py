@@ -4,9 +4,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from encdec_jax import assemble, config as config_lib, models, train
+from encdec_jax import models, train
 from encdec_jax.config import ModelConfig
-from encdec_jax.data.pipeline import Augment, TrainSource
+from tests.helpers import train_steps
 
 N = 3  # identities: odd one out shows per-identity parts are N (not 2)
 
@@ -130,17 +130,7 @@ def test_resized_target_matches_tf_bilinear():
 @pytest.mark.parametrize("arch", sorted(EXPECTED))
 def test_each_architecture_learns(arch, tiny_config, tiny_data):
   """A few hundred steps at tiny width: the loss falls (train step, not special-cased)."""
-  c = tiny_config(**{"model.arch": arch, "model.d_dims": 32})
-  cfg = assemble.checked_config(c)
-  trn, _ = tiny_data
-  src = TrainSource(trn["image"], trn["mask"], trn["identity"], 2, cfg.train.batch_size, cfg.seed,
-                    Augment.from_config(cfg.data))
-  tr = train.Trainer(cfg)
-  state, losses = tr.init(), []
-  for step in range(200):
-    state, m = tr.step_fn(state, tr.device_batch(src.batch(step)))
-    losses.append(m["train/loss"])
-  losses = np.asarray(jax.device_get(losses))
+  _, _, losses = train_steps(tiny_config(**{"model.arch": arch, "model.d_dims": 32}), tiny_data[0], 200)
   print(arch, losses[:10].mean(), losses[-20:].mean())
   assert np.all(np.isfinite(losses)), arch
   # Measured (sum of 2 identities' MAE): every architecture falls by 25-45% in 200 steps.

@@ -8,8 +8,8 @@ import jax
 import numpy as np
 import pytest
 
-from encdec_jax import assemble
-from encdec_jax import checkpoint as ckpt_lib, config as config_lib, distributed, tracking, train
+from encdec_jax import distributed, tracking
+from tests.helpers import restored_state
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 6
@@ -36,11 +36,7 @@ def _train(workdir, data_dir, env):
 
 
 def _state(c, workdir):
-  tr = train.Trainer(assemble.checked_config(c))  # restored into this process's one device
-  ck = ckpt_lib.Checkpointer(workdir, 3)
-  state, _ = ck.restore(STEPS, tr.abstract_state)
-  ck.close()
-  return state
+  return restored_state(c, workdir, STEPS)  # restored into this process's one device
 
 
 def test_two_processes_match_one_process_with_the_same_devices(tmp_path, tiny_config, tiny_data, data_dir):

@@ -15,6 +15,7 @@ import pytest
 from encdec_jax import assemble
 from encdec_jax import checkpoint as ckpt_lib, config as config_lib, train, tracking
 from encdec_jax.data.pipeline import TrainSource
+from tests.helpers import restored_state
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -42,12 +43,7 @@ def _steps_saved(workdir):
 
 
 def _params(c, workdir, step):
-  tr = train.Trainer(assemble.checked_config(c))
-  ck = ckpt_lib.Checkpointer(workdir, 3)
-  state, meta = ck.restore(step, tr.abstract_state)
-  ck.close()
-  assert meta["step"] == step
-  return state
+  return restored_state(c, workdir, step)
 
 
 def test_sigterm_saves_the_step_and_exits_cleanly(tmp_path, tiny_data, data_dir):

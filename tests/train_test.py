@@ -8,9 +8,10 @@ import pytest
 from PIL import Image
 
 from encdec_jax import assemble
-from encdec_jax import checkpoint as ckpt_lib, config as config_lib, train, tracking
+from encdec_jax import config as config_lib, train, tracking
 from encdec_jax.data import device_augment
 from encdec_jax.data.pipeline import Augment, TrainSource
+from tests.helpers import restored_state, train_steps
 
 
 @pytest.fixture
@@ -70,12 +71,7 @@ def test_tiny_model_learns_and_writes_outputs(tiny_config, tmp_path):
 
 
 def _restore_params(c, workdir, step):
-  tr = train.Trainer(assemble.checked_config(c))
-  ck = ckpt_lib.Checkpointer(workdir, 3)
-  state, meta = ck.restore(step, tr.abstract_state)
-  ck.close()
-  assert meta["step"] == step
-  return state.params
+  return restored_state(c, workdir, step).params
 
 
 def test_stop_and_resume_equals_uninterrupted(tiny_config, tmp_path):
@@ -142,15 +138,8 @@ def test_bf16_compute_trains_like_float32(tiny_config, tiny_data):
   trn, _ = tiny_data
   final = {}
   for dtype in ("float32", "bfloat16"):
-    cfg = assemble.checked_config(tiny_config(**{"model.dtype": dtype}))
-    src = TrainSource(trn["image"], trn["mask"], trn["identity"], 2, cfg.train.batch_size, cfg.seed,
-                      Augment.from_config(cfg.data))
-    tr = train.Trainer(cfg)
-    state, losses = tr.init(), []
-    for step in range(150):
-      state, m = tr.step_fn(state, tr.device_batch(src.batch(step)))
-      losses.append(m["train/loss"])
-      assert m["train/loss"].dtype == np.float32
+    tr, state, losses = train_steps(tiny_config(**{"model.dtype": dtype}), trn, 150)
+    assert losses.dtype == np.float32
     assert {x.dtype for x in jax.tree.leaves((state.params, state.opt_state))} <= {np.dtype("float32"), np.dtype("int32")}
     x = np.zeros((2, 1, 16, 16, 3), np.float32)
     out = jax.eval_shape(lambda p: tr.model.apply(p, x), state.params)
@@ -158,6 +147,6 @@ def test_bf16_compute_trains_like_float32(tiny_config, tiny_data):
     # The convs and matmuls really run in the configured dtype (not silently in float32).
     ops = str(jax.make_jaxpr(lambda p: tr.model.apply(p, x))(state.params))
     assert ("bf16[" in ops) == (dtype == "bfloat16"), dtype
-    final[dtype] = float(np.mean(jax.device_get(losses[-20:])))
+    final[dtype] = float(np.mean(losses[-20:]))
   print(final)
   assert abs(final["bfloat16"] - final["float32"]) < 0.05 * final["float32"], final

@@ -1,0 +1,27 @@
+"""Helpers shared by tests (plain functions; fixtures are in conftest.py)."""
+import jax
+import numpy as np
+
+from encdec_jax import assemble, train
+from encdec_jax.data.pipeline import Augment, TrainSource
+
+
+def train_steps(cd, trn: dict, steps: int):
+  """(trainer, final state, per-step losses as numpy) of `steps` train steps of config `cd` on
+  arrays `trn`, through the same Trainer and host pipeline a run uses."""
+  cfg = assemble.checked_config(cd)
+  src = TrainSource(trn["image"], trn["mask"], trn["identity"], cfg.data.identities,
+                    cfg.train.batch_size, cfg.seed, Augment.from_config(cfg.data))
+  tr = train.Trainer(cfg)
+  state, metrics = tr.init(), []
+  for step in range(steps):
+    state, m = tr.step_fn(state, tr.device_batch(src.batch(step)))
+    metrics.append(m["train/loss"])
+  return tr, state, np.asarray(jax.device_get(metrics))
+
+
+def restored_state(cd, workdir: str, step: int):
+  """The train state a run in WORKDIR saved at `step`, restored in this process on one device."""
+  state, got = assemble.restore(assemble.assemble(assemble.checked_config(cd)), workdir, step)
+  assert got == step
+  return state
