@@ -162,3 +162,11 @@ def test_train_on_folders_end_to_end(tiny_config, root, tmp_path):
   assert np.bincount(trn["identity"]).tolist() == [11, 6]
   assert "bob/caf\\xe9.jpg" in {p.decode() for p in np.concatenate([trn["path"], tst["path"]])}
   assert trn["image"].shape[1:] == (16, 16, 3)
+  # Swaps name their target by its folder: --to=bob.
+  from encdec_jax import inference
+  run = inference.load_run(w)
+  assert run.identities == ["alice", "bob"] and inference.resolve_identity(run, "bob") == 1
+  with pytest.raises(ValueError, match=r"--to='carol' is not an identity of this run; valid: \['alice', 'bob'\]"):
+    inference.resolve_identity(run, "carol")
+  swapped, _ = inference.swap(run, tst["image"][:2].astype(np.float32) / 255, 1)
+  assert swapped.shape == (2, 16, 16, 3)

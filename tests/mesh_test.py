@@ -1,4 +1,5 @@
-"""The train step on a mesh of 8 fake CPU devices equals one device with the same global batch."""
+"""The train step on a mesh of 8 fake CPU devices equals one device with the same global batch, and
+so does the device augmentation."""
 import os
 import subprocess
 import sys
@@ -29,6 +30,22 @@ _SCRIPT = textwrap.dedent("""
     np.testing.assert_allclose(out[1][0], out[8][0], rtol=1e-5)
     for a, b in zip(out[1][1], out[8][1]):
       np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    # data.augment_on='device' on the 8-device mesh (what 'auto' picks on a multi-GPU box): the
+    # host's uint8 rows and draws, augmented sharded, give the numpy pipeline's batch.
+    from encdec_jax.data import device_augment
+    from encdec_jax.data.pipeline import Augment, TrainSource
+    assert device_augment.on_device("auto", [type("D", (), {"platform": "gpu"})()] * 8)
+    c.data.augment_on = "device"
+    cfg = assemble.checked_config(c)
+    tr = train.Trainer(cfg, devices=jax.devices()[:8])
+    images = rng.integers(0, 256, (40, 16, 16, 3), dtype=np.uint8)
+    src = TrainSource(images, images, np.repeat([0, 1], 20), 2, 8, 3, Augment.from_config(cfg.data),
+                      rows=tr.process_rows())
+    assert tr.augment_on_device and "images" in tr.host_batch(src, 4)
+    got, want = tr.device_batch(tr.host_batch(src, 4)), src.batch(4)
+    assert len(got["inputs"].sharding.device_set) == 8
+    for k in ("inputs", "targets"):
+      np.testing.assert_allclose(np.asarray(got[k]), want[k], atol=2e-5)
     print("devices", jax.device_count(), "losses", out[8][0])
 """)
 

@@ -46,21 +46,31 @@ def _params(c, workdir, step):
   return restored_state(c, workdir, step)
 
 
-def test_sigterm_saves_the_step_and_exits_cleanly(tmp_path, tiny_data, data_dir):
+def test_sigterm_and_ctrl_c_save_the_step_exit_cleanly_and_resume_the_wandb_run(tmp_path, tiny_data, data_dir):
+  """SIGTERM (a scheduler's preemption) exits 143, Ctrl-C (SIGINT) 130, each after saving the step
+  it was on; the resumed run continues the same W&B run (one id, kept in the workdir)."""
   w = str(tmp_path / "run")
-  p = subprocess.Popen(_train_cmd(w, data_dir, "--config.train.steps=1000000",
-                                  "--config.train.checkpoint_every=100000"),
-                       cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   metrics = os.path.join(w, "metrics.jsonl")
-  _wait_for(lambda: os.path.exists(metrics) and os.path.getsize(metrics) > 0 or p.poll() is not None,
-            what="training never started")
-  p.send_signal(signal.SIGTERM)
-  out, err = p.communicate(timeout=120)
-  assert p.returncode == 128 + signal.SIGTERM, err[-3000:]
-  assert "Traceback" not in err and "Run the same command again to resume from step" in err, err
-  saved = _steps_saved(w)
-  last_logged = tracking.read_jsonl(metrics)[-1]["step"]
-  assert len(saved) == 1 and saved[0] >= last_logged and saved[0] % 100000 != 0  # the preempted step
+  cmd = _train_cmd(w, data_dir, "--config.train.steps=1000000", "--config.train.checkpoint_every=100000",
+                   "--config.wandb.mode=offline")
+  saved_before, ids = [], []
+  for sig in (signal.SIGTERM, signal.SIGINT):
+    p = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    logged = lambda: tracking.read_jsonl(metrics)[-1]["step"] if os.path.exists(metrics) and os.path.getsize(metrics) else 0
+    start = max(saved_before, default=0)
+    _wait_for(lambda: logged() > start or p.poll() is not None, what="training never started")
+    p.send_signal(sig)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 128 + sig, err[-3000:]
+    assert "Traceback" not in err and "Run the same command again to resume from step" in err, err
+    saved = _steps_saved(w)
+    # One checkpoint more, at the interrupted step (checkpoint_every is far away).
+    assert len(saved) == len(saved_before) + 1 and saved[-1] >= logged() and saved[-1] > start
+    saved_before = saved
+    ids.append(open(os.path.join(w, "wandb_run_id")).read())
+  assert ids[0] == ids[1]
+  runs = glob.glob(os.path.join(w, "wandb", "offline-run-*"))
+  assert len(runs) == 2 and all(r.endswith("-" + ids[0]) for r in runs), runs
 
 
 def test_kill_9_at_a_random_moment_resumes_bit_exact(tmp_path, tiny_config, tiny_data, data_dir):
