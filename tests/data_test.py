@@ -192,3 +192,27 @@ def test_every_trait_is_the_face_s_or_the_frame_s():
   fields = {f.name for f in dataclasses.fields(R.Traits)}
   assert set(R.FACE_TRAITS) | set(R.FRAME_TRAITS) == fields
   assert not set(R.FACE_TRAITS) & set(R.FRAME_TRAITS)
+
+
+def test_two_processes_preparing_the_same_dataset_both_read_it(tmp_path):
+  """The second process waits on the cache lock while the first prepares; its builder, made
+  before, must not read the empty split list it saw then (it raised KeyError 'splits is empty')."""
+  import os
+  import subprocess
+  import sys
+  import textwrap
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  script = textwrap.dedent(f"""
+      import multiprocessing as mp
+      def load(d):
+          from encdec_jax.data import synthetic_faces as sf
+          b = sf.builder(16, 2, 5, 16, 2, d)
+          return len(sf.load_split(b, "train")["image"])
+      if __name__ == "__main__":
+          with mp.get_context("spawn").Pool(2) as p:
+              print("loaded", p.map(load, [{str(tmp_path / "tfds")!r}] * 2))
+  """)
+  (tmp_path / "race.py").write_text(script)  # spawned workers import their __main__ from a file
+  r = subprocess.run([sys.executable, str(tmp_path / "race.py")], cwd=root, capture_output=True,
+                     text=True, timeout=300, env=dict(os.environ, PYTHONPATH=root))
+  assert r.returncode == 0 and "loaded [32, 32]" in r.stdout, r.stderr[-3000:]

@@ -111,6 +111,8 @@ def load_split(b: SyntheticFaces, split: str) -> dict[str, np.ndarray]:
   from encdec_jax.workdir import cache_lock
   with cache_lock(str(b.data_path), "the synthetic_faces dataset"):  # concurrent runs prepare it once
     b.download_and_prepare()
+  if split not in b.info.splits:  # another process prepared it after this builder read its info
+    b = SyntheticFaces(config=b.builder_config, data_dir=b._data_dir_root)
   n = b.info.splits[split].num_examples
   ds = b.as_dataset(split=split, shuffle_files=False)
   arrays = next(iter(tfds.as_numpy(ds.batch(n))))
