@@ -116,9 +116,11 @@ def run_name(i: int, params: dict[str, Any]) -> str:
 
 def run_sweep(sweep_path: str, out_dir: str, *, max_runs: int | None = None,
               config_overrides: dict[str, Any] | None = None, progress: bool = True,
-              seed: int = 0) -> list[dict]:
+              seed: int = 0, max_members: int = 0) -> list[dict]:
   """Runs every proposed config in-process (resuming partial runs, reusing finished ones whose
-  stored config equals the requested one) and reports. A run that diverges (non-finite loss) is
+  stored config equals the requested one) and reports. Runs that differ only in fields members
+  may vary (encdec_jax/members.py) train together, up to `max_members` at a time (0: as many as
+  memory allows, at most members.DEFAULT_MAX; 1: one run at a time). A run that diverges (non-finite loss) is
   recorded as failed and the sweep goes on. Raises SweepError, before training anything, if a
   run folder holds a finished run of another config: its results would be stale."""
   from encdec_jax import train, workdir as workdir_lib
@@ -144,19 +146,46 @@ def run_sweep(sweep_path: str, out_dir: str, *, max_runs: int | None = None,
             f"that run's folder to train it again.")
     configs.append((i, params, cfg, workdir))
   os.makedirs(out_dir, exist_ok=True)
-  results = []
+  rows: dict[int, dict] = {}
+  todo = []
   for i, params, cfg, workdir in configs:
     done = os.path.join(workdir, "eval.json")
     row = {"run": os.path.basename(workdir), **params}
     if os.path.exists(done) and json.load(open(done)).get("step") == cfg.train.steps:
-      results.append({**row, **json.load(open(done))})
+      rows[i] = {**row, **json.load(open(done))}
+    else:
+      todo.append((i, params, cfg, workdir))
+
+  def record(i, params, workdir, result):
+    row = {"run": os.path.basename(workdir), **params}
+    if isinstance(result, train.NonFiniteError):
+      print(f"[sweep {name}] run {i + 1} failed, the sweep goes on: {result}", flush=True)
+      rows[i] = {**row, "status": "failed", "error": str(result).split(". ")[0]}
+    else:
+      rows[i] = {**row, **result}
+
+  from encdec_jax import members as members_lib
+  typed = [checked_config(cfg) for _, _, cfg, _ in todo]
+  cap = max_members if max_members > 0 else members_lib.auto_max_members(typed[0]) if typed else 1
+  for group in members_lib.group_runs(typed, cap):
+    runs_ = [todo[k] for k in group]
+    label = ", ".join(str(i + 1) for i, *_ in runs_)
+    print(f"[sweep {name}] run{'s' * (len(runs_) > 1)} {label}/{len(configs)}"
+          + (f" as {len(runs_)} members of one program" if len(runs_) > 1 else f": {runs_[0][1]}"),
+          flush=True)
+    if len(runs_) == 1:
+      i, params, cfg, workdir = runs_[0]
+      try:
+        result = train.train_and_evaluate(cfg, workdir, progress=progress)
+      except train.NonFiniteError as e:
+        result = e
+      record(i, params, workdir, result)
       continue
-    print(f"[sweep {name}] run {i + 1}/{len(configs)}: {params}", flush=True)
-    try:
-      results.append({**row, **train.train_and_evaluate(cfg, workdir, progress=progress)})
-    except train.NonFiniteError as e:
-      print(f"[sweep {name}] run {i + 1} failed, the sweep goes on: {e}", flush=True)
-      results.append({**row, "status": "failed", "error": str(e).split(". ")[0]})
+    out = members_lib.train_group([cfg for _, _, cfg, _ in runs_], [w for *_, w in runs_],
+                                  progress=progress)
+    for (i, params, _, workdir), result in zip(runs_, out):
+      record(i, params, workdir, result)
+  results = [rows[i] for i, *_ in configs]
   from encdec_jax import report
   report.write_report(results, out_dir, list(runs[0]) if runs else [], sweep.get("metric", {}))
   return results

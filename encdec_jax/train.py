@@ -41,23 +41,25 @@ def resize_to(x_BxHxWxC, hw):
   return jax.image.resize(x_BxHxWxC, (x_BxHxWxC.shape[0], *hw, x_BxHxWxC.shape[-1]), "linear")
 
 
-def make_train_step(model, tx, loss_terms, mask_cfg: MaskConfig = MaskConfig(),
-                    nonfinite: str = "stop"):
-  """(state, batch) -> (state, metrics). batch: 'inputs' and 'targets', each (N, B, H, W, C),
-  and 'masks' (face, eyes, mouth) when mask_cfg.enabled.
+def loss_settings(loss_terms, mask_cfg: MaskConfig) -> dict:
+  """The loss's numbers as `make_loss_fn` reads them: python values for one run; for members
+  (encdec_jax/members.py) arrays with a leading member axis, so each member has its own."""
+  return {"term_weights": tuple(t.weight for t in loss_terms), "mask_on": mask_cfg.enabled,
+          "eye": mask_cfg.eye_multiplier, "mouth": mask_cfg.mouth_multiplier,
+          "learned_weight": mask_cfg.learned_weight}
+
+
+def make_loss_fn(model, loss_terms):
+  """(params, batch, settings) -> (loss, metrics). batch: 'inputs' and 'targets', each (N, B, H,
+  W, C), and 'masks' (face, eyes, mouth) when the mask is on. Every term of `loss_terms` is
+  computed and weighted by settings['term_weights'] (a member weights a term it does not use by
+  0); settings['mask_on'] is True, False, or a traced bool (members that differ).
 
   The loss is the sum over identities of each identity's mean loss (each decoder learns only
-  from its own identity; the shared encoder gets all the gradients).
+  from its own identity; the shared encoder gets all the gradients)."""
+  unit = tuple(losses.LossTerm(t.name, 1.0, t.params) for t in loss_terms)
 
-  A step whose loss or gradient is not finite never touches params or optimizer state; it is
-  counted in state.nonfinite (and the first one's index kept). nonfinite="skip": training goes
-  on. nonfinite="stop": every later update is dropped too, so the state the loop sees at its next
-  check is exactly the last good one, and the loop stops there without saving.
-  """
-  if nonfinite not in NONFINITE_MODES:
-    raise ValueError(f"nonfinite={nonfinite!r}; valid: {list(NONFINITE_MODES)}")
-
-  def loss_fn(params, batch):
+  def loss_fn(params, batch, s):
     recon, mask_pred = models.split_output(model.apply(params, batch["inputs"]))
     n, b = recon.shape[:2]
     flat = lambda a: a.reshape((n * b,) + a.shape[2:])
@@ -65,26 +67,47 @@ def make_train_step(model, tx, loss_terms, mask_cfg: MaskConfig = MaskConfig(),
     targets = resize_to(flat(batch["targets"]), out_res)  # dfaker: 2x the input resolution
     masks = resize_to(flat(batch["masks"]), out_res) if "masks" in batch else None
     weights = None
-    if mask_cfg.enabled:
-      weights = losses.mask_weights(masks, mask_cfg.eye_multiplier, mask_cfg.mouth_multiplier)
-    total, parts = losses.combined_loss(loss_terms, flat(recon), targets, weights)
+    if s["mask_on"] is not False:
+      weights = losses.mask_weights(masks, s["eye"], s["mouth"])
+      if s["mask_on"] is not True:
+        weights = jnp.where(s["mask_on"], weights, jnp.ones_like(weights))
+    _, parts = losses.combined_loss(unit, flat(recon), targets, weights)
+    total = sum(s["term_weights"][k] * parts[t.name] for k, t in enumerate(loss_terms))
     if mask_pred is not None:  # the learned mask's own term, against the data's face mask
       parts["mask_mse"] = losses.mse(flat(mask_pred), masks[..., 0:1])
-      total = total + mask_cfg.learned_weight * parts["mask_mse"]
+      total = total + s["learned_weight"] * parts["mask_mse"]
     per_identity = total.reshape(n, b).mean(axis=1)
     metrics = {f"train/{k}": v.mean() for k, v in parts.items()}
     metrics.update({f"train/loss/{i}": per_identity[i] for i in range(n)})
     return per_identity.sum(), metrics
 
-  def update(params, opt_state, grads):
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state
+  return loss_fn
 
-  def train_step(state: TrainState, batch):
-    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch)
+
+def make_step(loss_fn, update_fn, nonfinite: str):
+  """(state, batch, h) -> (state, metrics): one step of `loss_fn(params, batch, h)` and
+  `update_fn(grads, opt_state, params, h)` (an optax update). h['param_mask'], if given,
+  multiplies the gradients (members' padded bottleneck units: zero gradient, so they stay zero).
+
+  A step whose loss or gradient is not finite never touches params or optimizer state; it is
+  counted in state.nonfinite (and the first one's index kept). nonfinite="skip": training goes
+  on. nonfinite="stop": every later update is dropped too, so the state the loop sees at its next
+  check is exactly the last good one, and the loop stops there without saving."""
+  if nonfinite not in NONFINITE_MODES:
+    raise ValueError(f"nonfinite={nonfinite!r}; valid: {list(NONFINITE_MODES)}")
+
+  def step(state: TrainState, batch, h):
+    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, h)
+    if h is not None and "param_mask" in h:
+      grads = jax.tree.map(lambda g, m: g * m, grads, h["param_mask"])
     grad_norm = optax.global_norm(grads)
     ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     apply = ok if nonfinite == "skip" else ok & (state.nonfinite == 0)
+
+    def update(params, opt_state, grads):
+      updates, opt_state = update_fn(grads, opt_state, params, h)
+      return optax.apply_updates(params, updates), opt_state
+
     # A branch, not a select of old and new: selecting made XLA copy the donated Adam moments
     # and read every buffer twice (~120 ms of a 4.2 s full-size CPU step, `bench --profile`).
     params, opt_state = jax.lax.cond(apply, update, lambda p, o, g: (p, o),
@@ -97,7 +120,15 @@ def make_train_step(model, tx, loss_terms, mask_cfg: MaskConfig = MaskConfig(),
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state, nonfinite=bad,
                       first_nonfinite=first), metrics
 
-  return train_step
+  return step
+
+
+def make_train_step(model, tx, loss_terms, mask_cfg: MaskConfig = MaskConfig(),
+                    nonfinite: str = "stop"):
+  """One run's (state, batch) -> (state, metrics): make_step with this config's loss and `tx`."""
+  loss_fn, s = make_loss_fn(model, loss_terms), loss_settings(loss_terms, mask_cfg)
+  step = make_step(lambda p, b, h: loss_fn(p, b, s), lambda g, o, p, h: tx.update(g, o, p), nonfinite)
+  return lambda state, batch: step(state, batch, None)
 
 
 class Trainer:

@@ -36,6 +36,8 @@ _BREAKDOWN = flags.DEFINE_bool("breakdown", False, "only split the step's time i
                                 "backward and optimizer phases (each phase jitted and timed alone)")
 _PROFILE = flags.DEFINE_bool("profile", False, "only trace the step and print where its time goes, "
                               "per op kind and per layer (experiments/step_profile.py)")
+_MEMBERS = flags.DEFINE_integer("members", 0, "only time K members (seeds 0..K-1) of the config "
+                                "in one program against one run: aggregate img/s and the ratio")
 _LOSSES = flags.DEFINE_bool("losses", False, "only time each loss (value and gradient, 32 x 64x64)")
 
 
@@ -294,6 +296,41 @@ def bench_archs(archs):
   return rows
 
 
+def bench_members(cd, k: int):
+  """One run's step against K members' vmapped step (encdec_jax/members.py), same config, seeds
+  0..K-1, alternating rounds; prints img/s of each and the per-member ratio."""
+  import jax
+  import numpy as np
+  from encdec_jax import assemble, config as config_lib, members
+  one = time_ours(cd)
+  cfgs = [assemble.checked_config(config_lib.override(cd, {"seed": s})) for s in range(k)]
+  g = members.Group(cfgs)
+  n, b, r = cfgs[0].data.identities, cfgs[0].train.batch_size, cfgs[0].data.resolution
+  rng = np.random.default_rng(0)
+  host = [{key: rng.random((n, b, r, r, 3), dtype=np.float32) for key in g.batch_keys} for _ in range(k)]
+  t0 = time.perf_counter()
+  state = g.init()
+  state, m = g.step_fn(state, g.device_batch(host), g.h)
+  jax.block_until_ready(m)
+  print(f"members: compile + first step {time.perf_counter() - t0:.1f} s; one run: compile "
+        f"{one['compile_s']:.1f} s", flush=True)
+  ones, groups = [], []
+  for rnd in range(_ROUNDS.value):
+    ones += run_ours(one, _STEPS.value)
+    for _ in range(_STEPS.value):
+      t = time.perf_counter()
+      state, m = g.step_fn(state, g.device_batch(host), g.h)
+      jax.block_until_ready(m)
+      groups.append(time.perf_counter() - t)
+    print(f"round {rnd + 1}: one run {1000 * statistics.median(ones[-_STEPS.value:]):.1f} ms/step, "
+          f"{k} members {1000 * statistics.median(groups[-_STEPS.value:]):.1f} ms/step", flush=True)
+  one_ips = n * b / statistics.median(ones)
+  group_ips = k * n * b / statistics.median(groups)
+  print(f"bench-members: K={k} aggregate {group_ips:.1f} img/s, one run {one_ips:.1f} img/s; "
+        f"ratio {group_ips / one_ips:.2f} (K members in one program against the same K runs one "
+        f"after another; >= 1: no slower)")
+
+
 def main(argv):
   del argv
   from absl import logging
@@ -310,6 +347,9 @@ def main(argv):
     return
   if _PROFILE.value:
     profile_step(_config())
+    return
+  if _MEMBERS.value:
+    bench_members(_config(), _MEMBERS.value)
     return
   cd = _config()
   from encdec_jax.data import device_augment

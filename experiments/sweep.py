@@ -12,6 +12,9 @@ _SWEEP = flags.DEFINE_string("sweep", "experiments/sweeps/default.yaml", "W&B sw
 _WORKDIR = flags.DEFINE_string("workdir", None, "output folder (default sweeps_out/<yaml name>)")
 _MAX_RUNS = flags.DEFINE_integer("max_runs", None, "cap on runs (random/bayes default 8)")
 _SET = flags.DEFINE_multi_string("set", [], "extra override for every run, e.g. train.steps=100")
+_MEMBERS = flags.DEFINE_integer("members", 0, "runs trained together as members of one compiled "
+                                "program (encdec_jax/members.py): 0 = as many as memory allows "
+                                "(at most 8), 1 = one run at a time")
 _VERBOSE = flags.DEFINE_bool("verbose", False, "show the full traceback of an error")
 _SEED = flags.DEFINE_integer("sweep_seed", 0, "seed of random and bayes proposals (a re-run with "
                              "the same seed proposes the same runs)")
@@ -40,7 +43,7 @@ def main(argv):
     sys.exit(2)
   try:
     results = sweep.run_sweep(_SWEEP.value, out, max_runs=_MAX_RUNS.value, config_overrides=extra,
-                              seed=_SEED.value)
+                              seed=_SEED.value, max_members=_MEMBERS.value)
   except preemption.Preempted as e:
     print(f"\n{e} The sweep resumes with that run when started again.", file=sys.stderr)
     sys.exit(128 + e.signum)

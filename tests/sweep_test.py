@@ -95,7 +95,7 @@ def test_a_diverging_run_is_reported_failed_and_the_sweep_goes_on(tmp_path, monk
       raise train.NonFiniteError("non-finite loss or gradient at step 3. The last checkpoint ...")
     return {"step": cfg.train.steps, "eval/swap_face_mae": cfg.model.bottleneck / 100}
   monkeypatch.setattr(train, "train_and_evaluate", fake)
-  results = sweep.run_sweep(str(path), str(tmp_path / "out"), progress=False)
+  results = sweep.run_sweep(str(path), str(tmp_path / "out"), progress=False, max_members=1)
   assert [r.get("status") for r in results] == ["failed", None, None]
   report = (tmp_path / "out" / "report.md").read_text()
   assert "**1 run(s) failed**" in report and "non-finite loss or gradient at step 3" in report

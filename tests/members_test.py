@@ -1,0 +1,143 @@
+"""Members: runs of one sweep trained as one vmapped program (encdec_jax/members.py)."""
+import jax
+import numpy as np
+import pytest
+
+from encdec_jax import assemble, config as config_lib, members
+from encdec_jax.data.pipeline import Augment, TrainSource
+from tests.helpers import train_steps
+
+STEPS = 20
+# One member per field that may vary, each against the tiny config (MAE, no mask, bottleneck 32).
+VARIANTS = [{}, {"seed": 1}, {"model.bottleneck": 16}, {"loss": "mae:0.5,mse:2.0"},
+            {"mask.enabled": True, "mask.eye_multiplier": 4.0, "mask.mouth_multiplier": 3.0},
+            {"train.lr": 3e-3, "train.b1": 0.9, "train.b2": 0.99}]
+
+
+@pytest.fixture(scope="module")
+def group_run(tiny_data, data_dir):
+  from experiments.configs import original
+  base = config_lib.override(original.get_config("tiny"), {"data.dir": data_dir})
+  cds = [config_lib.override(base, v) for v in VARIANTS]
+  cfgs = [assemble.checked_config(c) for c in cds]
+  g = members.Group(cfgs)
+  trn, _ = tiny_data
+  srcs = {s: TrainSource(trn["image"], trn["mask"], trn["identity"], 2, 4, s,
+                         Augment.from_config(cfgs[0].data)) for s in (0, 1)}
+  state, losses = g.init(), []
+  for step in range(STEPS):
+    state, m = g.step_fn(state, g.device_batch([srcs[c.seed].batch(step) for c in cfgs]), g.h)
+    losses.append(m["train/loss"])
+  assert g.step_fn._cache_size() == 1  # one compiled program for all six settings
+  return cds, g, state, np.asarray(jax.device_get(losses))
+
+
+@pytest.mark.parametrize("i", range(len(VARIANTS)), ids=[",".join(v) or "base" for v in VARIANTS])
+def test_a_member_trains_as_the_same_setting_run_alone(group_run, tiny_data, i):
+  """Same first loss (same init, batch and function), the same loss curve and parameters to the
+  float tolerance that Adam's normalisation leaves after 20 steps."""
+  cds, g, state, losses = group_run
+  _, alone, alone_losses = train_steps(cds[i], tiny_data[0], STEPS)
+  assert abs(losses[0, i] - alone_losses[0]) < 1e-5 * abs(alone_losses[0])
+  np.testing.assert_allclose(losses[:, i], alone_losses, rtol=2e-3)
+  mine = g.member_state(state, i)
+  flat = lambda t: np.concatenate([np.ravel(x) for x in jax.tree.leaves(t)])
+  a, b = flat(alone.params), flat(mine.params)
+  assert np.linalg.norm(a - b) / np.linalg.norm(a) < 5e-3
+  assert [x.shape for x in jax.tree.leaves(alone)] == [x.shape for x in jax.tree.leaves(mine)]
+
+
+def test_a_bottleneck_member_is_a_k_sized_model_and_its_padding_stays_zero(group_run):
+  cds, g, state, _ = group_run
+  i = VARIANTS.index({"model.bottleneck": 16})
+  assert g.k_max == 32
+  p = jax.tree.map(lambda x: np.asarray(x[i]), state.params)["params"]["encoder"]
+  assert p["bottleneck"]["kernel"].shape == (64, 32)
+  assert not p["bottleneck"]["kernel"][:, 16:].any() and not p["bottleneck"]["bias"][16:].any()
+  assert not p["Dense_0"]["kernel"][16:].any()
+  mu = jax.tree.map(lambda x: np.asarray(x[i]), state.opt_state[0].mu)["params"]["encoder"]
+  assert not mu["bottleneck"]["kernel"][:, 16:].any() and p["bottleneck"]["kernel"][:, :16].all()
+  # Its initialisation is the k-sized model's with its own seed (fan-in 16 for the second Dense).
+  a = g.members[i]
+  own = jax.jit(lambda r: a.model.init(r, np.zeros((2, 1, 16, 16, 3), np.float32)))(jax.random.key(0))
+  for x, y in zip(jax.tree.leaves(own), jax.tree.leaves(g.member_state(g.init(), i).params)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_groups_are_runs_that_differ_only_in_member_fields(tiny_config):
+  c = lambda **o: assemble.checked_config(tiny_config(**o))
+  cfgs = [c(), c(seed=1), c(**{"model.bottleneck": 8}), c(**{"data.resolution": 32}),
+          c(**{"model.arch": "df", "model.bottleneck": 8}), c(**{"model.arch": "df", "model.bottleneck": 16}),
+          c(**{"train.lr": 1e-4, "wandb.name": "x"})]
+  assert members.group_runs(cfgs, 8) == [[0, 1, 2, 6], [3], [4], [5]]  # df's bottleneck sets channels
+  assert members.group_runs(cfgs, 2) == [[0, 1], [2, 6], [3], [4], [5]]
+  with pytest.raises(ValueError, match="differ only in"):
+    members.Group([cfgs[0], cfgs[3]])
+
+
+def test_a_diverging_member_fails_alone_and_the_others_finish(tiny_config, tmp_path):
+  """lr=1e30 diverges at once: that member is reported failed, keeps no checkpoint after its
+  last good step and is marked for a resume with a lower lr; the other finishes and evaluates."""
+  from encdec_jax import train, workdir as workdir_lib
+  over = {"train.steps": 6, "train.checkpoint_every": 2, "train.log_every": 5, "eval.judges": False}
+  cds = [tiny_config(**over), tiny_config(**over, **{"train.lr": 1e30})]
+  ws = [str(tmp_path / "good"), str(tmp_path / "bad")]
+  out = members.train_group(cds, ws, progress=False)
+  assert out[0]["step"] == 6 and np.isfinite(out[0]["eval/swap_face_mae"])
+  assert isinstance(out[1], train.NonFiniteError) and "non-finite" in str(out[1])
+  assert (tmp_path / "good" / "eval.json").exists() and not (tmp_path / "bad" / "eval.json").exists()
+  assert (tmp_path / "bad" / workdir_lib.NONFINITE_STOP).exists()
+  from encdec_jax import checkpoint as ckpt_lib
+  assert ckpt_lib.Checkpointer(ws[0], 3).all_steps() == [2, 4, 6]
+  assert ckpt_lib.Checkpointer(ws[1], 3).all_steps() in ([], [2])  # nothing after the bad step
+
+
+def test_kill_9_of_a_group_resumes_every_member_bit_exact(tmp_path, data_dir):
+  """A sweep whose two members (seeds 0 and 1) are SIGKILLed mid-training and restarted ends with
+  the same parameters, bit for bit, as a sweep never interrupted; each member's metrics.jsonl
+  holds every logged step once."""
+  import os
+  import random
+  import signal
+  import subprocess
+  import sys
+  import time
+
+  import yaml
+  from encdec_jax import tracking
+  from tests.helpers import restored_state
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  steps = 120
+  spec = {"method": "grid", "parameters": {"config.seed": {"values": [0, 1]}},
+          "command": [f"--config={root}/experiments/configs/original.py:tiny"]}
+  (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+  cmd = lambda out: [sys.executable, "-m", "experiments.sweep", f"--sweep={tmp_path / 's.yaml'}",
+                     f"--workdir={out}", f"--set=data.dir={data_dir}", f"--set=train.steps={steps}",
+                     "--set=train.checkpoint_every=10", "--set=train.log_every=1", "--set=eval.judges=False"]
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", JAX_PLATFORMS="cpu")
+  straight, killed = tmp_path / "straight", tmp_path / "killed"
+  ref = subprocess.Popen(cmd(straight), cwd=root, env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+  victim = subprocess.Popen(cmd(killed), cwd=root, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+  ckpts = killed / "01_seed=1" / "checkpoints"
+  t = time.time()
+  while not (ckpts.is_dir() and any(p.name.isdigit() for p in ckpts.iterdir())) and victim.poll() is None:
+    assert time.time() - t < 300, "no checkpoint"
+    time.sleep(0.05)
+  time.sleep(random.Random(os.getpid()).uniform(0.0, 0.5))
+  victim.kill()
+  victim.wait()
+  assert victim.returncode == -signal.SIGKILL, "the group finished before the kill: make it longer"
+  resumed = subprocess.run(cmd(killed), cwd=root, env=env, capture_output=True, text=True, timeout=600)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert "as 2 members of one program" in resumed.stdout
+  assert ref.wait(timeout=600) == 0, ref.stderr.read()[-3000:]
+  from experiments.configs import original
+  for run, seed in (("00_seed=0", 0), ("01_seed=1", 1)):
+    c = config_lib.override(original.get_config("tiny"), {"seed": seed, "train.steps": steps})
+    a, b = restored_state(c, str(straight / run), steps), restored_state(c, str(killed / run), steps)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+      np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    logged = [r["step"] for r in tracking.read_jsonl(str(killed / run / "metrics.jsonl")) if "train/loss" in r]
+    assert logged == list(range(1, steps + 1)), run
