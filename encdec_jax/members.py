@@ -145,9 +145,9 @@ class Group:
     def member_update(g, o, p, h):
       return optax.adam(h["lr"], b1=h["b1"], b2=h["b2"]).update(g, o, p)
 
-    step = train.make_step(member_loss, member_update, c0.train.nonfinite)
+    step = train.make_step(member_loss, member_update, c0.train.nonfinite, members=True)
     self.state_sharding = jax.tree.map(lambda _: self.replicated, self.stacked_abstract())
-    self.step_fn = jax.jit(jax.vmap(step), in_shardings=(self.state_sharding, self.batch_sharding,
+    self.step_fn = jax.jit(step, in_shardings=(self.state_sharding, self.batch_sharding,
                                                          self.replicated),
                            out_shardings=(self.state_sharding, self.replicated), donate_argnums=0)
     self.decode_all = None  # built lazily (evaluation, previews)
@@ -161,16 +161,15 @@ class Group:
             "eye": f([c.mask.eye_multiplier for c in self.cfgs]),
             "mouth": f([c.mask.mouth_multiplier for c in self.cfgs]),
             "learned_weight": f([c.mask.learned_weight for c in self.cfgs])}
-    # 1 on a member's own units, 0 on its padding; a scalar 1 where no member is padded.
-    padded = lambda s, b: s.shape != b.shape
-    some = jax.tree.map(lambda b, *ss: any(padded(s, b) for s in ss), self.big.abstract_params,
-                        *[a.abstract_params for a in self.members])
-    masks = [jax.tree.map(lambda s, b, p: _pad_to(jnp.ones(s.shape, jnp.float32), b.shape) if p
-                          else jnp.ones((), jnp.float32), a.abstract_params, self.big.abstract_params, some)
-             for a in self.members]
+    # Per padded leaf (by its index in the flattened params): 1 on a member's own units, 0 on
+    # its padding. Leaves no member pads are left out (nothing to multiply).
+    big = jax.tree.leaves(self.big.abstract_params)
+    own = [jax.tree.leaves(a.abstract_params) for a in self.members]
+    masks = {k: jnp.stack([_pad_to(jnp.ones(o[k].shape, jnp.float32), b.shape) for o in own])
+             for k, b in enumerate(big) if any(o[k].shape != b.shape for o in own)}
     return {"loss": loss, "lr": f([c.train.lr for c in self.cfgs]),
             "b1": f([c.train.b1 for c in self.cfgs]), "b2": f([c.train.b2 for c in self.cfgs]),
-            "param_mask": jax.tree.map(lambda *x: jnp.stack(x), *masks)}
+            "param_mask": masks}
 
   def stacked_abstract(self):
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct((self.m,) + x.shape, x.dtype),
