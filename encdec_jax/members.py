@@ -347,6 +347,11 @@ def _train_group(cfgs, dicts, workdirs, changed, progress):
               path = image_lib.save_png(os.path.join(workdirs[i], "previews", f"step_{done:07d}.png"),
                                         grid, extra={"step": done}, scale=2)
               trackers[i].log_image(done, "preview", path)
+          if c0.eval.every and done % c0.eval.every == 0 and done != tc.steps:
+            for i in range(m):
+              if i not in failed:
+                trackers[i].log(done, eval_lib.evaluate(g.member_params_padded(state, i), g.decode_all,
+                                                        test, c0.data.identities, judges=judges))
           if saving:
             for i in range(m):
               if i not in failed:

@@ -166,7 +166,10 @@ def run_sweep(sweep_path: str, out_dir: str, *, max_runs: int | None = None,
 
   from encdec_jax import members as members_lib
   typed = [checked_config(cfg) for _, _, cfg, _ in todo]
+  import jax
   cap = max_members if max_members > 0 else members_lib.auto_max_members(typed[0]) if typed else 1
+  if jax.process_count() > 1:  # members train in one process; multi-host sweeps run one at a time
+    cap = 1
   for group in members_lib.group_runs(typed, cap):
     runs_ = [todo[k] for k in group]
     label = ", ".join(str(i + 1) for i, *_ in runs_)
