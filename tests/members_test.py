@@ -95,8 +95,12 @@ def test_a_diverging_member_fails_alone_and_the_others_finish(tiny_config, tmp_p
            if "eval/swap_face_mae" in r]
   assert evals == [2, 4, 6]  # eval.every, then the final evaluation
   from encdec_jax import checkpoint as ckpt_lib
-  assert ckpt_lib.Checkpointer(ws[0], 3).all_steps() == [2, 4, 6]
-  assert ckpt_lib.Checkpointer(ws[1], 3).all_steps() in ([], [2])  # nothing after the bad step
+  steps = []
+  for w in ws:
+    ck = ckpt_lib.Checkpointer(w, 3)
+    steps.append(ck.all_steps())
+    ck.close()
+  assert steps[0] == [2, 4, 6] and steps[1] in ([], [2])  # nothing after the bad step
 
 
 def test_kill_9_of_a_group_resumes_every_member_bit_exact(tmp_path, data_dir):

@@ -46,6 +46,20 @@ _SCRIPT = textwrap.dedent("""
     assert len(got["inputs"].sharding.device_set) == 8
     for k in ("inputs", "targets"):
       np.testing.assert_allclose(np.asarray(got[k]), want[k], atol=2e-5)
+    # Members on the same mesh: the member axis leads, the data axis still splits each batch.
+    from encdec_jax import members
+    c.data.augment_on = "host"
+    cfgs = [assemble.checked_config(c)] * 2
+    mout = {}
+    for n in (1, 8):
+      g = members.Group(cfgs, devices=jax.devices()[:n])
+      state = g.init()
+      for b in batches:
+        state, m = g.step_fn(state, g.device_batch([b, b]), g.h)
+      mout[n] = np.asarray(m["train/loss"])
+    assert len(state.params["params"]["encoder"]["bottleneck"]["kernel"].sharding.device_set) == 8
+    np.testing.assert_allclose(mout[1], mout[8], rtol=1e-5)
+    np.testing.assert_allclose(mout[8], out[8][0][-1], rtol=1e-4)  # and equal one run's
     print("devices", jax.device_count(), "losses", out[8][0])
 """)
 
