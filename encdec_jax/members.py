@@ -59,10 +59,11 @@ def auto_max_members(cfg: ExperimentConfig, budget: float = 0.5) -> int:
   stats = dev.memory_stats() if hasattr(dev, "memory_stats") else None
   if stats and stats.get("bytes_limit"):
     free = stats["bytes_limit"] - stats.get("bytes_in_use", 0)
-  else:
+  else:  # the host's MemAvailable (free pages alone leave out the reclaimable page cache)
     try:
-      free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError):
+      with open("/proc/meminfo") as f:
+        free = next(int(ln.split()[1]) * 1024 for ln in f if ln.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
       return DEFAULT_MAX
   a = assemble.assemble(cfg, dev.platform)
   params = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(a.abstract_params))

@@ -75,6 +75,9 @@ def test_groups_are_runs_that_differ_only_in_member_fields(tiny_config):
   assert members.group_runs(cfgs, 2) == [[0, 1], [2, 6], [3], [4], [5]]
   with pytest.raises(ValueError, match="differ only in"):
     members.Group([cfgs[0], cfgs[3]])
+  # The memory estimate: 8 tiny members fit this machine; none beyond one fits a tiny budget.
+  assert members.auto_max_members(cfgs[0]) == members.DEFAULT_MAX
+  assert members.auto_max_members(cfgs[0], budget=1e-9) == 1
 
 
 def test_a_diverging_member_fails_alone_and_the_others_finish(tiny_config, tmp_path):
