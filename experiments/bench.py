@@ -333,6 +333,8 @@ def bench_members(cd, k: int):
 
 def main(argv):
   del argv
+  from encdec_jax import hostmem
+  hostmem.tune_malloc()  # XLA:CPU step buffers stay in the heap (encdec_jax/hostmem.py)
   from absl import logging
   logging.set_verbosity(logging.ERROR)
   import jax

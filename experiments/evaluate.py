@@ -16,6 +16,8 @@ _STEP = flags.DEFINE_integer("step", None, "checkpoint step (default: the latest
 
 def main(argv):
   del argv
+  from encdec_jax import hostmem
+  hostmem.tune_malloc()  # XLA:CPU step buffers stay in the heap (encdec_jax/hostmem.py)
   logging.set_verbosity(logging.ERROR)
   from encdec_jax import checkpoint as ckpt_lib, config as config_lib, evaluate, inference, judges, tracking
   from encdec_jax.data.loading import load_data

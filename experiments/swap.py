@@ -26,6 +26,8 @@ _STEP = flags.DEFINE_integer("step", None, "checkpoint step (default: latest)")
 
 def main(argv):
   del argv
+  from encdec_jax import hostmem
+  hostmem.tune_malloc()  # XLA:CPU step buffers stay in the heap (encdec_jax/hostmem.py)
   logging.set_verbosity(logging.ERROR)
   import numpy as np
   from tqdm.auto import tqdm

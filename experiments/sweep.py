@@ -22,6 +22,8 @@ _SEED = flags.DEFINE_integer("sweep_seed", 0, "seed of random and bayes proposal
 
 def main(argv):
   del argv
+  from encdec_jax import hostmem
+  hostmem.tune_malloc()  # XLA:CPU step buffers stay in the heap (encdec_jax/hostmem.py)
   logging.set_verbosity(logging.ERROR)
   import yaml
   from encdec_jax import config as config_lib, sweep

@@ -24,6 +24,8 @@ _ALLOW_CHANGE = flags.DEFINE_bool("allow_config_change", False,
 
 def main(argv):
   del argv
+  from encdec_jax import hostmem
+  hostmem.tune_malloc()  # XLA:CPU step buffers stay in the heap (encdec_jax/hostmem.py)
   logging.set_verbosity(logging.ERROR)  # Orbax logs every save at INFO, TFDS warns on custom configs
   from encdec_jax import distributed
   try:

@@ -121,3 +121,10 @@ def test_every_config_field_has_its_readme_line():
                                for f in dataclasses.fields(cls)} - set(config_lib.DERIVED)
   assert fields - listed == set(), "config fields missing from the README's table"
   assert listed - fields == set(), "the README's table lists fields that do not exist"
+
+
+def test_tune_malloc_sets_glibc_thresholds_and_can_be_turned_off(monkeypatch):
+  from encdec_jax import hostmem
+  assert hostmem.tune_malloc() is True  # Linux with glibc, as CI
+  monkeypatch.setenv("ENCDEC_TUNE_MALLOC", "0")
+  assert hostmem.tune_malloc() is False

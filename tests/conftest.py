@@ -9,6 +9,10 @@ from absl import logging  # noqa: E402
 
 logging.set_verbosity(logging.ERROR)
 
+from encdec_jax import hostmem  # noqa: E402
+
+hostmem.tune_malloc()  # as the entry points do: the in-process tests run faster too
+
 from encdec_jax import config as config_lib  # noqa: E402
 from experiments.configs import original  # noqa: E402
 
