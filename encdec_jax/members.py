@@ -148,10 +148,9 @@ class Group:
 
     step = train.make_step(member_loss, member_update, c0.train.nonfinite, members=True)
     self.state_sharding = jax.tree.map(lambda _: self.replicated, self.stacked_abstract())
-    self.step_fn = jax.jit(step, in_shardings=(self.state_sharding, self.batch_sharding,
-                                                         self.replicated),
+    self.step_fn = jax.jit(step, in_shardings=(self.state_sharding, self.batch_sharding, self.replicated),
                            out_shardings=(self.state_sharding, self.replicated), donate_argnums=0)
-    self.decode_all = None  # built lazily (evaluation, previews)
+    self.decode_all = None  # evaluation and previews (train_group): one compile at size K
 
   def _settings(self) -> dict:
     """Per-member numbers, each with a leading member axis."""
