@@ -149,23 +149,9 @@ def run_peer(b, r, steps, bf16=False):
   return float(m.group(1)) / 1000, float(m.group(2)), out.stdout.strip()
 
 
-# The fp32 half of experiments/peers/cpu_peak.py (its bf16 half ran for minutes on a CPU without
-# native bf16 matmul, so it is not run here).
-_TORCH_PEAK = """
-import time, torch
-n = 4096
-a, b = torch.rand(n, n), torch.rand(n, n)
-for _ in range(2):
-    a @ b
-best = 1e9
-for _ in range(5):
-    t = time.perf_counter(); a @ b; best = min(best, time.perf_counter() - t)
-print(f"fp32 matmul {n}^3: {2*n**3/best/1e9:.0f} GFLOP/s")
-"""
-
-
 def torch_matmul_gflops():
-  out = subprocess.run([_TORCH.value, "-c", _TORCH_PEAK], capture_output=True, text=True, timeout=600)
+  peak = os.path.join(os.path.dirname(os.path.abspath(__file__)), "peers", "cpu_peak.py")
+  out = subprocess.run([_TORCH.value, peak, "--fp32"], capture_output=True, text=True, timeout=600)
   m = re.search(r"fp32 matmul \S+: (\d+) GFLOP/s", out.stdout)
   return float(m.group(1)) if m else None
 

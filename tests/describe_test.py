@@ -1,7 +1,7 @@
 import jax
 import pytest
 
-from encdec_jax import assemble, config as config_lib, describe, models
+from encdec_jax import assemble, describe, models
 from experiments import flops
 from experiments.configs import liae, original
 
