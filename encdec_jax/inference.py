@@ -21,7 +21,14 @@ class Run:
   params: object
   step: int
   identities: list   # names, index = identity id
+  name: str = ""     # the workdir's folder name
+  config_hash: str = ""  # sha256 of its config.json, first 12 hex digits
   compiled: dict = dataclasses.field(default_factory=dict)
+
+  def provenance(self) -> dict:
+    """What a written swap says of the run that made it: its folder name and config hash, never
+    a local path (photos get shared; a path can name the user and their folders)."""
+    return {"run": self.name, "config_sha256": self.config_hash, "step": self.step}
 
 
 def load_run(workdir: str, step: int | None = None) -> Run:
@@ -31,15 +38,18 @@ def load_run(workdir: str, step: int | None = None) -> Run:
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path} does not exist: {workdir!r} is not a run's workdir")
-  with open(path) as f:
-    cfg = assemble.checked_config(json.load(f))
+  with open(path, "rb") as f:
+    raw = f.read()
+  cfg = assemble.checked_config(json.loads(raw))
   a = assemble.assemble(cfg)
   params, step = assemble.restore_params(a, workdir, step)
   names = [str(i) for i in range(cfg.data.identities)]
   report = os.path.join(workdir, "data_report.json")
   if cfg.data.name == "folders" and os.path.exists(report):
     names = json.load(open(report))["identities"]
-  return Run(cfg, a.model, params, step, names)
+  import hashlib
+  return Run(cfg, a.model, params, step, names, os.path.basename(os.path.abspath(workdir)),
+             hashlib.sha256(raw).hexdigest()[:12])
 
 
 def resolve_identity(run: Run, to: str) -> int:
@@ -53,17 +63,24 @@ def swap(run: Run, x_BxHxWx3: np.ndarray, to: int, blend: bool = True, masks=Non
   `blend`, the convert (encdec_jax/convert.py) of the decoder's output: blended into the input
   inside the learned mask if the model has one, else `masks` (the data's face masks), else the
   soft centred ellipse of an aligned crop."""
-  from encdec_jax import convert, models
-  key = ("swap", to)
-  if key not in run.compiled:  # one compile per (run, target), whatever the number of images
-    run.compiled[key] = jax.jit(lambda p, x: run.model.apply(p, x, to, method="swap"))
-  b, h, w, _ = x_BxHxWx3.shape
-  y = models.to_resolution(run.compiled[key](run.params, x_BxHxWx3), h)  # dfaker: 2x
-  rgb, learned = models.split_output(np.asarray(y))
+  from encdec_jax import convert
+  b, h, _, _ = x_BxHxWx3.shape
+  rgb, learned = decode(run, x_BxHxWx3, to)
   if not blend:
     return rgb, None
   m = convert.choose_mask(learned, masks, h, b)
   return convert.convert(x_BxHxWx3, rgb, m), m
+
+
+def decode(run: Run, x_BxHxWx3: np.ndarray, to: int):
+  """-> (the decoder `to`'s RGB output (B, H, W, 3), its learned mask (B, H, W, 1) or None), at
+  the input's resolution."""
+  from encdec_jax import models
+  key = ("swap", to)
+  if key not in run.compiled:  # one compile per (run, target), whatever the number of images
+    run.compiled[key] = jax.jit(lambda p, x: run.model.apply(p, x, to, method="swap"))
+  y = models.to_resolution(run.compiled[key](run.params, x_BxHxWx3), x_BxHxWx3.shape[1])  # dfaker: 2x
+  return models.split_output(np.asarray(y))
 
 
 def corner_mark(img_u8: np.ndarray) -> np.ndarray:

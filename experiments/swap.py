@@ -1,15 +1,26 @@
-"""Swap aligned face crops into an identity of a trained run.
+"""Swap faces into an identity of a trained run: aligned crops, or whole photos.
 
-  python -m experiments.swap --workdir=runs/small --to=1 --input=crops/ --output=swapped/
-      [--noblend] [--mark] [--step=N]
+  python -m experiments.swap --workdir=runs/small --to=1 --input=DIR --output=swapped/
+      [--noblend] [--mark] [--step=N] [--input_kind=auto|crops|photos] [--largest]
+      [--min_face=40] [--threshold=0.8]
 
-Each readable image of --input (png, jpg, ...; converted and resized as the image-folder data
-is: encdec_jax/data/folders.py) is encoded and decoded as identity --to (its index, or its folder
-name for runs on image folders), by default blended into the input crop inside the face mask (the
-learned mask if the model has one, else a soft centred ellipse), and written as PNG to --output
-with provenance metadata (synthetic, made by encdec_jax, run, checkpoint step, source file);
---mark adds a visible corner mark. Unreadable files are listed and skipped.
+Each readable image of --input (png, jpg, jpeg, webp, bmp) is written as PNG to --output:
+- an aligned crop (converted and resized as the image-folder data is: encdec_jax/data/folders.py)
+  is encoded, decoded as identity --to (its index, or its folder name for runs on image folders)
+  and, by default, blended into the input inside the face mask (the learned mask if the model
+  has one, else a soft centred ellipse);
+- a photo goes through the face detector; every face (or the largest, --largest) at least
+  --min_face px is aligned as experiments.extract aligns it, swapped and blended the same way,
+  and warped back into the photo with the inverse transform and the feathered mask: outside the
+  mask the photo keeps its own pixels (encdec_jax/photos.py).
+--input_kind=auto takes an image for an aligned crop when experiments.extract wrote an alignment
+next to it or when it is square and at most 4x the run's resolution on a side, else a photo.
+Every PNG carries provenance metadata (synthetic, made by encdec_jax, the run's folder name and
+config hash, never a local path; checkpoint step, target, source file); --mark adds a visible
+corner mark. What could not be swapped (unreadable, no face, faces too small) is listed at the
+end and in --output/swap_report.json with photos' several faces and EXIF rotations.
 """
+import json
 import os
 import sys
 
@@ -17,11 +28,18 @@ from absl import app, flags, logging
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "a trained run's workdir", required=True)
 _TO = flags.DEFINE_string("to", None, "target identity: index or folder name", required=True)
-_INPUT = flags.DEFINE_string("input", None, "folder of aligned face crops", required=True)
+_INPUT = flags.DEFINE_string("input", None, "folder of aligned face crops or photos", required=True)
 _OUTPUT = flags.DEFINE_string("output", None, "where swapped PNGs go", required=True)
 _BLEND = flags.DEFINE_bool("blend", True, "blend into the input inside the face mask")
 _MARK = flags.DEFINE_bool("mark", False, "add a visible corner mark")
 _STEP = flags.DEFINE_integer("step", None, "checkpoint step (default: latest)")
+_KIND = flags.DEFINE_enum("input_kind", "auto", ["auto", "crops", "photos"],
+                          "what --input holds (auto: see the module doc)")
+_LARGEST = flags.DEFINE_bool("largest", False, "photos: swap only the largest face")
+_MIN_FACE = flags.DEFINE_float("min_face", 40, "photos: leave faces whose detector box is smaller")
+_THRESHOLD = flags.DEFINE_float("threshold", 0.8, "photos: detector score a face needs")
+
+REPORT = "swap_report.json"
 
 
 def main(argv):
@@ -29,9 +47,10 @@ def main(argv):
   from encdec_jax import hostmem
   hostmem.tune_malloc()  # XLA:CPU step buffers stay in the heap (encdec_jax/hostmem.py)
   logging.set_verbosity(logging.ERROR)
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   import numpy as np
   from tqdm.auto import tqdm
-  from encdec_jax import images, inference
+  from encdec_jax import convert, images, inference, photos
   from encdec_jax.data import folders
   if not os.path.isdir(_INPUT.value):
     sys.exit(f"error: --input={_INPUT.value!r} is not a directory")
@@ -45,42 +64,75 @@ def main(argv):
   except (FileNotFoundError, ValueError) as e:
     sys.exit(f"error: {e}")
   r = run.cfg.data.resolution
-  names = sorted(n for n in os.listdir(_INPUT.value) if n.lower().endswith(folders.IMAGE_EXTENSIONS))
-  outputs = output_names(names)
-  written, skipped = 0, []
-  for name in tqdm(names, desc=f"swap into {run.identities[to]}", unit="img"):
-    shown = folders.printable(name)
-    path = os.path.join(_INPUT.value, name)
-    if not os.path.isfile(path):  # a folder, FIFO or device named like an image: never opened
-      skipped.append(f"{shown}: not a regular file")
-      continue
+  names = sorted(n for n in os.listdir(_INPUT.value)
+                 if n.lower().endswith(folders.IMAGE_EXTENSIONS) and not n.startswith("."))
+  paths = {n: os.path.join(_INPUT.value, n) for n in names}
+  crop = {n: _KIND.value == "crops" or (_KIND.value == "auto" and photos.is_crop(paths[n], r))
+          for n in names}
+  detector = None
+  if not all(crop.values()):
     try:
-      x, _ = folders.load_image(path, r, max(8, r // 4))
+      detector = photos.Mtcnn(_THRESHOLD.value)
     except ValueError as e:
-      skipped.append(f"{shown}: {e}")
-      continue
-    out, _ = inference.swap(run, x[None].astype(np.float32) / 255.0, to, blend=_BLEND.value)
-    u8 = np.round(np.clip(out[0], 0, 1) * 255).astype(np.uint8)
+      sys.exit(f"error: {e}")
+  outputs = photos.output_names(names)
+
+  def decode(x):
+    rgb, learned = inference.decode(run, x, to)
+    return rgb, convert.choose_mask(learned, None, r, len(x))
+
+  records = []
+  for name in tqdm(names, desc=f"swap into {run.identities[to]}", unit="img"):
+    rec = {"file": folders.printable(name), "kind": "crop" if crop[name] else "photo",
+           "problems": {}, "output": None}
+    records.append(rec)
+    if crop[name]:
+      try:
+        if not os.path.isfile(paths[name]):  # a folder, FIFO or device named like an image
+          raise ValueError("not a regular file: not opened")
+        x, _ = folders.load_image(paths[name], r, max(8, r // 4))
+      except ValueError as e:
+        rec["problems"]["unreadable"] = str(e)
+        continue
+      out, _ = inference.swap(run, x[None].astype(np.float32) / 255.0, to, blend=_BLEND.value)
+      u8 = np.round(np.clip(out[0], 0, 1) * 255).astype(np.uint8)
+      faces = 1
+    else:
+      try:
+        u8, notes = photos.load_photo(paths[name])
+      except ValueError as e:
+        rec["problems"]["unreadable"] = str(e)
+        continue
+      rec["problems"].update({"exif_rotated": n for n in notes if n.startswith("EXIF")})
+      found = photos.choose_faces(detector(u8), _MIN_FACE.value, _LARGEST.value)
+      rec["problems"].update(found.problems)
+      if not found.faces:
+        continue
+      for face in found.faces:
+        u8 = photos.paste_swap(u8, face, decode, r, blend=_BLEND.value)
+      faces = len(found.faces)
     if _MARK.value:
       u8 = inference.corner_mark(u8)
     images.save_png(os.path.join(_OUTPUT.value, outputs[name]), u8, extra={
-        "run": os.path.abspath(_WORKDIR.value), "step": run.step, "identity": run.identities[to],
-        "source": shown, "blended": _BLEND.value})
-    written += 1
-  print(f"{written} swapped images in {_OUTPUT.value}" + (f"; skipped {len(skipped)}:" if skipped else ""))
-  for s in skipped:
-    print("  " + s)
-
-
-def output_names(names: list[str]) -> dict[str, str]:
-  """Each input's PNG name: its stem + .png, or its whole name + .png where stems collide
-  (x.png and x.jpg -> x.png.png and x.jpg.png), so no output replaces another."""
-  stems: dict[str, int] = {}
-  for n in names:
-    stem = os.path.splitext(n)[0].lower()
-    stems[stem] = stems.get(stem, 0) + 1
-  return {n: (os.path.splitext(n)[0] if stems[os.path.splitext(n)[0].lower()] == 1 else n) + ".png"
-          for n in names}
+        **run.provenance(), "identity": run.identities[to], "source": rec["file"],
+        "blended": _BLEND.value, "input_kind": rec["kind"], "faces_swapped": faces})
+    rec["output"] = outputs[name]
+    rec["faces_swapped"] = faces
+  summary = photos.summarize(records)
+  written = sum(r["output"] is not None for r in records)
+  os.makedirs(_OUTPUT.value, exist_ok=True)
+  with open(os.path.join(_OUTPUT.value, REPORT), "w") as f:
+    json.dump({**run.provenance(), "identity": run.identities[to], "written": written,
+               "problems": summary, "files": records}, f, indent=1)
+  n_photos = sum(not c for c in crop.values())
+  print(f"{written} swapped images in {_OUTPUT.value} ({len(names) - n_photos} crops, {n_photos} "
+        f"photos of {len(names)} inputs); report: {os.path.join(_OUTPUT.value, REPORT)}")
+  for p, files in summary.items():
+    if files:
+      print(f"  {p}: {len(files)}")
+      for rec in records:
+        if p in rec["problems"]:
+          print(f"    {rec['file']}: {rec['problems'][p]}")
 
 
 if __name__ == "__main__":

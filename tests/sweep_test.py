@@ -241,12 +241,17 @@ def test_swap_cli_writes_labelled_swaps(tmp_path, data_dir, tiny_data):
   assert "pipe.png: not a regular file" in r.stdout
   # Every input has its own output: no stem collision replaces one with another.
   assert sorted(os.listdir(os.fsencode(tmp_path / "out"))) == sorted(
-      [b"caf\xe9.png", b"face0.png", b"face1.jpg.png", b"face1.png.png"])
+      [b"caf\xe9.png", b"face0.png", b"face1.jpg.png", b"face1.png.png", b"swap_report.json"])
+  report = json.load(open(tmp_path / "out" / "swap_report.json"))
+  assert report["problems"]["unreadable"] == ["broken.jpg", "pipe.png"] and report["written"] == 4
   odd = Image.open(os.fsdecode(os.path.join(os.fsencode(tmp_path / "out"), b"caf\xe9.png")))
   assert odd.info["encdec_jax:source"] == "caf\\xe9.png"
   im = Image.open(tmp_path / "out" / "face0.png")
   assert im.size == (16, 16) and im.info["encdec_jax:synthetic"] == "true"
   assert im.info["encdec_jax:step"] == "2" and im.info["encdec_jax:identity"] == "1"
+  # The run is named by its folder and config hash, never by a local path (photos get shared).
+  assert im.info["encdec_jax:run"] == "run" and len(im.info["encdec_jax:config_sha256"]) == 12
+  assert not any(str(tmp_path) in v for v in im.info.values())
   assert tuple(np.asarray(im)[-1, -1]) == (255, 0, 200)  # the visible corner mark
   # Its pixels are the convert of the swap into --to (outside the mark's corner).
   from encdec_jax import convert, inference

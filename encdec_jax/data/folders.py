@@ -57,9 +57,10 @@ def identity_folders(root: str) -> list[str]:
                 if not d.startswith(".") and os.path.isdir(os.path.join(root, d)))
 
 
-def load_image(path: str, resolution: int, min_size: int) -> tuple[np.ndarray, list[str]]:
-  """-> (uint8 (resolution, resolution, 3), notes on conversions). Raises ValueError with the
-  reason when the file must be skipped."""
+def open_rgb(path: str):
+  """-> (PIL RGB image, notes on conversions): decoded whole, EXIF orientation applied, converted
+  to 8-bit RGB (the module table). Raises ValueError with the reason when the file must be
+  skipped: unreadable, not an image, or a header claiming more than MAX_PIXELS."""
   from PIL import Image, ImageOps
   notes = []
   with warnings.catch_warnings():
@@ -81,6 +82,14 @@ def load_image(path: str, resolution: int, min_size: int) -> tuple[np.ndarray, l
       raise ValueError(f"header claims too many pixels (decompression bomb): {e}") from None
     except (OSError, SyntaxError) as e:
       raise ValueError(f"not a readable image ({type(e).__name__}: {e})") from None
+  return im, notes
+
+
+def load_image(path: str, resolution: int, min_size: int) -> tuple[np.ndarray, list[str]]:
+  """-> (uint8 (resolution, resolution, 3), notes on conversions). Raises ValueError with the
+  reason when the file must be skipped."""
+  from PIL import Image
+  im, notes = open_rgb(path)
   w, h = im.size
   if min(w, h) < min_size:
     raise ValueError(f"too small: {w}x{h}, short side below min_size={min_size}")

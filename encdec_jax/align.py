@@ -1,0 +1,151 @@
+"""Face alignment: landmarks -> a similarity transform -> an aligned crop, and the way back.
+
+A photo's face is aligned by the similarity transform (rotation, uniform scale, shift) that takes
+its landmarks (left eye, right eye, nose tip, mouth centre; image left first) closest, in least
+squares, to TEMPLATE: the mean landmark positions of the synthetic faces, so an aligned crop frames
+a face as the built-in data does. The same transform, inverted, takes a decoded face back into the
+photo (`paste_back`), blended inside a feathered mask, and leaves every pixel outside the mask as
+it was.
+
+Conventions: points are (x, y) in pixels, x right and y down, pixel centres at integer coordinates
+(pixel (0, 0) covers [-0.5, 0.5]^2). A transform is a (2, 3) matrix A: p_out = A @ (x, y, 1).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+# (x, y) in crop fractions, LANDMARK_NAMES order of the synthetic faces (encdec_jax/data/render.py):
+# the mean over identities and factors of the synthetic data, made left-right symmetric
+# (tests/align_test.py re-derives it).
+TEMPLATE = np.array([[0.413, 0.474],   # left eye (image left)
+                     [0.587, 0.474],   # right eye
+                     [0.500, 0.608],   # nose tip
+                     [0.500, 0.659]],  # mouth centre
+                    np.float64)
+LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth")
+
+
+def template_px(size: int) -> np.ndarray:
+  """TEMPLATE in pixel coordinates of a size x size crop."""
+  return TEMPLATE * size - 0.5
+
+
+def similarity(src_Nx2, dst_Nx2) -> np.ndarray:
+  """(2, 3): the rotation + uniform scale + shift taking src closest to dst in least squares
+  (Umeyama, TPAMI 1991, without reflection)."""
+  src, dst = np.asarray(src_Nx2, np.float64), np.asarray(dst_Nx2, np.float64)
+  if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 2 or len(src) < 2:
+    raise ValueError(f"need two (N, 2) point sets, N >= 2; got {src.shape} and {dst.shape}")
+  ms, md = src.mean(0), dst.mean(0)
+  s, d = src - ms, dst - md
+  var = (s ** 2).sum() / len(src)
+  if var <= 0:
+    raise ValueError("the source points coincide: no transform")
+  u, sig, vt = np.linalg.svd(d.T @ s / len(src))
+  e = np.diag([1.0, np.sign(np.linalg.det(u @ vt)) or 1.0])
+  rot = u @ e @ vt
+  scale = (sig * np.diag(e)).sum() / var
+  return np.hstack([scale * rot, (md - scale * rot @ ms)[:, None]])
+
+
+def invert(a_2x3) -> np.ndarray:
+  a = np.asarray(a_2x3, np.float64)
+  r = np.linalg.inv(a[:, :2])
+  return np.hstack([r, -r @ a[:, 2:]])
+
+
+def apply(a_2x3, pts_Nx2) -> np.ndarray:
+  p = np.asarray(pts_Nx2, np.float64)
+  return p @ np.asarray(a_2x3, np.float64)[:, :2].T + np.asarray(a_2x3, np.float64)[:, 2]
+
+
+def scale_of(a_2x3) -> float:
+  return float(np.sqrt(abs(np.linalg.det(np.asarray(a_2x3, np.float64)[:, :2]))))
+
+
+def align_transform(landmarks_4x2, size: int) -> np.ndarray:
+  """Photo pixels -> crop pixels of a size x size aligned crop."""
+  return similarity(landmarks_4x2, template_px(size))
+
+
+def sample(img_HxWxC, x, y, outside: str = "edge") -> np.ndarray:
+  """Bilinear samples of img at float pixel coordinates x, y (any equal shapes) -> (*x.shape, C)
+  float32. outside: "edge" repeats the border pixels, "zero" is 0 beyond half a pixel out."""
+  img = np.asarray(img_HxWxC, np.float32)
+  h, w = img.shape[:2]
+  if outside == "zero":  # a one-pixel zero border, so values fade to 0 over the last pixel
+    img = np.pad(img, ((1, 1), (1, 1), (0, 0)))
+    x, y, h, w = x + 1, y + 1, h + 2, w + 2
+  x = np.clip(x, 0, w - 1)
+  y = np.clip(y, 0, h - 1)
+  x0 = np.minimum(np.floor(x).astype(np.int64), w - 2) if w > 1 else np.zeros(x.shape, np.int64)
+  y0 = np.minimum(np.floor(y).astype(np.int64), h - 2) if h > 1 else np.zeros(y.shape, np.int64)
+  fx, fy = (x - x0).astype(np.float32)[..., None], (y - y0).astype(np.float32)[..., None]
+  x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+  top = img[y0, x0] * (1 - fx) + img[y0, x1] * fx
+  bottom = img[y1, x0] * (1 - fx) + img[y1, x1] * fx
+  return top * (1 - fy) + bottom * fy
+
+
+def _grid(x0: int, y0: int, x1: int, y1: int):
+  ys, xs = np.mgrid[y0:y1, x0:x1]
+  return xs.astype(np.float64), ys.astype(np.float64)
+
+
+def warp(img_HxWxC, a_2x3, out_h: int, out_w: int, outside: str = "edge") -> np.ndarray:
+  """(out_h, out_w, C) float32: out[v, u] = img at invert(a) @ (u, v, 1); a maps img -> out."""
+  xs, ys = _grid(0, 0, out_w, out_h)
+  b = invert(a_2x3)
+  return sample(img_HxWxC, b[0, 0] * xs + b[0, 1] * ys + b[0, 2],
+                b[1, 0] * xs + b[1, 1] * ys + b[1, 2], outside)
+
+
+def crop(photo_HxWx3_u8, a_2x3, size: int) -> np.ndarray:
+  """The aligned size x size crop (uint8) of a photo, a: photo pixels -> crop pixels. A face
+  larger than the crop is first shrunk with Lanczos (only the region the crop covers), so the
+  crop is not aliased; beyond the photo's border, its edge pixels repeat."""
+  from PIL import Image
+  photo = np.asarray(photo_HxWx3_u8)
+  a = np.asarray(a_2x3, np.float64)
+  s = scale_of(a)
+  if s < 0.75:
+    # The photo region under the crop, with a margin, shrunk by ~s.
+    corners = apply(invert(a), [[-1, -1], [size, -1], [-1, size], [size, size]])
+    h, w = photo.shape[:2]
+    x0, y0 = np.clip(np.floor(corners.min(0)).astype(int) - 2, 0, [w - 1, h - 1])
+    x1, y1 = np.clip(np.ceil(corners.max(0)).astype(int) + 3, [x0 + 1, y0 + 1], [w, h])
+    region = photo[y0:y1, x0:x1]
+    rw, rh = max(1, round((x1 - x0) * s)), max(1, round((y1 - y0) * s))
+    small = np.asarray(Image.fromarray(region).resize((rw, rh), Image.Resampling.LANCZOS))
+    fx, fy = rw / (x1 - x0), rh / (y1 - y0)
+    # small pixel (x', y') has its centre at region x = (x' + 0.5) / fx - 0.5, photo x = that + x0
+    to_photo = np.array([[1 / fx, 0, 0.5 / fx - 0.5 + x0], [0, 1 / fy, 0.5 / fy - 0.5 + y0]])
+    a = a @ np.vstack([to_photo, [0, 0, 1]])
+    photo = small
+  out = warp(photo, a, size, size, "edge")
+  return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def paste_back(photo_HxWx3_u8, face_SxSx3, mask_SxSx1, a_2x3) -> np.ndarray:
+  """The photo with `face` (an aligned crop's decoded face, floats in [0, 1]) warped back by the
+  inverse of a (photo -> crop) and blended in where `mask` (the crop's feathered mask, [0, 1]) is
+  above 0: m * face + (1 - m) * photo. Pixels where the warped mask is 0 are the photo's, exactly."""
+  photo = np.asarray(photo_HxWx3_u8)
+  size = face_SxSx3.shape[0]
+  h, w = photo.shape[:2]
+  corners = apply(invert(a_2x3), [[-1, -1], [size, -1], [-1, size], [size, size]])
+  x0, y0 = np.clip(np.floor(corners.min(0)).astype(int), 0, [w, h])
+  x1, y1 = np.clip(np.ceil(corners.max(0)).astype(int) + 1, 0, [w, h])
+  out = photo.copy()
+  if x1 <= x0 or y1 <= y0:
+    return out
+  xs, ys = _grid(x0, y0, x1, y1)
+  a = np.asarray(a_2x3, np.float64)
+  cx = a[0, 0] * xs + a[0, 1] * ys + a[0, 2]
+  cy = a[1, 0] * xs + a[1, 1] * ys + a[1, 2]
+  m = np.clip(sample(mask_SxSx1, cx, cy, "zero"), 0.0, 1.0)
+  face = sample(np.clip(face_SxSx3, 0.0, 1.0), cx, cy, "edge") * 255.0
+  region = photo[y0:y1, x0:x1].astype(np.float32)
+  blended = np.clip(np.round(m * face + (1 - m) * region), 0, 255).astype(np.uint8)
+  out[y0:y1, x0:x1] = np.where(m > 0, blended, photo[y0:y1, x0:x1])
+  return out

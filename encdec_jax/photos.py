@@ -1,0 +1,181 @@
+"""From photos to aligned crops and back: detection, extraction, and swaps pasted into photos.
+
+Extract (experiments.extract): every face the detector finds in a photo is aligned to the
+template of encdec_jax/align.py and cut out as a training crop, with its alignment (source file,
+box, landmarks, transform, detector score) in a JSON file next to it. Convert on photos
+(experiments.swap): each face is aligned the same way, swapped and converted (blended inside the
+face mask), and warped back into the photo with the inverse transform, so everything outside the
+mask stays the photo's own pixels.
+
+The detector is MTCNN (Zhang et al., 2016; the `mtcnn` package, MIT, weights inside its wheel:
+nothing is downloaded). It gives a box, a score and five landmarks (eyes, nose, mouth corners);
+the mouth corners' mean is the template's mouth centre.
+
+Outcomes a report lists, per photo (PROBLEMS):
+| problem | what happens |
+|---|---|
+| `unreadable` | not an image, truncated, a header over folders.MAX_PIXELS, not a regular file: skipped |
+| `no_face` | nothing detected: skipped |
+| `too_small` | faces whose box's longer side is below --min_face: not used (the others are) |
+| `several_faces` | every face used, or only the largest with --largest |
+| `exif_rotated` | rotated upright first (the crops and the written photo are upright) |
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import stat
+
+import numpy as np
+
+from encdec_jax import align
+
+PROBLEMS = ("unreadable", "no_face", "too_small", "several_faces", "exif_rotated")
+
+
+@dataclasses.dataclass(frozen=True)
+class Face:
+  box: tuple            # (x0, y0, x1, y1) photo pixels
+  points: np.ndarray    # (5, 2): left eye, right eye, nose, mouth left, mouth right (image left first)
+  score: float
+
+  @property
+  def size(self) -> float:
+    """The box's longer side, in photo pixels: what --min_face is compared with."""
+    return float(max(self.box[2] - self.box[0], self.box[3] - self.box[1]))
+
+  def landmarks(self) -> np.ndarray:
+    """(4, 2) in align.LANDMARK_NAMES order: eyes, nose, mouth centre."""
+    p = np.asarray(self.points, np.float64)
+    return np.stack([p[0], p[1], p[2], (p[3] + p[4]) / 2])
+
+
+THRESHOLD = 0.8  # MTCNN's own final-stage default; its first two stages keep 0.6 and 0.7 below it
+
+
+class Mtcnn:
+  """The MTCNN detector (package `mtcnn`): photo (H, W, 3) uint8 RGB -> [Face], largest first.
+
+  `threshold`: the score a face needs at the last stage (the stages before it need at most that).
+  The synthetic composites' cartoon faces score lower than real ones: 46% of 80 are found at
+  0.8, 82% at 0.3, with no false face among them; on the astronaut photo 0.3 adds one
+  23x29-px false face, which --min_face=40 drops (tests/photos_test.py)."""
+  name = "mtcnn"
+
+  def __init__(self, threshold: float = THRESHOLD):
+    if not 0 < threshold < 1:
+      raise ValueError(f"--threshold={threshold}; must be in (0, 1)")
+    self._kw = {"threshold_pnet": min(0.6, threshold), "threshold_rnet": min(0.7, threshold),
+                "threshold_onet": threshold}
+    import importlib.metadata
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from mtcnn import MTCNN
+    self._net = MTCNN(device="CPU:0")
+    self.version = f"mtcnn {importlib.metadata.version('mtcnn')}"
+
+  def __call__(self, photo_u8: np.ndarray) -> list[Face]:
+    rows = self._net.detect_faces(np.ascontiguousarray(photo_u8), box_format="xyxy",
+                                  output_type="numpy", **self._kw)
+    # A row: image index, x0, y0, x1, y1, score, the five x's, the five y's (mtcnn/utils/bboxes.py).
+    faces = [Face(tuple(float(v) for v in r[1:5]), np.asarray(r[6:16], np.float64).reshape(2, 5).T,
+                  float(r[5])) for r in np.asarray(rows).reshape(-1, 16)]
+    return sorted(faces, key=lambda f: -f.size)
+
+
+def load_photo(path: str) -> tuple[np.ndarray, list[str]]:
+  """-> ((H, W, 3) uint8 RGB, notes), EXIF orientation applied; ValueError with the reason for a
+  file that must be skipped (as the image folders decide: encdec_jax/data/folders.py)."""
+  from encdec_jax.data import folders
+  try:
+    mode = os.stat(path).st_mode
+  except OSError as e:
+    raise ValueError(f"cannot be read ({e.strerror})") from None
+  if not stat.S_ISREG(mode):
+    raise ValueError("not a regular file (a folder, FIFO, socket or device): not opened")
+  im, notes = folders.open_rgb(path)
+  return np.asarray(im, np.uint8).copy(), notes
+
+
+@dataclasses.dataclass
+class Found:
+  """The faces of one photo to use, and what the report says about it."""
+  faces: list                   # [Face] to use, largest first
+  problems: dict                # problem name -> detail
+  detected: int
+
+
+def choose_faces(detected: list[Face], min_face: float, largest: bool) -> Found:
+  """Filters the detector's faces: those below min_face are dropped (reported), and of the rest
+  all are kept, or only the largest with `largest`."""
+  faces = sorted(detected, key=lambda f: -f.size)
+  problems = {}
+  small = [f for f in faces if f.size < min_face]
+  keep = [f for f in faces if f.size >= min_face]
+  if not faces:
+    problems["no_face"] = "no face detected"
+  if small:
+    problems["too_small"] = (f"{len(small)} face(s) below --min_face={min_face:g} px "
+                             f"(box sides {', '.join(f'{f.size:.0f}' for f in small)} px)")
+  if len(keep) > 1:
+    problems["several_faces"] = (f"{len(keep)} faces: " + ("the largest used (--largest)" if largest
+                                                           else "all used"))
+  return Found(keep[:1] if largest else keep, problems, len(faces))
+
+
+def alignment(face: Face, size: int, source: str, detector: str) -> dict:
+  """The JSON written next to a crop: where it came from and how it was cut."""
+  a = align.align_transform(face.landmarks(), size)
+  return {"source": source, "detector": detector, "score": round(face.score, 5),
+          "box": [round(v, 2) for v in face.box],
+          "points": np.round(face.points, 2).tolist(),
+          "landmarks": np.round(face.landmarks(), 2).tolist(),
+          "size": size, "transform": np.round(a, 6).tolist(),
+          "template": align.TEMPLATE.tolist()}
+
+
+def paste_swap(photo_u8: np.ndarray, face: Face, decode, size: int, blend: bool = True) -> np.ndarray:
+  """The photo with one face swapped: aligned crop -> decode(crop (1, S, S, 3) floats) ->
+  (decoded (1, S, S, 3), mask (1, S, S, 1) or None) -> converted inside the feathered mask and
+  warped back. Without `blend` the whole crop square is pasted (its edge feathered)."""
+  from encdec_jax import convert
+  a = align.align_transform(face.landmarks(), size)
+  x = align.crop(photo_u8, a, size)[None].astype(np.float32) / 255.0
+  rgb, mask = decode(x)
+  if not blend:
+    mask = np.pad(np.ones((1, size - 2, size - 2, 1), np.float32), ((0, 0), (1, 1), (1, 1), (0, 0)))
+  m = convert.feather(mask)
+  return align.paste_back(photo_u8, np.asarray(rgb)[0], m[0], a)
+
+
+def is_crop(path: str, resolution: int) -> bool:
+  """--input_kind=auto: an aligned crop (not a photo) if extract wrote an alignment next to it, or
+  if it is square and at most 4x the run's resolution on a side."""
+  from PIL import Image
+  if os.path.exists(os.path.splitext(path)[0] + ".json") or not os.path.isfile(path):
+    return True  # not a regular file: the crop loader reports it without opening it
+  try:
+    with Image.open(path) as im:
+      w, h = im.size
+  except Exception:  # noqa: BLE001 - unreadable: the loader reports it
+    return True
+  return w == h and w <= 4 * resolution
+
+
+def output_names(names: list[str]) -> dict[str, str]:
+  """Each input's PNG name: its stem + .png, or its whole name + .png where stems collide
+  (x.png and x.jpg -> x.png.png and x.jpg.png), so no output replaces another."""
+  stems: dict[str, int] = {}
+  for n in names:
+    stem = os.path.splitext(n)[0].lower()
+    stems[stem] = stems.get(stem, 0) + 1
+  return {n: (os.path.splitext(n)[0] if stems[os.path.splitext(n)[0].lower()] == 1 else n) + ".png"
+          for n in names}
+
+
+def summarize(records: list[dict]) -> dict:
+  """{problem: [file, ...]} over the per-file records' `problems`, every PROBLEMS key present."""
+  out = {p: [] for p in PROBLEMS}
+  for r in records:
+    for p in r.get("problems", {}):
+      out[p].append(r["file"])
+  return out

@@ -1,0 +1,103 @@
+"""Detect and align the faces of a folder of photos into training crops.
+
+  python -m experiments.extract --input=photos/alice --output=faces/alice [--size=64]
+      [--min_face=40] [--largest]
+
+Every readable image of --input (png, jpg, jpeg, webp, bmp; EXIF rotation applied) goes through
+the face detector (MTCNN, weights shipped in its package); each face whose box is at least
+--min_face px on its longer side is aligned to the template of encdec_jax/align.py and written
+as --output/<photo>_<k>.png (k = 0 for the largest face), with its alignment (source, box,
+landmarks, transform, score) in <photo>_<k>.json beside it. --output then feeds
+`data.name=folders` as it is: make one such folder per identity under one root. Photos with no
+face, only small faces, several faces (all used, or the largest with --largest), EXIF rotation,
+or that cannot be read are listed at the end and in --output/extract_report.json.
+"""
+import json
+import os
+import sys
+import time
+
+from absl import app, flags
+
+_INPUT = flags.DEFINE_string("input", None, "folder of photos", required=True)
+_OUTPUT = flags.DEFINE_string("output", None, "folder for the aligned crops (one identity)",
+                              required=True)
+_SIZE = flags.DEFINE_integer("size", 64, "side of the crops in pixels (>= data.resolution)")
+_MIN_FACE = flags.DEFINE_float("min_face", 40, "skip faces whose detector box is smaller (px, "
+                               "longer side)")
+_LARGEST = flags.DEFINE_bool("largest", False, "only the largest face of each photo")
+_THRESHOLD = flags.DEFINE_float("threshold", 0.8, "detector score a face needs (MTCNN's 0.8; "
+                                "the synthetic composites need 0.3)")
+
+REPORT = "extract_report.json"
+
+
+def main(argv):
+  del argv
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  if not os.path.isdir(_INPUT.value):
+    sys.exit(f"error: --input={_INPUT.value!r} is not a directory")
+  if _SIZE.value < 16:
+    sys.exit(f"error: --size={_SIZE.value}; must be at least 16")
+  src, dst = os.path.realpath(_INPUT.value), os.path.realpath(_OUTPUT.value)
+  if dst == src or dst.startswith(src + os.sep):
+    sys.exit(f"error: --output={_OUTPUT.value!r} is {'the input folder' if dst == src else 'inside --input'}; "
+             "choose a folder outside it (crops would mix with the photos)")
+  from tqdm.auto import tqdm
+  from encdec_jax import images, photos
+  from encdec_jax.data import folders
+  names = sorted(n for n in os.listdir(_INPUT.value)
+                 if n.lower().endswith(folders.IMAGE_EXTENSIONS) and not n.startswith("."))
+  if not names:
+    sys.exit(f"error: --input={_INPUT.value!r} holds no images ({', '.join(folders.IMAGE_EXTENSIONS)})")
+  try:
+    detector = photos.Mtcnn(_THRESHOLD.value)
+  except ValueError as e:
+    sys.exit(f"error: {e}")
+  stems = {n: os.path.splitext(o)[0] for n, o in photos.output_names(names).items()}
+  os.makedirs(_OUTPUT.value, exist_ok=True)
+  records, written, t0 = [], 0, time.perf_counter()
+  for name in tqdm(names, desc="extract", unit="photo"):
+    rec = {"file": folders.printable(name), "crops": [], "problems": {}, "notes": []}
+    records.append(rec)
+    try:
+      photo, notes = photos.load_photo(os.path.join(_INPUT.value, name))
+    except ValueError as e:
+      rec["problems"]["unreadable"] = str(e)
+      continue
+    for n in notes:
+      if n.startswith("EXIF"):
+        rec["problems"]["exif_rotated"] = n
+      else:
+        rec["notes"].append(n)
+    found = photos.choose_faces(detector(photo), _MIN_FACE.value, _LARGEST.value)
+    rec["problems"].update(found.problems)
+    rec["detected"] = found.detected
+    for k, face in enumerate(found.faces):
+      out = f"{stems[name]}_{k}"
+      info = photos.alignment(face, _SIZE.value, rec["file"], detector.version)
+      crop = photos.align.crop(photo, info["transform"], _SIZE.value)
+      images.save_png(os.path.join(_OUTPUT.value, out + ".png"), crop, synthetic=False)
+      with open(os.path.join(_OUTPUT.value, out + ".json"), "w") as f:
+        json.dump(info, f, indent=1)
+      rec["crops"].append(out + ".png")
+      written += 1
+  seconds = time.perf_counter() - t0
+  summary = photos.summarize(records)
+  report = {"input": os.path.basename(src), "size": _SIZE.value, "min_face": _MIN_FACE.value,
+            "largest": _LARGEST.value, "threshold": _THRESHOLD.value, "detector": detector.version, "photos": len(names),
+            "crops": written, "seconds": round(seconds, 2), "problems": summary, "files": records}
+  with open(os.path.join(_OUTPUT.value, REPORT), "w") as f:
+    json.dump(report, f, indent=1)
+  print(f"{written} face crops from {len(names)} photos in {_OUTPUT.value} "
+        f"({written / max(seconds, 1e-9):.1f} faces/s); report: {os.path.join(_OUTPUT.value, REPORT)}")
+  for p, files in summary.items():
+    if files:
+      print(f"  {p}: {len(files)}")
+      for r in records:
+        if p in r["problems"]:
+          print(f"    {r['file']}: {r['problems'][p]}")
+
+
+if __name__ == "__main__":
+  app.run(main)
