@@ -14,7 +14,8 @@ the mouth corners' mean is the template's mouth centre.
 Outcomes a report lists, per photo (PROBLEMS):
 | problem | what happens |
 |---|---|
-| `unreadable` | not an image, truncated, a header over folders.MAX_PIXELS, not a regular file: skipped |
+| `unreadable` | not an image, truncated, not a regular file: skipped |
+| `too_large` | a header claiming more than folders.MAX_PIXELS (64 MP): refused before decoding |
 | `no_face` | nothing detected: skipped |
 | `too_small` | faces whose box's longer side is below --min_face: not used (the others are) |
 | `several_faces` | every face used, or only the largest with --largest |
@@ -30,7 +31,7 @@ import numpy as np
 
 from encdec_jax import align
 
-PROBLEMS = ("unreadable", "no_face", "too_small", "several_faces", "exif_rotated")
+PROBLEMS = ("unreadable", "too_large", "no_face", "too_small", "several_faces", "exif_rotated")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +85,8 @@ class Mtcnn:
 
 def load_photo(path: str) -> tuple[np.ndarray, list[str]]:
   """-> ((H, W, 3) uint8 RGB, notes), EXIF orientation applied; ValueError with the reason for a
-  file that must be skipped (as the image folders decide: encdec_jax/data/folders.py)."""
+  file that must be skipped (as the image folders decide: encdec_jax/data/folders.py), a
+  folders.TooLarge for one over the pixel limit."""
   from encdec_jax.data import folders
   try:
     mode = os.stat(path).st_mode
@@ -170,6 +172,12 @@ def output_names(names: list[str]) -> dict[str, str]:
     stems[stem] = stems.get(stem, 0) + 1
   return {n: (os.path.splitext(n)[0] if stems[os.path.splitext(n)[0].lower()] == 1 else n) + ".png"
           for n in names}
+
+
+def problem_of(e: ValueError) -> str:
+  """The report's name for a photo that load_photo refused."""
+  from encdec_jax.data import folders
+  return "too_large" if isinstance(e, folders.TooLarge) else "unreadable"
 
 
 def summarize(records: list[dict]) -> dict:

@@ -63,7 +63,7 @@ def main(argv):
     try:
       photo, notes = photos.load_photo(os.path.join(_INPUT.value, name))
     except ValueError as e:
-      rec["problems"]["unreadable"] = str(e)
+      rec["problems"][photos.problem_of(e)] = str(e)
       continue
     for n in notes:
       if n.startswith("EXIF"):

@@ -92,7 +92,7 @@ def main(argv):
           raise ValueError("not a regular file: not opened")
         x, _ = folders.load_image(paths[name], r, max(8, r // 4))
       except ValueError as e:
-        rec["problems"]["unreadable"] = str(e)
+        rec["problems"][photos.problem_of(e)] = str(e)
         continue
       out, _ = inference.swap(run, x[None].astype(np.float32) / 255.0, to, blend=_BLEND.value)
       u8 = np.round(np.clip(out[0], 0, 1) * 255).astype(np.uint8)
@@ -101,7 +101,7 @@ def main(argv):
       try:
         u8, notes = photos.load_photo(paths[name])
       except ValueError as e:
-        rec["problems"]["unreadable"] = str(e)
+        rec["problems"][photos.problem_of(e)] = str(e)
         continue
       rec["problems"].update({"exif_rotated": n for n in notes if n.startswith("EXIF")})
       found = photos.choose_faces(detector(u8), _MIN_FACE.value, _LARGEST.value)

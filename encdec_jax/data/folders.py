@@ -57,6 +57,10 @@ def identity_folders(root: str) -> list[str]:
                 if not d.startswith(".") and os.path.isdir(os.path.join(root, d)))
 
 
+class TooLarge(ValueError):
+  """An image whose header claims more than MAX_PIXELS (or Pillow's own bomb limit)."""
+
+
 def open_rgb(path: str):
   """-> (PIL RGB image, notes on conversions): decoded whole, EXIF orientation applied, converted
   to 8-bit RGB (the module table). Raises ValueError with the reason when the file must be
@@ -69,7 +73,7 @@ def open_rgb(path: str):
       with Image.open(path) as im:
         w, h = im.size  # header only
         if w * h > MAX_PIXELS:
-          raise ValueError(f"header claims {w}x{h} pixels, over the {MAX_PIXELS} limit")
+          raise TooLarge(f"header claims {w}x{h} pixels, over the {MAX_PIXELS} limit")
         im.load()  # decodes: truncated or corrupt data fails here
         orientation = _exif_orientation(im)
         if orientation not in (None, 1):
@@ -79,7 +83,7 @@ def open_rgb(path: str):
     except ValueError:
       raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-      raise ValueError(f"header claims too many pixels (decompression bomb): {e}") from None
+      raise TooLarge(f"header claims too many pixels (decompression bomb): {e}") from None
     except (OSError, SyntaxError) as e:
       raise ValueError(f"not a readable image ({type(e).__name__}: {e})") from None
   return im, notes
