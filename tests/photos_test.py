@@ -213,3 +213,58 @@ def test_extract_cli_lists_every_bad_input_and_its_crops_feed_the_folders(tmp_pa
   bad = subprocess.run([sys.executable, "-m", "experiments.extract", f"--input={inp}",
                         f"--output={inp / 'x'}"], cwd=ROOT, capture_output=True, text=True, timeout=60)
   assert bad.returncode != 0 and "inside --input" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def _readme_commands(section: str) -> list[list[str]]:
+  """The shell commands of the README section's first bash block, one argv each."""
+  import shlex
+  text = open(os.path.join(ROOT, "README.md")).read()
+  block = text.split(f"## {section}\n", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+  return [shlex.split(c) for c in block.replace("\\\n", " ").strip().splitlines()]
+
+
+def test_readme_photos_to_swapped_photos_in_four_commands(tmp_path, data_dir):
+  """The README's four commands, as written, on synthetic photos of two people: extract both,
+  train (the tiny variant, 4 steps, instead of small), swap alice's photos into bob."""
+  env = {**os.environ, "PYTHONPATH": ROOT}
+  run = lambda argv: subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)  # noqa: E731
+  r = run([sys.executable, "-m", "experiments.make_photos", "--output=photos", "--per_identity=18"])
+  assert r.returncode == 0, r.stderr[-2000:]
+  cmds = _readme_commands("From your photos")
+  assert [c[2] for c in cmds] == ["experiments.extract", "experiments.extract", "experiments.train",
+                                  "experiments.swap"]
+  for c in cmds:
+    c[0] = sys.executable
+    c[:] = [a.replace("=experiments/configs/original.py:small", f"={ROOT}/experiments/configs/original.py:tiny")
+            for a in c]
+    if c[2] == "experiments.train":
+      c += ["--config.train.steps=4", f"--config.data.dir={tmp_path / 'tfds'}"]
+    else:
+      c += [f"--threshold={SYNTHETIC_THRESHOLD}"]
+    r = run(c)
+    assert r.returncode == 0, (c, r.stdout[-2000:], r.stderr[-3000:])
+  extracted = json.load(open(tmp_path / "faces" / "alice" / "extract_report.json"))
+  assert extracted["crops"] >= 12  # data.test_per_identity 8 + train.batch_size 4
+  rep = json.load(open(tmp_path / "swapped" / "swap_report.json"))
+  assert rep["run"] == "alice_bob" and rep["identity"] == "bob" and rep["written"] >= 12
+  truth = json.load(open(tmp_path / "photos" / "alice" / "landmarks.json"))["photos"]
+  for rec in rep["files"]:
+    if rec["output"] is None:
+      assert rec["problems"] and rec["file"] not in [c.rsplit("_", 1)[0] + ".png" for c in os.listdir(tmp_path / "faces" / "alice")]
+      continue
+    before = np.asarray(Image.open(tmp_path / "photos" / "alice" / rec["file"]))
+    out = Image.open(tmp_path / "swapped" / rec["output"])
+    after = np.asarray(out)
+    assert after.shape == before.shape and out.info["encdec_jax:synthetic"] == "true"
+    assert out.info["encdec_jax:run"] == "alice_bob" and out.info["encdec_jax:input_kind"] == "photo"
+    changed = np.argwhere((after != before).any(-1))
+    assert len(changed) > 0
+    # Only the face changed: every changed pixel is near it, and the face is inside the change.
+    # The blend ellipse reaches ~3.2 eye-to-mouth spans from the landmarks' centre, and MTCNN's
+    # crops of these cartoons are up to 1.4x larger than the true landmarks' (measured: scale
+    # ratio 0.72-0.99 on these photos), so 6 spans.
+    lm = np.array(truth[rec["file"]][0])
+    span = np.linalg.norm(lm[3] - (lm[0] + lm[1]) / 2)
+    far = np.linalg.norm(changed[:, ::-1] - lm.mean(0), axis=1) > 6 * span
+    assert (changed[:, ::-1].min(0) < lm.min(0)).all() and (changed[:, ::-1].max(0) > lm.max(0)).all()
+    assert not far.any(), (rec["file"], far.sum())
