@@ -52,6 +52,7 @@ class Face:
 
 
 THRESHOLD = 0.8  # MTCNN's own final-stage default; its first two stages keep 0.6 and 0.7 below it
+DETECT_SIDE = 1280  # larger photos are searched at this longer side (Lanczos), boxes scaled back
 
 
 class Mtcnn:
@@ -63,11 +64,12 @@ class Mtcnn:
   23x29-px false face, which --min_face=40 drops (tests/photos_test.py)."""
   name = "mtcnn"
 
-  def __init__(self, threshold: float = THRESHOLD):
+  def __init__(self, threshold: float = THRESHOLD, detect_side: int = DETECT_SIDE):
     if not 0 < threshold < 1:
       raise ValueError(f"--threshold={threshold}; must be in (0, 1)")
     self._kw = {"threshold_pnet": min(0.6, threshold), "threshold_rnet": min(0.7, threshold),
                 "threshold_onet": threshold}
+    self.detect_side = detect_side
     import importlib.metadata
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from mtcnn import MTCNN
@@ -75,11 +77,22 @@ class Mtcnn:
     self.version = f"mtcnn {importlib.metadata.version('mtcnn')}"
 
   def __call__(self, photo_u8: np.ndarray) -> list[Face]:
-    rows = self._net.detect_faces(np.ascontiguousarray(photo_u8), box_format="xyxy",
+    """Faces in photo pixels. A photo longer than detect_side is searched shrunk to it (the
+    detection time grows with the pixels: BENCHMARKS.md), its faces scaled back."""
+    from PIL import Image
+    h, w = photo_u8.shape[:2]
+    f = min(1.0, self.detect_side / max(h, w))
+    img = photo_u8 if f == 1.0 else np.asarray(Image.fromarray(photo_u8).resize(
+        (max(1, round(w * f)), max(1, round(h * f))), Image.Resampling.LANCZOS))
+    rows = self._net.detect_faces(np.ascontiguousarray(img), box_format="xyxy",
                                   output_type="numpy", **self._kw)
+    rows = np.asarray(rows, np.float64).reshape(-1, 16).copy()
+    if f != 1.0:  # back to photo pixels (pixel centres: x = (x' + 0.5) / f - 0.5)
+      rows[:, 1:5] = rows[:, 1:5] / f
+      rows[:, 6:16] = (rows[:, 6:16] + 0.5) / f - 0.5
     # A row: image index, x0, y0, x1, y1, score, the five x's, the five y's (mtcnn/utils/bboxes.py).
     faces = [Face(tuple(float(v) for v in r[1:5]), np.asarray(r[6:16], np.float64).reshape(2, 5).T,
-                  float(r[5])) for r in np.asarray(rows).reshape(-1, 16)]
+                  float(r[5])) for r in rows]
     return sorted(faces, key=lambda f: -f.size)
 
 

@@ -128,6 +128,12 @@ def test_detector_finds_the_astronaut_where_an_independent_detector_does(detecto
   assert inter / union > 0.5
   eyes = faces[0].landmarks()[:2]
   assert rb[0] < eyes[:, 0].min() and eyes[:, 0].max() < rb[2] and eyes[0, 0] < eyes[1, 0]
+  # A photo longer than detect_side is searched shrunk, its face scaled back to photo pixels.
+  big = np.asarray(Image.fromarray(img).resize((1024, 1024), Image.Resampling.BICUBIC))
+  shrunk = photos.Mtcnn(detect_side=512)(big)
+  assert len(shrunk) == 1
+  np.testing.assert_allclose(np.array(shrunk[0].box), np.array(b) * 2 + 0.5, atol=1.5)
+  np.testing.assert_allclose(shrunk[0].points, (faces[0].points + 0.5) * 2 - 0.5, atol=1.5)
   # At the synthetic threshold a small false face appears, and --min_face drops it.
   low = synthetic_detector(img)
   assert len(low) == 2 and low[1].size < 40
