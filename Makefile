@@ -15,7 +15,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
-	@$(PY) -c "import jax, flax, orbax.checkpoint, tensorflow_datasets, wandb, sweeps, ml_collections, mtcnn, skimage, pytest, xdist" \
+	@TF_CPP_MIN_LOG_LEVEL=3 $(PY) -c "import jax, flax, orbax.checkpoint, tensorflow_datasets, wandb, sweeps, ml_collections, mtcnn, skimage, pytest, xdist" \
 	  || (echo "install failed: see the pip output above" && exit 1)
 	@touch $(STAMP)
 

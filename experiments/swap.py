@@ -124,9 +124,9 @@ def main(argv):
   with open(os.path.join(_OUTPUT.value, REPORT), "w") as f:
     json.dump({**run.provenance(), "identity": run.identities[to], "written": written,
                "problems": summary, "files": records}, f, indent=1)
-  n_photos = sum(not c for c in crop.values())
-  print(f"{written} swapped images in {_OUTPUT.value} ({len(names) - n_photos} crops, {n_photos} "
-        f"photos of {len(names)} inputs); report: {os.path.join(_OUTPUT.value, REPORT)}")
+  n_photos = sum(r["output"] is not None and r["kind"] == "photo" for r in records)
+  print(f"{written} swapped images in {_OUTPUT.value} ({written - n_photos} crops, {n_photos} photos; "
+        f"{len(names)} inputs); report: {os.path.join(_OUTPUT.value, REPORT)}")
   for p, files in summary.items():
     if files:
       print(f"  {p}: {len(files)}")

@@ -229,9 +229,10 @@ def _readme_commands(section: str) -> list[list[str]]:
   return [shlex.split(c) for c in block.replace("\\\n", " ").strip().splitlines()]
 
 
-def test_readme_photos_to_swapped_photos_in_four_commands(tmp_path, data_dir):
+def test_readme_photos_to_swapped_photos_in_four_commands(tmp_path):
   """The README's four commands, as written, on synthetic photos of two people: extract both,
-  train (the tiny variant, 4 steps, instead of small), swap alice's photos into bob."""
+  train (the tiny variant, 4 steps, instead of small), swap alice's photos into bob. Then the
+  same run swaps a folder of aligned crops with odd files among them."""
   env = {**os.environ, "PYTHONPATH": ROOT}
   run = lambda argv: subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)  # noqa: E731
   r = run([sys.executable, "-m", "experiments.make_photos", "--output=photos", "--per_identity=18"])
@@ -274,3 +275,51 @@ def test_readme_photos_to_swapped_photos_in_four_commands(tmp_path, data_dir):
     far = np.linalg.norm(changed[:, ::-1] - lm.mean(0), axis=1) > 6 * span
     assert (changed[:, ::-1].min(0) < lm.min(0)).all() and (changed[:, ::-1].max(0) > lm.max(0)).all()
     assert not far.any(), (rec["file"], far.sum())
+
+  _swap_crops_cli(tmp_path, tmp_path / "runs" / "alice_bob", sorted((tmp_path / "faces" / "alice").glob("*.png"))[:2], run)
+
+
+def _swap_crops_cli(tmp_path, workdir, crops, run):
+  """experiments.swap on aligned crops: every input its own output, bad files listed, pixels the
+  convert of the swap, provenance without local paths, clear errors."""
+  from encdec_jax import inference
+  inp = tmp_path / "crops"
+  inp.mkdir()
+  for k, c in enumerate(crops):
+    Image.open(c).save(inp / f"face{k}.png")
+  Image.open(crops[1]).save(inp / "face1.jpg", quality=95)  # the same stem as face1.png
+  Image.open(crops[0]).save(os.fsdecode(os.path.join(os.fsencode(inp), b"caf\xe9.png")))
+  (inp / "broken.jpg").write_text("not an image")
+  os.mkfifo(inp / "pipe.png")  # opening it would wait forever
+  swap = [sys.executable, "-m", "experiments.swap", f"--workdir={workdir}", "--to=bob", f"--input={inp}"]
+  inside = run(swap + [f"--output={inp / 'swapped'}"])
+  assert inside.returncode != 0 and "is inside --input" in inside.stderr and "Traceback" not in inside.stderr
+  r = run(swap + [f"--output={tmp_path / 'out'}", "--mark"])
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert "4 swapped images" in r.stdout and "broken.jpg: not a readable image" in r.stdout
+  assert "pipe.png: not a regular file" in r.stdout and "(4 crops, 0 photos; 6 inputs)" in r.stdout
+  # Every input has its own output: no stem collision replaces one with another.
+  assert sorted(os.listdir(os.fsencode(tmp_path / "out"))) == sorted(
+      [b"caf\xe9.png", b"face0.png", b"face1.jpg.png", b"face1.png.png", b"swap_report.json"])
+  report = json.load(open(tmp_path / "out" / "swap_report.json"))
+  assert report["problems"]["unreadable"] == ["broken.jpg", "pipe.png"] and report["written"] == 4
+  odd = Image.open(os.fsdecode(os.path.join(os.fsencode(tmp_path / "out"), b"caf\xe9.png")))
+  assert odd.info["encdec_jax:source"] == "caf\\xe9.png"
+  im = Image.open(tmp_path / "out" / "face0.png")
+  assert im.size == (16, 16) and im.info["encdec_jax:synthetic"] == "true"
+  assert im.info["encdec_jax:step"] == "4" and im.info["encdec_jax:identity"] == "bob"
+  # The run is named by its folder and config hash, never by a local path (photos get shared).
+  assert im.info["encdec_jax:run"] == "alice_bob" and len(im.info["encdec_jax:config_sha256"]) == 12
+  assert not any(str(tmp_path) in v for v in im.info.values())
+  assert tuple(np.asarray(im)[-1, -1]) == (255, 0, 200)  # the visible corner mark
+  # Its pixels are the convert of the swap into --to (outside the mark's corner).
+  r_ = inference.load_run(str(workdir))
+  x = folders.load_image(str(inp / "face0.png"), 16, 8)[0][None].astype(np.float32) / 255
+  y = np.asarray(r_.model.apply(r_.params, x, 1, method="swap"))
+  want = convert.convert(x, y, convert.soft_ellipse(16)[None])[0]
+  keep = np.ones((16, 16), bool)
+  keep[8:, 8:] = False
+  np.testing.assert_allclose(np.asarray(im)[keep] / 255, want[keep], atol=1 / 255 + 1e-6)
+  assert np.abs(want - x[0]).max() > 0.05  # and not the input
+  bad = run(swap[:4] + ["--to=carol", f"--input={inp}", f"--output={tmp_path / 'out2'}"])
+  assert bad.returncode != 0 and "--to='carol' is not an identity of this run; valid: ['alice', 'bob']" in bad.stderr

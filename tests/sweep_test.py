@@ -212,63 +212,6 @@ def test_seed_spread_groups_runs_that_differ_only_in_seed():
   assert out[0]["eval/swap_mae"] == pytest.approx((0.2, 0.1414213), rel=1e-5)
 
 
-def test_swap_cli_writes_labelled_swaps(tmp_path, data_dir, tiny_data):
-  from PIL import Image
-  from encdec_jax import train
-  from experiments.configs import original
-  c = original.get_config("tiny")
-  c.data.dir, c.train.steps = data_dir, 2
-  run = tmp_path / "run"
-  train.train_and_evaluate(c, str(run), progress=False)
-  _, test = tiny_data
-  inp = tmp_path / "in"
-  inp.mkdir()
-  for k in range(2):
-    Image.fromarray(test["image"][k]).save(inp / f"face{k}.png")
-  Image.fromarray(test["image"][1]).save(inp / "face1.jpg")  # the same stem as face1.png
-  Image.fromarray(test["image"][0]).save(os.fsdecode(os.path.join(os.fsencode(inp), b"caf\xe9.png")))
-  (inp / "broken.jpg").write_text("not an image")
-  os.mkfifo(inp / "pipe.png")  # opening it would wait forever
-  inside = subprocess.run([sys.executable, "-m", "experiments.swap", f"--workdir={run}", "--to=1",
-                           f"--input={inp}", f"--output={inp / 'swapped'}"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
-  assert inside.returncode != 0 and "is inside --input" in inside.stderr and "Traceback" not in inside.stderr
-  r = subprocess.run([sys.executable, "-m", "experiments.swap", f"--workdir={run}", "--to=1",
-                      f"--input={inp}", f"--output={tmp_path / 'out'}", "--mark"],
-                     cwd=ROOT, capture_output=True, text=True, timeout=300)
-  assert r.returncode == 0, r.stderr[-3000:]
-  assert "4 swapped images" in r.stdout and "broken.jpg: not a readable image" in r.stdout
-  assert "pipe.png: not a regular file" in r.stdout
-  # Every input has its own output: no stem collision replaces one with another.
-  assert sorted(os.listdir(os.fsencode(tmp_path / "out"))) == sorted(
-      [b"caf\xe9.png", b"face0.png", b"face1.jpg.png", b"face1.png.png", b"swap_report.json"])
-  report = json.load(open(tmp_path / "out" / "swap_report.json"))
-  assert report["problems"]["unreadable"] == ["broken.jpg", "pipe.png"] and report["written"] == 4
-  odd = Image.open(os.fsdecode(os.path.join(os.fsencode(tmp_path / "out"), b"caf\xe9.png")))
-  assert odd.info["encdec_jax:source"] == "caf\\xe9.png"
-  im = Image.open(tmp_path / "out" / "face0.png")
-  assert im.size == (16, 16) and im.info["encdec_jax:synthetic"] == "true"
-  assert im.info["encdec_jax:step"] == "2" and im.info["encdec_jax:identity"] == "1"
-  # The run is named by its folder and config hash, never by a local path (photos get shared).
-  assert im.info["encdec_jax:run"] == "run" and len(im.info["encdec_jax:config_sha256"]) == 12
-  assert not any(str(tmp_path) in v for v in im.info.values())
-  assert tuple(np.asarray(im)[-1, -1]) == (255, 0, 200)  # the visible corner mark
-  # Its pixels are the convert of the swap into --to (outside the mark's corner).
-  from encdec_jax import convert, inference
-  r_ = inference.load_run(str(run))
-  x = test["image"][:1].astype(np.float32) / 255
-  y = np.asarray(r_.model.apply(r_.params, x, 1, method="swap"))
-  want = convert.convert(x, y, convert.soft_ellipse(16)[None])[0]
-  keep = np.ones((16, 16), bool)
-  keep[8:, 8:] = False
-  np.testing.assert_allclose(np.asarray(im)[keep] / 255, want[keep], atol=1 / 255 + 1e-6)
-  assert np.abs(want - x[0]).max() > 0.05  # and not the input
-  bad = subprocess.run([sys.executable, "-m", "experiments.swap", f"--workdir={run}", "--to=7",
-                        f"--input={inp}", f"--output={tmp_path / 'out2'}"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=300)
-  assert bad.returncode != 0 and "--to='7' is not an identity of this run; valid: ['0', '1']" in bad.stderr
-
-
 def test_soft_ellipse_blend_keeps_the_border():
   from encdec_jax import convert
   m = convert.soft_ellipse(32)
