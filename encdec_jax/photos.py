@@ -200,3 +200,14 @@ def summarize(records: list[dict]) -> dict:
     for p in r.get("problems", {}):
       out[p].append(r["file"])
   return out
+
+
+def problem_lines(records: list[dict]) -> list[str]:
+  """What a command prints after its summary: each problem with its count, then its files and
+  reasons."""
+  lines = []
+  for p, files in summarize(records).items():
+    if files:
+      lines.append(f"  {p}: {len(files)}")
+      lines += [f"    {r['file']}: {r['problems'][p]}" for r in records if p in r["problems"]]
+  return lines

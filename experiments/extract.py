@@ -91,12 +91,8 @@ def main(argv):
     json.dump(report, f, indent=1)
   print(f"{written} face crops from {len(names)} photos in {_OUTPUT.value} "
         f"({written / max(seconds, 1e-9):.1f} faces/s); report: {os.path.join(_OUTPUT.value, REPORT)}")
-  for p, files in summary.items():
-    if files:
-      print(f"  {p}: {len(files)}")
-      for r in records:
-        if p in r["problems"]:
-          print(f"    {r['file']}: {r['problems'][p]}")
+  for line in photos.problem_lines(records):
+    print(line)
 
 
 if __name__ == "__main__":

@@ -127,12 +127,8 @@ def main(argv):
   n_photos = sum(r["output"] is not None and r["kind"] == "photo" for r in records)
   print(f"{written} swapped images in {_OUTPUT.value} ({written - n_photos} crops, {n_photos} photos; "
         f"{len(names)} inputs); report: {os.path.join(_OUTPUT.value, REPORT)}")
-  for p, files in summary.items():
-    if files:
-      print(f"  {p}: {len(files)}")
-      for rec in records:
-        if p in rec["problems"]:
-          print(f"    {rec['file']}: {rec['problems'][p]}")
+  for line in photos.problem_lines(records):
+    print(line)
 
 
 if __name__ == "__main__":
