@@ -7,8 +7,8 @@ hairstyle). Evaluation, previews, the sweep's swap grid and `experiments.swap` a
 
 The mask, in order of preference: the model's learned mask (decoders with `model.learn_mask`
 predict their own face's mask), the data's face mask (synthetic faces store it), else a soft
-ellipse over the centre of an aligned crop (image folders). Its edge is feathered by a Gaussian
-blur, so the seam is not a one-pixel step.
+ellipse over the face of an aligned crop (image folders, photos: FACE_ELLIPSE). Its edge is
+feathered by a Gaussian blur, so the seam is not a one-pixel step.
 """
 from __future__ import annotations
 
@@ -18,12 +18,21 @@ import numpy as np
 FEATHER = 1 / 64
 
 
-def soft_ellipse(resolution: int, rx: float = 0.36, ry: float = 0.44, feather: float = 0.08) -> np.ndarray:
-  """(R, R, 1) in [0, 1]: 1 inside a centred ellipse (the face of an aligned crop), a smooth ramp
-  `feather` x R wide at its edge, 0 outside."""
-  t = (np.arange(resolution) + 0.5) / resolution - 0.5
+# The face of an aligned crop: the ellipse with the centre and second moments of the synthetic
+# data's mean face mask (visible face, not under hair; 300 renders of 60 identities), which the
+# alignment template (encdec_jax/align.py) frames the same way. The wider, centred ellipse it
+# replaces (0.36 x 0.44) pasted the decoder's hair and background over the frame's.
+FACE_ELLIPSE = {"cx": 0.5, "cy": 0.57, "rx": 0.265, "ry": 0.29}
+
+
+def soft_ellipse(resolution: int, cx: float = FACE_ELLIPSE["cx"], cy: float = FACE_ELLIPSE["cy"],
+                 rx: float = FACE_ELLIPSE["rx"], ry: float = FACE_ELLIPSE["ry"],
+                 feather: float = 0.08) -> np.ndarray:
+  """(R, R, 1) in [0, 1]: 1 inside the ellipse (centre cx, cy and radii rx, ry as fractions of
+  the side), a smooth ramp `feather` x R wide at its edge, 0 outside."""
+  t = (np.arange(resolution) + 0.5) / resolution
   y, x = np.meshgrid(t, t, indexing="ij")
-  d = np.sqrt((x / rx) ** 2 + (y / ry) ** 2) - 1.0  # < 0 inside
+  d = np.sqrt(((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2) - 1.0  # < 0 inside
   s = np.clip(0.5 - d * min(rx, ry) / feather, 0.0, 1.0)
   return (s * s * (3 - 2 * s))[..., None].astype(np.float32)
 

@@ -212,8 +212,20 @@ def test_seed_spread_groups_runs_that_differ_only_in_seed():
   assert out[0]["eval/swap_mae"] == pytest.approx((0.2, 0.1414213), rel=1e-5)
 
 
-def test_soft_ellipse_blend_keeps_the_border():
+def test_soft_ellipse_is_the_synthetic_face_and_keeps_the_border():
   from encdec_jax import convert
+  from encdec_jax.data import render
   m = convert.soft_ellipse(32)
-  assert m[16, 16, 0] == pytest.approx(1.0) and m[0, 0, 0] == 0.0 and m[16, 0, 0] == 0.0
-  assert 0.0 < m[16, 3, 0] < 1.0 or 0.0 < m[16, 4, 0] < 1.0  # a soft edge, not a step
+  assert m[18, 16, 0] == pytest.approx(1.0) and m[0, 0, 0] == 0.0 and m[18, 0, 0] == 0.0
+  assert m[2, 16, 0] == 0.0 and m[18, 3, 0] == 0.0  # hair and ears stay the frame's
+  assert 0.0 < m[18, 7, 0] < 1.0 or 0.0 < m[18, 8, 0] < 1.0  # a soft edge, not a step
+  # Its centre and radii are the moments of the synthetic data's mean face mask.
+  masks = [render.render(render.identity_traits(0, i), render.sample_factors(np.random.default_rng([i, k])), 32).mask[..., 0]
+           for i in range(20) for k in range(3)]
+  w = np.mean(masks, 0) / np.mean(masks, 0).sum()
+  t = (np.arange(32) + 0.5) / 32
+  y, x = np.meshgrid(t, t, indexing="ij")
+  cx, cy = (w * x).sum(), (w * y).sum()
+  got = {"cx": cx, "cy": cy, "rx": 2 * np.sqrt((w * (x - cx) ** 2).sum()), "ry": 2 * np.sqrt((w * (y - cy) ** 2).sum())}
+  for k, v in convert.FACE_ELLIPSE.items():
+    assert got[k] == pytest.approx(v, abs=0.015), (k, got)

@@ -37,7 +37,7 @@ import numpy as np
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 MAX_PIXELS = 64 * 1024 * 1024   # a header claiming more is refused before decoding
-VERSION = "1.0.0"
+VERSION = "1.1.0"  # 1.1.0: the face mask is convert.FACE_ELLIPSE (was wider)
 
 
 def printable(name: str) -> str:
