@@ -65,7 +65,7 @@ def convert(frame_BxHxWx3, face_BxHxWx3, mask_BxHxWx1, sigma: float = FEATHER) -
 def choose_mask(learned_BxHxWx1, data_masks_BxHxWxC=None, resolution: int | None = None,
                 batch: int | None = None) -> np.ndarray:
   """The mask `convert` uses: the model's learned mask if it has one, else the data's face mask
-  (channel 0 of the stored masks), else the soft centred ellipse (needs resolution and batch)."""
+  (channel 0 of the stored masks), else the soft face ellipse (needs resolution and batch)."""
   if learned_BxHxWx1 is not None:
     return np.clip(np.asarray(learned_BxHxWx1, np.float32), 0.0, 1.0)
   if data_masks_BxHxWxC is not None:

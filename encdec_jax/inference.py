@@ -62,7 +62,7 @@ def swap(run: Run, x_BxHxWx3: np.ndarray, to: int, blend: bool = True, masks=Non
   """-> (swapped (B, H, W, 3), mask used (B, H, W, 1) or None) at the input's resolution. With
   `blend`, the convert (encdec_jax/convert.py) of the decoder's output: blended into the input
   inside the learned mask if the model has one, else `masks` (the data's face masks), else the
-  soft centred ellipse of an aligned crop."""
+  soft ellipse over the face of an aligned crop (convert.FACE_ELLIPSE)."""
   from encdec_jax import convert
   b, h, _, _ = x_BxHxWx3.shape
   rgb, learned = decode(run, x_BxHxWx3, to)

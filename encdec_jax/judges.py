@@ -165,7 +165,7 @@ def _ridge_cv(f, y, lams=(0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)):
 
 
 def face_masks(d: dict) -> np.ndarray:
-  """The face masks of a split: stored ones, else the soft centred ellipse (image folders)."""
+  """The face masks of a split: stored ones, else the soft face ellipse (image folders)."""
   if "mask" in d:
     return d["mask"]
   from encdec_jax.convert import soft_ellipse

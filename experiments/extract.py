@@ -41,7 +41,8 @@ def main(argv):
     sys.exit(f"error: --size={_SIZE.value}; must be at least 16")
   src, dst = os.path.realpath(_INPUT.value), os.path.realpath(_OUTPUT.value)
   if dst == src or dst.startswith(src + os.sep):
-    sys.exit(f"error: --output={_OUTPUT.value!r} is {'the input folder' if dst == src else 'inside --input'}; "
+    where = "the input folder" if dst == src else "inside --input"
+    sys.exit(f"error: --output={_OUTPUT.value!r} is {where}; "
              "choose a folder outside it (crops would mix with the photos)")
   from tqdm.auto import tqdm
   from encdec_jax import images, photos
@@ -85,8 +86,9 @@ def main(argv):
   seconds = time.perf_counter() - t0
   summary = photos.summarize(records)
   report = {"input": os.path.basename(src), "size": _SIZE.value, "min_face": _MIN_FACE.value,
-            "largest": _LARGEST.value, "threshold": _THRESHOLD.value, "detector": detector.version, "photos": len(names),
-            "crops": written, "seconds": round(seconds, 2), "problems": summary, "files": records}
+            "largest": _LARGEST.value, "threshold": _THRESHOLD.value, "detector": detector.version,
+            "photos": len(names), "crops": written, "seconds": round(seconds, 2),
+            "problems": summary, "files": records}
   with open(os.path.join(_OUTPUT.value, REPORT), "w") as f:
     json.dump(report, f, indent=1)
   print(f"{written} face crops from {len(names)} photos in {_OUTPUT.value} "

@@ -8,7 +8,7 @@ Each readable image of --input (png, jpg, jpeg, webp, bmp) is written as PNG to 
 - an aligned crop (converted and resized as the image-folder data is: encdec_jax/data/folders.py)
   is encoded, decoded as identity --to (its index, or its folder name for runs on image folders)
   and, by default, blended into the input inside the face mask (the learned mask if the model
-  has one, else a soft centred ellipse);
+  has one, else a soft ellipse over the face of an aligned crop);
 - a photo goes through the face detector; every face (or the largest, --largest) at least
   --min_face px is aligned as experiments.extract aligns it, swapped and blended the same way,
   and warped back into the photo with the inverse transform and the feathered mask: outside the

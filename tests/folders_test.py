@@ -151,7 +151,7 @@ def test_train_on_folders_end_to_end(tiny_config, root, tmp_path):
   assert len(report["skipped"]) == 9 and "alice: 19, bob: 14" in report["summary"]
   assert "eval/recon_mae" in final and not any(k.startswith("eval/swap") for k in final)
   assert final["eval/recon_mae"] > 0.001 and "eval/id_transfer" in final  # the ellipse blends
-  # No masks in real crops: the face is the soft centred ellipse, which the convert then uses.
+  # No masks in real crops: the face is the soft face ellipse, which the convert then uses.
   from encdec_jax import convert
   _, tst_ = loading.load_data(assemble.checked_config(c))
   np.testing.assert_array_equal(tst_["mask"][0, ..., 0],

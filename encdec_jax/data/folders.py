@@ -330,7 +330,8 @@ def _define_builder():
 def load(root: str, resolution: int, min_size: int, test_per_identity: int, batch_size: int,
          data_dir: str, report_path: str = "") -> tuple[dict, dict, Scan]:
   """Scans, checks, prepares (TFDS, cached per folder fingerprint) and reads both splits:
-  (train arrays, test arrays, scan). Masks: the soft centred ellipse (real crops have none)."""
+  (train arrays, test arrays, scan). Masks: the soft face ellipse,
+  convert.FACE_ELLIPSE (real crops have none)."""
   import tensorflow_datasets as tfds
   min_size = min_size or max(8, resolution // 2)
   cache = os.path.join(data_dir, "face_folders")
