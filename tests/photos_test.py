@@ -85,7 +85,7 @@ def test_identity_swap_pasted_back_gives_the_photo(size, roll):
   mp = _mask_in_photo(a, m, 180, 200)
   np.testing.assert_array_equal(out[mp == 0], p.image[mp == 0])  # exactly, outside the mask
   err = np.abs(out[mp > 0.5].astype(float) - p.image[mp > 0.5]).mean() / 255
-  assert err < 0.03, err  # measured 0.009-0.018: resampling down to 64 px and back
+  assert err < 0.03, err  # measured 0.011-0.021 over 12 composites: resampling down to 64 px and back
   assert (mp > 0.5).sum() > 0.3 * (size * 0.5) ** 2  # the mask covers the face
   # The crop frames the face as the template: the true landmarks land within the identities'
   # own spread (std ~0.03 of the side) of it.
