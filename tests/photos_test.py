@@ -92,6 +92,30 @@ def test_identity_swap_pasted_back_gives_the_photo(size, roll):
   assert np.abs(align.apply(a, p.landmarks[0]) - align.template_px(64)).max() / 64 < 0.05
 
 
+def test_paste_swap_changes_the_face_only_or_with_noblend_the_whole_crop():
+  p = composites.compose([composites.Placement(0, 40, 30, 96, 0.1)], 180, 200, seed=2)
+  lm = p.landmarks[0]
+  points = np.stack([lm[0], lm[1], lm[2], lm[3] - [6, 0], lm[3] + [6, 0]])  # mouth corners around its centre
+  face = photos.Face((0, 0, 1, 1), points, 1.0)
+  seen = []
+
+  def decode(x):  # a decoder that paints everything white, and has no learned mask
+    seen.append(x.shape)
+    return np.ones_like(x), convert.choose_mask(None, None, 32, len(x))
+
+  a = align.align_transform(face.landmarks(), 32)
+  inside = _mask_in_photo(a, convert.feather(convert.soft_ellipse(32)[None])[0], 180, 200)
+  blended = photos.paste_swap(p.image, face, decode, 32)
+  assert seen == [(1, 32, 32, 3)]
+  changed = (blended != p.image).any(-1)
+  assert not changed[inside == 0].any() and (blended[inside > 0.99] >= 250).all()
+  square = photos.paste_swap(p.image, face, decode, 32, blend=False)
+  changed_sq = (square != p.image).any(-1)
+  # Without the blend the whole crop square is pasted: its area in the photo, (32 / scale)^2.
+  assert changed_sq.sum() == pytest.approx((32 / align.scale_of(a)) ** 2, rel=0.15)
+  assert changed_sq.sum() > 1.5 * changed.sum()
+
+
 def test_a_face_partly_outside_the_photo_is_cropped_and_pasted_without_error():
   p = composites.compose([composites.Placement(0, 0, 0, 96, 0.0)], 100, 100)
   a = align.align_transform(p.landmarks[0] - [40, 40], 64)  # as if the face were half outside
