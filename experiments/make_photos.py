@@ -26,7 +26,7 @@ def main(argv):
   del argv
   from encdec_jax import images
   from encdec_jax.data import composites
-  if len(set(_NAMES.value)) < 1 or any(not n or os.sep in n for n in _NAMES.value):
+  if len(set(_NAMES.value)) != len(_NAMES.value) or any(not n or os.sep in n for n in _NAMES.value):
     sys.exit(f"error: --names={','.join(_NAMES.value)!r}: need distinct folder names")
   if min(_H.value, _W.value) < 128:
     sys.exit(f"error: --height={_H.value} --width={_W.value}: both must be at least 128 (the face tile)")
