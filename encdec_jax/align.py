@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from encdec_jax.data.render import LANDMARK_NAMES  # noqa: F401 - the order of TEMPLATE's rows
+
 # (x, y) in crop fractions, LANDMARK_NAMES order of the synthetic faces (encdec_jax/data/render.py):
 # the mean over identities and factors of the synthetic data, made left-right symmetric
 # (tests/align_test.py re-derives it).
@@ -22,7 +24,6 @@ TEMPLATE = np.array([[0.413, 0.474],   # left eye (image left)
                      [0.500, 0.608],   # nose tip
                      [0.500, 0.659]],  # mouth centre
                     np.float64)
-LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth")
 
 
 def template_px(size: int) -> np.ndarray:

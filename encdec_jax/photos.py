@@ -62,7 +62,6 @@ class Mtcnn:
   The synthetic composites' cartoon faces score lower than real ones: 46% of 80 are found at
   0.8, 82% at 0.3, with no false face among them; on the astronaut photo 0.3 adds one
   23x29-px false face, which --min_face=40 drops (tests/photos_test.py)."""
-  name = "mtcnn"
 
   def __init__(self, threshold: float = THRESHOLD, detect_side: int = DETECT_SIDE):
     if not 0 < threshold < 1:
@@ -82,14 +81,16 @@ class Mtcnn:
     from PIL import Image
     h, w = photo_u8.shape[:2]
     f = min(1.0, self.detect_side / max(h, w))
-    img = photo_u8 if f == 1.0 else np.asarray(Image.fromarray(photo_u8).resize(
-        (max(1, round(w * f)), max(1, round(h * f))), Image.Resampling.LANCZOS))
+    sw, sh = max(1, round(w * f)), max(1, round(h * f))
+    img = photo_u8 if f == 1.0 else np.asarray(
+        Image.fromarray(photo_u8).resize((sw, sh), Image.Resampling.LANCZOS))
     rows = self._net.detect_faces(np.ascontiguousarray(img), box_format="xyxy",
                                   output_type="numpy", **self._kw)
     rows = np.asarray(rows, np.float64).reshape(-1, 16).copy()
-    if f != 1.0:  # back to photo pixels (pixel centres: x = (x' + 0.5) / f - 0.5)
-      rows[:, 1:5] = rows[:, 1:5] / f
-      rows[:, 6:16] = (rows[:, 6:16] + 0.5) / f - 0.5
+    if f != 1.0:  # back to photo pixels, per axis (pixel centres: x = (x' + 0.5) / fx - 0.5)
+      scale = np.array([sw / w, sh / h])
+      rows[:, 1:5] = rows[:, 1:5] / np.tile(scale, 2)
+      rows[:, 6:16] = (rows[:, 6:16] + 0.5) / np.repeat(scale, 5) - 0.5
     # A row: image index, x0, y0, x1, y1, score, the five x's, the five y's (mtcnn/utils/bboxes.py).
     faces = [Face(tuple(float(v) for v in r[1:5]), np.asarray(r[6:16], np.float64).reshape(2, 5).T,
                   float(r[5])) for r in rows]

@@ -45,7 +45,7 @@ def main(argv):
     sys.exit(f"error: --output={_OUTPUT.value!r} is {where}; "
              "choose a folder outside it (crops would mix with the photos)")
   from tqdm.auto import tqdm
-  from encdec_jax import images, photos
+  from encdec_jax import align, images, photos
   from encdec_jax.data import folders
   names = sorted(n for n in os.listdir(_INPUT.value)
                  if n.lower().endswith(folders.IMAGE_EXTENSIONS) and not n.startswith("."))
@@ -77,7 +77,7 @@ def main(argv):
     for k, face in enumerate(found.faces):
       out = f"{stems[name]}_{k}"
       info = photos.alignment(face, _SIZE.value, rec["file"], detector.version)
-      crop = photos.align.crop(photo, info["transform"], _SIZE.value)
+      crop = align.crop(photo, info["transform"], _SIZE.value)
       images.save_png(os.path.join(_OUTPUT.value, out + ".png"), crop, synthetic=False)
       with open(os.path.join(_OUTPUT.value, out + ".json"), "w") as f:
         json.dump(info, f, indent=1)
