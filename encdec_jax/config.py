@@ -89,6 +89,11 @@ class ModelConfig(_Section):
   def compute_dtype(self):
     return DTYPES[self.dtype]
 
+  @property
+  def out_channels(self) -> int:
+    """The decoders' output channels: RGB, and the learned mask with learn_mask."""
+    return 4 if self.learn_mask else 3
+
 
 DERIVED = ("model.resolution", "model.num_identities")  # set from data.*, not config keys
 
@@ -100,7 +105,7 @@ class DataConfig(_Section):
                                  # user's ROOT/<identity>/*.png|jpg crops; "arrays": a .npz from
                                  # experiments.export_data (no TensorFlow)
   root: str = ""                 # folders: the root holding one sub-folder per identity; arrays: the .npz
-  min_size: int = 0              # folders: skip images whose short side is smaller; 0 = resolution/2
+  min_size: int = 0              # folders: skip images whose short side is smaller; 0 = max(8, resolution/2)
   resolution: int = 64           # a multiple of 16 (32 for df/liae)
   identities: int = 2            # N >= 2: one decoder each
   train_per_identity: int = 1000
@@ -302,3 +307,14 @@ def number(v):
   if isinstance(v, str) and re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", v.strip()):
     return float(v) if any(c in v for c in ".eE") else int(v)
   return v
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+  """{'a': {'b': 1}} -> {'a.b': 1}: a config's fields by their dotted names."""
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(flatten(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out

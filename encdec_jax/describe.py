@@ -46,7 +46,9 @@ def _flops(fn, *args) -> float:
 
 def describe(cfg: ExperimentConfig, batch: int = 1) -> Description:
   """Compiles each stage (batch `batch`, FLOPs divided by it) and the train step at cfg's batch."""
-  from encdec_jax import assemble, losses, train
+  from encdec_jax import assemble, losses
+  from encdec_jax import step as step_lib
+  from encdec_jax.losses import compose
   mc = cfg.model
   a = assemble.assemble(cfg)
   model, params = a.model, a.abstract_params
@@ -69,9 +71,9 @@ def describe(cfg: ExperimentConfig, batch: int = 1) -> Description:
     stages.append(Stage(f"decode[{i}]", _flops(dec, params, c) / batch, y.shape[1:]))
 
   b = cfg.train.batch_size
-  keys = ("inputs", "targets") + (("masks",) if cfg.mask.enabled or mc.learn_mask else ())
+  keys = compose.batch_keys(compose.needs_masks(cfg))
   batch_abs = {k: jax.ShapeDtypeStruct((n, b, r, r, 3), jnp.float32) for k in keys}
-  step = train.make_train_step(model, a.tx, losses.parse_loss_spec(cfg.loss), cfg.mask,
+  step = step_lib.make_train_step(model, a.tx, losses.parse_loss_spec(cfg.loss), cfg.mask,
                                cfg.train.nonfinite)
   compiled = jax.jit(step, donate_argnums=0).lower(a.abstract_state, batch_abs).compile()
   cost = compiled.cost_analysis()

@@ -1,4 +1,4 @@
-"""Image grids and PNG writing with provenance metadata."""
+"""Image grids, PNG writing with provenance metadata, and the visible mark on swapped images."""
 from __future__ import annotations
 
 import os
@@ -37,3 +37,17 @@ def save_png(path: str, img_u8: np.ndarray, *, synthetic: bool = True, extra: di
     info.add_text(f"encdec_jax:{k}", str(v))
   im.save(path, pnginfo=info)
   return path
+
+
+def corner_mark(img_u8: np.ndarray) -> np.ndarray:
+  """A visible mark: a magenta triangle in the bottom-right corner (an eighth of the side) with
+  "AI" on it where the image is large enough for text."""
+  from PIL import ImageDraw
+  im = Image.fromarray(img_u8)
+  s = max(4, im.width // 8)
+  d = ImageDraw.Draw(im)
+  d.polygon([(im.width, im.height - 2 * s), (im.width, im.height), (im.width - 2 * s, im.height)],
+            fill=(255, 0, 200))
+  if im.width >= 96:
+    d.text((im.width - s, im.height - s), "AI", fill=(255, 255, 255))
+  return np.asarray(im)

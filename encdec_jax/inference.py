@@ -81,17 +81,3 @@ def decode(run: Run, x_BxHxWx3: np.ndarray, to: int):
     run.compiled[key] = jax.jit(lambda p, x: run.model.apply(p, x, to, method="swap"))
   y = models.to_resolution(run.compiled[key](run.params, x_BxHxWx3), x_BxHxWx3.shape[1])  # dfaker: 2x
   return models.split_output(np.asarray(y))
-
-
-def corner_mark(img_u8: np.ndarray) -> np.ndarray:
-  """A visible mark: a magenta triangle in the bottom-right corner (an eighth of the side) with
-  "AI" on it where the image is large enough for text."""
-  from PIL import Image, ImageDraw
-  im = Image.fromarray(img_u8)
-  s = max(4, im.width // 8)
-  d = ImageDraw.Draw(im)
-  d.polygon([(im.width, im.height - 2 * s), (im.width, im.height), (im.width - 2 * s, im.height)],
-            fill=(255, 0, 200))
-  if im.width >= 96:
-    d.text((im.width - s, im.height - s), "AI", fill=(255, 255, 255))
-  return np.asarray(im)

@@ -45,6 +45,11 @@ FEATURES = 128     # random 3x3 conv filters of the identity features
 PATCHES = ((0, 0.25), (1, 0.25), (2, 0.7), (3, 0.35))  # render.LANDMARK_NAMES indices
 PATCH_SAMPLES = 12
 READABLE = 0.5     # a factor is scored if its floor is <= this x guessing the mean
+
+
+def is_readable(floor, guess):
+  """Whether the judge reads a factor well enough to score it (works on arrays too)."""
+  return floor <= READABLE * guess
 VERSION = 2        # of the judges' form: caches of another version are refitted, never misread
 
 
@@ -104,7 +109,7 @@ class Judges:
   @property
   def readable(self) -> np.ndarray | None:
     """(7,) bool: the factors attr_mae scores (floor <= READABLE x guessing the mean)."""
-    return None if self.attr_floors is None else self.attr_floors <= READABLE * self.attr_guess
+    return None if self.attr_floors is None else is_readable(self.attr_floors, self.attr_guess)
 
   @property
   def attr_floor(self) -> float | None:
@@ -292,7 +297,7 @@ def get(train: dict, test: dict, num_identities: int, data_dir: str, dataset_nam
         verbose: bool = True, extra=None) -> Judges:
   """The cached judges of this dataset, fitted (and cached) on first use; `extra`: a function
   giving more training arrays (see train_judges), called only when fitting."""
-  from encdec_jax.workdir import cache_lock
+  from encdec_jax.cachelock import cache_lock
   path = cache_dir(data_dir, dataset_name)
   if jax.process_count() > 1:  # Orbax synchronises processes: multi-host runs do not cache
     j = train_judges(train, test, num_identities, extra=extra() if extra else None)

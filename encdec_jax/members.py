@@ -16,16 +16,14 @@ batch as for one run.
   value does not recompile, and the optimizer state has exactly one run's layout.
 - Every member is still a run: its own workdir, config.json, metrics.jsonl, previews,
   checkpoints (the unpadded k-sized state, in one run's format: it restores, evaluates, swaps
-  and resumes alone), eval.json and W&B run. A group resumes from the latest step that all its
-  members saved.
+  and resumes alone), eval.json and W&B run. A group trains in the one training loop
+  (encdec_jax/train.py) and resumes from the latest step that all its members saved.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import functools
 import json
-import os
-import time
 from typing import Any
 
 import jax
@@ -35,8 +33,15 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from encdec_jax import assemble, losses, models
+from encdec_jax import checkpoint as ckpt_lib
+from encdec_jax import evaluate as eval_lib
 from encdec_jax import state as state_lib
+from encdec_jax import config as config_lib
 from encdec_jax.config import ExperimentConfig
+from encdec_jax.data import device_augment
+from encdec_jax.data.pipeline import Augment
+from encdec_jax.losses import compose
+from encdec_jax.step import make_step
 
 # The fields members of one group may differ in (and the run-naming fields that change nothing).
 MEMBER_FIELDS = ("seed", "loss", "model.bottleneck", "mask.enabled", "mask.eye_multiplier",
@@ -75,8 +80,7 @@ def auto_max_members(cfg: ExperimentConfig, budget: float = 0.5) -> int:
 
 def group_key(cfg: ExperimentConfig) -> str:
   """Runs with equal keys can be members of one group."""
-  from encdec_jax.workdir import flatten
-  d = flatten(dataclasses.asdict(cfg))
+  d = config_lib.flatten(dataclasses.asdict(cfg))
   drop = set(MEMBER_FIELDS) | set(_FREE)
   if cfg.model.arch not in PADDABLE:
     drop.discard("model.bottleneck")
@@ -132,10 +136,8 @@ class Group:
     self.batch_sharding = NamedSharding(self.mesh, P(None, None, "data"))  # (M, N, B, ...): split B
     self.terms = _terms(cfgs)
     self.h = self._settings()
-    needs_masks = any(c.mask.enabled for c in cfgs) or c0.model.learn_mask
-    self.batch_keys = ("inputs", "targets") + (("masks",) if needs_masks else ())
-    from encdec_jax import train
-    loss_fn = train.make_loss_fn(self.model, self.terms)
+    self.batch_keys = compose.batch_keys(any(compose.needs_masks(c) for c in cfgs))
+    loss_fn = compose.make_loss_fn(self.model, self.terms)
     on = [c.mask.enabled for c in cfgs]
     mask_on = True if all(on) else False if not any(on) else None  # None: per member
 
@@ -146,11 +148,17 @@ class Group:
     def member_update(g, o, p, h):
       return optax.adam(h["lr"], b1=h["b1"], b2=h["b2"]).update(g, o, p)
 
-    step = train.make_step(member_loss, member_update, c0.train.nonfinite, members=True)
+    step = make_step(member_loss, member_update, c0.train.nonfinite, members=True)
+    self._loss = jax.jit(jax.vmap(member_loss))  # the non-finite message's loss terms
     self.state_sharding = jax.tree.map(lambda _: self.replicated, self.stacked_abstract())
     self.step_fn = jax.jit(step, in_shardings=(self.state_sharding, self.batch_sharding, self.replicated),
                            out_shardings=(self.state_sharding, self.replicated), donate_argnums=0)
-    self.decode_all = None  # evaluation and previews (train_group): one compile at size K
+    self.cfg = c0
+    self.decode_all = eval_lib.make_decode_all(self.model)  # one compile at size K for all members
+    self.on_device = device_augment.on_device(c0.data.augment_on, devices)
+    self._augment = jax.jit(jax.vmap(functools.partial(device_augment.augment_batch,
+                                                       a=Augment.from_config(c0.data))))
+    self.sources = {}  # seed -> TrainSource, set by batches()
 
   def _settings(self) -> dict:
     """Per-member numbers, each with a leading member axis."""
@@ -187,10 +195,6 @@ class Group:
     return jax.tree.map(lambda x, a: x[i][tuple(slice(0, n) for n in a.shape)],
                         state, self.members[i].abstract_state)
 
-  def member_params_padded(self, state, i: int):
-    """Member i's params at the group's size: for evaluation with one compiled decode."""
-    return jax.tree.map(lambda x: x[i], state.params)
-
   def init(self):
     """Each member initialised as its own k-sized run would be (its seed, its fan-in)."""
     states, compiled = [], {}
@@ -203,187 +207,51 @@ class Group:
     return self.pad(states)
 
   def device_batch(self, batches: list[dict]) -> dict:
-    """Members' host batches (each (N, B, ...)) -> one (M, N, B, ...) sharded array per key."""
+    """Members' host batches (each (N, B, ...)) -> one (M, N, B, ...) sharded array per key. Raw
+    batches (TrainSource.raw_batch) are augmented on the devices."""
+    if "images" in batches[0]:
+      raw = {k: jax.device_put(np.stack([b[k] for b in batches]), self.batch_sharding) for k in batches[0]}
+      return {k: v for k, v in self._augment(raw).items() if k in self.batch_keys}
     return {k: jax.device_put(np.stack([b[k] for b in batches]), self.batch_sharding)
             for k in self.batch_keys}
 
+  # -- the program interface of the training loop (encdec_jax/program.py) --
+  def describe(self) -> str:
+    return (f"members: {self.m} runs in one program (bottleneck padded to {self.k_max}; "
+            f"conv_impl {self.model.cfg.conv_impl})")
 
-@contextlib.contextmanager
-def _all(contexts):
-  with contextlib.ExitStack() as stack:
-    for c in contexts:
-      stack.enter_context(c)
-    yield
+  def restore(self, checkpointers, step: int):
+    one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    return self.pad([ck.restore(step, ckpt_lib.abstract_like(a.abstract_state, jax.tree.map(
+        lambda _: one, a.abstract_state)))[0] for ck, a in zip(checkpointers, self.members)])
 
+  def batches(self, trn: dict, start: int):
+    from encdec_jax.program import train_source
+    self.sources = {s: train_source(self.cfg, trn, s) for s in sorted({c.seed for c in self.cfgs})}
+    iters = {s: src.iterate(start, raw=self.on_device) for s, src in self.sources.items()}
 
-def train_group(config_dicts: list, workdirs: list[str], *, progress: bool = True) -> list:
-  """Trains the runs together (resuming from the latest step all of them saved), evaluates each,
-  writes each run's files as train.train_and_evaluate does. Returns, per run, its final scalars
-  or the NonFiniteError that stopped it (the others go on). Single-process only."""
-  from encdec_jax import workdir as workdir_lib
-  if jax.process_count() > 1:
-    raise ValueError("members train in one process; run multi-host sweeps with --members=1")
-  cfgs = [assemble.checked_config(c) for c in config_dicts]
-  dicts = [c.to_dict() if hasattr(c, "to_dict") else dict(c) for c in config_dicts]
-  workdirs = [os.path.abspath(w) for w in workdirs]
-  changed = [workdir_lib.check_workdir(w, d) for w, d in zip(workdirs, dicts)]
-  with _all(workdir_lib.lock(w) for w in workdirs):
-    return _train_group(cfgs, dicts, workdirs, changed, progress)
+    def gen():
+      while True:
+        by_seed = {s: next(it) for s, it in iters.items()}
+        yield self.device_batch([by_seed[c.seed] for c in self.cfgs])
+    return gen()
 
+  def step(self, state, batch):
+    return self.step_fn(state, batch, self.h)
 
-def _common_start(ckpts) -> int:
-  """The latest step every member saved (0 if one has none): a killed group resumes there."""
-  steps = [set(c.all_steps()) for c in ckpts]
-  common = set.intersection(*steps) if steps else set()
-  return max(common) if common else 0
+  def rows(self, metrics: dict) -> list[dict]:
+    return [{k: v[i] for k, v in metrics.items()} for i in range(self.m)]
 
+  def nonfinite(self, state) -> tuple[np.ndarray, np.ndarray]:
+    return np.asarray(state.nonfinite), np.asarray(state.first_nonfinite)
 
-def nonfinite_message(first: int, workdir: str) -> str:
-  return (f"non-finite loss or gradient at step {first + 1} (its update was not applied). The last "
-          f"checkpoint in {workdir}/checkpoints is untouched. Resume with the same --workdir and a "
-          f"lower config.train.lr, or config.train.nonfinite='skip' to skip such steps.")
+  def member_params(self, state, i: int):
+    """Member i's params at the group's size: for evaluation with one compiled decode."""
+    return jax.tree.map(lambda x: x[i], state.params)
 
-
-def _train_group(cfgs, dicts, workdirs, changed, progress):
-  from tqdm.auto import tqdm
-
-  from encdec_jax import checkpoint as ckpt_lib, evaluate as eval_lib, images as image_lib
-  from encdec_jax import judges as judges_lib, preemption, tracking, train
-  from encdec_jax import workdir as workdir_lib
-  from encdec_jax.data import device_augment
-  from encdec_jax.data.loading import load_data
-  from encdec_jax.data.pipeline import Augment, TrainSource
-  c0 = cfgs[0]
-  trn, test = load_data(c0, workdirs[0])
-  g = Group(cfgs)
-  m = g.m
-  ckpts = [ckpt_lib.Checkpointer(w, c.train.keep_checkpoints) for w, c in zip(workdirs, cfgs)]
-  trackers = []
-  try:
-    start = _common_start(ckpts)
-    if start == 0:
-      state = g.init()
-    else:
-      one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-      states = [ck.restore(start, ckpt_lib.abstract_like(a.abstract_state, jax.tree.map(lambda _: one, a.abstract_state)))[0]
-                for ck, a in zip(ckpts, g.members)]
-      state = g.pad(states)
-    for w, d, ch in zip(workdirs, dicts, changed):
-      workdir_lib.commit(w, d, ch)
-      tracking.truncate_jsonl(os.path.join(w, "metrics.jsonl"), start)
-    trackers = [tracking.Tracker(w, d, mode=c.wandb.mode, project=c.wandb.project, group=c.wandb.group,
-                                 name=c.wandb.name or os.path.basename(w))
-                for w, d, c in zip(workdirs, dicts, cfgs)]
-    print(f"members: {m} runs in one program (bottleneck padded to {g.k_max}; "
-          f"conv_impl {g.model.cfg.conv_impl})", flush=True)
-    judges = judges_lib.for_config(c0, trn, test)
-    on_device = device_augment.on_device(c0.data.augment_on, jax.devices())
-    aug = Augment.from_config(c0.data)
-    seeds = sorted({c.seed for c in cfgs})
-    sources = {s: TrainSource(trn["image"], trn["mask"], trn["identity"], c0.data.identities,
-                              c0.train.batch_size, s, aug) for s in seeds}
-    iters = {s: src.iterate(start, raw=on_device) for s, src in sources.items()}
-    augment = None
-    if on_device:
-      import functools
-      augment = jax.jit(jax.vmap(functools.partial(device_augment.augment_batch, a=aug)))
-    g.decode_all = eval_lib.make_decode_all(g.model)
-    failed: dict[int, str] = {}
-    tc, n_img = c0.train, c0.train.batch_size * c0.data.identities * m
-    bar = tqdm(total=tc.steps, initial=start, disable=not progress, unit="step", dynamic_ncols=True,
-               desc=f"{m} members")
-    pending, t_last, step_last = None, time.perf_counter(), start
-
-    def flush(pend):
-      nonlocal t_last, step_last
-      step, mt = pend
-      mt = jax.device_get(mt)
-      now = time.perf_counter()
-      ips = (step - step_last) * n_img / max(now - t_last, 1e-9)
-      t_last, step_last = now, step
-      for i in range(m):
-        row = {k: v[i] for k, v in mt.items()}
-        row["train/img_per_s"] = ips / m
-        if tc.nonfinite == "stop" and row["train/nonfinite_steps"] and i not in failed:
-          failed[i] = nonfinite_message(int(state.first_nonfinite[i]), workdirs[i])
-          continue
-        if i not in failed:
-          trackers[i].log(step, row)
-      bar.set_postfix(loss=f"{float(np.mean(mt['train/loss'])):.4f}", img_s=f"{ips:.1f}")
-
-    def batch(step_batches):
-      if on_device:
-        raw = {k: jax.device_put(np.stack([b[k] for b in step_batches]), g.batch_sharding)
-               for k in step_batches[0]}
-        return {k: v for k, v in augment(raw).items() if k in g.batch_keys}
-      return g.device_batch(step_batches)
-
-    with preemption.stop_signals() as stop:
-      try:
-        for step in range(start, tc.steps):
-          by_seed = {s: next(it) for s, it in iters.items()}
-          state, metrics = g.step_fn(state, batch([by_seed[c.seed] for c in cfgs]), g.h)
-          done = step + 1
-          if pending is not None:
-            flush(pending)
-            pending = None
-          if done % tc.log_every == 0 or done == tc.steps:
-            pending = (done, metrics)
-          preempt = preemption.preemption_requested(stop, done)
-          saving = done % tc.checkpoint_every == 0 or done == tc.steps or preempt
-          if saving or done % tc.preview_every == 0:
-            if pending is not None:
-              flush(pending)
-              pending = None
-            if tc.nonfinite == "stop":  # before anything is written, as for one run
-              for i in np.flatnonzero(np.asarray(state.nonfinite)):
-                failed.setdefault(int(i), nonfinite_message(int(state.first_nonfinite[i]), workdirs[i]))
-          if done % tc.preview_every == 0 or done == tc.steps:
-            for i in range(m):
-              if i in failed:
-                continue
-              grid = eval_lib.preview_grid(g.member_params_padded(state, i), g.decode_all, test,
-                                           c0.data.identities)
-              path = image_lib.save_png(os.path.join(workdirs[i], "previews", f"step_{done:07d}.png"),
-                                        grid, extra={"step": done}, scale=2)
-              trackers[i].log_image(done, "preview", path)
-          if c0.eval.every and done % c0.eval.every == 0 and done != tc.steps:
-            for i in range(m):
-              if i not in failed:
-                trackers[i].log(done, eval_lib.evaluate(g.member_params_padded(state, i), g.decode_all,
-                                                        test, c0.data.identities, judges=judges))
-          if saving:
-            for i in range(m):
-              if i not in failed:
-                ckpts[i].save(done, g.member_state(state, i), {"step": done})
-          bar.update(1)
-          if preempt:
-            raise preemption.Preempted(done, workdirs[0], stop["signum"])
-        if pending is not None:
-          flush(pending)
-      finally:
-        bar.close()
-    for ck in ckpts:
-      ck.close()
-    results = []
-    for i in range(m):
-      if i in failed:
-        workdir_lib.mark_nonfinite_stop(workdirs[i], failed[i])
-        results.append(train.NonFiniteError(failed[i]))
-        continue
-      scalars = eval_lib.evaluate(g.member_params_padded(state, i), g.decode_all, test,
-                                  c0.data.identities, judges=judges)
-      final = {"step": int(state.step[i]), **scalars}
-      trackers[i].log(final["step"], scalars)
-      trackers[i].summary(scalars)
-      tmp = os.path.join(workdirs[i], "eval.json.tmp")
-      with open(tmp, "w") as f:
-        json.dump(final, f, indent=2, sort_keys=True)
-      os.replace(tmp, os.path.join(workdirs[i], "eval.json"))
-      results.append(final)
-    return results
-  finally:
-    for ck in ckpts:
-      ck.close()
-    for t in trackers:
-      t.close()
+  def loss_terms_at(self, state, i: int, step: int) -> dict:
+    """Member i's loss terms on its batch of `step` from `state` (nothing updated)."""
+    get = (lambda s: s.raw_batch(step)) if self.on_device else (lambda s: s.batch(step))
+    batch = self.device_batch([get(self.sources[c.seed]) for c in self.cfgs])
+    loss, m = jax.device_get(self._loss(state.params, batch, self.h))
+    return {"train/loss": loss[i], **{k: v[i] for k, v in m.items()}}

@@ -8,6 +8,8 @@ import os
 
 import numpy as np
 
+from encdec_jax import judges
+
 # Headline metrics, in table order, with what each means. See encdec_jax/evaluate.py.
 METRICS = {
     "swap_face_mae": "converted swap (decoder j on encoder(x_i), blended into x_i inside the face "
@@ -107,8 +109,8 @@ def _judges_lines(results: list[dict]) -> list[str]:
   if "eval/attr_mae_floor" in r:
     rows = [(n, r.get(f"eval/attr_floor/{n}"), r.get(f"eval/attr_guess/{n}")) for n in POSE_EXPRESSION]
     rows = [x for x in rows if x[1] is not None]
-    scored = [n for n, f, g in rows if f <= 0.5 * g]
-    left = [n for n, f, g in rows if f > 0.5 * g]
+    scored = [n for n, f, g in rows if judges.is_readable(f, g)]
+    left = [n for n, f, g in rows if not judges.is_readable(f, g)]
     out[0] += (f" Pose/expression floor {r['eval/attr_mae_floor']:.3f} std units against "
                f"{r['eval/attr_mae_guess']:.3f} for guessing the mean; `attr_mae` averages "
                + ", ".join(scored) + "."

@@ -6,7 +6,6 @@ pass as --config.<field>=value), and a `command` whose `--config=` names the bas
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import re
 from typing import Any
@@ -149,10 +148,10 @@ def run_sweep(sweep_path: str, out_dir: str, *, max_runs: int | None = None,
   rows: dict[int, dict] = {}
   todo = []
   for i, params, cfg, workdir in configs:
-    done = os.path.join(workdir, "eval.json")
     row = {"run": os.path.basename(workdir), **params}
-    if os.path.exists(done) and json.load(open(done)).get("step") == cfg.train.steps:
-      rows[i] = {**row, **json.load(open(done))}
+    ev = workdir_lib.read_eval(workdir)
+    if ev is not None and ev.get("step") == cfg.train.steps:
+      rows[i] = {**row, **ev}
     else:
       todo.append((i, params, cfg, workdir))
 
@@ -176,16 +175,7 @@ def run_sweep(sweep_path: str, out_dir: str, *, max_runs: int | None = None,
     print(f"[sweep {name}] run{'s' * (len(runs_) > 1)} {label}/{len(configs)}"
           + (f" as {len(runs_)} members of one program" if len(runs_) > 1 else f": {runs_[0][1]}"),
           flush=True)
-    if len(runs_) == 1:
-      i, params, cfg, workdir = runs_[0]
-      try:
-        result = train.train_and_evaluate(cfg, workdir, progress=progress)
-      except train.NonFiniteError as e:
-        result = e
-      record(i, params, workdir, result)
-      continue
-    out = members_lib.train_group([cfg for _, _, cfg, _ in runs_], [w for *_, w in runs_],
-                                  progress=progress)
+    out = train.train_runs([cfg for _, _, cfg, _ in runs_], [w for *_, w in runs_], progress=progress)
     for (i, params, _, workdir), result in zip(runs_, out):
       record(i, params, workdir, result)
   results = [rows[i] for i, *_ in configs]

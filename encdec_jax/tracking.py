@@ -38,11 +38,6 @@ def truncate_jsonl(path: str, max_step: int, drop_eval_at: int | None = None) ->
   os.replace(tmp, path)
 
 
-def read_jsonl(path: str) -> list[dict]:
-  with open(path) as f:
-    return [json.loads(ln) for ln in f if ln.strip()]
-
-
 class Tracker:
   """One per run. `log(step, {...})` writes a JSON line and, if enabled, a W&B row."""
 

@@ -1,14 +1,26 @@
-"""A run's workdir: created and probed for writing at start-up, and guarded against mixing configs."""
+"""A run's workdir, and `RunFolder`, the one owner of what is written in it.
+
+WORKDIR/
+  config.json           the config the run started with (atomic), config_changes.jsonl
+  .lock                 held while a process trains or evaluates in it (flock)
+  checkpoints/<step>/   Orbax (encdec_jax/checkpoint.py)
+  metrics.jsonl         one JSON row per logged step (encdec_jax/tracking.py), eval rows once each
+  previews/step_*.png   preview grids
+  eval.json             the final evaluation (atomic, strict JSON: NaN/Inf written as null)
+  nonfinite_stop.json   present after a stop on a NaN/Inf loss
+  wandb/                W&B's offline files (unless wandb.mode=disabled)
+"""
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import json
+import math
 import os
 import socket
 import time
 
-from encdec_jax.config import ConfigError, default_for
+from encdec_jax.config import ConfigError, default_for, flatten
 
 
 def check_workdir(workdir: str, cfg_dict: dict, allow_config_change: bool = False) -> dict:
@@ -45,11 +57,7 @@ def commit(workdir: str, cfg_dict: dict, changed: dict) -> None:
   if changed:
     with open(os.path.join(workdir, "config_changes.jsonl"), "a") as f:
       f.write(json.dumps({"time": time.time(), "changed": changed}) + "\n")
-  path = os.path.join(workdir, "config.json")
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(cfg_dict, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
+  write_json(os.path.join(workdir, "config.json"), cfg_dict)
   try:
     os.remove(os.path.join(workdir, NONFINITE_STOP))
   except FileNotFoundError:
@@ -130,28 +138,126 @@ def may_change_on_resume(key: str) -> bool:
   return key in RESUME_FREE or key.startswith(("wandb.", "eval."))
 
 
-def flatten(d: dict, prefix: str = "") -> dict:
-  out = {}
-  for k, v in d.items():
-    if isinstance(v, dict):
-      out.update(flatten(v, f"{prefix}{k}."))
+def _strict(values: dict) -> tuple[dict, dict]:
+  """(values with NaN/Inf floats as None, {key: 'nan' | 'inf' | '-inf'} for those): strict JSON."""
+  out, why = {}, {}
+  for k, v in values.items():
+    if isinstance(v, float) and not math.isfinite(v):
+      out[k], why[k] = None, str(v)
     else:
-      out[f"{prefix}{k}"] = v
-  return out
+      out[k] = v
+  return out, why
 
 
-@contextlib.contextmanager
-def cache_lock(path: str, what: str):
-  """Waits for, then holds, an OS lock on PATH.lock while a shared cache (a dataset, the judges)
-  is prepared, so concurrent runs prepare it once instead of crashing one another."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  with open(path + ".lock", "a+") as f:
+def write_json(path: str, value) -> None:
+  """Atomic: a reader sees the old file or the new one, never a part."""
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(value, f, indent=2, sort_keys=True, allow_nan=False)
+  os.replace(tmp, path)
+
+
+def read_eval(workdir: str) -> dict | None:
+  """A run's eval.json, or None when it has none or it cannot be read (cut short, not JSON):
+  such a run is evaluated again."""
+  try:
+    with open(os.path.join(workdir, EVAL)) as f:
+      ev = json.load(f)
+  except (OSError, ValueError):
+    return None
+  return ev if isinstance(ev, dict) else None
+
+
+EVAL = "eval.json"
+METRICS = "metrics.jsonl"
+
+
+class RunFolder:
+  """Everything a run writes in its workdir goes through here: the config (commit), the lock,
+  checkpoints, metrics rows and W&B (the tracker), previews, eval.json and the non-finite marker.
+  `main=False` (other processes of a multi-host run): checks and writes nothing but checkpoints,
+  which every process saves together.
+
+    f = RunFolder(workdir, cfg_dict, cfg)          # checks the workdir (writable, same config)
+    with f.lock():
+      f.begin(start)                               # commit; metrics after `start` dropped; tracker
+      f.log(step, row); f.preview(step, grid); f.checkpoints.save(...)
+      f.write_eval(final)                          # eval.json + the tracker's final row
+  """
+
+  def __init__(self, workdir: str, cfg_dict: dict, cfg, *, main: bool = True,
+               allow_config_change: bool = False):
+    self.path, self.cfg_dict, self.cfg, self.main = os.path.abspath(workdir), cfg_dict, cfg, main
+    self.changed = check_workdir(self.path, cfg_dict, allow_config_change) if main else None
+    self.tracker = None
+    self._ckpt = None
+
+  @property
+  def name(self) -> str:
+    return os.path.basename(self.path)
+
+  def lock(self):
+    return lock(self.path) if self.main else contextlib.nullcontext()
+
+  @property
+  def checkpoints(self):
+    if self._ckpt is None:
+      from encdec_jax import checkpoint as ckpt_lib
+      self._ckpt = ckpt_lib.Checkpointer(self.path, self.cfg.train.keep_checkpoints)
+    return self._ckpt
+
+  def begin(self, start: int, tracker: bool = True) -> None:
+    """The run has started from step `start` (restored or initialised): its config is recorded,
+    metrics rows after `start` (steps to be replayed) are dropped, and so are the evaluation rows
+    at `start` when the run ends there (a finished run evaluated again), then the tracker opens."""
+    if self.main:
+      commit(self.path, self.cfg_dict, self.changed)
+      self.drop_metrics_after(start, drop_eval_at=start if start >= self.cfg.train.steps else None)
+    if tracker:
+      self.open_tracker()
+
+  def open_tracker(self, mode: str | None = None) -> None:
+    from encdec_jax import tracking
+    w = self.cfg.wandb
+    self.tracker = tracking.Tracker(self.path, self.cfg_dict, mode=mode or w.mode, project=w.project,
+                                    group=w.group, name=w.name or self.name, enabled=self.main)
+
+  def drop_metrics_after(self, step: int, drop_eval_at: int | None = None) -> None:
+    from encdec_jax import tracking
+    tracking.truncate_jsonl(os.path.join(self.path, METRICS), step, drop_eval_at)
+
+  def log(self, step: int, row: dict) -> None:
+    self.tracker.log(step, row)
+
+  def preview(self, step: int, grid) -> None:
+    if not self.main:
+      return
+    from encdec_jax import images as image_lib
+    path = image_lib.save_png(os.path.join(self.path, "previews", f"step_{step:07d}.png"), grid,
+                              extra={"step": step}, scale=2)
+    self.tracker.log_image(step, "preview", path)
+
+  def write_eval(self, final: dict) -> None:
+    """eval.json (atomic; NaN/Inf as null, named under 'nonfinite') and the final metrics row."""
+    if not self.main:
+      return
+    scalars = {k: v for k, v in final.items() if k != "step"}
+    self.tracker.log(final["step"], scalars)
+    self.tracker.summary(scalars)
+    out, why = _strict(final)
+    if why:
+      out["nonfinite"] = why
+    write_json(os.path.join(self.path, EVAL), out)
+
+  def mark_nonfinite_stop(self, message: str) -> None:
+    if self.main:
+      mark_nonfinite_stop(self.path, message)
+
+  def close(self) -> None:
     try:
-      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-      print(f"waiting for another process preparing {what} ({path})", flush=True)
-      fcntl.flock(f, fcntl.LOCK_EX)
-    try:
-      yield
+      if self._ckpt is not None:
+        self._ckpt.close()
+        self._ckpt = None
     finally:
-      fcntl.flock(f, fcntl.LOCK_UN)
+      if self.tracker is not None:
+        self.tracker.close()

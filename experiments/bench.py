@@ -15,9 +15,12 @@ import re
 import resource
 import statistics
 import subprocess
+import sys
 import time
 
-from absl import app, flags
+from absl import flags
+
+from experiments import _cli
 
 _VARIANT = flags.DEFINE_string("variant", "full", "variant of the config file (full, small, tiny)")
 _ARCH = flags.DEFINE_string("arch", "original", "config file experiments/configs/<arch>.py")
@@ -58,16 +61,15 @@ def time_losses(batch=32, res=64, reps=5):
 
 def _config(arch=None):
   import importlib
-  import yaml
   from encdec_jax import config as config_lib
   c = importlib.import_module(f"experiments.configs.{arch or _ARCH.value}").get_config(_VARIANT.value)
   # The peer trains with plain MAE on the whole image: time the same work, not the recipe's
   # SSIM + masked loss (--set loss=... or mask.enabled=True to time those).
-  over = {"config.loss": "mae:1.0", "config.mask.enabled": False}
-  for s in _SET.value:
-    k, _, v = s.partition("=")
-    over["config." + k] = yaml.safe_load(v)
-  return config_lib.override(c, over)
+  over = {"config.loss": "mae:1.0", "config.mask.enabled": False, **_cli.parse_set(_SET.value)}
+  try:
+    return config_lib.override(c, over)
+  except config_lib.ConfigError as e:
+    sys.exit(f"error: --set: {e}")
 
 
 def jax_matmul_gflops(n=4096, reps=5, dtype="float32"):
@@ -93,11 +95,12 @@ def time_ours(cd):
   """-> dict of ms/step, img/s, GFLOP (XLA and analytic), compile s, for the configured model."""
   import jax
   import numpy as np
-  from encdec_jax import assemble, train
+  from encdec_jax import assemble
+  from encdec_jax.program import Trainer
   from experiments import flops as flops_lib
   cfg = assemble.checked_config(cd)
   t0 = time.perf_counter()
-  tr = train.Trainer(cfg)
+  tr = Trainer(cfg)
   state = tr.init()
   n, b, r = cfg.data.identities, cfg.train.batch_size, cfg.data.resolution
   rng = np.random.default_rng(0)
@@ -199,9 +202,10 @@ def breakdown(cd, reps=3):
   import jax
   import numpy as np
   import optax
-  from encdec_jax import assemble, losses, models, train
+  from encdec_jax import assemble, losses, models
+  from encdec_jax.program import Trainer
   cfg = assemble.checked_config(cd)
-  tr = train.Trainer(cfg)
+  tr = Trainer(cfg)
   state = tr.init()
   n, b, r = cfg.data.identities, cfg.train.batch_size, cfg.data.resolution
   rng = np.random.default_rng(0)
@@ -319,10 +323,7 @@ def bench_members(cd, k: int):
 
 def main(argv):
   del argv
-  from encdec_jax import hostmem
-  hostmem.tune_malloc()  # XLA:CPU step buffers stay in the heap (encdec_jax/hostmem.py)
-  from absl import logging
-  logging.set_verbosity(logging.ERROR)
+  _cli.start()
   import jax
   if _LOSSES.value:
     time_losses()
@@ -397,4 +398,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  _cli.run(main)

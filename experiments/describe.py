@@ -8,11 +8,13 @@ each decoder) and of the train step; memory from XLA's memory analysis of the co
 this machine's first device. Nothing is trained and no data is read.
 """
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
+
+from experiments import _cli  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", "experiments/configs/original.py",
                                           "config file, optionally with :variant")
@@ -20,11 +22,15 @@ _CONFIG = config_flags.DEFINE_config_file("config", "experiments/configs/origina
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.ERROR)
+  _cli.start()
   from encdec_jax import assemble, describe
-  cfg = assemble.checked_config(_CONFIG.value)
+  from encdec_jax.config import ConfigError
+  try:
+    cfg = assemble.checked_config(_CONFIG.value)
+  except ConfigError as e:
+    sys.exit(f"error: {e}")
   print(describe.format_description(describe.describe(cfg), cfg))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  _cli.run(main)

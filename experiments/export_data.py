@@ -11,8 +11,10 @@ from; training, evaluation, the judges and the sweep read it with numpy alone.
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import flags
 from ml_collections import config_flags
+
+from experiments import _cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", "experiments/configs/original.py",
                                           "config file, optionally :variant", lock_config=True)
@@ -21,7 +23,7 @@ _OUTPUT = flags.DEFINE_string("output", None, "the .npz to write", required=True
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.ERROR)
+  _cli.start()
   from encdec_jax import assemble, config as config_lib
   from encdec_jax.data import loading
   try:
@@ -37,5 +39,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  from experiments._cli import parse_flags
-  app.run(main, flags_parser=parse_flags)
+  _cli.run(main)

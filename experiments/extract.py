@@ -17,7 +17,9 @@ import os
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
+
+from experiments import _cli
 
 _INPUT = flags.DEFINE_string("input", None, "folder of photos", required=True)
 _OUTPUT = flags.DEFINE_string("output", None, "folder for the aligned crops (one identity)",
@@ -34,7 +36,7 @@ REPORT = "extract_report.json"
 
 def main(argv):
   del argv
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  _cli.start()
   if not os.path.isdir(_INPUT.value):
     sys.exit(f"error: --input={_INPUT.value!r} is not a directory")
   if _SIZE.value < 16:
@@ -98,4 +100,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  _cli.run(main)

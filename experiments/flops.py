@@ -35,5 +35,5 @@ def analytic_forward_flops(cfg: ModelConfig, count_padding: bool | None = None) 
   for f in (256, 128, 64):
     macs += _taps(s, 3, 1, 1) ** 2 * cin * 4 * ch(f, w)
     s, cin = 2 * s, ch(f, w)
-  macs += _taps(s, 5, 1, 2) ** 2 * cin * (4 if cfg.learn_mask else 3)
+  macs += _taps(s, 5, 1, 2) ** 2 * cin * cfg.out_channels
   return 2.0 * macs

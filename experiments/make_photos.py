@@ -13,7 +13,9 @@ import json
 import os
 import sys
 
-from absl import app, flags
+from absl import flags
+
+from experiments import _cli
 
 _OUTPUT = flags.DEFINE_string("output", None, "root folder for the photos", required=True)
 _NAMES = flags.DEFINE_list("names", ["alice", "bob"], "one folder per identity, in this order")
@@ -24,6 +26,7 @@ _W = flags.DEFINE_integer("width", 208, "photo width (px)")
 
 def main(argv):
   del argv
+  _cli.start()
   from encdec_jax import images
   from encdec_jax.data import composites
   if len(set(_NAMES.value)) != len(_NAMES.value) or any(not n or os.sep in n for n in _NAMES.value):
@@ -44,4 +47,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  _cli.run(main)

@@ -5,7 +5,9 @@ set of factors (pose, expression, lighting, background) rendered as every identi
 ground-truth swaps the evaluation compares against.
 """
 import numpy as np
-from absl import app, flags
+from absl import flags
+
+from experiments import _cli
 
 from encdec_jax import images
 from encdec_jax.data import render as R
@@ -18,6 +20,7 @@ _SEED = flags.DEFINE_integer("seed", 0, "family of faces (config.data.seed)")
 
 def main(argv):
   del argv
+  _cli.start()
   n, r = _IDS.value, _RES.value
   shared = [R.sample_factors(np.random.default_rng([99, k])) for k in range(2)]
   frame = R.identity_traits(_SEED.value, 0)
@@ -32,4 +35,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  _cli.run(main)

@@ -24,7 +24,9 @@ import json
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import flags
+
+from experiments import _cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "a trained run's workdir", required=True)
 _TO = flags.DEFINE_string("to", None, "target identity: index or folder name", required=True)
@@ -44,10 +46,7 @@ REPORT = "swap_report.json"
 
 def main(argv):
   del argv
-  from encdec_jax import hostmem
-  hostmem.tune_malloc()  # XLA:CPU step buffers stay in the heap (encdec_jax/hostmem.py)
-  logging.set_verbosity(logging.ERROR)
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  _cli.start()
   import numpy as np
   from tqdm.auto import tqdm
   from encdec_jax import convert, images, inference, photos
@@ -112,7 +111,7 @@ def main(argv):
         u8 = photos.paste_swap(u8, face, decode, r, blend=_BLEND.value)
       faces = len(found.faces)
     if _MARK.value:
-      u8 = inference.corner_mark(u8)
+      u8 = images.corner_mark(u8)
     images.save_png(os.path.join(_OUTPUT.value, outputs[name]), u8, extra={
         **run.provenance(), "identity": run.identities[to], "source": rec["file"],
         "blended": _BLEND.value, "input_kind": rec["kind"], "faces_swapped": faces})
@@ -132,5 +131,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  from experiments._cli import parse_flags
-  app.run(main, flags_parser=parse_flags)
+  _cli.run(main)

@@ -6,7 +6,9 @@ Runs go to DIR/<run name>/; DIR gets results.csv, results.md and plots. Re-runni
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import flags
+
+from experiments import _cli
 
 _SWEEP = flags.DEFINE_string("sweep", "experiments/sweeps/default.yaml", "W&B sweep YAML")
 _WORKDIR = flags.DEFINE_string("workdir", None, "output folder (default sweeps_out/<yaml name>)")
@@ -15,6 +17,7 @@ _SET = flags.DEFINE_multi_string("set", [], "extra override for every run, e.g. 
 _MEMBERS = flags.DEFINE_integer("members", 0, "runs trained together as members of one compiled "
                                 "program (encdec_jax/members.py): 0 = as many as memory allows "
                                 "(at most 8), 1 = one run at a time")
+_DISTRIBUTED = _cli.define_distributed()
 _VERBOSE = flags.DEFINE_bool("verbose", False, "show the full traceback of an error")
 _SEED = flags.DEFINE_integer("sweep_seed", 0, "seed of random and bayes proposals (a re-run with "
                              "the same seed proposes the same runs)")
@@ -22,27 +25,12 @@ _SEED = flags.DEFINE_integer("sweep_seed", 0, "seed of random and bayes proposal
 
 def main(argv):
   del argv
-  from encdec_jax import hostmem
-  hostmem.tune_malloc()  # XLA:CPU step buffers stay in the heap (encdec_jax/hostmem.py)
-  logging.set_verbosity(logging.ERROR)
-  import yaml
+  _cli.start()
   from encdec_jax import config as config_lib, sweep
   out = _WORKDIR.value or os.path.join("sweeps_out", os.path.splitext(os.path.basename(_SWEEP.value))[0])
-  extra = {}
-  for s in _SET.value:
-    k, eq, v = s.partition("=")
-    try:
-      if not eq or not k:
-        raise ValueError("expected section.field=value")
-      extra["config." + k.removeprefix("config.")] = config_lib.number(yaml.safe_load(v))
-    except (ValueError, yaml.YAMLError) as e:
-      sys.exit(f"error: --set {s!r}: {str(e).splitlines()[0]}")
-  from encdec_jax import distributed, preemption, train
-  try:
-    distributed.initialize()  # ENCDEC_DISTRIBUTED; before anything touches a device
-  except distributed.DistributedError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+  extra = _cli.parse_set(_SET.value)
+  _cli.init_distributed(_DISTRIBUTED.value)
+  from encdec_jax import preemption, train
   try:
     results = sweep.run_sweep(_SWEEP.value, out, max_runs=_MAX_RUNS.value, config_overrides=extra,
                               seed=_SEED.value, max_members=_MEMBERS.value)
@@ -62,4 +50,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  _cli.run(main)

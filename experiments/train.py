@@ -7,15 +7,15 @@ import os
 import sys
 import time
 
-from absl import app, flags, logging
+from absl import flags
 from ml_collections import config_flags
+
+from experiments import _cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", "experiments/configs/original.py",
                                           "config file, optionally :variant", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "where checkpoints, metrics and previews go")
-_DISTRIBUTED = flags.DEFINE_enum("distributed", None, ["off", "auto", "explicit"],
-                                 "multi-host start-up (default: $ENCDEC_DISTRIBUTED or off); see "
-                                 "encdec_jax/distributed.py")
+_DISTRIBUTED = _cli.define_distributed()
 _VERBOSE = flags.DEFINE_bool("verbose", False, "show the full traceback of an error")
 _ALLOW_CHANGE = flags.DEFINE_bool("allow_config_change", False,
                                   "continue a workdir whose saved config differs (logged to "
@@ -24,15 +24,8 @@ _ALLOW_CHANGE = flags.DEFINE_bool("allow_config_change", False,
 
 def main(argv):
   del argv
-  from encdec_jax import hostmem
-  hostmem.tune_malloc()  # XLA:CPU step buffers stay in the heap (encdec_jax/hostmem.py)
-  logging.set_verbosity(logging.ERROR)  # Orbax logs every save at INFO, TFDS warns on custom configs
-  from encdec_jax import distributed
-  try:
-    distributed.initialize(_DISTRIBUTED.value)  # before anything touches a device
-  except distributed.DistributedError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+  _cli.start()
+  _cli.init_distributed(_DISTRIBUTED.value)
   from encdec_jax import checkpoint as ckpt_lib, config as config_lib, preemption, train
   workdir = _WORKDIR.value or os.path.join("runs", os.environ.get("WANDB_RUN_ID") or time.strftime("%Y%m%d-%H%M%S"))
   try:
@@ -49,5 +42,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  from experiments._cli import parse_flags
-  app.run(main, flags_parser=parse_flags)
+  _cli.run(main)

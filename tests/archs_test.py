@@ -4,9 +4,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from encdec_jax import models, train
+from encdec_jax import models
 from encdec_jax.config import ModelConfig
-from tests.helpers import train_steps
+from tests.helpers import init_params, train_steps
 
 N = 3  # identities: odd one out shows per-identity parts are N (not 2)
 
@@ -45,7 +45,7 @@ def test_registry_is_complete():
 def arch_model(request):
   cfg = _cfg(request.param)
   m = models.build_model(cfg)
-  return request.param, cfg, m, models.init_params(m, cfg, jax.random.key(0))
+  return request.param, cfg, m, init_params(m, cfg)
 
 
 def test_shapes_and_sharing(arch_model):
@@ -122,7 +122,7 @@ def test_resized_target_matches_tf_bilinear():
   centres, exactly what tf.image.resize does."""
   import tensorflow as tf
   x = np.random.default_rng(0).random((2, 8, 8, 3), dtype=np.float32)
-  ours = train.resize_to(jnp.asarray(x), (16, 16))
+  ours = models.to_resolution(jnp.asarray(x), 16)
   ref = tf.image.resize(x, (16, 16), method="bilinear").numpy()
   np.testing.assert_allclose(ours, ref, atol=1e-5)
 

@@ -8,11 +8,10 @@ def test_config_files_say_only_what_they_change():
   """One source of defaults: original.py:full is the dataclasses' defaults, and every variant
   differs from them in exactly the fields its VARIANTS entry names."""
   import dataclasses
-  from encdec_jax import workdir as workdir_lib
   assert assemble.checked_config(original.get_config("full")) == config_lib.ExperimentConfig()
-  default = workdir_lib.flatten(dataclasses.asdict(config_lib.ExperimentConfig()))
+  default = config_lib.flatten(dataclasses.asdict(config_lib.ExperimentConfig()))
   for variant, changes in original.VARIANTS.items():
-    cfg = workdir_lib.flatten(dataclasses.asdict(assemble.checked_config(original.get_config(variant))))
+    cfg = config_lib.flatten(dataclasses.asdict(assemble.checked_config(original.get_config(variant))))
     changed = {k for k in cfg if cfg[k] != default[k]} - set(config_lib.DERIVED)
     assert changed == set(changes), variant
 
@@ -23,6 +22,8 @@ def test_override_parses_numbers_and_refuses_unknown_fields():
   assert (c.train.lr, c.model.bottleneck, c.train.b1) == (1e-4, 12, 0.0) and isinstance(c.train.b1, float)
   with pytest.raises(config_lib.ConfigError, match=r"modle.width: no section 'modle'; valid: \['data', 'eval'"):
     config_lib.override(c, {"modle.width": 1.0})
+  with pytest.raises(config_lib.ConfigError, match=r"no field 'botleneck'.*'bottleneck'"):
+    config_lib.override(c, {"config.model.botleneck": 7})
 
 
 def test_a_saved_config_with_a_removed_field_still_loads():
@@ -123,8 +124,3 @@ def test_every_config_field_has_its_readme_line():
   assert listed - fields == set(), "the README's table lists fields that do not exist"
 
 
-def test_tune_malloc_sets_glibc_thresholds_and_can_be_turned_off(monkeypatch):
-  from encdec_jax import hostmem
-  assert hostmem.tune_malloc() is True  # Linux with glibc, as CI
-  monkeypatch.setenv("ENCDEC_TUNE_MALLOC", "0")
-  assert hostmem.tune_malloc() is False

@@ -1,10 +1,10 @@
 """Evaluation and swapping through cheap seams: stand-in decoders, and untrained models assembled
 without a Trainer."""
-import jax
 import numpy as np
 import pytest
 
 from encdec_jax import assemble, convert, evaluate, inference, models
+from tests.helpers import init_params
 
 
 def test_three_identities_score_every_ordered_pair(tiny_config):
@@ -31,7 +31,7 @@ def test_dfaker_2x_output_is_scored_and_swapped_at_the_data_size(tiny_config, ti
   cfg = assemble.checked_config(tiny_config(**{"model.arch": "dfaker"}))
   a = assemble.assemble(cfg)
   assert models.output_scale(cfg.model) == 2
-  params = models.init_params(a.model, cfg.model, jax.random.key(0))
+  params = init_params(a.model, cfg.model)
   _, test = tiny_data
   out = evaluate.evaluate(params, evaluate.make_decode_all(a.model), test, 2)
   assert np.isfinite([v for v in out.values()]).all() and 0 < out["eval/swap_face_mae"] < 1
@@ -41,6 +41,7 @@ def test_dfaker_2x_output_is_scored_and_swapped_at_the_data_size(tiny_config, ti
   run = inference.Run(cfg, a.model, params, 0, ["0", "1"])
   got, mask = inference.swap(run, x, 1, masks=test["mask"][:3])
   assert got.shape == (3, 16, 16, 3)
-  want = convert.convert(x, np.asarray(models.to_resolution(raw, 16)),
-                         convert.choose_mask(None, test["mask"][:3], 16, 3))
+  import tensorflow as tf  # an independent antialiased bilinear resize
+  small = tf.image.resize(raw, (16, 16), method="bilinear", antialias=True).numpy()
+  want = convert.convert(x, small, convert.choose_mask(None, test["mask"][:3], 16, 3))
   np.testing.assert_allclose(got, want, atol=1e-6)

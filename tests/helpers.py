@@ -1,8 +1,11 @@
 """Helpers shared by tests (plain functions; fixtures are in conftest.py)."""
+import json
+
 import jax
 import numpy as np
 
-from encdec_jax import assemble, train
+from encdec_jax import assemble
+from encdec_jax.program import Trainer
 from encdec_jax.data.pipeline import Augment, TrainSource
 
 
@@ -12,7 +15,7 @@ def train_steps(cd, trn: dict, steps: int):
   cfg = assemble.checked_config(cd)
   src = TrainSource(trn["image"], trn["mask"], trn["identity"], cfg.data.identities,
                     cfg.train.batch_size, cfg.seed, Augment.from_config(cfg.data))
-  tr = train.Trainer(cfg)
+  tr = Trainer(cfg)
   state, metrics = tr.init(), []
   for step in range(steps):
     state, m = tr.step_fn(state, tr.device_batch(src.batch(step)))
@@ -25,3 +28,16 @@ def restored_state(cd, workdir: str, step: int):
   state, got = assemble.restore(assemble.assemble(assemble.checked_config(cd)), workdir, step)
   assert got == step
   return state
+
+
+def read_jsonl(path: str) -> list[dict]:
+  """The rows of a metrics.jsonl."""
+  with open(path) as f:
+    return [json.loads(ln) for ln in f if ln.strip()]
+
+
+def init_params(model, cfg):
+  """Params of `model` (ModelConfig `cfg`) from key 0, as a run initialises them."""
+  import jax.numpy as jnp
+  x = jnp.zeros((cfg.num_identities, 1, cfg.resolution, cfg.resolution, 3), jnp.float32)
+  return jax.jit(model.init)(jax.random.key(0), x)

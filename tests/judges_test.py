@@ -128,27 +128,6 @@ def test_pair_metrics_by_hand():
   assert float(m["psnr"][0]) == pytest.approx(-10 * np.log10(0.25), rel=1e-5)
 
 
-def test_convert_blends_inside_the_feathered_mask():
-  """Inside the mask the decoded face, far outside the frame, a ramp at the edge."""
-  frame = np.zeros((1, 32, 32, 3), np.float32)
-  face = np.ones((1, 32, 32, 3), np.float32)
-  mask = np.zeros((1, 32, 32, 1), np.float32)
-  mask[0, 8:24, 8:24] = 1.0
-  out = convert.convert(frame, face, mask, sigma=1 / 32)
-  assert out[0, 16, 16, 0] == pytest.approx(1.0, abs=1e-3) and out[0, 2, 2, 0] == pytest.approx(0.0, abs=1e-6)
-  edge = out[0, 16, 6:11, 0]
-  assert np.all(np.diff(edge) > 0) and 0.3 < out[0, 16, 8, 0] < 0.7  # smooth, centred on the edge
-  np.testing.assert_array_equal(convert.convert(frame, face, mask, sigma=0.0)[..., :1], mask)
-
-
-def test_convert_prefers_the_learned_mask():
-  learned = np.full((2, 8, 8, 1), 0.25, np.float32)
-  data = np.full((2, 8, 8, 3), 255, np.uint8)
-  np.testing.assert_array_equal(convert.choose_mask(learned, data), learned)
-  np.testing.assert_array_equal(convert.choose_mask(None, data), np.ones((2, 8, 8, 1), np.float32))
-  np.testing.assert_array_equal(convert.choose_mask(None, None, 8, 2)[0], convert.soft_ellipse(8))
-
-
 def test_judges_cache_roundtrip_and_version(judges, tmp_path, judge_data):
   import json
   _, test = judge_data

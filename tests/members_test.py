@@ -1,11 +1,15 @@
 """Members: runs of one sweep trained as one vmapped program (encdec_jax/members.py)."""
+import json
+import os
+import re
+
 import jax
 import numpy as np
 import pytest
 
 from encdec_jax import assemble, config as config_lib, members
 from encdec_jax.data.pipeline import Augment, TrainSource
-from tests.helpers import train_steps
+from tests.helpers import read_jsonl, train_steps
 
 STEPS = 20
 # Every field that may vary, against the tiny config (MAE, no mask, bottleneck 32): the padded
@@ -88,13 +92,12 @@ def test_a_diverging_member_fails_alone_and_the_others_finish(tiny_config, tmp_p
           "eval.every": 2}
   cds = [tiny_config(**over), tiny_config(**over, **{"train.lr": 1e30})]
   ws = [str(tmp_path / "good"), str(tmp_path / "bad")]
-  out = members.train_group(cds, ws, progress=False)
+  out = train.train_runs(cds, ws, progress=False)
   assert out[0]["step"] == 6 and np.isfinite(out[0]["eval/swap_face_mae"])
   assert isinstance(out[1], train.NonFiniteError) and "non-finite" in str(out[1])
   assert (tmp_path / "good" / "eval.json").exists() and not (tmp_path / "bad" / "eval.json").exists()
   assert (tmp_path / "bad" / workdir_lib.NONFINITE_STOP).exists()
-  from encdec_jax import tracking
-  evals = [r["step"] for r in tracking.read_jsonl(str(tmp_path / "good" / "metrics.jsonl"))
+  evals = [r["step"] for r in read_jsonl(str(tmp_path / "good" / "metrics.jsonl"))
            if "eval/swap_face_mae" in r]
   assert evals == [2, 4, 6]  # eval.every, then the final evaluation
   from encdec_jax import checkpoint as ckpt_lib
@@ -118,7 +121,6 @@ def test_kill_9_of_a_group_resumes_every_member_bit_exact(tmp_path, data_dir):
   import time
 
   import yaml
-  from encdec_jax import tracking
   from tests.helpers import restored_state
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   steps = 50  # the kill lands 0-0.5 s after the first checkpoint, long before step 50
@@ -153,5 +155,43 @@ def test_kill_9_of_a_group_resumes_every_member_bit_exact(tmp_path, data_dir):
     a, b = restored_state(c, str(straight / run), steps), restored_state(c, str(killed / run), steps)
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
       np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-    logged = [r["step"] for r in tracking.read_jsonl(str(killed / run / "metrics.jsonl")) if "train/loss" in r]
+    logged = [r["step"] for r in read_jsonl(str(killed / run / "metrics.jsonl")) if "train/loss" in r]
     assert logged == list(range(1, steps + 1)), run
+
+
+def _nan_for_seed(seed, at):
+  """TrainSource.batch with NaN inputs in the batch `at` of the source with `seed`."""
+  original = TrainSource.batch
+
+  def batch(self, step):
+    b = original(self, step)
+    if self.seed == seed and step == at:
+      b["inputs"] = b["inputs"] * np.float32("nan")
+    return b
+  return batch
+
+
+def test_a_group_writes_what_a_run_writes(tiny_config, tmp_path, monkeypatch):
+  """The outcomes that once differed between a group and a run (they trained in two loops):
+  a diverging member's error names the loss terms; a member that skipped steps says so in its
+  eval.json; a group evaluated again logs each evaluation once."""
+  from encdec_jax import train
+  over = {"train.steps": 6, "train.log_every": 1, "eval.judges": False}
+  monkeypatch.setattr(TrainSource, "batch", _nan_for_seed(1, 2))
+  cds = [tiny_config(**over), tiny_config(**over, seed=1)]
+  out = train.train_runs(cds, [str(tmp_path / "stop0"), str(tmp_path / "stop1")], progress=False)
+  assert out[0]["step"] == 6 and "train/nonfinite_steps" not in out[0]
+  assert isinstance(out[1], train.NonFiniteError)
+  assert re.search(r"at step 3 .*train/loss=nan.*train/mae=nan.*lower config.train.lr", str(out[1])), out[1]
+  skip = [tiny_config(**over, **{"train.nonfinite": "skip"}), tiny_config(**over, seed=1, **{"train.nonfinite": "skip"})]
+  ws = [str(tmp_path / "skip0"), str(tmp_path / "skip1")]
+  out = train.train_runs(skip, ws, progress=False)
+  evals = [json.load(open(os.path.join(w, "eval.json"))) for w in ws]
+  assert "train/nonfinite_steps" not in evals[0] and evals[1]["train/nonfinite_steps"] == 1
+  monkeypatch.undo()
+  for w in ws:
+    os.remove(os.path.join(w, "eval.json"))
+  train.train_runs(skip, ws, progress=False)
+  for w in ws:
+    rows = [r["step"] for r in read_jsonl(os.path.join(w, "metrics.jsonl")) if "eval/recon_mae" in r]
+    assert rows == [6], (w, rows)

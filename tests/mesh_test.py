@@ -10,7 +10,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _SCRIPT = textwrap.dedent("""
     import sys, jax, numpy as np
     from experiments.configs import original
-    from encdec_jax import assemble, config as config_lib, train
+    from encdec_jax import assemble, config as config_lib
+    from encdec_jax.program import Trainer
     c = original.get_config("tiny")
     c.train.batch_size = 8
     cfg = assemble.checked_config(c)
@@ -19,7 +20,7 @@ _SCRIPT = textwrap.dedent("""
                for _ in range(3)]
     out = {}
     for n in (1, 8):
-      tr = train.Trainer(cfg, devices=jax.devices()[:n])
+      tr = Trainer(cfg, devices=jax.devices()[:n])
       state = tr.init()
       losses = []
       for b in batches:
@@ -37,7 +38,7 @@ _SCRIPT = textwrap.dedent("""
     assert device_augment.on_device("auto", [type("D", (), {"platform": "gpu"})()] * 8)
     c.data.augment_on = "device"
     cfg = assemble.checked_config(c)
-    tr = train.Trainer(cfg, devices=jax.devices()[:8])
+    tr = Trainer(cfg, devices=jax.devices()[:8])
     images = rng.integers(0, 256, (40, 16, 16, 3), dtype=np.uint8)
     src = TrainSource(images, images, np.repeat([0, 1], 20), 2, 8, 3, Augment.from_config(cfg.data),
                       rows=tr.process_rows())

@@ -6,13 +6,14 @@ import pytest
 from encdec_jax import models
 from experiments import flops
 from encdec_jax.config import ModelConfig
+from tests.helpers import init_params
 
 TINY = ModelConfig(width=1 / 16, bottleneck=16, resolution=16, num_identities=3, conv_impl="xla")
 
 
 def _init(cfg):
   m = models.build_model(cfg)
-  return m, models.init_params(m, cfg, jax.random.key(0))
+  return m, init_params(m, cfg)
 
 
 @pytest.mark.parametrize("h,cin,cout,k", [(8, 5, 7, 5), (16, 3, 4, 5), (9, 2, 3, 5), (8, 4, 4, 3)])

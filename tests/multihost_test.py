@@ -8,8 +8,8 @@ import jax
 import numpy as np
 import pytest
 
-from encdec_jax import distributed, tracking
-from tests.helpers import restored_state
+from encdec_jax import distributed
+from tests.helpers import read_jsonl, restored_state
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 6
@@ -53,8 +53,8 @@ def test_two_processes_match_one_process_with_the_same_devices(tmp_path, tiny_co
   a, b = _state(c, two), _state(c, one)  # the two-process checkpoint restores in one process
   for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
     np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
-  la = [r["train/loss"] for r in tracking.read_jsonl(os.path.join(two, "metrics.jsonl")) if "train/loss" in r]
-  lb = [r["train/loss"] for r in tracking.read_jsonl(os.path.join(one, "metrics.jsonl")) if "train/loss" in r]
+  la = [r["train/loss"] for r in read_jsonl(os.path.join(two, "metrics.jsonl")) if "train/loss" in r]
+  lb = [r["train/loss"] for r in read_jsonl(os.path.join(one, "metrics.jsonl")) if "train/loss" in r]
   assert len(la) == STEPS and np.allclose(la, lb, rtol=1e-5)  # one line per step: only process 0 logs
 
 

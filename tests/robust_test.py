@@ -15,7 +15,8 @@ import pytest
 from encdec_jax import assemble
 from encdec_jax import checkpoint as ckpt_lib, config as config_lib, train, tracking
 from encdec_jax.data.pipeline import TrainSource
-from tests.helpers import restored_state
+from encdec_jax.program import Trainer
+from tests.helpers import read_jsonl, restored_state
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -56,7 +57,7 @@ def test_sigterm_and_ctrl_c_save_the_step_exit_cleanly_and_resume_the_wandb_run(
   saved_before, ids = [], []
   for sig in (signal.SIGTERM, signal.SIGINT):
     p = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    logged = lambda: tracking.read_jsonl(metrics)[-1]["step"] if os.path.exists(metrics) and os.path.getsize(metrics) else 0
+    logged = lambda: read_jsonl(metrics)[-1]["step"] if os.path.exists(metrics) and os.path.getsize(metrics) else 0
     start = max(saved_before, default=0)
     _wait_for(lambda: logged() > start or p.poll() is not None, what="training never started")
     p.send_signal(sig)
@@ -100,8 +101,8 @@ def test_kill_9_at_a_random_moment_resumes_bit_exact(tmp_path, tiny_config, tiny
   a, b = _params(c, straight, steps), _params(c, killed, steps)
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-  rows_a = [r for r in tracking.read_jsonl(os.path.join(straight, "metrics.jsonl")) if "train/loss" in r]
-  rows_b = [r for r in tracking.read_jsonl(os.path.join(killed, "metrics.jsonl")) if "train/loss" in r]
+  rows_a = [r for r in read_jsonl(os.path.join(straight, "metrics.jsonl")) if "train/loss" in r]
+  rows_b = [r for r in read_jsonl(os.path.join(killed, "metrics.jsonl")) if "train/loss" in r]
   assert [r["step"] for r in rows_b] == list(range(1, steps + 1))
   assert [r["train/loss"] for r in rows_b] == [r["train/loss"] for r in rows_a]
 
@@ -111,7 +112,7 @@ def test_truncated_last_metrics_line_is_dropped(tmp_path):
   with open(path, "w") as f:
     f.write(json.dumps({"step": 1, "a": 1}) + "\n" + json.dumps({"step": 2, "a": 2}) + "\n" + '{"step": 3, "a')
   tracking.truncate_jsonl(path, 5)
-  assert [r["step"] for r in tracking.read_jsonl(path)] == [1, 2]
+  assert [r["step"] for r in read_jsonl(path)] == [1, 2]
 
 
 def _nan_at(step_to_poison):
@@ -142,7 +143,7 @@ def test_nan_stops_with_step_and_terms_and_keeps_last_checkpoint(tiny_config, tm
   monkeypatch.undo()  # the data is clean again
   c.train.lr = 1e-4
   assert train.train_and_evaluate(c, str(tmp_path), progress=False)["step"] == 20
-  changes = tracking.read_jsonl(str(tmp_path / "config_changes.jsonl"))
+  changes = read_jsonl(str(tmp_path / "config_changes.jsonl"))
   assert [r["changed"] for r in changes] == [{"train.lr": [1e-3, 1e-4]}]
   assert json.load(open(tmp_path / "config.json"))["train"]["lr"] == 1e-4
   with pytest.raises(config_lib.ConfigError, match=r"train.lr \(0.0001 -> 0.001\)"):  # no stop now
@@ -176,7 +177,7 @@ def test_config_change_override_and_mismatch_names_the_part(tiny_config, tmp_pat
   assert open(os.path.join(w, "config.json")).read() == saved
   assert not os.path.exists(os.path.join(w, "config_changes.jsonl"))
   train.train_and_evaluate(tiny_config(**{"train.steps": 2}), w, progress=False)
-  evals = [r for r in tracking.read_jsonl(os.path.join(w, "metrics.jsonl")) if "eval/recon_mae" in r]
+  evals = [r for r in read_jsonl(os.path.join(w, "metrics.jsonl")) if "eval/recon_mae" in r]
   assert [r["step"] for r in evals] == [2]
 
 
@@ -184,7 +185,7 @@ def test_damaged_or_missing_checkpoints_are_named_with_the_way_out(tiny_config, 
   w = str(tmp_path)
   c = tiny_config(**{"train.steps": 4, "train.checkpoint_every": 2})
   train.train_and_evaluate(c, w, progress=False)
-  tr = train.Trainer(assemble.checked_config(c))
+  tr = Trainer(assemble.checked_config(c))
   arrays = glob.glob(os.path.join(w, "checkpoints", "4", "state", "ocdbt.process_0", "d", "*"))
   big = max(arrays, key=os.path.getsize)
   open(big, "r+b").truncate(os.path.getsize(big) // 2)
@@ -224,11 +225,11 @@ def test_one_writer_per_workdir_and_a_killed_holder_never_blocks(tmp_path):
 
 def test_a_shared_cache_is_prepared_once_by_concurrent_runs(tmp_path):
   import threading
-  from encdec_jax import workdir as workdir_lib
+  from encdec_jax import cachelock
   order = []
 
   def prepare(name):
-    with workdir_lib.cache_lock(str(tmp_path / "cache"), "a test cache"):
+    with cachelock.cache_lock(str(tmp_path / "cache"), "a test cache"):
       order.append(f"{name} in")
       time.sleep(0.2)
       order.append(f"{name} out")

@@ -4,7 +4,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import yaml
 
@@ -82,7 +81,7 @@ def test_yaml_and_set_numbers_are_numbers_and_bad_yaml_is_one_line(tmp_path):
 
 
 def test_a_diverging_run_is_reported_failed_and_the_sweep_goes_on(tmp_path, monkeypatch):
-  """train_and_evaluate stands in: the bottleneck-8 run diverges, the others finish."""
+  """train_runs stands in: the bottleneck-8 run diverges, the others finish."""
   from encdec_jax import train
   spec = {"name": "t", "method": "grid", "parameters": {"config.model.bottleneck": {"values": [8, 16, 24]}},
           "metric": {"name": "eval/swap_face_mae", "goal": "minimize"},
@@ -90,23 +89,17 @@ def test_a_diverging_run_is_reported_failed_and_the_sweep_goes_on(tmp_path, monk
   path = tmp_path / "s.yaml"
   path.write_text(yaml.safe_dump(spec))
 
-  def fake(cfg, workdir, progress=True):
+  def fake(cfgs, workdirs, progress=True):
+    (cfg,) = cfgs
     if cfg.model.bottleneck == 8:
-      raise train.NonFiniteError("non-finite loss or gradient at step 3. The last checkpoint ...")
-    return {"step": cfg.train.steps, "eval/swap_face_mae": cfg.model.bottleneck / 100}
-  monkeypatch.setattr(train, "train_and_evaluate", fake)
+      return [train.NonFiniteError("non-finite loss or gradient at step 3. The last checkpoint ...")]
+    return [{"step": cfg.train.steps, "eval/swap_face_mae": cfg.model.bottleneck / 100}]
+  monkeypatch.setattr(train, "train_runs", fake)
   results = sweep.run_sweep(str(path), str(tmp_path / "out"), progress=False, max_members=1)
   assert [r.get("status") for r in results] == ["failed", None, None]
   report = (tmp_path / "out" / "report.md").read_text()
   assert "**1 run(s) failed**" in report and "non-finite loss or gradient at step 3" in report
   assert "Best by `eval/swap_face_mae` (minimize): **01_bottleneck=16**" in report
-
-
-def test_overrides_apply_and_unknown_fields_list_valid_ones():
-  c = config_lib.override(original.get_config("tiny"), {"config.model.bottleneck": 7, "config.train.lr": 1})
-  assert c.model.bottleneck == 7 and c.train.lr == 1.0 and isinstance(c.train.lr, float)
-  with pytest.raises(config_lib.ConfigError, match=r"no field 'botleneck'.*'bottleneck'"):
-    config_lib.override(original.get_config("tiny"), {"config.model.botleneck": 7})
 
 
 def test_tiny_sweep_end_to_end_writes_report(tmp_path, data_dir):
@@ -210,22 +203,3 @@ def test_seed_spread_groups_runs_that_differ_only_in_seed():
   out = report.seed_spread(rs, ["config.model.bottleneck", "config.seed"], ["eval/swap_mae"])
   assert len(out) == 1 and out[0]["setting"] == "bottleneck=8" and out[0]["n"] == 2
   assert out[0]["eval/swap_mae"] == pytest.approx((0.2, 0.1414213), rel=1e-5)
-
-
-def test_soft_ellipse_is_the_synthetic_face_and_keeps_the_border():
-  from encdec_jax import convert
-  from encdec_jax.data import render
-  m = convert.soft_ellipse(32)
-  assert m[18, 16, 0] == pytest.approx(1.0) and m[0, 0, 0] == 0.0 and m[18, 0, 0] == 0.0
-  assert m[2, 16, 0] == 0.0 and m[18, 3, 0] == 0.0  # hair and ears stay the frame's
-  assert 0.0 < m[18, 7, 0] < 1.0 or 0.0 < m[18, 8, 0] < 1.0  # a soft edge, not a step
-  # Its centre and radii are the moments of the synthetic data's mean face mask.
-  masks = [render.render(render.identity_traits(0, i), render.sample_factors(np.random.default_rng([i, k])), 32).mask[..., 0]
-           for i in range(20) for k in range(3)]
-  w = np.mean(masks, 0) / np.mean(masks, 0).sum()
-  t = (np.arange(32) + 0.5) / 32
-  y, x = np.meshgrid(t, t, indexing="ij")
-  cx, cy = (w * x).sum(), (w * y).sum()
-  got = {"cx": cx, "cy": cy, "rx": 2 * np.sqrt((w * (x - cx) ** 2).sum()), "ry": 2 * np.sqrt((w * (y - cy) ** 2).sum())}
-  for k, v in convert.FACE_ELLIPSE.items():
-    assert got[k] == pytest.approx(v, abs=0.015), (k, got)

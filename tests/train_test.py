@@ -8,10 +8,11 @@ import pytest
 from PIL import Image
 
 from encdec_jax import assemble
-from encdec_jax import config as config_lib, train, tracking
+from encdec_jax import config as config_lib, train
 from encdec_jax.data import device_augment
 from encdec_jax.data.pipeline import Augment, TrainSource
-from tests.helpers import restored_state, train_steps
+from encdec_jax.program import Trainer
+from tests.helpers import read_jsonl, restored_state, train_steps
 
 
 @pytest.fixture
@@ -20,7 +21,7 @@ def trainer_and_source(tiny_config, tiny_data):
   trn, _ = tiny_data
   src = TrainSource(trn["image"], trn["mask"], trn["identity"], 2, cfg.train.batch_size, cfg.seed,
                     Augment.from_config(cfg.data))
-  return train.Trainer(cfg), src
+  return Trainer(cfg), src
 
 
 def test_golden_first_step_and_single_compile(trainer_and_source):
@@ -56,7 +57,7 @@ def test_tiny_model_learns_and_writes_outputs(tiny_config, tmp_path):
   c = tiny_config(**{"train.steps": 300, "train.log_every": 10, "train.preview_every": 300,
                      "train.checkpoint_every": 100, "wandb.mode": "offline"})
   final = train.train_and_evaluate(c, str(tmp_path), progress=False)
-  rows = tracking.read_jsonl(str(tmp_path / "metrics.jsonl"))
+  rows = read_jsonl(str(tmp_path / "metrics.jsonl"))
   losses = [r["train/loss"] for r in rows if "train/loss" in r]
   assert [r["step"] for r in rows if "train/loss" in r] == list(range(10, 301, 10))
   # Measured: ~0.33 over steps 10-30, ~0.22 over steps 280-300 (sum of 2 identities' MAE).
@@ -77,13 +78,13 @@ def _restore_params(c, workdir, step):
 def test_stop_and_resume_equals_uninterrupted(tiny_config, tmp_path):
   a, b = str(tmp_path / "interrupted"), str(tmp_path / "straight")
   train.train_and_evaluate(tiny_config(**{"train.steps": 10}), a, progress=False)
-  assert tracking.read_jsonl(os.path.join(a, "metrics.jsonl"))[-1]["step"] == 10
+  assert read_jsonl(os.path.join(a, "metrics.jsonl"))[-1]["step"] == 10
   # A step past the last checkpoint must be replayed, not double counted.
   with open(os.path.join(a, "metrics.jsonl"), "a") as f:
     f.write(json.dumps({"step": 15, "train/loss": -1.0}) + "\n")
   train.train_and_evaluate(tiny_config(**{"train.steps": 20}), a, progress=False)
   train.train_and_evaluate(tiny_config(**{"train.steps": 20}), b, progress=False)
-  steps = [r["step"] for r in tracking.read_jsonl(os.path.join(a, "metrics.jsonl")) if "train/loss" in r]
+  steps = [r["step"] for r in read_jsonl(os.path.join(a, "metrics.jsonl")) if "train/loss" in r]
   assert steps == [5, 10, 15, 20]
   pa, pb = _restore_params(tiny_config(), a, 20), _restore_params(tiny_config(), b, 20)
   for x, y in zip(jax.tree.leaves(pa), jax.tree.leaves(pb)):
@@ -103,13 +104,13 @@ def test_workdir_with_another_config_is_refused(tiny_config, tmp_path):
 def test_batch_not_divisible_by_devices(tiny_config):
   cfg = assemble.checked_config(tiny_config(**{"train.batch_size": 3}))
   with pytest.raises(config_lib.ConfigError, match="batch_size=3.*divisible by the 2 devices"):
-    train.Trainer(cfg, devices=jax.devices() * 2)
+    Trainer(cfg, devices=jax.devices() * 2)
 
 
 def test_learned_mask_is_trained_against_the_face_mask(tiny_config, tiny_data):
   c = tiny_config(**{"model.learn_mask": True, "mask.enabled": True, "loss": "mae:1.0,ssim:0.5"})
   cfg = assemble.checked_config(c)
-  tr = train.Trainer(cfg)
+  tr = Trainer(cfg)
   trn, _ = tiny_data
   src = TrainSource(trn["image"], trn["mask"], trn["identity"], 2, cfg.train.batch_size, cfg.seed,
                     Augment.from_config(cfg.data))

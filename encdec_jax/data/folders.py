@@ -85,8 +85,15 @@ def open_rgb(path: str):
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
       raise TooLarge(f"header claims too many pixels (decompression bomb): {e}") from None
     except (OSError, SyntaxError) as e:
+      if "truncated" in str(e):  # the header read, the pixel data ends early
+        raise ValueError("truncated: the image data ends before its last pixel") from None
       raise ValueError(f"not a readable image ({type(e).__name__}: {e})") from None
   return im, notes
+
+
+def min_side(resolution: int, min_size: int) -> int:
+  """The smallest short side an image may have (config.data.min_size; 0: max(8, resolution/2))."""
+  return min_size or max(8, resolution // 2)
 
 
 def load_image(path: str, resolution: int, min_size: int) -> tuple[np.ndarray, list[str]]:
@@ -156,7 +163,7 @@ class Scan:
     return dataclasses.asdict(self)
 
 
-def _fingerprint(root: str, resolution: int, min_size: int) -> tuple[str, list]:
+def fingerprint(root: str, resolution: int, min_size: int) -> tuple[str, list]:
   entries = []
   for ident in identity_folders(root):
     for dirpath, dirnames, names in os.walk(os.path.join(root, ident)):
@@ -177,7 +184,7 @@ def _fingerprint(root: str, resolution: int, min_size: int) -> tuple[str, list]:
 def scan(root: str, resolution: int, min_size: int, cache_dir: str = "") -> Scan:
   """Decides every file's outcome (see the module table), decoding each image once. The result
   is cached in `cache_dir` under a fingerprint of the folder listing (names, sizes, mtimes)."""
-  fp, _ = _fingerprint(root, resolution, min_size)
+  fp, _ = fingerprint(root, resolution, min_size)
   cache = os.path.join(cache_dir, f"face_folders_scan_{fp}.json") if cache_dir else ""
   if cache and os.path.exists(cache):
     with open(cache) as f:
@@ -333,7 +340,7 @@ def load(root: str, resolution: int, min_size: int, test_per_identity: int, batc
   (train arrays, test arrays, scan). Masks: the soft face ellipse,
   convert.FACE_ELLIPSE (real crops have none)."""
   import tensorflow_datasets as tfds
-  min_size = min_size or max(8, resolution // 2)
+  min_size = min_side(resolution, min_size)
   cache = os.path.join(data_dir, "face_folders")
   s = scan(root, resolution, min_size, cache)
   if report_path:
@@ -343,12 +350,12 @@ def load(root: str, resolution: int, min_size: int, test_per_identity: int, batc
     os.replace(tmp, report_path)
   check_scan(s, test_per_identity + batch_size)
   cls, cfg_cls = _builder_class()
-  fp, _ = _fingerprint(root, resolution, min_size)
+  fp, _ = fingerprint(root, resolution, min_size)
   cfg = cfg_cls(name=f"r{resolution}_h{test_per_identity}_{fp}", root=os.path.abspath(root),
                 resolution=resolution, min_size=min_size, test_per_identity=test_per_identity,
                 scan_json=json.dumps(s.to_json()))
   b = cls(config=cfg, data_dir=data_dir)
-  from encdec_jax.workdir import cache_lock
+  from encdec_jax.cachelock import cache_lock
   with cache_lock(str(b.data_path), "the image-folder dataset"):  # concurrent runs prepare it once
     b.download_and_prepare()
   from encdec_jax.convert import soft_ellipse

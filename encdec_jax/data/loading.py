@@ -8,10 +8,16 @@ import os
 import numpy as np
 
 from encdec_jax.config import ConfigError, ExperimentConfig
+from encdec_jax.losses.compose import needs_masks
 
 ARRAYS_FORMAT = "encdec_jax.arrays/1"
 # config.data.name: built-in synthetic faces, the user's image folders, or an exported .npz.
 DATASETS = ("synthetic_faces", "folders", "arrays")
+
+
+def _no_masks(data: str) -> str:
+  return (f"config.mask.enabled / config.model.learn_mask need face masks; {data} has none: add "
+          "--config.mask.enabled=False (and leave model.learn_mask off)")
 
 
 def check_data_config(cfg: ExperimentConfig) -> None:
@@ -23,10 +29,8 @@ def check_data_config(cfg: ExperimentConfig) -> None:
   if d.name == "folders":
     if not d.root:
       raise ConfigError("config.data.root is empty; data.name='folders' reads ROOT/<identity>/*.png|jpg")
-    if cfg.mask.enabled or cfg.model.learn_mask:
-      raise ConfigError(
-          "config.mask.enabled / config.model.learn_mask need face masks; data.name='folders' has "
-          "none: add --config.mask.enabled=False (and leave model.learn_mask off)")
+    if needs_masks(cfg):
+      raise ConfigError(_no_masks("data.name='folders'"))
 
 
 def check_folders(cfg: ExperimentConfig) -> None:
@@ -77,7 +81,7 @@ def dataset_key(cfg: ExperimentConfig) -> str:
     return read_arrays(cfg, meta_only=True)[2]["dataset_key"]
   if d.name == "folders":
     from encdec_jax.data import folders
-    fp, _ = folders._fingerprint(d.root, d.resolution, d.min_size or max(8, d.resolution // 2))
+    fp, _ = folders.fingerprint(d.root, d.resolution, folders.min_side(d.resolution, d.min_size))
     return f"folders_r{d.resolution}_h{d.test_per_identity}_{fp}"
   from encdec_jax.data import synthetic
   return f"synthetic_faces_{synthetic.VERSION}_" + synthetic.config_name(
@@ -140,8 +144,7 @@ def read_arrays(cfg: ExperimentConfig, meta_only: bool = False):
     if meta["synthetic_version"] != synthetic.VERSION:
       raise ConfigError(f"{path} was exported from synthetic_faces {meta['synthetic_version']}; this "
                         f"code makes {synthetic.VERSION}: export it again")
-  if (cfg.mask.enabled or cfg.model.learn_mask) and not meta_only and "train/mask" not in arrays:
-    raise ConfigError(f"config.mask.enabled / config.model.learn_mask need face masks; {path} has "
-                      "none: add --config.mask.enabled=False (and leave model.learn_mask off)")
+  if needs_masks(cfg) and not meta_only and "train/mask" not in arrays:
+    raise ConfigError(_no_masks(path))
   split = lambda s: {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith(s + "/")}
   return split("train"), split("test"), meta

@@ -18,18 +18,22 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
+from encdec_jax.config import DataConfig
 from encdec_jax.data import render as R
 # The dataset's pure-numpy half (version, config names, factors) lives in synthetic.py.
 from encdec_jax.data.synthetic import VERSION, config_name, default_data_dir, example_factors  # noqa: F401
 
 
+_D = DataConfig()  # the defaults are config.data's
+
+
 @dataclasses.dataclass
 class SyntheticFacesConfig(tfds.core.BuilderConfig):
-  resolution: int = 64
-  identities: int = 2
-  train_per_identity: int = 1000
-  test_per_identity: int = 32
-  seed: int = 0
+  resolution: int = _D.resolution
+  identities: int = _D.identities
+  train_per_identity: int = _D.train_per_identity
+  test_per_identity: int = _D.test_per_identity
+  seed: int = _D.seed
 
 
 class SyntheticFaces(tfds.core.GeneratorBasedBuilder):
@@ -37,7 +41,8 @@ class SyntheticFaces(tfds.core.GeneratorBasedBuilder):
 
   VERSION = tfds.core.Version(VERSION)
   RELEASE_NOTES = {"2.0.0": "true face swaps, visible-face masks", "1.0.0": "first release"}
-  BUILDER_CONFIGS = [SyntheticFacesConfig(name=config_name(64, 2, 0, 1000, 32))]
+  BUILDER_CONFIGS = [SyntheticFacesConfig(name=config_name(_D.resolution, _D.identities, _D.seed,
+                                                           _D.train_per_identity, _D.test_per_identity))]
 
   def _info(self) -> tfds.core.DatasetInfo:
     c = self.builder_config
@@ -108,7 +113,7 @@ def builder(resolution: int, identities: int, seed: int, train_per_identity: int
 def load_split(b: SyntheticFaces, split: str) -> dict[str, np.ndarray]:
   """Prepares the dataset if needed and reads a whole split into memory, in (identity, index)
   order (TFDS shuffles records by key hash when writing)."""
-  from encdec_jax.workdir import cache_lock
+  from encdec_jax.cachelock import cache_lock
   with cache_lock(str(b.data_path), "the synthetic_faces dataset"):  # concurrent runs prepare it once
     b.download_and_prepare()
   if split not in b.info.splits:  # another process prepared it after this builder read its info

@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 
 import jax
-import jax.numpy as jnp
 
 from encdec_jax.config import ConfigError, ModelConfig
 from encdec_jax.models.archs import (ARCHITECTURES, DF, IAE, LIAE, DFaker, EncDec, Lightweight,
@@ -15,8 +14,6 @@ from encdec_jax.models.archs import (ARCHITECTURES, DF, IAE, LIAE, DFaker, EncDe
 from encdec_jax.models.blocks import (_DN, CONV_IMPLS, KERNEL_INIT, UPSCALE_MODES, Conv, ConvBlock,
                                       ResidualBlock, Upscale, ch, conv_im2col, conv_taps_out, depth_to_space,
                                       pixel_norm, space_to_depth, strided_conv_s2d)
-
-_ch = ch
 
 
 def split_output(y):
@@ -73,12 +70,6 @@ def to_resolution(y, side: int):
 # Initialisation runs once; XLA:CPU's full optimisation of its threefry random bits costs ~10 s of
 # compile even for a tiny model, against ~1 s at level 0 (same bits: integer ops).
 INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
-
-
-def init_params(model, cfg: ModelConfig, rng):
-  """model.init on an (N, 1, R, R, 3) dummy batch, compiled cheaply."""
-  x = jnp.zeros((cfg.num_identities, 1, cfg.resolution, cfg.resolution, 3), jnp.float32)
-  return jax.jit(model.init).lower(rng, x).compile(INIT_COMPILER_OPTIONS)(rng, x)
 
 
 def param_counts(params) -> dict[str, int]:

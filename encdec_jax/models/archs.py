@@ -67,9 +67,6 @@ class EncDec(nn.Module):
     c = self.cfg
     return dict(impl=c.conv_impl, dtype=c.compute_dtype)
 
-  def _out_channels(self):
-    return 4 if self.cfg.learn_mask else 3
-
 
 class ConvEncoder(nn.Module):
   """Strided 5x5 conv blocks with the given widths, flattened: (B, H, W, 3) -> (B, F)."""
@@ -117,7 +114,7 @@ class UpscaleDecoder(nn.Module):
       x = Upscale(f, impl=c.conv_impl, dtype=c.compute_dtype, mode=c.upscale)(x)
       if res:
         x = ResidualBlock(impl=c.conv_impl, dtype=c.compute_dtype)(x)
-    return output_head(x, 4 if c.learn_mask else 3, self.head_kernel, c.conv_impl)
+    return output_head(x, c.out_channels, self.head_kernel, c.conv_impl)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,7 +143,7 @@ class OriginalDecoder(nn.Module):
     c, w = self.cfg, self.cfg.width
     for f in (256, 128, 64):
       x = Upscale(ch(f, w), impl=c.conv_impl, dtype=c.compute_dtype, mode=c.upscale)(x)
-    return output_head(x, 4 if c.learn_mask else 3, 5, c.conv_impl)
+    return output_head(x, c.out_channels, 5, c.conv_impl)
 
 
 class Original(EncDec):

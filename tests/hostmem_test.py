@@ -1,0 +1,30 @@
+"""glibc's malloc thresholds (encdec_jax/hostmem.py), read back from the allocator itself."""
+import os
+import subprocess
+import sys
+
+_PROBE = """
+import ctypes, sys
+from encdec_jax import hostmem
+tuned = hostmem.tune_malloc()
+class Info(ctypes.Structure):  # glibc's struct mallinfo2
+  _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd",
+                                             "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype, libc.malloc.restype = Info, ctypes.c_void_p
+p = libc.malloc(64 << 20)  # a step buffer's size: mmapped by default, in the heap once tuned
+print(tuned, libc.mallinfo2().hblkhd >= 64 << 20)
+libc.free(ctypes.c_void_p(p))
+"""
+
+
+def _probe(**env):
+  r = subprocess.run([sys.executable, "-c", _PROBE], env=dict(os.environ, **env), capture_output=True,
+                     text=True, timeout=60, cwd=os.path.dirname(os.path.dirname(__file__)))
+  assert r.returncode == 0, r.stderr
+  return r.stdout.split()
+
+
+def test_tune_malloc_keeps_big_buffers_in_the_heap_and_can_be_turned_off():
+  assert _probe() == ["True", "False"]  # tuned (Linux with glibc, as CI): not mmapped
+  assert _probe(ENCDEC_TUNE_MALLOC="0") == ["False", "True"]  # glibc's default: mmapped
