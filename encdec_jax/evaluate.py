@@ -16,6 +16,9 @@ Scalars are named `eval/<metric>` (means) and `eval/<metric>/<i>` or `/<i>to<j>`
   raw_swap_{mae,ssim,psnr}     the raw decoder output against j's full-head rendering
   recon_{mae,ssim,psnr}, recon_face_mae, raw_recon_mae
                                decoder i on x_i: converted, its face region, raw
+  recon_id_accuracy, recon_attr_mae, recon_attr_err/<factor>
+                               the judges on the converted reconstructions (i -> i, at x_i's own
+                               landmarks): a model that loses the smile here cannot swap it
 With judges (encdec_jax/judges.py), on the converted swaps inside x_i's own face mask (so the
 mask's outline is the frame's, never the target's) and, for pose and expression, at the true
 face swap's landmarks:
@@ -86,17 +89,18 @@ def _mean(v):
 
 
 def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 64,
-             judges=None) -> dict[str, float]:
+             judges=None, probes=None) -> dict[str, float]:
   """Scalars for the held-out split `test` (arrays with 'image', 'identity', and where the data
   has them 'mask', 'swaps', 'face_swaps', 'face_swap_masks', 'face_swap_landmarks' and
   'factors'). On image folders (no true swaps) reconstruction and, with judges, identity
-  transfer and leakage are reported."""
+  transfer and leakage are reported. `probes`: params -> the latent probes' scalars
+  (encdec_jax/probes.py), added when given."""
   from encdec_jax import judges as judges_lib
   out: dict[str, float] = {}
   acc: dict[str, list] = {}
 
   def put(name, pair, value):  # a part (per identity or pair; per-factor errors only as means)
-    if not name.startswith("attr_err/"):
+    if "attr_err/" not in name:
       out[f"eval/{name}/{pair}"] = value
     acc.setdefault(name, []).append(value)
 
@@ -106,6 +110,10 @@ def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 6
     x = _u8(test["image"][sel])
     data_masks = test["mask"][sel] if "mask" in test else None
     rgb, learned = decode_batched(params, decode_all, x, batch)
+    judge_mask = factors = None
+    if judges is not None:  # inside the source's face mask, as the judges were fitted
+      judge_mask = judges_lib.face_masks({"image": x, **({} if data_masks is None else {"mask": data_masks})})
+      factors = test["factors"][sel] if "factors" in test else None
     for j in range(num_identities):
       conv = converted(x, rgb[j], None if learned is None else learned[j], data_masks)
       if j == i:
@@ -115,6 +123,11 @@ def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 6
         put("raw_recon_mae", i, _mean(_pair_metrics(rgb[j], x)["mae"]))
         if region is not None:
           put("recon_face_mae", i, _mean(_pair_metrics(conv, x, region)["mae"]))
+        if judges is not None:  # the judges on A -> A: what the model can draw at all
+          lms = test["landmarks"][sel] if "landmarks" in test else None
+          for k, v in judges_lib.swap_scores(judges, conv, judge_mask, lms, i, i, factors).items():
+            if k != "id_leak":
+              put("recon_" + k.replace("id_transfer", "id_accuracy"), i, v)
         continue
       pair = f"{i}to{j}"
       if truth_known:
@@ -131,13 +144,13 @@ def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 6
         put("swap_face_mae_oracle", pair, _mean(_pair_metrics(oracle, truth, region)["mae"]))
         for k, v in _pair_metrics(rgb[j], _u8(test["swaps"][sel, j])).items():
           put(f"raw_swap_{k}", pair, _mean(v))
-      if judges is not None:  # inside the source's face mask, as the judges were fitted
-        judge_mask = judges_lib.face_masks({"image": x, **({} if data_masks is None else {"mask": data_masks})})
+      if judges is not None:
         lms = test["face_swap_landmarks"][sel, j] if truth_known else None
-        factors = test["factors"][sel] if "factors" in test else None
         for k, v in judges_lib.swap_scores(judges, conv, judge_mask, lms, i, j, factors).items():
           put(k, pair, v)
   out.update({f"eval/{k}": float(np.mean(v)) for k, v in acc.items()})
+  if probes is not None:
+    out.update(probes(params))
   if judges is not None:  # the judges' own scores on real images: what "perfect" looks like
     out["eval/judge_accuracy"] = judges.accuracy
     if judges.attr_floors is not None:

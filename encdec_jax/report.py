@@ -23,6 +23,10 @@ METRICS = {
     "attr_mae": "pose/expression error of the converted swap against its source, in standard "
                 "deviations, over the factors the judge can read (lower is better)",
     "recon_face_mae": "decoder i on encoder(x_i), converted, against x_i, inside the face",
+    "recon_attr_mae": "attr_mae of the converted reconstructions (i -> i): can the model draw the "
+                      "expression at all",
+    "probe_id_accuracy": "identity read by a linear probe from the shared latent (chance is "
+                         "ideal: a shared latent)",
     "raw_swap_mae": "the raw decoder output (no convert) against j's full-head rendering",
 }
 # Reference lines drawn on each metric's plots: (result key, label).
@@ -34,6 +38,28 @@ REFERENCES = {
                  ("eval/attr_mae_guess", "guessing the mean")),
     "id_transfer": (("eval/judge_accuracy", "judge's accuracy (real faces)"),),
 }
+
+
+# Why a swap fails: its reconstructions against its swaps, and the latent probes (probes.py).
+DIAGNOSIS = ("recon_attr_mae", "attr_mae", "recon_id_accuracy", "id_transfer", "probe_id_accuracy",
+             "probe_attr_same", "probe_attr_cross")
+CURVES = ("attr_mae", "id_transfer", "swap_face_mae", "recon_attr_mae")
+
+
+def diagnose(r: dict) -> str | None:
+  """Which of the two causes a run's numbers show (None without the judges' factors): the
+  swap's expression error against halfway between the judge's floor and guessing the mean."""
+  need = ("eval/recon_attr_mae", "eval/attr_mae", "eval/attr_mae_floor", "eval/attr_mae_guess")
+  if any(k not in r for k in need):
+    return None
+  mid = (r["eval/attr_mae_floor"] + r["eval/attr_mae_guess"]) / 2
+  if r["eval/attr_mae"] < mid:
+    return "swap keeps the expression"
+  if r["eval/recon_attr_mae"] >= mid:
+    return "cause 1: not drawn (its own reconstructions lose the expression too)"
+  probe = r.get("eval/probe_id_accuracy")
+  return ("cause 2: not shared (reconstructions keep the expression, swaps lose it"
+          + (f"; identity read from the latent {probe:.0%})" if probe is not None else ")"))
 
 
 def headline(results: list[dict]) -> list[str]:
@@ -149,6 +175,22 @@ def _write_full_report(results, out_dir, param_keys, best, heads, plots):
               "(the input's frame with that identity's face); then one row per run: its converted "
               "swap of each input (decoded as the next identity, blended into the input inside the "
               "face mask).", "", f"![swap grid]({grid})"]
+  diag = [r for r in results if diagnose(r)]
+  if diag:
+    mid = "halfway between the judge's floor and guessing the mean"
+    lines += ["", "## Why the swaps fail (or not)", "",
+              "Cause 1: the model cannot draw the expression at all (its reconstructions A -> A lose "
+              "it too). Cause 2: it draws it for its own identity, but the latent is not shared (a "
+              "linear probe reads the identity from the code, and pose/expression probes fitted "
+              f"on one identity do not transfer to another). Threshold: {mid}.", ""]
+    lines += ["| run | " + " | ".join(DIAGNOSIS) + " | diagnosis |", "|" + "---|" * (len(DIAGNOSIS) + 2)]
+    lines += [f"| {r['run']} | " + " | ".join(_fmt(r.get(f"eval/{m}", "")) for m in DIAGNOSIS)
+              + f" | {diagnose(r)} |" for r in diag]
+  curves = plot_curves(results, out_dir)
+  if curves:
+    lines += ["", "## Against training steps", "",
+              "Headline metrics at every evaluation (`eval.every`) and the last step, one line per "
+              "run: when is it good enough.", "", f"![curves]({curves})"]
   spread = seed_spread(results, param_keys, heads)
   lines += ["", "## Spread over seeds", ""]
   if spread:
@@ -215,6 +257,54 @@ def plot_metrics(results: list[dict], out_dir: str, param_keys: list[str], metri
     plt.close(fig)
     names.append(name)
   return names
+
+
+def eval_curve(workdir: str, metric: str) -> list[tuple[int, float]]:
+  """(step, value) of `metric` from a run's metrics.jsonl evaluation rows, in step order."""
+  import json
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return []
+  pts = {}
+  with open(path) as f:
+    for ln in f:
+      try:
+        row = json.loads(ln)
+      except ValueError:
+        continue
+      if isinstance(row.get(metric), (int, float)):
+        pts[int(row["step"])] = float(row[metric])
+  return sorted(pts.items())
+
+
+def plot_curves(results: list[dict], out_dir: str) -> str | None:
+  """curves.png: each CURVES metric against training steps, a line per run; None if no run
+  evaluated more than once."""
+  runs = {r["run"]: {m: eval_curve(os.path.join(out_dir, r["run"]), f"eval/{m}") for m in CURVES}
+          for r in results if "run" in r}
+  metrics = [m for m in CURVES if any(len(c[m]) > 1 for c in runs.values())]
+  if not metrics:
+    return None
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, panels = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
+  for ax, m in zip(panels[0], metrics):
+    for k, (name, c) in enumerate(sorted(runs.items())):
+      if c[m]:
+        ax.plot(*zip(*c[m]), marker=".", color=f"C{k % 10}", label=name)
+    for ref, (key, label) in enumerate(REFERENCES.get(m.removeprefix("recon_"), ())):
+      vals = [r[key] for r in results if key in r]
+      if vals:
+        ax.axhline(float(np.mean(vals)), color=f"C{7 + ref}", ls="--", lw=1)
+    ax.set_xlabel("step")
+    ax.set_ylabel(m)
+    ax.grid(alpha=0.3)
+  panels[0][0].legend(fontsize=6)
+  fig.tight_layout()
+  fig.savefig(os.path.join(out_dir, "curves.png"), dpi=100)
+  plt.close(fig)
+  return "curves.png"
 
 
 def swap_grid(results, out_dir, per_identity: int = 3) -> str | None:

@@ -20,7 +20,7 @@ import numpy as np
 from encdec_jax import assemble as assemble_lib
 from encdec_jax import evaluate as eval_lib
 from encdec_jax import judges as judges_lib
-from encdec_jax import preemption
+from encdec_jax import preemption, probes
 from encdec_jax.config import ExperimentConfig
 from encdec_jax.data.loading import load_data
 from encdec_jax.preemption import Preempted
@@ -95,7 +95,8 @@ def _train(cfgs, folders, progress):
     for f in folders:  # the runs have started with these configs: only now are they recorded
       f.begin(start)
     judges = judges_lib.for_config(c0, trn, test)
-    loop = _Loop(prog, folders, test, judges, progress)
+    probe = probes.for_run(prog.model, trn, test, c0.data.identities, judges)
+    loop = _Loop(prog, folders, test, judges, probe, progress)
     with preemption.stop_signals() as stop:
       state = loop.run(state, prog.batches(trn, start), start, stop)
     for f in folders:
@@ -134,8 +135,8 @@ class _Loop:
   mode a member whose step went non-finite is failed (before anything is written after it) and
   the others go on; the loop ends when none is left."""
 
-  def __init__(self, prog, folders, test, judges, progress):
-    self.prog, self.folders, self.test, self.judges = prog, folders, test, judges
+  def __init__(self, prog, folders, test, judges, probe, progress):
+    self.prog, self.folders, self.test, self.judges, self.probe = prog, folders, test, judges, probe
     self.cfg = prog.cfg
     self.progress = progress and folders[0].main
     self.failed: dict[int, str] = {}
@@ -146,7 +147,7 @@ class _Loop:
 
   def evaluate(self, state, i: int) -> dict:
     return eval_lib.evaluate(self.prog.member_params(state, i), self.prog.decode_all, self.test,
-                             self.cfg.data.identities, judges=self.judges)
+                             self.cfg.data.identities, judges=self.judges, probes=self.probe)
 
   def fail(self, state, i: int) -> None:
     """Member i stopped on a NaN/Inf: its first bad step's loss terms, recomputed from the state

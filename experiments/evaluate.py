@@ -17,7 +17,7 @@ _STEP = flags.DEFINE_integer("step", None, "checkpoint step (default: the latest
 def main(argv):
   del argv
   _cli.start()
-  from encdec_jax import checkpoint as ckpt_lib, config as config_lib, evaluate, inference, judges
+  from encdec_jax import checkpoint as ckpt_lib, config as config_lib, evaluate, inference, judges, probes
   from encdec_jax.data.loading import load_data
   from encdec_jax.workdir import RunFolder, WorkdirBusy, saved_config
   w = _WORKDIR.value
@@ -27,8 +27,10 @@ def main(argv):
     folder = RunFolder(w, saved_config(w), cfg)
     with folder.lock():  # not beside a training of this run: both would write its files
       trn, test = load_data(cfg)
+      j = judges.for_config(cfg, trn, test)
       scalars = evaluate.evaluate(run.params, evaluate.make_decode_all(run.model), test,
-                                  cfg.data.identities, judges=judges.for_config(cfg, trn, test))
+                                  cfg.data.identities, judges=j,
+                                  probes=probes.for_run(run.model, trn, test, cfg.data.identities, j))
       final = {"step": step, **scalars}
       shown = " ".join(f"{k}={v:.4g}" for k, v in sorted(final.items()) if k.count("/") <= 1)
       try:  # this step's evaluation replaces the one in metrics.jsonl instead of adding another

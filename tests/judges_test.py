@@ -90,8 +90,11 @@ def test_copying_model_scores_zero_transfer_and_the_copying_baseline(judges, jud
   assert m["eval/id_transfer"] <= 0.05 and m["eval/id_leak"] >= 0.95
   assert m["eval/swap_mae"] == pytest.approx(m["eval/swap_mae_input"], abs=1e-6)
   assert m["eval/swap_face_mae"] == pytest.approx(m["eval/swap_face_mae_input"], abs=1e-6)
-  # Swapping i into i (the reconstruction) of a copying model gives back the source exactly.
+  # Swapping i into i (the reconstruction) of a copying model gives back the source exactly, and
+  # the judges read it as they read real faces: its identity, its expression to their floor.
   assert m["eval/recon_mae"] == pytest.approx(0.0, abs=1e-6)
+  assert m["eval/recon_id_accuracy"] == pytest.approx(m["eval/judge_accuracy"], abs=0.1)
+  assert abs(m["eval/recon_attr_mae"] - m["eval/attr_mae_floor"]) < 0.1, m
   assert m["eval/swap_face_mae_input"] > 2 * m["eval/swap_mae_input"]  # the face is where swaps differ
 
 

@@ -125,7 +125,9 @@ def test_tiny_sweep_end_to_end_writes_report(tmp_path, data_dir):
   heads = "| run | loss | model.bottleneck | swap_face_mae | swap_mae | swap_face_ssim | id_transfer | id_leak | attr_mae |"
   assert heads in report, report
   # Every cell of the report's table is the run's own eval.json, to the printed precision.
-  rows = [ln for ln in report.splitlines() if ln.startswith("| 0")]
+  lines = report.splitlines()
+  first = next(k for k, ln in enumerate(lines) if ln.startswith(heads)) + 2
+  rows = lines[first:first + 4]
   cols = [c.strip() for c in heads.strip("|").split("|")]
   assert len(rows) == 4
   for ln in rows:
@@ -135,6 +137,7 @@ def test_tiny_sweep_end_to_end_writes_report(tmp_path, data_dir):
       assert cells[c] == f"{ev['eval/' + c]:.4f}", (c, cells[c], ev["eval/" + c])
   assert "![swap grid](swap_grid.png)" in report and "Every setting ran with one seed" in report
   assert "identity accuracy" in report and "judge's floor" in report
+  assert "## Why the swaps fail (or not)" in report and "| probe_id_accuracy |" in report
   from PIL import Image
   grid = Image.open(out / "swap_grid.png")
   assert grid.info.get("Software") == "encdec_jax" and "Synthetic" in grid.info.get("Description", "")
@@ -203,3 +206,29 @@ def test_seed_spread_groups_runs_that_differ_only_in_seed():
   out = report.seed_spread(rs, ["config.model.bottleneck", "config.seed"], ["eval/swap_mae"])
   assert len(out) == 1 and out[0]["setting"] == "bottleneck=8" and out[0]["n"] == 2
   assert out[0]["eval/swap_mae"] == pytest.approx((0.2, 0.1414213), rel=1e-5)
+
+
+def test_diagnosis_names_the_cause_from_reconstructions_and_swaps():
+  from encdec_jax import report
+  ref = {"eval/attr_mae_floor": 0.2, "eval/attr_mae_guess": 0.8}  # halfway: 0.5
+  assert report.diagnose({**ref, "eval/recon_attr_mae": 0.3, "eval/attr_mae": 0.4}) == "swap keeps the expression"
+  assert report.diagnose({**ref, "eval/recon_attr_mae": 0.7, "eval/attr_mae": 0.9}).startswith("cause 1")
+  two = report.diagnose({**ref, "eval/recon_attr_mae": 0.3, "eval/attr_mae": 0.9, "eval/probe_id_accuracy": 1.0})
+  assert two.startswith("cause 2") and "100%" in two
+  assert report.diagnose({"eval/recon_mae": 0.1}) is None  # image folders: no factors
+
+
+def test_curves_plot_each_runs_evaluations_against_steps(tmp_path):
+  import json
+  from encdec_jax import report
+  for run, vals in (("a", [0.9, 0.7, 0.5]), ("b", [0.8, 0.8, 0.6])):
+    (tmp_path / run).mkdir()
+    rows = [{"step": 10 * (k + 1), "eval/attr_mae": v} for k, v in enumerate(vals)]
+    rows.insert(1, {"step": 15, "train/loss": 1.0})
+    (tmp_path / run / "metrics.jsonl").write_text("\n".join(map(json.dumps, rows)) + "\n")
+  assert report.eval_curve(str(tmp_path / "a"), "eval/attr_mae") == [(10, 0.9), (20, 0.7), (30, 0.5)]
+  assert report.plot_curves([{"run": "a"}, {"run": "b"}], str(tmp_path)) == "curves.png"
+  from PIL import Image
+  assert Image.open(tmp_path / "curves.png").size[0] > 100
+  (tmp_path / "c").mkdir()
+  assert report.plot_curves([{"run": "c"}], str(tmp_path)) is None  # nothing evaluated twice
