@@ -43,6 +43,7 @@ REFERENCES = {
 # Why a swap fails: its reconstructions against its swaps, and the latent probes (probes.py).
 DIAGNOSIS = ("recon_attr_mae", "attr_mae", "recon_id_accuracy", "id_transfer", "probe_id_accuracy",
              "probe_attr_same", "probe_attr_cross")
+EXPRESSION = ("smile", "mouth_open", "blink", "brow_raise")
 CURVES = ("attr_mae", "id_transfer", "swap_face_mae", "recon_attr_mae")
 
 
@@ -52,6 +53,11 @@ def diagnose(r: dict) -> str | None:
   need = ("eval/recon_attr_mae", "eval/attr_mae", "eval/attr_mae_floor", "eval/attr_mae_guess")
   if any(k not in r for k in need):
     return None
+  expression = [n for n in EXPRESSION if f"eval/attr_floor/{n}" in r]
+  if expression and not any(judges.is_readable(r[f"eval/attr_floor/{n}"], r[f"eval/attr_guess/{n}"])
+                            for n in expression):
+    # Pose alone can be read from the frame around a blank face (the mask's outline): no verdict.
+    return "no verdict: the judge reads no expression at this resolution"
   mid = (r["eval/attr_mae_floor"] + r["eval/attr_mae_guess"]) / 2
   if r["eval/attr_mae"] < mid:
     return "swap keeps the expression"

@@ -216,6 +216,11 @@ def test_diagnosis_names_the_cause_from_reconstructions_and_swaps():
   two = report.diagnose({**ref, "eval/recon_attr_mae": 0.3, "eval/attr_mae": 0.9, "eval/probe_id_accuracy": 1.0})
   assert two.startswith("cause 2") and "100%" in two
   assert report.diagnose({"eval/recon_mae": 0.1}) is None  # image folders: no factors
+  # A judge that reads no expression (the tiny 16 px data) gives no verdict: a blank face in the
+  # frame scores pose from the mask's outline.
+  blind = {**ref, "eval/recon_attr_mae": 0.3, "eval/attr_mae": 0.4, "eval/attr_floor/smile": 0.6,
+           "eval/attr_guess/smile": 0.8}
+  assert report.diagnose(blind).startswith("no verdict")
 
 
 def test_curves_plot_each_runs_evaluations_against_steps(tmp_path):
