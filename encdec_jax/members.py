@@ -41,6 +41,7 @@ from encdec_jax.config import ExperimentConfig
 from encdec_jax.data import device_augment
 from encdec_jax.data.pipeline import Augment
 from encdec_jax.losses import compose
+from encdec_jax.program import train_source
 from encdec_jax.step import make_step
 
 # The fields members of one group may differ in (and the run-naming fields that change nothing).
@@ -209,11 +210,10 @@ class Group:
   def device_batch(self, batches: list[dict]) -> dict:
     """Members' host batches (each (N, B, ...)) -> one (M, N, B, ...) sharded array per key. Raw
     batches (TrainSource.raw_batch) are augmented on the devices."""
-    if "images" in batches[0]:
-      raw = {k: jax.device_put(np.stack([b[k] for b in batches]), self.batch_sharding) for k in batches[0]}
-      return {k: v for k, v in self._augment(raw).items() if k in self.batch_keys}
-    return {k: jax.device_put(np.stack([b[k] for b in batches]), self.batch_sharding)
-            for k in self.batch_keys}
+    raw = "images" in batches[0]
+    out = {k: jax.device_put(np.stack([b[k] for b in batches]), self.batch_sharding)
+           for k in (batches[0] if raw else self.batch_keys)}
+    return {k: v for k, v in self._augment(out).items() if k in self.batch_keys} if raw else out
 
   # -- the program interface of the training loop (encdec_jax/program.py) --
   def describe(self) -> str:
@@ -226,7 +226,6 @@ class Group:
         lambda _: one, a.abstract_state)))[0] for ck, a in zip(checkpointers, self.members)])
 
   def batches(self, trn: dict, start: int):
-    from encdec_jax.program import train_source
     self.sources = {s: train_source(self.cfg, trn, s) for s in sorted({c.seed for c in self.cfgs})}
     iters = {s: src.iterate(start, raw=self.on_device) for s, src in self.sources.items()}
 

@@ -6,7 +6,7 @@ Two programs implement the one interface the loop uses:
 Member i of a program is a run with its own folder; a Trainer has one member.
 
 The interface (m members):
-  m, cfg, decode_all, batch_keys, describe()
+  m, cfg, model, decode_all, batch_keys, describe()
   init() -> state;  restore(checkpointers, step) -> state
   batches(train_arrays, start) -> iterator of device batches, one per step from `start`
   step(state, batch) -> (state, metrics)       (jitted once, state donated)

@@ -9,6 +9,7 @@ import os
 import numpy as np
 
 from encdec_jax import judges
+from encdec_jax.data.render import POSE_EXPRESSION
 
 # Headline metrics, in table order, with what each means. See encdec_jax/evaluate.py.
 METRICS = {
@@ -43,7 +44,7 @@ REFERENCES = {
 # Why a swap fails: its reconstructions against its swaps, and the latent probes (probes.py).
 DIAGNOSIS = ("recon_attr_mae", "attr_mae", "recon_id_accuracy", "id_transfer", "probe_id_accuracy",
              "probe_attr_same", "probe_attr_cross")
-EXPRESSION = ("smile", "mouth_open", "blink", "brow_raise")
+EXPRESSION = POSE_EXPRESSION[3:]  # smile, mouth_open, blink, brow_raise
 CURVES = ("attr_mae", "id_transfer", "swap_face_mae", "recon_attr_mae")
 
 
@@ -132,7 +133,6 @@ def seed_spread(results: list[dict], param_keys: list[str], metrics: list[str]) 
 
 
 def _judges_lines(results: list[dict]) -> list[str]:
-  from encdec_jax.data.render import POSE_EXPRESSION
   r = results[0]
   if "eval/judge_accuracy" not in r:
     return []

@@ -22,6 +22,9 @@ import time
 
 from encdec_jax.config import ConfigError, default_for, flatten
 
+EVAL = "eval.json"
+METRICS = "metrics.jsonl"
+
 
 def check_workdir(workdir: str, cfg_dict: dict, allow_config_change: bool = False) -> dict:
   """Creates the workdir and fails early if it is not writable or holds another config. Writes
@@ -168,10 +171,6 @@ def read_eval(workdir: str) -> dict | None:
   return ev if isinstance(ev, dict) else None
 
 
-EVAL = "eval.json"
-METRICS = "metrics.jsonl"
-
-
 class RunFolder:
   """Everything a run writes in its workdir goes through here: the config (commit), the lock,
   checkpoints, metrics rows and W&B (the tracker), previews, eval.json and the non-finite marker.
@@ -206,15 +205,14 @@ class RunFolder:
       self._ckpt = ckpt_lib.Checkpointer(self.path, self.cfg.train.keep_checkpoints)
     return self._ckpt
 
-  def begin(self, start: int, tracker: bool = True) -> None:
+  def begin(self, start: int) -> None:
     """The run has started from step `start` (restored or initialised): its config is recorded,
     metrics rows after `start` (steps to be replayed) are dropped, and so are the evaluation rows
     at `start` when the run ends there (a finished run evaluated again), then the tracker opens."""
     if self.main:
       commit(self.path, self.cfg_dict, self.changed)
       self.drop_metrics_after(start, drop_eval_at=start if start >= self.cfg.train.steps else None)
-    if tracker:
-      self.open_tracker()
+    self.open_tracker()
 
   def open_tracker(self, mode: str | None = None) -> None:
     from encdec_jax import tracking

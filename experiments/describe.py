@@ -7,14 +7,11 @@ FLOPs come from XLA's cost analysis of each compiled stage (encode, each identit
 each decoder) and of the train step; memory from XLA's memory analysis of the compiled step on
 this machine's first device. Nothing is trained and no data is read.
 """
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from ml_collections import config_flags
 
-from ml_collections import config_flags  # noqa: E402
-
-from experiments import _cli  # noqa: E402
+from experiments import _cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", "experiments/configs/original.py",
                                           "config file, optionally with :variant")

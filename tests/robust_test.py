@@ -267,3 +267,19 @@ def test_nothing_loaded_with_pickle():
       if needle in text:
         offenders.append(f"{os.path.relpath(path, ROOT)}: {needle}")
   assert not offenders, offenders
+
+
+def test_eval_json_is_strict_json_and_a_damaged_one_reads_as_missing(tiny_config, tmp_path):
+  from encdec_jax import workdir as workdir_lib
+  c = tiny_config()
+  f = workdir_lib.RunFolder(str(tmp_path), c.to_dict(), assemble.checked_config(c))
+  f.begin(0)
+  f.write_eval({"step": 3, "eval/a": 0.5, "eval/b": float("nan"), "eval/c": float("-inf")})
+  f.close()
+  text = (tmp_path / "eval.json").read_text()
+  ev = json.loads(text, parse_constant=lambda s: pytest.fail(f"non-strict JSON: {s}"))
+  assert ev["eval/a"] == 0.5 and ev["eval/b"] is None and ev["eval/c"] is None
+  assert ev["nonfinite"] == {"eval/b": "nan", "eval/c": "-inf"}
+  assert workdir_lib.read_eval(str(tmp_path))["step"] == 3
+  (tmp_path / "eval.json").write_text("")  # cut short by a full disk or a kill
+  assert workdir_lib.read_eval(str(tmp_path)) is None

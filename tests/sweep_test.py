@@ -188,6 +188,12 @@ def test_train_cli_accepts_agent_style_overrides(tmp_path, data_dir):
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert ev2.returncode != 0 and "Traceback" not in ev2.stderr
   assert "could not be written to" in ev2.stderr and "eval/swap_face_mae=" in ev2.stdout
+  # Beside a training of the same run (its workdir lock held): refused, naming the holder.
+  from encdec_jax import workdir as workdir_lib
+  with workdir_lib.lock(str(tmp_path)):
+    busy = subprocess.run([sys.executable, "-m", "experiments.evaluate", f"--workdir={tmp_path}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert busy.returncode != 0 and f"in use by pid {os.getpid()}" in busy.stderr, busy.stderr[-2000:]
   # An unwritable workdir: one line naming it.
   (tmp_path / "a_file").write_text("not a folder")
   ro = subprocess.run(cmd[:3] + [f"--workdir={tmp_path / 'a_file' / 'run'}"], cwd=ROOT,
