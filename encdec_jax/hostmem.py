@@ -5,6 +5,14 @@ buffer above the mmap threshold (128 KiB at first, adapting up to 32 MiB) is mma
 each time, so every step page-faults its buffers in again: a small-model run spent 14.5 of its 61 s
 of user time in the kernel with 6.5 million page faults (BENCHMARKS.md, "Host memory"). Raising
 the mmap and trim thresholds keeps freed buffers in the heap for the next step.
+
+The thresholds govern the main arena only. XLA runs a step on its own threads, and glibc gives
+each thread an arena of 64 MiB heaps: a buffer that does not fit one (a group of members' step
+buffers) is mmapped whatever the threshold, and page-faulted in again every step. The default
+sweep's 4-member group still took 9.7 million minor faults and 20.5 s of system time in 150
+steps; with one arena (M_ARENA_MAX=1), 0.62 million and 4.2 s (BENCHMARKS.md, "Host memory").
+So all threads share the main arena: XLA mallocs few, large buffers per step, so the lock they
+share costs nothing measurable.
 """
 from __future__ import annotations
 
@@ -12,17 +20,19 @@ import ctypes
 import os
 import sys
 
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
 THRESHOLD = 1 << 30
 
 
 def tune_malloc() -> bool:
-  """Raises glibc's mmap and trim thresholds for this process (Linux only; ENCDEC_TUNE_MALLOC=0
-  leaves malloc alone). Returns whether both were set. Called by the entry points."""
+  """Raises glibc's mmap and trim thresholds and keeps every thread in the main arena, for this
+  process (Linux only; ENCDEC_TUNE_MALLOC=0 leaves malloc alone). Returns whether all three were
+  set. Called by the entry points, before JAX starts its threads (an arena already made stays)."""
   if os.environ.get("ENCDEC_TUNE_MALLOC", "1") == "0" or not sys.platform.startswith("linux"):
     return False
   try:
     libc = ctypes.CDLL("libc.so.6")
-    return bool(libc.mallopt(_M_MMAP_THRESHOLD, THRESHOLD)) & bool(libc.mallopt(_M_TRIM_THRESHOLD, THRESHOLD))
+    return (bool(libc.mallopt(_M_MMAP_THRESHOLD, THRESHOLD))
+            & bool(libc.mallopt(_M_TRIM_THRESHOLD, THRESHOLD)) & bool(libc.mallopt(_M_ARENA_MAX, 1)))
   except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
     return False
