@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from encdec_jax import losses
+from encdec_jax import config as config_lib, losses
 
 
 def _rand(shape, seed):
@@ -283,6 +283,8 @@ def test_spec_parsing_and_combination():
     ("mae(x=1)", r"valid parameters: none"),
     ("smooth_l1(delta=0)", r"'smooth_l1'.*out of range"),
     ("robust(alpha=1", r"unbalanced '\('"),
+    ("latent_match:1", r"only latent terms.*'mae,latent_match:1'"),
+    ("mae,latent_match(spread=-1)", r"'latent_match'.*out of range"),
 ])
 def test_bad_specs_name_the_term(spec, match):
   with pytest.raises(losses.LossSpecError, match=match):
@@ -295,3 +297,65 @@ def test_bad_images_are_refused():
     losses.combined_loss(losses.parse_loss_spec("mae"), a, a[..., :1])
   with pytest.raises(ValueError, match=r"target has values in \[.*2.*\]; images must be in \[0, 1\]"):
     losses.combined_loss(losses.parse_loss_spec("mae"), a, a * 3)
+
+
+def ref_latent_match(z, spread=1.0):
+  """Written out per unit and identity with numpy: between-identity variance of the means and
+  the standard deviations, over each unit's total variance."""
+  z = np.asarray(z, np.float64).reshape(z.shape[0], z.shape[1], -1)
+  n, b, f = z.shape
+  out = []
+  for u in range(f):
+    col = z[:, :, u]
+    mus, sds = col.mean(1), col.std(1)
+    between = ((mus - mus.mean()) ** 2).mean() + spread * ((sds - sds.mean()) ** 2).mean()
+    out.append(between / (col.var() + 1e-3 * z.reshape(n * b, f).var(0).mean()))
+  return float(np.mean(out))
+
+
+@pytest.mark.parametrize("spread", [0.0, 1.0, 2.5])
+def test_latent_match_against_numpy_reference(spread):
+  rng = np.random.default_rng(3)
+  z = rng.normal(size=(3, 8, 2, 2, 5)) * rng.uniform(0.1, 3, size=(1, 1, 2, 2, 5))
+  z[1] += rng.normal(size=(2, 2, 5))  # identity 1's codes are shifted
+  z[2] *= 2.0                          # identity 2's spread
+  got = float(losses.LATENT_LOSSES["latent_match"](jnp.asarray(z, jnp.float32), spread=spread))
+  np.testing.assert_allclose(got, ref_latent_match(z, spread), rtol=1e-4)
+
+
+def test_latent_match_reads_identity_in_the_code_not_its_scale():
+  rng = np.random.default_rng(0)
+  shared = rng.normal(size=(2, 64, 16)).astype(np.float32)  # both identities: the same distribution
+  told = shared.copy()
+  told[1, :, :4] += 2.0                                      # 4 of 16 units tell the identity
+  fn = losses.LATENT_LOSSES["latent_match"]
+  base, leak = float(fn(shared)), float(fn(told))
+  assert base < 0.05 and leak > 4 * base     # sampling noise only, against a code that leaks
+  np.testing.assert_allclose(float(fn(told * 100.0)), leak, rtol=1e-4)  # shrinking cannot hide it
+  grad = np.asarray(jax.grad(lambda z: fn(z))(jnp.asarray(told)))
+  per_unit = np.abs(grad).sum((0, 1))
+  assert per_unit[:4].mean() > 2 * per_unit[4:].mean()      # it pulls hardest on the leaking units
+  gap = lambda z: np.abs(z[1, :, :4].mean(0) - z[0, :, :4].mean(0)).mean()
+  assert gap(told - 0.5 * grad / np.abs(grad).max()) < 0.9 * gap(told)  # descending it closes the gap
+
+
+def test_latent_terms_join_a_spec_and_the_loss():
+  from encdec_jax.losses import compose
+
+  class Fake:  # reconstruct -> (images (N, B, H, W, 3), codes (N, B, F)): the codes are the inputs' means
+    def apply(self, params, x, method=None):
+      assert method == "reconstruct"
+      return x * params, x.mean((2, 3, 4))[..., None] * jnp.arange(1.0, 4.0)
+
+  terms = losses.parse_loss_spec("mae,latent_match:0.5")
+  assert [losses.is_latent(t.name) for t in terms] == [False, True]
+  rng = np.random.default_rng(1)
+  x = jnp.asarray(rng.uniform(size=(2, 4, 8, 8, 3)), jnp.float32)
+  batch = {"inputs": x, "targets": x}
+  settings = compose.loss_settings(terms, config_lib.MaskConfig(enabled=False))
+  loss, metrics = compose.make_loss_fn(Fake(), terms)(0.5, batch, settings)
+  codes = x.mean((2, 3, 4))[..., None] * jnp.arange(1.0, 4.0)
+  lm = float(losses.LATENT_LOSSES["latent_match"](codes))
+  mae = float(jnp.abs(x * 0.5 - x).mean((1, 2, 3, 4)).sum())
+  np.testing.assert_allclose(float(loss), mae + 0.5 * lm, rtol=1e-5)
+  np.testing.assert_allclose(float(metrics["train/latent_match"]), lm, rtol=1e-5)

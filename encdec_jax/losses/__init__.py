@@ -8,6 +8,8 @@ others (their value then ignores pixels outside the mask).
 Spec grammar (config.loss):  term ("," term)*   with   term = NAME ["(" k=v ("," k=v)* ")"] [":" WEIGHT]
   "ssim:1.0,mse:0.5"   "robust(alpha=0,scale=0.05):1,ms_ssim"   "smooth_l1(delta=0.02)"
 A missing weight is 1. Weights must be > 0; parameter names are each loss's keyword arguments.
+LATENT_LOSSES (losses/latent.py) are terms on the shared latent, not on images, and go in the same
+spec beside at least one image loss: "ssim,mae,latent_match:1".
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from encdec_jax.losses.frequency import ffl, laploss
+from encdec_jax.losses.latent import LATENT_LOSSES
 from encdec_jax.losses.pixel import (l_inf_norm, logcosh, mae, mse, pixel_gradient_diff, robust,
                                      smooth_l1)
 from encdec_jax.losses.structural import gmsd, ms_ssim, ssim
@@ -44,6 +47,12 @@ LOSSES: dict[str, Callable] = {
     "ms_ssim": _mask_inputs(ms_ssim), "gmsd": _mask_inputs(gmsd), "ffl": _mask_inputs(ffl),
     "laploss": _mask_inputs(laploss),
 }
+# Terms on the shared latent (losses/latent.py): codes (N, B, ...) -> scalar. A spec may mix both.
+ALL_LOSSES: dict[str, Callable] = {**LOSSES, **LATENT_LOSSES}
+
+
+def is_latent(name: str) -> bool:
+  return name in LATENT_LOSSES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +64,10 @@ class LossTerm:
   def __call__(self, pred, target, mask=None):
     return LOSSES[self.name](pred, target, mask, **dict(self.params))
 
+  def on_codes(self, z_NxBx___):
+    """A latent term's value on the codes of a batch."""
+    return LATENT_LOSSES[self.name](z_NxBx___, **dict(self.params))
+
 
 class LossSpecError(ValueError):
   pass
@@ -62,7 +75,7 @@ class LossSpecError(ValueError):
 
 def loss_params(name: str) -> dict[str, object]:
   """A loss's own parameters and their defaults."""
-  fn = inspect.unwrap(LOSSES[name])
+  fn = inspect.unwrap(ALL_LOSSES[name])
   return {p.name: p.default for p in inspect.signature(fn).parameters.values()
           if p.kind == inspect.Parameter.KEYWORD_ONLY}
 
@@ -105,8 +118,8 @@ def parse_loss_spec(spec: str) -> tuple[LossTerm, ...]:
       raise LossSpecError(f"cannot read term {part.strip()!r} of loss spec {spec!r}; "
                           "expected NAME[(k=v,...)][:WEIGHT]")
     name, params_text, weight_text = m.groups()
-    if name not in LOSSES:
-      raise LossSpecError(f"unknown loss {name!r} in spec {spec!r}; valid names: {sorted(LOSSES)}")
+    if name not in ALL_LOSSES:
+      raise LossSpecError(f"unknown loss {name!r} in spec {spec!r}; valid names: {sorted(ALL_LOSSES)}")
     w = 1.0 if weight_text is None else _number(weight_text, f"weight of loss {name!r} in {spec!r}")
     if not (w > 0 and w != float("inf")):
       raise LossSpecError(f"loss {name!r} in spec {spec!r} has weight {w}; weights must be finite and > 0")
@@ -125,13 +138,17 @@ def parse_loss_spec(spec: str) -> tuple[LossTerm, ...]:
     if any(t.name == name for t in terms):
       raise LossSpecError(f"loss {name!r} appears twice in spec {spec!r}")
     terms.append(LossTerm(name, w, tuple(sorted(params.items()))))
+  if all(is_latent(t.name) for t in terms):
+    raise LossSpecError(f"loss spec {spec!r} has only latent terms ({', '.join(sorted(LATENT_LOSSES))}); "
+                        f"add an image loss, e.g. 'mae,{spec}'")
   return tuple(terms)
 
 
 def _check_params(name, p):
   bad = {"smooth_l1": lambda: p.get("delta", 1) <= 0, "robust": lambda: p.get("scale", 1) <= 0,
          "ms_ssim": lambda: not 1 <= p.get("scales", 5) <= 5, "ffl": lambda: p.get("alpha", 1) < 0,
-         "laploss": lambda: p.get("levels", 1) < 1, "ssim": lambda: p.get("window", 11) < 1}
+         "laploss": lambda: p.get("levels", 1) < 1, "ssim": lambda: p.get("window", 11) < 1,
+         "latent_match": lambda: p.get("spread", 1) < 0}
   if name in bad and bad[name]():
     raise LossSpecError(f"loss {name!r}: parameters {p} out of range (see the loss table in the README)")
 

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 
 from encdec_jax import models
 from encdec_jax.config import ExperimentConfig, MaskConfig
-from encdec_jax.losses import LossTerm, combined_loss, mask_weights, mse
+from encdec_jax.losses import LossTerm, combined_loss, is_latent, mask_weights, mse
 
 
 def needs_masks(cfg: ExperimentConfig) -> bool:
@@ -41,11 +41,14 @@ def make_loss_fn(model, loss_terms):
   0); settings['mask_on'] is True, False, or a traced bool (members that differ).
 
   The loss is the sum over identities of each identity's mean loss (each decoder learns only
-  from its own identity; the shared encoder gets all the gradients)."""
-  unit = tuple(LossTerm(t.name, 1.0, t.params) for t in loss_terms)
+  from its own identity; the shared encoder gets all the gradients), plus the latent terms
+  (losses/latent.py), each one number for the whole batch, on the codes of the inputs."""
+  unit = tuple(LossTerm(t.name, 1.0, t.params) for t in loss_terms if not is_latent(t.name))
+  latent = [(k, t) for k, t in enumerate(loss_terms) if is_latent(t.name)]
 
   def loss_fn(params, batch, s):
-    recon, mask_pred = models.split_output(model.apply(params, batch["inputs"]))
+    out, z = model.apply(params, batch["inputs"], method="reconstruct")
+    recon, mask_pred = models.split_output(out)
     n, b = recon.shape[:2]
     flat = lambda a: a.reshape((n * b,) + a.shape[2:])
     side = recon.shape[2]
@@ -59,13 +62,18 @@ def make_loss_fn(model, loss_terms):
       if s["mask_on"] is not True:
         weights = jnp.where(s["mask_on"], weights, jnp.ones_like(weights))
     _, parts = combined_loss(unit, flat(recon), targets, weights)
-    total = sum(s["term_weights"][k] * parts[t.name] for k, t in enumerate(loss_terms))
+    total = sum(s["term_weights"][k] * parts[t.name] for k, t in enumerate(loss_terms)
+                if not is_latent(t.name))
     if mask_pred is not None:  # the learned mask's own term, against the data's face mask
       parts["mask_mse"] = mse(flat(mask_pred), masks[..., 0:1])
       total = total + s["learned_weight"] * parts["mask_mse"]
     per_identity = total.reshape(n, b).mean(axis=1)
+    loss = per_identity.sum()
+    for k, t in latent:
+      parts[t.name] = t.on_codes(z)
+      loss = loss + s["term_weights"][k] * parts[t.name]
     metrics = {f"train/{k}": v.mean() for k, v in parts.items()}
     metrics.update({f"train/loss/{i}": per_identity[i] for i in range(n)})
-    return per_identity.sum(), metrics
+    return loss, metrics
 
   return loss_fn

@@ -7,6 +7,7 @@ One interface (the train step, evaluation and sweeps never special-case an archi
   decode(c, identity) -> image           decoder `identity`, or the one shared decoder;
   swap(x, to) = decode(code(encode(x), to), to);
   __call__(x_NxBxHxWxC) -> (N, B, H', W', C): identity i's images reconstructed as identity i;
+  reconstruct(x_NxBxHxWxC) -> (that, z (N, B, ...)): also the shared codes (the latent losses');
   decode_all(x_BxHxWxC) -> (N, B, H', W', C): x swapped into every identity (i == own: recon).
 Outputs are sigmoid images, 3 channels or 4 with cfg.learn_mask (channel 3: predicted face mask).
 H' = output_scale * H: 2 for dfaker, 1 for the rest. `constraints(cfg)` lists what a config
@@ -40,10 +41,13 @@ class EncDec(nn.Module):
     return self.decoders[identity](c)
 
   def __call__(self, x_NxBxHxWxC):
+    return self.reconstruct(x_NxBxHxWxC)[0]
+
+  def reconstruct(self, x_NxBxHxWxC):
     n, b = x_NxBxHxWxC.shape[:2]
     z = self.encode(x_NxBxHxWxC.reshape((n * b,) + x_NxBxHxWxC.shape[2:]))
     z = z.reshape((n, b) + z.shape[1:])
-    return jnp.stack([self.decode(self.code(z[i], i), i) for i in range(n)])
+    return jnp.stack([self.decode(self.code(z[i], i), i) for i in range(n)]), z
 
   def swap(self, x_BxHxWxC, to: int):
     return self.decode(self.code(self.encode(x_BxHxWxC), to), to)
