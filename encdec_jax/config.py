@@ -294,6 +294,8 @@ def override(cd, values: dict[str, Any]):
       value = number(value)
       if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
+      if type(old) is int and isinstance(value, float) and value.is_integer():
+        value = int(value)  # q_uniform proposes 64.0 for an int field
     try:
       node[path[-1]] = value
     except TypeError:
@@ -302,8 +304,11 @@ def override(cd, values: dict[str, Any]):
 
 
 def number(v):
-  """YAML 1.1 (PyYAML) reads `1e-3` as a string: such strings become numbers, the rest stays."""
+  """YAML 1.1 (PyYAML) reads `1e-3` as a string: such strings become numbers; a numpy scalar (a
+  sweep engine's proposal) becomes the Python number; the rest stays."""
   import re
+  if type(v).__module__ == "numpy" and getattr(v, "ndim", None) == 0:
+    return v.item()
   if isinstance(v, str) and re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", v.strip()):
     return float(v) if any(c in v for c in ".eE") else int(v)
   return v

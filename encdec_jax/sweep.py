@@ -90,9 +90,16 @@ def enumerate_runs(sweep: dict, max_runs: int | None = None, seed: int = 0) -> l
   engine_spec = {k: sweep[k] for k in ("method", "parameters", "metric") if k in sweep}
   runs: list = []
   py_state, np_state = random.getstate(), np.random.get_state()
-  random.seed(seed)
-  np.random.seed(seed)
   try:
+    # The engine's first proposal in a process imports modules that draw from `random`: one
+    # throwaway proposal first, so that the seeded ones are the same in every process, whatever
+    # ran before (the first enumeration of a fresh process proposed other runs than the second).
+    try:
+      next_run(engine_spec, [], validate=True)
+    except Exception:  # noqa: BLE001 - reported by the seeded call below
+      pass
+    random.seed(seed)
+    np.random.seed(seed)
     while cap is None or len(runs) < cap:
       try:
         r = next_run(engine_spec, runs, validate=True)
@@ -105,7 +112,9 @@ def enumerate_runs(sweep: dict, max_runs: int | None = None, seed: int = 0) -> l
   finally:
     random.setstate(py_state)
     np.random.set_state(np_state)
-  return [{k: v["value"] for k, v in r.config.items()} for r in runs]
+  # The engine proposes numpy float64/int64 for distributions: Python numbers from here on (the
+  # config's type check, config.json and run names see plain floats and ints).
+  return [{k: number(v["value"]) for k, v in r.config.items()} for r in runs]
 
 
 def run_name(i: int, params: dict[str, Any]) -> str:

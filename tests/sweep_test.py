@@ -60,6 +60,25 @@ def test_random_sweeps_stop_at_run_cap_and_propose_the_same_runs_again():
   assert random.getstate() == state  # the caller's generator is left as it was
 
 
+@pytest.mark.parametrize("field,dist", [
+    ("config.train.lr", {"distribution": "uniform", "min": 1e-4, "max": 1e-3}),
+    ("config.train.lr", {"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-2}),
+    ("config.model.bottleneck", {"distribution": "q_uniform", "min": 8, "max": 64, "q": 8}),
+    ("config.model.bottleneck", {"distribution": "int_uniform", "min": 8, "max": 64}),
+    ("config.mask.eye_multiplier", {"distribution": "q_log_uniform_values", "min": 1, "max": 30, "q": 1}),
+])
+def test_random_sweep_proposals_of_every_distribution_make_valid_configs(field, dist):
+  """The engine proposes numpy float64/int64: each proposal must pass the config's type check."""
+  from encdec_jax import assemble
+  runs = sweep.enumerate_runs({"method": "random", "run_cap": 3, "parameters": {field: dist}})
+  assert len(runs) == 3
+  for r in runs:
+    assert type(r[field]) in (int, float)
+    cfg = assemble.checked_config(config_lib.override(original.get_config("small"), r))
+    section, name = field.split(".")[1:]
+    assert getattr(getattr(cfg, section), name) == r[field]
+
+
 def test_yaml_and_set_numbers_are_numbers_and_bad_yaml_is_one_line(tmp_path):
   path = tmp_path / "s.yaml"
   path.write_text("method: grid\nparameters:\n  config.train.lr:\n    values: [1e-3, 2.5E-4]\n")
