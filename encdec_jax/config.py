@@ -25,6 +25,8 @@ class ConfigError(ValueError):
 
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+MAX_SEED = 2 ** 31 - 1  # seeds (config.seed, config.data.seed) are in [0, MAX_SEED]: numpy's
+                        # generators refuse negatives, JAX's keys take 32 bits
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool}
 
 
@@ -122,6 +124,7 @@ class DataConfig(_Section):
     self._positive("resolution", "test_per_identity")
     _require(self.identities >= 2, f"config.data.identities={self.identities}; need at least 2 identities")
     _require(self.min_size >= 0, f"config.data.min_size={self.min_size}; must be >= 0")
+    _require(0 <= self.seed <= MAX_SEED, f"config.data.seed={self.seed}; must be in [0, {MAX_SEED}]")
     _require(0 <= self.color_jitter < 1, f"config.data.color_jitter={self.color_jitter}; must be in [0, 1)")
     _require(0 <= self.warp_scale < 0.2, f"config.data.warp_scale={self.warp_scale}; must be in [0, 0.2)")
 
@@ -203,6 +206,7 @@ class ExperimentConfig:
 
   def __post_init__(self):
     _require(type(self.seed) is int, f"config.seed={self.seed!r}; must be an int")
+    _require(0 <= self.seed <= MAX_SEED, f"config.seed={self.seed}; must be in [0, {MAX_SEED}]")
     _require(isinstance(self.loss, str), f"config.loss={self.loss!r}; must be a string like {DEFAULT_LOSS!r}")
     _require(self.data.train_per_identity >= self.train.batch_size,
              f"config.data.train_per_identity={self.data.train_per_identity} is smaller than "

@@ -59,6 +59,9 @@ def test_conv_impl_auto_is_the_fast_form_of_the_platform():
     ("model.conv_impl", "fft", r"config.model.conv_impl='fft'"),
     ("data.augment_on", "gpu", r"config.data.augment_on='gpu'; valid: \['auto', 'device', 'host'\]"),
     ("train.batch_size", 1000, r"train_per_identity=64 is smaller than config.train.batch_size=1000"),
+    ("seed", -1, r"config.seed=-1; must be in \[0, 2147483647\]"),
+    ("seed", 2 ** 64 + 1, r"config.seed=18446744073709551617; must be in \[0, 2147483647\]"),
+    ("data.seed", -1, r"config.data.seed=-1; must be in \[0, 2147483647\]"),
 ])
 def test_bad_values_name_the_field(field, value, match):
   c = original.get_config("tiny")
