@@ -40,7 +40,8 @@ def load_run(workdir: str, step: int | None = None) -> Run:
     raise FileNotFoundError(f"{path} does not exist: {workdir!r} is not a run's workdir")
   with open(path, "rb") as f:
     raw = f.read()
-  cfg = assemble.checked_config(json.loads(raw))
+  from encdec_jax.workdir import parse_config_json
+  cfg = assemble.checked_config(parse_config_json(raw, path))
   a = assemble.assemble(cfg)
   params, step = assemble.restore_params(a, workdir, step)
   names = [str(i) for i in range(cfg.data.identities)]

@@ -108,12 +108,26 @@ def lock(workdir: str):
 
 
 def saved_config(workdir: str) -> dict | None:
-  """The config.json of a run's workdir, or None if it has none."""
+  """The config.json of a run's workdir, or None if it has none; ConfigError naming the file if it
+  is damaged (not a JSON object)."""
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     return None
-  with open(path) as f:
-    return json.load(f)
+  with open(path, "rb") as f:
+    return parse_config_json(f.read(), path)
+
+
+def parse_config_json(raw: bytes, path: str) -> dict:
+  from encdec_jax.config import ConfigError
+  try:
+    d = json.loads(raw)
+  except (ValueError, UnicodeDecodeError) as e:
+    raise ConfigError(f"{path} is damaged ({type(e).__name__}: {e}); restore it, or move the run "
+                      f"folder away and start the run again") from None
+  if not isinstance(d, dict):
+    raise ConfigError(f"{path} is damaged (a JSON {type(d).__name__}, not a config); restore it, or "
+                      f"move the run folder away and start the run again")
+  return d
 
 
 def config_diff(saved: dict, cfg_dict: dict) -> tuple[dict, dict, list[str]]:

@@ -283,3 +283,15 @@ def test_eval_json_is_strict_json_and_a_damaged_one_reads_as_missing(tiny_config
   assert workdir_lib.read_eval(str(tmp_path))["step"] == 3
   (tmp_path / "eval.json").write_text("")  # cut short by a full disk or a kill
   assert workdir_lib.read_eval(str(tmp_path)) is None
+
+
+def test_a_damaged_config_json_is_one_line_naming_the_file(tiny_config, tmp_path):
+  from encdec_jax import inference
+  c = tiny_config()
+  for text in ('{"seed": 0, "loss": "ma', "[1, 2]"):  # cut short by a kill or a full disk; not a config
+    (tmp_path / "config.json").write_text(text)
+    for call in (lambda: train.train_and_evaluate(c, str(tmp_path), progress=False),
+                 lambda: inference.load_run(str(tmp_path))):
+      with pytest.raises(config_lib.ConfigError, match=r"config.json is damaged .*move the run folder away"):
+        call()
+  assert not os.path.exists(tmp_path / "checkpoints")
