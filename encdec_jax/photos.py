@@ -177,15 +177,53 @@ def is_crop(path: str, resolution: int) -> bool:
   return w == h and w <= 4 * resolution
 
 
+def output_problem(input_dir: str, output_dir: str, what: str) -> str | None:
+  """Why `output_dir` cannot take a command's outputs, or None: it is --input or inside it (the
+  outputs would mix with the inputs), or it already holds files (an earlier run's outputs, or
+  a training folder: a name could replace one of them, and the report would replace theirs).
+  Extract and swap write into an empty or new folder only."""
+  src, dst = os.path.realpath(input_dir), os.path.realpath(output_dir)
+  if dst == src or dst.startswith(src + os.sep):
+    where = "the input folder" if dst == src else "inside --input"
+    return (f"--output={output_dir!r} is {where}; choose a folder outside it ({what} would "
+            "mix with the inputs)")
+  if os.path.isdir(dst):
+    held = sorted(n for n in os.listdir(dst))
+    if held:
+      return (f"--output={output_dir!r} already holds {len(held)} file(s) ({', '.join(held[:3])}"
+              f"{', ...' if len(held) > 3 else ''}); {what} go into an empty or new folder only, "
+              "so nothing there is replaced: choose another folder")
+  elif os.path.exists(dst):
+    return f"--output={output_dir!r} is a file, not a folder"
+  return None
+
+
 def output_names(names: list[str]) -> dict[str, str]:
   """Each input's PNG name: its stem + .png, or its whole name + .png where stems collide
-  (x.png and x.jpg -> x.png.png and x.jpg.png), so no output replaces another."""
+  (x.png and x.jpg -> x.png.png and x.jpg.png); where that still collides (x.png.png is also
+  an input), the later names in sorted order get -2, -3, ... before the .png. Distinct even
+  ignoring case (a Mac's or Windows' file system), so no output replaces another."""
   stems: dict[str, int] = {}
   for n in names:
     stem = os.path.splitext(n)[0].lower()
     stems[stem] = stems.get(stem, 0) + 1
-  return {n: (os.path.splitext(n)[0] if stems[os.path.splitext(n)[0].lower()] == 1 else n) + ".png"
-          for n in names}
+  first = {n: (os.path.splitext(n)[0] if stems[os.path.splitext(n)[0].lower()] == 1 else n) + ".png"
+           for n in names}
+  counts: dict[str, int] = {}
+  for v in first.values():
+    counts[v.lower()] = counts.get(v.lower(), 0) + 1
+  used = {v.lower() for v in first.values() if counts[v.lower()] == 1}
+  out = {}
+  for n in sorted(names):
+    v = first[n]
+    if counts[v.lower()] > 1:
+      k, base = 1, v[:-len(".png")]
+      while v.lower() in used:
+        k += 1
+        v = f"{base}-{k}.png"
+      used.add(v.lower())
+    out[n] = v
+  return {n: out[n] for n in names}
 
 
 def problem_of(e: ValueError) -> str:

@@ -41,13 +41,11 @@ def main(argv):
     sys.exit(f"error: --input={_INPUT.value!r} is not a directory")
   if _SIZE.value < 16:
     sys.exit(f"error: --size={_SIZE.value}; must be at least 16")
-  src, dst = os.path.realpath(_INPUT.value), os.path.realpath(_OUTPUT.value)
-  if dst == src or dst.startswith(src + os.sep):
-    where = "the input folder" if dst == src else "inside --input"
-    sys.exit(f"error: --output={_OUTPUT.value!r} is {where}; "
-             "choose a folder outside it (crops would mix with the photos)")
   from tqdm.auto import tqdm
   from encdec_jax import align, images, photos
+  problem = photos.output_problem(_INPUT.value, _OUTPUT.value, "crops")
+  if problem:
+    sys.exit(f"error: {problem}")
   from encdec_jax.data import folders
   names = sorted(n for n in os.listdir(_INPUT.value)
                  if n.lower().endswith(folders.IMAGE_EXTENSIONS) and not n.startswith("."))

@@ -53,10 +53,9 @@ def main(argv):
   from encdec_jax.data import folders
   if not os.path.isdir(_INPUT.value):
     sys.exit(f"error: --input={_INPUT.value!r} is not a directory")
-  src, dst = os.path.realpath(_INPUT.value), os.path.realpath(_OUTPUT.value)
-  if dst == src or dst.startswith(src + os.sep):
-    sys.exit(f"error: --output={_OUTPUT.value!r} is {'the input folder' if dst == src else 'inside --input'}: "
-             "swaps would replace or mix with the originals; choose a folder outside it")
+  problem = photos.output_problem(_INPUT.value, _OUTPUT.value, "swaps")
+  if problem:
+    sys.exit(f"error: {problem}")
   try:
     run = inference.load_run(_WORKDIR.value, _STEP.value)
     to = inference.resolve_identity(run, _TO.value)

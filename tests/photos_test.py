@@ -243,6 +243,25 @@ def test_extract_cli_lists_every_bad_input_and_its_crops_feed_the_folders(tmp_pa
   bad = subprocess.run([sys.executable, "-m", "experiments.extract", f"--input={inp}",
                         f"--output={inp / 'x'}"], cwd=ROOT, capture_output=True, text=True, timeout=60)
   assert bad.returncode != 0 and "inside --input" in bad.stderr and "Traceback" not in bad.stderr
+  # Extracting again into the filled folder is refused: no crop or report of this run is replaced.
+  before = {f: (out / f).read_bytes() for f in os.listdir(out)}
+  again = subprocess.run([sys.executable, "-m", "experiments.extract", f"--input={inp}", f"--output={out}"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+  assert again.returncode != 0 and "already holds" in again.stderr and "Traceback" not in again.stderr
+  assert {f: (out / f).read_bytes() for f in os.listdir(out)} == before
+
+
+def test_output_folder_must_be_new_or_empty_and_outside_the_input(tmp_path):
+  inp, out = tmp_path / "in", tmp_path / "out"
+  inp.mkdir()
+  assert photos.output_problem(str(inp), str(out), "crops") is None          # new: made later
+  out.mkdir()
+  assert photos.output_problem(str(inp), str(out), "crops") is None          # empty
+  (out / "alice_001_0.png").write_bytes(b"x")
+  assert "already holds 1 file(s) (alice_001_0.png)" in photos.output_problem(str(inp), str(out), "crops")
+  assert "is inside --input" in photos.output_problem(str(inp), str(inp / "sub"), "swaps")
+  assert "is the input folder" in photos.output_problem(str(inp), str(inp), "swaps")
+  assert "is a file" in photos.output_problem(str(inp), str(out / "alice_001_0.png"), "swaps")
 
 
 def _readme_commands(section: str) -> list[list[str]]:
@@ -345,5 +364,25 @@ def _swap_crops_cli(tmp_path, workdir, crops, run):
   keep[8:, 8:] = False
   np.testing.assert_allclose(np.asarray(im)[keep] / 255, want[keep], atol=1 / 255 + 1e-6)
   assert np.abs(want - x[0]).max() > 0.05  # and not the input
+  again = run(swap + [f"--output={tmp_path / 'out'}"])  # a second swap into the same folder
+  assert again.returncode != 0 and "already holds 5 file(s)" in again.stderr and "Traceback" not in again.stderr
+  training = run(swap + [f"--output={tmp_path / 'faces' / 'bob'}"])  # a training folder
+  assert training.returncode != 0 and "already holds" in training.stderr
   bad = run(swap[:4] + ["--to=carol", f"--input={inp}", f"--output={tmp_path / 'out2'}"])
   assert bad.returncode != 0 and "--to='carol' is not an identity of this run; valid: ['alice', 'bob']" in bad.stderr
+
+
+@pytest.mark.parametrize("names", [
+    ["x.png", "x.jpg", "x.png.png", "x.jpg.png"],     # whole names + .png collide with other inputs
+    ["x.png", "x.png.png"],                          # extract's stems: x.png_0.png twice
+    ["A.png", "a.jpg", "a.png.PNG"],                 # the same on a case-insensitive file system
+    ["x.png", "x.jpg", "x.png.png", "x.png-2.png"],  # the suffix itself taken
+])
+def test_output_names_never_collide_and_stems_stay_distinct(names):
+  from encdec_jax import photos
+  out = photos.output_names(names)
+  assert sorted(out) == sorted(names) and all(v.endswith(".png") for v in out.values())
+  assert len({v.lower() for v in out.values()}) == len(names), out
+  stems = {os.path.splitext(v)[0].lower() for v in out.values()}  # extract writes STEM_k.png
+  assert len(stems) == len(names)
+  assert photos.output_names(list(reversed(names))) == out  # not the order they were listed in
