@@ -111,12 +111,37 @@ def _train(cfgs, folders, progress):
       bad = int(prog.nonfinite(state)[0][i])
       if bad:
         final["train/nonfinite_steps"] = bad
+      failure = unfinished(final, f.path)
+      if failure:  # not a result: no eval.json, so a sweep reports it failed, never finished
+        f.mark_nonfinite_stop(failure)
+        results.append(NonFiniteError(failure))
+        continue
       f.write_eval(final)
       results.append(final)
     return results
   finally:
     for f in folders:
       f.close()
+
+
+MAX_SKIPPED = 0.5  # train.nonfinite='skip': a run that skipped more than this share of its steps failed
+
+
+def unfinished(final: dict, workdir: str) -> str | None:
+  """Why a run's final scalars are not a result, or None: it skipped most of its steps as
+  non-finite (train.nonfinite='skip' kept going on a diverged run), or its evaluation is not
+  finite."""
+  step, bad = final["step"], final.get("train/nonfinite_steps", 0)
+  if step and bad > MAX_SKIPPED * step:
+    return (f"{bad} of {step} steps were non-finite and skipped (train.nonfinite='skip'; more than "
+            f"{MAX_SKIPPED:.0%} is a failed run, not a finished one): its parameters barely trained. "
+            f"Train again in a new --workdir (not {workdir}) with a lower config.train.lr.")
+  nan = sorted(k for k, v in final.items() if isinstance(v, float) and not np.isfinite(v))
+  if nan:
+    return (f"the evaluation at step {step} is not finite ({', '.join(nan[:4])}"
+            f"{', ...' if len(nan) > 4 else ''}): the parameters in {workdir} are not usable. "
+            f"Train again in a new --workdir with a lower config.train.lr.")
+  return None
 
 
 def nonfinite_message(first: int, workdir: str, terms: dict | None = None) -> str:

@@ -160,6 +160,24 @@ def test_nan_skip_mode_counts_and_goes_on(tiny_config, tmp_path, monkeypatch):
   assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state.params))
 
 
+def test_a_run_that_skipped_most_steps_is_failed_not_finished(tiny_config, tmp_path, monkeypatch):
+  original = TrainSource.batch
+
+  def batch(self, step):  # diverged from step 2 on: every later step is skipped
+    b = original(self, step)
+    if step >= 2:
+      b["inputs"] = b["inputs"] * np.float32("nan")
+    return b
+  monkeypatch.setattr(TrainSource, "batch", batch)
+  c = tiny_config(**{"train.steps": 10, "train.nonfinite": "skip"})
+  with pytest.raises(train.NonFiniteError, match=r"8 of 10 steps were non-finite and skipped .*new --workdir"):
+    train.train_and_evaluate(c, str(tmp_path), progress=False)
+  assert not os.path.exists(tmp_path / "eval.json")  # so a sweep reports it failed
+  assert "8 of 10" in json.load(open(tmp_path / "nonfinite_stop.json"))["error"]
+  assert train.unfinished({"step": 10, "eval/a": float("nan")}, "w").startswith("the evaluation at step 10 is not finite (eval/a)")
+  assert train.unfinished({"step": 10, "train/nonfinite_steps": 5, "eval/a": 1.0}, "w") is None
+
+
 def test_config_change_override_and_mismatch_names_the_part(tiny_config, tmp_path):
   w = str(tmp_path)
   train.train_and_evaluate(tiny_config(**{"train.steps": 2}), w, progress=False)
