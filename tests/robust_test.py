@@ -197,6 +197,10 @@ def test_config_change_override_and_mismatch_names_the_part(tiny_config, tmp_pat
   train.train_and_evaluate(tiny_config(**{"train.steps": 2}), w, progress=False)
   evals = [r for r in read_jsonl(os.path.join(w, "metrics.jsonl")) if "eval/recon_mae" in r]
   assert [r["step"] for r in evals] == [2]
+  for _ in range(2):  # asked for fewer steps than it has: evaluated again at 2, still one row
+    assert train.train_and_evaluate(tiny_config(**{"train.steps": 1}), w, progress=False)["step"] == 2
+  evals = [r for r in read_jsonl(os.path.join(w, "metrics.jsonl")) if "eval/recon_mae" in r]
+  assert [r["step"] for r in evals] == [2]
 
 
 def test_damaged_or_missing_checkpoints_are_named_with_the_way_out(tiny_config, tmp_path):
