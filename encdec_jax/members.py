@@ -1,8 +1,8 @@
 """Members: several runs of one sweep trained together as one compiled program.
 
 Runs that share everything but the seed, the bottleneck size (architectures whose bottleneck is
-the hidden size of a Dense-Dense pair), the loss weights, the mask settings and Adam's lr, b1 and
-b2 become the members of a group. Params, optimizer state, batches and metrics get a leading
+the hidden size of a Dense-Dense pair), the loss weights, the mask settings, Adam's lr, b1 and
+b2 and the warp's strength become the members of a group. Params, optimizer state, batches and metrics get a leading
 member axis, the train step is vmapped over it, and the mesh's data axis splits each member's
 batch as for one run.
 
@@ -14,6 +14,9 @@ batch as for one run.
   weights (0 for a term it does not use). Mask on/off, eye and mouth multipliers per member.
 - Adam: optax.adam built inside the step from the member's (lr, b1, b2), traced values, so a new
   value does not recompile, and the optimizer state has exactly one run's layout.
+- Warp strength: each member's batches come from its own input pipeline, keyed by (seed,
+  data.warp_scale); the warp's noise is drawn at the member's scale, so the device path's
+  arithmetic (one Augment: the switches, equal in a group) is unchanged.
 - Every member is still a run: its own workdir, config.json, metrics.jsonl, previews,
   checkpoints (the unpadded k-sized state, in one run's format: it restores, evaluates, swaps
   and resumes alone), eval.json and W&B run. A group trains in the one training loop
@@ -46,7 +49,8 @@ from encdec_jax.step import make_step
 
 # The fields members of one group may differ in (and the run-naming fields that change nothing).
 MEMBER_FIELDS = ("seed", "loss", "model.bottleneck", "mask.enabled", "mask.eye_multiplier",
-                 "mask.mouth_multiplier", "mask.learned_weight", "train.lr", "train.b1", "train.b2")
+                 "mask.mouth_multiplier", "mask.learned_weight", "train.lr", "train.b1", "train.b2",
+                 "data.warp_scale")
 _FREE = ("wandb.name", "wandb.group")
 # Architectures whose model.bottleneck is only the hidden size of Dense -> Dense: zero-padded
 # units there change nothing. (In df, liae and iae it also sets conv channel counts.)
@@ -97,6 +101,11 @@ def group_runs(cfgs: list[ExperimentConfig], max_members: int) -> list[list[int]
       chunks.append([])
     chunks[-1].append(i)
   return [g for chunks in groups.values() for g in chunks]
+
+
+def _source_key(c: ExperimentConfig):
+  """Members with equal keys see the same batches."""
+  return (c.seed, c.data.warp_scale)
 
 
 def _terms(cfgs):
@@ -159,7 +168,7 @@ class Group:
     self.on_device = device_augment.on_device(c0.data.augment_on, devices)
     self._augment = jax.jit(jax.vmap(functools.partial(device_augment.augment_batch,
                                                        a=Augment.from_config(c0.data))))
-    self.sources = {}  # seed -> TrainSource, set by batches()
+    self.sources = {}  # (seed, warp_scale) -> TrainSource, set by batches()
 
   def _settings(self) -> dict:
     """Per-member numbers, each with a leading member axis."""
@@ -226,13 +235,13 @@ class Group:
         lambda _: one, a.abstract_state)))[0] for ck, a in zip(checkpointers, self.members)])
 
   def batches(self, trn: dict, start: int):
-    self.sources = {s: train_source(self.cfg, trn, s) for s in sorted({c.seed for c in self.cfgs})}
-    iters = {s: src.iterate(start, raw=self.on_device) for s, src in self.sources.items()}
+    self.sources = {_source_key(c): train_source(c, trn, c.seed) for c in self.cfgs}
+    iters = {k: src.iterate(start, raw=self.on_device) for k, src in self.sources.items()}
 
     def gen():
       while True:
-        by_seed = {s: next(it) for s, it in iters.items()}
-        yield self.device_batch([by_seed[c.seed] for c in self.cfgs])
+        by_key = {k: next(it) for k, it in iters.items()}
+        yield self.device_batch([by_key[_source_key(c)] for c in self.cfgs])
     return gen()
 
   def step(self, state, batch):
@@ -251,6 +260,6 @@ class Group:
   def loss_terms_at(self, state, i: int, step: int) -> dict:
     """Member i's loss terms on its batch of `step` from `state` (nothing updated)."""
     get = (lambda s: s.raw_batch(step)) if self.on_device else (lambda s: s.batch(step))
-    batch = self.device_batch([get(self.sources[c.seed]) for c in self.cfgs])
+    batch = self.device_batch([get(self.sources[_source_key(c)]) for c in self.cfgs])
     loss, m = jax.device_get(self._loss(state.params, batch, self.h))
     return {"train/loss": loss[i], **{k: v[i] for k, v in m.items()}}
