@@ -19,6 +19,13 @@ Scalars are named `eval/<metric>` (means) and `eval/<metric>/<i>` or `/<i>to<j>`
   recon_id_accuracy, recon_attr_mae, recon_attr_err/<factor>
                                the judges on the converted reconstructions (i -> i, at x_i's own
                                landmarks): a model that loses the smile here cannot swap it
+  blur_sigma, blur_attr_mae, blur_id_transfer
+                               what blur alone does to the judges: the decoder's sharpness as the
+                               Gaussian sigma (px, of BLUR_SIGMAS) whose blur of x_i is nearest its
+                               raw reconstruction inside the face, and the judges on the true face
+                               swaps blurred by it. Near the judge's floor: blur does not explain a
+                               failing swap; near or past guessing: the judge cannot tell this blur
+                               from a change of expression, and attr_mae says little
 With judges (encdec_jax/judges.py), on the converted swaps inside x_i's own face mask (so the
 mask's outline is the frame's, never the target's) and, for pose and expression, at the true
 face swap's landmarks:
@@ -84,6 +91,33 @@ def converted(x, rgb_j, learned_j, data_masks):
   return convert_lib.convert(x, rgb_j, m)
 
 
+BLUR_SIGMAS = (0.0, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)  # px, at the data's resolution
+
+
+def blur(x_BxHxWxC, sigma: float) -> np.ndarray:
+  """Gaussian blur over H and W (separable, truncated at 4 sigma, edges repeated)."""
+  x = np.asarray(x_BxHxWxC, np.float32)
+  if sigma == 0:
+    return x
+  r = int(4 * sigma + 0.5)
+  t = np.arange(-r, r + 1)
+  w = np.exp(-0.5 * (t / sigma) ** 2)
+  w = (w / w.sum()).astype(np.float32)
+  for axis in (1, 2):
+    pad = [(0, 0)] * 4
+    pad[axis] = (r, r)
+    xp, n = np.pad(x, pad, mode="edge"), x.shape[axis]
+    x = sum(wk * np.take(xp, np.arange(k, k + n), axis=axis) for k, wk in enumerate(w))
+  return x
+
+
+def sharpness(raw_recon, x, face) -> float:
+  """The sigma of BLUR_SIGMAS whose blur of x is nearest (face-weighted MAE) the decoder's raw
+  reconstruction of x: how sharp the decoder draws."""
+  errs = [float(np.mean(_pair_metrics(raw_recon, blur(x, s), face)["mae"])) for s in BLUR_SIGMAS]
+  return BLUR_SIGMAS[int(np.argmin(errs))]
+
+
 def _mean(v):
   return float(np.mean(v))
 
@@ -114,6 +148,10 @@ def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 6
     if judges is not None:  # inside the source's face mask, as the judges were fitted
       judge_mask = judges_lib.face_masks({"image": x, **({} if data_masks is None else {"mask": data_masks})})
       factors = test["factors"][sel] if "factors" in test else None
+    sigma = None
+    if truth_known and judges is not None and data_masks is not None:  # decoder i's sharpness
+      sigma = sharpness(rgb[i], x, _u8(data_masks[..., :1]))
+      put("blur_sigma", i, sigma)
     for j in range(num_identities):
       conv = converted(x, rgb[j], None if learned is None else learned[j], data_masks)
       if j == i:
@@ -148,6 +186,11 @@ def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 6
         lms = test["face_swap_landmarks"][sel, j] if truth_known else None
         for k, v in judges_lib.swap_scores(judges, conv, judge_mask, lms, i, j, factors).items():
           put(k, pair, v)
+        if sigma is not None:  # the true face swap, only blurred to the decoder's sharpness
+          blurred = judges_lib.swap_scores(judges, blur(truth, sigma), judge_mask, lms, i, j, factors)
+          for k in ("attr_mae", "id_transfer"):
+            if k in blurred:
+              put(f"blur_{k}", pair, blurred[k])
   out.update({f"eval/{k}": float(np.mean(v)) for k, v in acc.items()})
   if probes is not None:
     out.update(probes(params))

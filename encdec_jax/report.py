@@ -42,8 +42,8 @@ REFERENCES = {
 
 
 # Why a swap fails: its reconstructions against its swaps, and the latent probes (probes.py).
-DIAGNOSIS = ("recon_attr_mae", "attr_mae", "recon_id_accuracy", "id_transfer", "probe_id_accuracy",
-             "probe_attr_same", "probe_attr_cross")
+DIAGNOSIS = ("recon_attr_mae", "attr_mae", "blur_attr_mae", "recon_id_accuracy", "id_transfer",
+             "probe_id_accuracy", "probe_attr_same", "probe_attr_cross")
 EXPRESSION = POSE_EXPRESSION[3:]  # smile, mouth_open, blink, brow_raise
 CURVES = ("attr_mae", "id_transfer", "swap_face_mae", "recon_attr_mae")
 
@@ -60,6 +60,10 @@ def diagnose(r: dict) -> str | None:
     # Pose alone can be read from the frame around a blank face (the mask's outline): no verdict.
     return "no verdict: the judge reads no expression at this resolution"
   mid = (r["eval/attr_mae_floor"] + r["eval/attr_mae_guess"]) / 2
+  if r.get("eval/blur_attr_mae", 0.0) >= mid:  # the true swap, only blurred, already fails
+    return (f"no verdict: blur alone (the true swap blurred to this decoder's sharpness, sigma "
+            f"{r.get('eval/blur_sigma', float('nan')):.2g} px) scores attr_mae {r['eval/blur_attr_mae']:.2f}: "
+            "the judge cannot tell this blur from a change of expression")
   if r["eval/attr_mae"] < mid:
     return "swap keeps the expression"
   if r["eval/recon_attr_mae"] >= mid:
@@ -188,7 +192,10 @@ def _write_full_report(results, out_dir, param_keys, best, heads, plots):
               "Cause 1: the model cannot draw the expression at all (its reconstructions A -> A lose "
               "it too). Cause 2: it draws it for its own identity, but the latent is not shared (a "
               "linear probe reads the identity from the code, and pose/expression probes fitted "
-              f"on one identity do not transfer to another). Threshold: {mid}.", ""]
+              f"on one identity do not transfer to another). Threshold: {mid}. `blur_attr_mae`: the "
+              "true face swaps blurred to each decoder's sharpness (`blur_sigma`, px), judged: if "
+              "blur alone fails, the judge cannot separate blur from expression and no cause is "
+              "named.", ""]
     lines += ["| run | " + " | ".join(DIAGNOSIS) + " | diagnosis |", "|" + "---|" * (len(DIAGNOSIS) + 2)]
     lines += [f"| {r['run']} | " + " | ".join(_fmt(r.get(f"eval/{m}", "")) for m in DIAGNOSIS)
               + f" | {diagnose(r)} |" for r in diag]

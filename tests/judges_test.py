@@ -96,6 +96,20 @@ def test_copying_model_scores_zero_transfer_and_the_copying_baseline(judges, jud
   assert m["eval/recon_id_accuracy"] == pytest.approx(m["eval/judge_accuracy"], abs=0.1)
   assert abs(m["eval/recon_attr_mae"] - m["eval/attr_mae_floor"]) < 0.1, m
   assert m["eval/swap_face_mae_input"] > 2 * m["eval/swap_mae_input"]  # the face is where swaps differ
+  # Its decoders are perfectly sharp: blur alone is no blur, the true swaps judged as they are.
+  assert m["eval/blur_sigma"] == 0.0
+  assert m["eval/blur_id_transfer"] >= 0.9 and abs(m["eval/blur_attr_mae"] - m["eval/attr_mae_floor"]) < 0.1
+
+
+def test_blur_alone_sharpness_is_read_from_the_reconstructions(judge_data):
+  scipy_ndimage = pytest.importorskip("scipy.ndimage")
+  _, test = judge_data
+  x = test["image"][:8].astype(np.float32) / 255
+  face = test["mask"][:8][..., :1].astype(np.float32) / 255
+  for s in (0.75, 1.5):  # the blur is a Gaussian's (against scipy), and its sigma is recovered
+    np.testing.assert_allclose(evaluate.blur(x, s), scipy_ndimage.gaussian_filter(
+        x, (0, s, s, 0), mode="nearest", truncate=4.0), atol=1e-5)
+    assert evaluate.sharpness(evaluate.blur(x, s), x, face) == s
 
 
 def test_scores_equal_hand_computed_values(monkeypatch):

@@ -246,6 +246,11 @@ def test_diagnosis_names_the_cause_from_reconstructions_and_swaps():
   blind = {**ref, "eval/recon_attr_mae": 0.3, "eval/attr_mae": 0.4, "eval/attr_floor/smile": 0.6,
            "eval/attr_guess/smile": 0.8}
   assert report.diagnose(blind).startswith("no verdict")
+  # Blur alone (the true swap blurred to the decoder's sharpness) past halfway: no cause is named.
+  blurry = {**ref, "eval/recon_attr_mae": 0.7, "eval/attr_mae": 0.9, "eval/blur_attr_mae": 0.6,
+            "eval/blur_sigma": 1.5}
+  assert report.diagnose(blurry).startswith("no verdict: blur alone") and "sigma 1.5 px" in report.diagnose(blurry)
+  assert report.diagnose({**blurry, "eval/blur_attr_mae": 0.3}).startswith("cause 1")
 
 
 def test_curves_plot_each_runs_evaluations_against_steps(tmp_path):
