@@ -20,6 +20,7 @@ Outcomes a report lists, per photo (PROBLEMS):
 | `too_small` | faces whose box's longer side is below --min_face: not used (the others are) |
 | `several_faces` | every face used, or only the largest with --largest |
 | `exif_rotated` | rotated upright first (the crops and the written photo are upright) |
+| `unsupported` | a file of another type (.gif, .heic, .tiff, ...): listed, not opened |
 """
 from __future__ import annotations
 
@@ -31,7 +32,34 @@ import numpy as np
 
 from encdec_jax import align
 
-PROBLEMS = ("unreadable", "too_large", "no_face", "too_small", "several_faces", "exif_rotated")
+PROBLEMS = ("unreadable", "too_large", "no_face", "too_small", "several_faces", "exif_rotated",
+            "unsupported")
+
+
+def list_inputs(folder: str) -> tuple[list[str], list[str]]:
+  """(image names, other files' names) of a folder, sorted; hidden files are neither."""
+  from encdec_jax.data import folders
+  names, other = [], []
+  for n in sorted(os.listdir(folder)):
+    if n.startswith("."):
+      continue
+    if n.lower().endswith(folders.IMAGE_EXTENSIONS):
+      names.append(n)
+    elif os.path.isfile(os.path.join(folder, n)):
+      other.append(n)
+  return names, other
+
+
+def unsupported_records(other: list[str], **fields) -> list[dict]:
+  """The report's records of files that are not images of a supported type."""
+  from encdec_jax.data import folders
+  why = f"not one of {', '.join(folders.IMAGE_EXTENSIONS)}: not opened"
+  return [{"file": folders.printable(n), **fields, "problems": {"unsupported": why}} for n in other]
+
+
+def is_rotation(note: str) -> bool:
+  """Whether a load note says an EXIF rotation was applied (not that an invalid one was ignored)."""
+  return note.startswith("EXIF orientation") and note.endswith("applied")
 
 
 @dataclasses.dataclass(frozen=True)

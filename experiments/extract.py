@@ -47,8 +47,7 @@ def main(argv):
   if problem:
     sys.exit(f"error: {problem}")
   from encdec_jax.data import folders
-  names = sorted(n for n in os.listdir(_INPUT.value)
-                 if n.lower().endswith(folders.IMAGE_EXTENSIONS) and not n.startswith("."))
+  names, other = photos.list_inputs(_INPUT.value)
   if not names:
     sys.exit(f"error: --input={_INPUT.value!r} holds no images ({', '.join(folders.IMAGE_EXTENSIONS)})")
   try:
@@ -57,7 +56,7 @@ def main(argv):
     sys.exit(f"error: {e}")
   stems = {n: os.path.splitext(o)[0] for n, o in photos.output_names(names).items()}
   os.makedirs(_OUTPUT.value, exist_ok=True)
-  records, written, t0 = [], 0, time.perf_counter()
+  records, written, t0 = photos.unsupported_records(other, crops=[], notes=[]), 0, time.perf_counter()
   for name in tqdm(names, desc="extract", unit="photo"):
     rec = {"file": folders.printable(name), "crops": [], "problems": {}, "notes": []}
     records.append(rec)
@@ -67,7 +66,7 @@ def main(argv):
       rec["problems"][photos.problem_of(e)] = str(e)
       continue
     for n in notes:
-      if n.startswith("EXIF"):
+      if photos.is_rotation(n):
         rec["problems"]["exif_rotated"] = n
       else:
         rec["notes"].append(n)
@@ -85,7 +84,7 @@ def main(argv):
       written += 1
   seconds = time.perf_counter() - t0
   summary = photos.summarize(records)
-  report = {"input": os.path.basename(src), "size": _SIZE.value, "min_face": _MIN_FACE.value,
+  report = {"input": os.path.basename(os.path.realpath(_INPUT.value)), "size": _SIZE.value, "min_face": _MIN_FACE.value,
             "largest": _LARGEST.value, "threshold": _THRESHOLD.value, "detector": detector.version,
             "photos": len(names), "crops": written, "seconds": round(seconds, 2),
             "problems": summary, "files": records}

@@ -29,8 +29,10 @@ def main(argv):
   _cli.start()
   from encdec_jax import images
   from encdec_jax.data import composites
-  if len(set(_NAMES.value)) != len(_NAMES.value) or any(not n or os.sep in n for n in _NAMES.value):
-    sys.exit(f"error: --names={','.join(_NAMES.value)!r}: need distinct folder names")
+  bad = [n for n in _NAMES.value if not n or n in (".", "..") or os.sep in n or "/" in n or n.startswith(".")]
+  if bad or len(set(_NAMES.value)) != len(_NAMES.value):
+    sys.exit(f"error: --names={','.join(_NAMES.value)!r}: need distinct plain folder names (not "
+             f"empty, '.', '..', hidden or a path; bad: {bad or 'repeated'}), each a folder inside --output")
   if min(_H.value, _W.value) < 128:
     sys.exit(f"error: --height={_H.value} --width={_W.value}: both must be at least 128 (the face tile)")
   for ident, name in enumerate(_NAMES.value):

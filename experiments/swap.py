@@ -62,8 +62,7 @@ def main(argv):
   except (FileNotFoundError, ValueError) as e:
     sys.exit(f"error: {e}")
   r = run.cfg.data.resolution
-  names = sorted(n for n in os.listdir(_INPUT.value)
-                 if n.lower().endswith(folders.IMAGE_EXTENSIONS) and not n.startswith("."))
+  names, other = photos.list_inputs(_INPUT.value)
   paths = {n: os.path.join(_INPUT.value, n) for n in names}
   crop = {n: _KIND.value == "crops" or (_KIND.value == "auto" and photos.is_crop(paths[n], r))
           for n in names}
@@ -79,7 +78,7 @@ def main(argv):
     rgb, learned = inference.decode(run, x, to)
     return rgb, convert.choose_mask(learned, None, r, len(x))
 
-  records = []
+  records = photos.unsupported_records(other, kind=None, output=None)
   for name in tqdm(names, desc=f"swap into {run.identities[to]}", unit="img"):
     rec = {"file": folders.printable(name), "kind": "crop" if crop[name] else "photo",
            "problems": {}, "output": None}
@@ -101,7 +100,7 @@ def main(argv):
       except ValueError as e:
         rec["problems"][photos.problem_of(e)] = str(e)
         continue
-      rec["problems"].update({"exif_rotated": n for n in notes if n.startswith("EXIF")})
+      rec["problems"].update({"exif_rotated": n for n in notes if photos.is_rotation(n)})
       found = photos.choose_faces(detector(u8), _MIN_FACE.value, _LARGEST.value)
       rec["problems"].update(found.problems)
       if not found.faces:

@@ -212,6 +212,7 @@ def test_extract_cli_lists_every_bad_input_and_its_crops_feed_the_folders(tmp_pa
   Image.fromarray(np.full((90, 120, 3), 128, np.uint8)).save(inp / "blank.png")
   (inp / "huge.png").write_bytes(_png_claiming(100_000, 100_000))
   (inp / "text.jpg").write_text("not an image")
+  Image.fromarray(composites.random_photo(1, 0).image).save(inp / "anim.gif")  # a type not read
   out = tmp_path / "faces" / "alice"
   r = subprocess.run([sys.executable, "-m", "experiments.extract", f"--input={inp}", f"--output={out}",
                       f"--threshold={SYNTHETIC_THRESHOLD}", "--size=32"],
@@ -220,7 +221,7 @@ def test_extract_cli_lists_every_bad_input_and_its_crops_feed_the_folders(tmp_pa
   rep = json.load(open(out / "extract_report.json"))
   assert rep["problems"] == {"unreadable": ["text.jpg"], "too_large": ["huge.png"], "no_face": ["blank.png"],
                              "too_small": ["astronaut.jpg"], "several_faces": ["two.png"],
-                             "exif_rotated": ["rotated.jpg"]}, rep["problems"]
+                             "exif_rotated": ["rotated.jpg"], "unsupported": ["anim.gif"]}, rep["problems"]
   assert "huge.png: header claims too many pixels" in r.stdout
   crops = sorted(f for f in os.listdir(out) if f.endswith(".png"))
   assert crops == ["astronaut_0.png", "face1_0.png", "face2_0.png", "rotated_0.png", "two_0.png", "two_1.png"]
@@ -333,6 +334,7 @@ def _swap_crops_cli(tmp_path, workdir, crops, run):
   Image.open(crops[1]).save(inp / "face1.jpg", quality=95)  # the same stem as face1.png
   Image.open(crops[0]).save(os.fsdecode(os.path.join(os.fsencode(inp), b"caf\xe9.png")))
   (inp / "broken.jpg").write_text("not an image")
+  (inp / "phone.heic").write_bytes(b"\0\0\0\x18ftypheic")  # a type not read: listed
   os.mkfifo(inp / "pipe.png")  # opening it would wait forever
   swap = [sys.executable, "-m", "experiments.swap", f"--workdir={workdir}", "--to=bob", f"--input={inp}"]
   inside = run(swap + [f"--output={inp / 'swapped'}"])
@@ -346,6 +348,7 @@ def _swap_crops_cli(tmp_path, workdir, crops, run):
       [b"caf\xe9.png", b"face0.png", b"face1.jpg.png", b"face1.png.png", b"swap_report.json"])
   report = json.load(open(tmp_path / "out" / "swap_report.json"))
   assert report["problems"]["unreadable"] == ["broken.jpg", "pipe.png"] and report["written"] == 4
+  assert report["problems"]["unsupported"] == ["phone.heic"] and "phone.heic: not one of" in r.stdout
   odd = Image.open(os.fsdecode(os.path.join(os.fsencode(tmp_path / "out"), b"caf\xe9.png")))
   assert odd.info["encdec_jax:source"] == "caf\\xe9.png"
   im = Image.open(tmp_path / "out" / "face0.png")
@@ -386,3 +389,27 @@ def test_output_names_never_collide_and_stems_stay_distinct(names):
   stems = {os.path.splitext(v)[0].lower() for v in out.values()}  # extract writes STEM_k.png
   assert len(stems) == len(names)
   assert photos.output_names(list(reversed(names))) == out  # not the order they were listed in
+
+
+def test_reports_name_files_not_paths_and_an_invalid_exif_orientation_is_not_applied(tmp_path):
+  bad = tmp_path / "secret_user" / "x.jpg"
+  bad.parent.mkdir()
+  bad.write_bytes(b"\xff\xd8 not a jpeg")
+  with pytest.raises(ValueError) as e:
+    folders.open_rgb(str(bad))
+  assert "secret_user" not in str(e.value) and "not a readable image" in str(e.value)
+  img = np.zeros((8, 12, 3), np.uint8)
+  exif = Image.Exif()
+  exif[0x0112] = 9  # not an orientation (1-8)
+  Image.fromarray(img).save(tmp_path / "nine.jpg", exif=exif)
+  im, notes = folders.open_rgb(str(tmp_path / "nine.jpg"))
+  assert im.size == (12, 8) and notes == ["EXIF orientation 9 is not valid (1-8): ignored"]
+
+
+def test_make_photos_refuses_names_that_leave_the_output_folder(tmp_path):
+  for names in ("..,bob", "alice,../x", ".,bob", "alice,alice"):
+    r = subprocess.run([sys.executable, "-m", "experiments.make_photos", f"--output={tmp_path / 'p'}",
+                        f"--names={names}", "--per_identity=1"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode != 0 and "need distinct plain folder names" in r.stderr, (names, r.stderr[-500:])
+  assert not os.path.exists(tmp_path / "p") and os.listdir(tmp_path) == []

@@ -76,19 +76,30 @@ def open_rgb(path: str):
           raise TooLarge(f"header claims {w}x{h} pixels, over the {MAX_PIXELS} limit")
         im.load()  # decodes: truncated or corrupt data fails here
         orientation = _exif_orientation(im)
-        if orientation not in (None, 1):
+        if orientation in range(2, 9):
           im = ImageOps.exif_transpose(im)
           notes.append(f"EXIF orientation {orientation} applied")
+        elif orientation not in (None, 1):
+          notes.append(f"EXIF orientation {orientation!r} is not valid (1-8): ignored")
         im = _to_rgb(im, notes)
     except ValueError:
       raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-      raise TooLarge(f"header claims too many pixels (decompression bomb): {e}") from None
+      raise TooLarge(f"header claims too many pixels (decompression bomb): {_no_path(e, path)}") from None
     except (OSError, SyntaxError) as e:
       if "truncated" in str(e):  # the header read, the pixel data ends early
         raise ValueError("truncated: the image data ends before its last pixel") from None
-      raise ValueError(f"not a readable image ({type(e).__name__}: {e})") from None
+      raise ValueError(f"not a readable image ({type(e).__name__}: {_no_path(e, path)})") from None
   return im, notes
+
+
+def _no_path(e: Exception, path: str) -> str:
+  """PIL's message without the folders above the file (reports get shared; a path can name the
+  user): the file's name stays."""
+  msg = str(e)
+  for p in sorted({path, os.path.abspath(path), os.path.realpath(path)}, key=len, reverse=True):
+    msg = msg.replace(p, os.path.basename(path))
+  return msg
 
 
 def min_side(resolution: int, min_size: int) -> int:
