@@ -11,11 +11,15 @@ from __future__ import annotations
 import gc
 import hashlib
 import os
+import shutil
 
 import numpy as np
 
 import jax
 import orbax.checkpoint as ocp
+
+
+MARGIN = 16 << 20  # bytes free beyond the state's own, for Orbax's metadata and the meta item
 
 
 class CheckpointError(ValueError):
@@ -64,6 +68,12 @@ class Checkpointer:
   def save(self, step: int, state, meta: dict) -> None:
     if step in self.mgr.all_steps():
       return
+    need = sum(int(getattr(x, "nbytes", 0)) for x in jax.tree.leaves(state)) + MARGIN
+    free = shutil.disk_usage(self.path).free
+    if free < need:  # before Orbax starts: a full disk mid-save failed one save later, in tracebacks
+      raise OSError(f"not enough disk space to save checkpoint step {step} in {self.path}: it needs "
+                    f"about {need / 2**20:.0f} MiB, {free / 2**20:.0f} MiB are free. The checkpoints "
+                    f"saved so far are kept; free some space and resume with the same --workdir")
     sums = checksums(state)
     if sums is not None:
       meta = dict(meta, checksums=sums)

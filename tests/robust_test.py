@@ -248,6 +248,21 @@ def test_a_checkpoint_changed_after_saving_is_named_damaged_not_blamed_on_the_lr
   import wandb  # noqa: F401 - a failed restore leaves nothing that breaks a later import
 
 
+def test_a_full_disk_stops_the_run_with_one_line_and_keeps_the_last_checkpoint(tiny_config, tmp_path, monkeypatch):
+  import collections
+  import shutil
+  w = str(tmp_path)
+  c = tiny_config(**{"train.steps": 2, "train.checkpoint_every": 2})
+  train.train_and_evaluate(c, w, progress=False)
+  real = shutil.disk_usage
+  monkeypatch.setattr(shutil, "disk_usage", lambda p: collections.namedtuple("u", "total used free")(
+      real(p).total, real(p).used, 1 << 20))  # 1 MiB left
+  with pytest.raises(OSError, match=r"not enough disk space to save checkpoint step 4 .*needs about "
+                                    r"\d+ MiB, 1 MiB are free.*resume with the same --workdir"):
+    train.train_and_evaluate(tiny_config(**{"train.steps": 4, "train.checkpoint_every": 2}), w, progress=False)
+  assert _steps_saved(w) == [2] and not [d for d in os.listdir(os.path.join(w, "checkpoints")) if "tmp" in d]
+
+
 def test_one_writer_per_workdir_and_a_killed_holder_never_blocks(tmp_path):
   from encdec_jax import workdir as workdir_lib
   w = str(tmp_path)
