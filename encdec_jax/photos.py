@@ -19,6 +19,7 @@ Outcomes a report lists, per photo (PROBLEMS):
 | `no_face` | nothing detected: skipped |
 | `too_small` | faces whose box's longer side is below --min_face: not used (the others are) |
 | `several_faces` | every face used, or only the largest with --largest |
+| `low_score` | faces whose detector score is below --min_score: not used (the others are) |
 | `exif_rotated` | rotated upright first (the crops and the written photo are upright) |
 | `unsupported` | a file of another type (.gif, .heic, .tiff, ...): listed, not opened |
 """
@@ -32,8 +33,8 @@ import numpy as np
 
 from encdec_jax import align
 
-PROBLEMS = ("unreadable", "too_large", "no_face", "too_small", "several_faces", "exif_rotated",
-            "unsupported")
+PROBLEMS = ("unreadable", "too_large", "no_face", "too_small", "low_score", "several_faces",
+            "exif_rotated", "unsupported")
 
 
 def list_inputs(folder: str) -> tuple[list[str], list[str]]:
@@ -148,28 +149,43 @@ class Found:
   detected: int
 
 
-def choose_faces(detected: list[Face], min_face: float, largest: bool) -> Found:
-  """Filters the detector's faces: those below min_face are dropped (reported), and of the rest
-  all are kept, or only the largest with `largest`."""
+def choose_faces(detected: list[Face], min_face: float, largest: bool, min_score: float = 0.0) -> Found:
+  """Filters the detector's faces: those below min_face or min_score are dropped (reported), and
+  of the rest all are kept, or only the largest with `largest`."""
   faces = sorted(detected, key=lambda f: -f.size)
   problems = {}
   small = [f for f in faces if f.size < min_face]
-  keep = [f for f in faces if f.size >= min_face]
+  unsure = [f for f in faces if f.size >= min_face and f.score < min_score]
+  keep = [f for f in faces if f.size >= min_face and f.score >= min_score]
   if not faces:
     problems["no_face"] = "no face detected"
   if small:
     problems["too_small"] = (f"{len(small)} face(s) below --min_face={min_face:g} px "
                              f"(box sides {', '.join(f'{f.size:.0f}' for f in small)} px)")
+  if unsure:
+    problems["low_score"] = (f"{len(unsure)} face(s) below --min_score={min_score:g} "
+                             f"(scores {', '.join(f'{f.score:.3f}' for f in unsure)})")
   if len(keep) > 1:
     problems["several_faces"] = (f"{len(keep)} faces: " + ("the largest used (--largest)" if largest
                                                            else "all used"))
   return Found(keep[:1] if largest else keep, problems, len(faces))
 
 
+def residual(face: Face, size: int) -> float:
+  """How far the face's landmarks are from the template after alignment: RMS distance in
+  template units (a fraction of the crop side). A similarity cannot bend a face, so a profile, an
+  odd detection or a face that is not one leaves a large residual."""
+  a = align.align_transform(face.landmarks(), size)
+  lm = face.landmarks()
+  moved = lm @ a[:, :2].T + a[:, 2]
+  return float(np.sqrt(((moved - align.template_px(size)) ** 2).sum(1).mean()) / size)
+
+
 def alignment(face: Face, size: int, source: str, detector: str) -> dict:
   """The JSON written next to a crop: where it came from and how it was cut."""
   a = align.align_transform(face.landmarks(), size)
   return {"source": source, "detector": detector, "score": round(face.score, 5),
+          "residual": round(residual(face, size), 5),
           "box": [round(v, 2) for v in face.box],
           "points": np.round(face.points, 2).tolist(),
           "landmarks": np.round(face.landmarks(), 2).tolist(),

@@ -1,16 +1,20 @@
 """Detect and align the faces of a folder of photos into training crops.
 
   python -m experiments.extract --input=photos/alice --output=faces/alice [--size=64]
-      [--min_face=40] [--largest]
+      [--min_face=40] [--min_score=0] [--largest]
 
 Every readable image of --input (png, jpg, jpeg, webp, bmp; EXIF rotation applied) goes through
 the face detector (MTCNN, weights shipped in its package); each face whose box is at least
 --min_face px on its longer side is aligned to the template of encdec_jax/align.py and written
 as --output/<photo>_<k>.png (k = 0 for the largest face), with its alignment (source, box,
-landmarks, transform, score) in <photo>_<k>.json beside it. --output then feeds
+landmarks, transform, detector score, alignment residual) in <photo>_<k>.json beside it; faces
+scoring below --min_score are left out. --output then feeds
 `data.name=folders` as it is: make one such folder per identity under one root. Photos with no
 face, only small faces, several faces (all used, or the largest with --largest), EXIF rotation,
-or that cannot be read are listed at the end and in --output/extract_report.json.
+or that cannot be read are listed at the end and in --output/extract_report.json, which also
+gives every crop's score and residual (the landmarks' RMS distance from the template after the
+alignment, as a fraction of the crop side): a low score or a large residual is the crop to look
+at before training on it.
 """
 import json
 import os
@@ -27,6 +31,8 @@ _OUTPUT = flags.DEFINE_string("output", None, "folder for the aligned crops (one
 _SIZE = flags.DEFINE_integer("size", 64, "side of the crops in pixels (>= data.resolution)")
 _MIN_FACE = flags.DEFINE_float("min_face", 40, "skip faces whose detector box is smaller (px, "
                                "longer side)")
+_MIN_SCORE = flags.DEFINE_float("min_score", 0.0, "skip faces whose detector score is lower (the "
+                                 "report lists each crop's score and alignment residual)")
 _LARGEST = flags.DEFINE_bool("largest", False, "only the largest face of each photo")
 _THRESHOLD = flags.DEFINE_float("threshold", 0.8, "detector score a face needs (MTCNN's 0.8; "
                                 "the synthetic composites need 0.3)")
@@ -70,7 +76,7 @@ def main(argv):
         rec["problems"]["exif_rotated"] = n
       else:
         rec["notes"].append(n)
-    found = photos.choose_faces(detector(photo), _MIN_FACE.value, _LARGEST.value)
+    found = photos.choose_faces(detector(photo), _MIN_FACE.value, _LARGEST.value, _MIN_SCORE.value)
     rec["problems"].update(found.problems)
     rec["detected"] = found.detected
     for k, face in enumerate(found.faces):
@@ -80,12 +86,13 @@ def main(argv):
       images.save_png(os.path.join(_OUTPUT.value, out + ".png"), crop, synthetic=False)
       with open(os.path.join(_OUTPUT.value, out + ".json"), "w") as f:
         json.dump(info, f, indent=1)
-      rec["crops"].append(out + ".png")
+      rec["crops"].append({"crop": out + ".png", "score": info["score"], "residual": info["residual"]})
       written += 1
   seconds = time.perf_counter() - t0
   summary = photos.summarize(records)
   report = {"input": os.path.basename(os.path.realpath(_INPUT.value)), "size": _SIZE.value, "min_face": _MIN_FACE.value,
-            "largest": _LARGEST.value, "threshold": _THRESHOLD.value, "detector": detector.version,
+            "largest": _LARGEST.value, "threshold": _THRESHOLD.value, "min_score": _MIN_SCORE.value,
+            "detector": detector.version,
             "photos": len(names), "crops": written, "seconds": round(seconds, 2),
             "problems": summary, "files": records}
   with open(os.path.join(_OUTPUT.value, REPORT), "w") as f:

@@ -221,7 +221,9 @@ def test_extract_cli_lists_every_bad_input_and_its_crops_feed_the_folders(tmp_pa
   rep = json.load(open(out / "extract_report.json"))
   assert rep["problems"] == {"unreadable": ["text.jpg"], "too_large": ["huge.png"], "no_face": ["blank.png"],
                              "too_small": ["astronaut.jpg"], "several_faces": ["two.png"],
-                             "exif_rotated": ["rotated.jpg"], "unsupported": ["anim.gif"]}, rep["problems"]
+                             "exif_rotated": ["rotated.jpg"], "unsupported": ["anim.gif"], "low_score": []}, rep["problems"]
+  made = [c for r in rep["files"] for c in r.get("crops", [])]  # every crop's score and residual
+  assert len(made) == 6 and all(c["score"] >= SYNTHETIC_THRESHOLD and 0 <= c["residual"] < 0.1 for c in made), made
   assert "huge.png: header claims too many pixels" in r.stdout
   crops = sorted(f for f in os.listdir(out) if f.endswith(".png"))
   assert crops == ["astronaut_0.png", "face1_0.png", "face2_0.png", "rotated_0.png", "two_0.png", "two_1.png"]
@@ -413,3 +415,17 @@ def test_make_photos_refuses_names_that_leave_the_output_folder(tmp_path):
                        timeout=120)
     assert r.returncode != 0 and "need distinct plain folder names" in r.stderr, (names, r.stderr[-500:])
   assert not os.path.exists(tmp_path / "p") and os.listdir(tmp_path) == []
+
+
+def test_min_score_drops_unsure_faces_and_the_residual_measures_the_fit():
+  tpl = align.template_px(64)
+  pts = np.array([tpl[0], tpl[1], tpl[2], tpl[3] - [6, 0], tpl[3] + [6, 0]])  # mouth corners around the centre
+  sure, unsure = photos.Face((0, 0, 64, 64), pts, 0.97), photos.Face((0, 0, 60, 60), pts, 0.5)
+  found = photos.choose_faces([sure, unsure], 0, False, min_score=0.9)
+  assert found.faces == [sure] and found.problems == {"low_score": "1 face(s) below --min_score=0.9 (scores 0.500)"}
+  assert photos.choose_faces([sure, unsure], 0, False).faces == [sure, unsure]
+  rotated = (pts - 32) @ np.array([[0.8, -0.6], [0.6, 0.8]]).T * 1.7 + 100  # a similarity: fits exactly
+  assert photos.residual(photos.Face((0, 0, 1, 1), rotated, 1.0), 64) < 1e-6
+  bent = pts.copy()
+  bent[2] += [10, 0]  # the nose 10 px off a 64 px template: a face a similarity cannot fit
+  assert 0.02 < photos.residual(photos.Face((0, 0, 1, 1), bent, 1.0), 64) < 0.1
