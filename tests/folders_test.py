@@ -137,9 +137,8 @@ def test_the_folder_is_checked_where_it_is_opened_before_anything_is_built(tiny_
   c = assemble.checked_config(tiny_config(**{"data.name": "folders", "data.root": str(tmp_path / "nowhere")}))
   with pytest.raises(config_lib.ConfigError, match="is not a directory"):
     loading.load_data(c)
-  c = tiny_config(**{"data.name": "folders", "data.root": root, "mask.enabled": True})
-  with pytest.raises(config_lib.ConfigError, match="need face masks"):
-    assemble.checked_config(c)
+  c = tiny_config(**{"data.name": "folders", "data.root": root, "mask.enabled": True, "model.learn_mask": True})
+  assert assemble.checked_config(c).mask.enabled  # the recipe works on folders: masks from landmarks
 
 
 def test_train_on_folders_end_to_end(tiny_config, root, tmp_path):
@@ -151,11 +150,16 @@ def test_train_on_folders_end_to_end(tiny_config, root, tmp_path):
   assert len(report["skipped"]) == 9 and "alice: 19, bob: 14" in report["summary"]
   assert "eval/recon_mae" in final and not any(k.startswith("eval/swap") for k in final)
   assert final["eval/recon_mae"] > 0.001 and "eval/id_transfer" in final  # the ellipse blends
-  # No masks in real crops: the face is the soft face ellipse, which the convert then uses.
+  # Crops without extract's JSON: the regions at the template's landmarks; the face is then the
+  # convert's soft face ellipse, with eye and mouth regions inside it.
   from encdec_jax import convert
   _, tst_ = loading.load_data(assemble.checked_config(c))
-  np.testing.assert_array_equal(tst_["mask"][0, ..., 0],
-                                np.round(convert.soft_ellipse(16)[..., 0] * 255).astype(np.uint8))
+  assert not tst_["aligned_json"].any()
+  np.testing.assert_allclose(tst_["mask"][0, ..., 0].astype(float),
+                             np.round(convert.soft_ellipse(16)[..., 0] * 255), atol=1)
+  eyes, mouth = tst_["mask"][0, ..., 1] > 127, tst_["mask"][0, ..., 2] > 127
+  assert eyes.any() and mouth.any() and not (eyes & mouth).any()
+  assert np.argwhere(eyes)[:, 0].mean() < np.argwhere(mouth)[:, 0].mean()  # eyes above the mouth
   # The held-out split is 8 per identity; the rest trains.
   trn, tst = loading.load_data(assemble.checked_config(c))
   assert np.bincount(tst["identity"]).tolist() == [8, 8]
@@ -170,3 +174,37 @@ def test_train_on_folders_end_to_end(tiny_config, root, tmp_path):
     inference.resolve_identity(run, "carol")
   swapped, _ = inference.swap(run, tst["image"][:2].astype(np.float32) / 255, 1)
   assert swapped.shape == (2, 16, 16, 3)
+
+
+def test_regions_from_landmarks_overlap_the_rendered_eyes_and_mouth():
+  """The derived eye and mouth regions, placed from true landmarks, against the synthetic faces'
+  rendered masks (30 held-out renderings of two families at 32 px)."""
+  from encdec_jax.data import regions, render
+  from encdec_jax.data.synthetic import example_factors
+  ious, inside = {1: [], 2: []}, []
+  for fam in (0, 3):
+    for k in range(15):
+      t = render.identity_traits(fam, k % 2)
+      out = render.render(t, example_factors(fam, "test", k % 2, k), 32)
+      got = regions.masks_from_landmarks(out.landmarks * 32 - 0.5, 32) > 0.5
+      true = out.mask > 0.5
+      for ch in (1, 2):
+        ious[ch].append((got[..., ch] & true[..., ch]).sum() / max((got[..., ch] | true[..., ch]).sum(), 1))
+      inside.append((got[..., 0] & true[..., 0]).sum() / got[..., 0].sum())
+  assert np.mean(ious[1]) > 0.6 and np.mean(ious[2]) > 0.55, {k: np.mean(v) for k, v in ious.items()}
+  assert np.mean(inside) > 0.6  # measured 0.70: the face ellipse is mostly face (hair and yaw take the rest)
+
+
+def test_crop_landmarks_come_from_extracts_json_else_the_template(tmp_path):
+  from encdec_jax import align
+  _face(0, 0).resize((64, 64)).save(tmp_path / "a_0.png")
+  lm_photo = np.array([[110.0, 80.0], [150.0, 82.0], [130.0, 110.0], [129.0, 130.0]])
+  a = align.align_transform(lm_photo, 64)
+  json.dump({"landmarks": lm_photo.tolist(), "transform": a.tolist(), "size": 64}, open(tmp_path / "a_0.json", "w"))
+  got, from_json = folders.crop_landmarks(str(tmp_path / "a_0.png"), 32)
+  want = ((lm_photo @ a[:, :2].T + a[:, 2]) + 0.5) * 0.5 - 0.5  # 64 px crop -> 32 px
+  assert from_json and np.abs(got - want).max() < 1e-4
+  _face(0, 1).save(tmp_path / "b.png")
+  (tmp_path / "b.json").write_text("{ cut short")
+  got, from_json = folders.crop_landmarks(str(tmp_path / "b.png"), 32)
+  assert not from_json and np.allclose(got, align.template_px(32))

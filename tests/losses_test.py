@@ -301,16 +301,15 @@ def test_bad_images_are_refused():
 
 def ref_latent_match(z, spread=1.0):
   """Written out per unit and identity with numpy: between-identity variance of the means and
-  the standard deviations, over each unit's total variance."""
+  the standard deviations, summed over units, over the units' summed total variance."""
   z = np.asarray(z, np.float64).reshape(z.shape[0], z.shape[1], -1)
-  n, b, f = z.shape
-  out = []
-  for u in range(f):
+  between, total = 0.0, 0.0
+  for u in range(z.shape[2]):
     col = z[:, :, u]
     mus, sds = col.mean(1), col.std(1)
-    between = ((mus - mus.mean()) ** 2).mean() + spread * ((sds - sds.mean()) ** 2).mean()
-    out.append(between / (col.var() + 1e-3 * z.reshape(n * b, f).var(0).mean()))
-  return float(np.mean(out))
+    between += ((mus - mus.mean()) ** 2).mean() + spread * ((sds - sds.mean()) ** 2).mean()
+    total += col.var()
+  return between / total
 
 
 @pytest.mark.parametrize("spread", [0.0, 1.0, 2.5])
@@ -335,6 +334,9 @@ def test_latent_match_reads_identity_in_the_code_not_its_scale():
   grad = np.asarray(jax.grad(lambda z: fn(z))(jnp.asarray(told)))
   per_unit = np.abs(grad).sum((0, 1))
   assert per_unit[:4].mean() > 2 * per_unit[4:].mean()      # it pulls hardest on the leaking units
+  dead = told.copy()
+  dead[:, :, 4:8] = 0.0                                      # killing units that tell nothing
+  assert float(fn(dead)) >= leak                             # is not rewarded
   gap = lambda z: np.abs(z[1, :, :4].mean(0) - z[0, :, :4].mean(0)).mean()
   assert gap(told - 0.5 * grad / np.abs(grad).max()) < 0.9 * gap(told)  # descending it closes the gap
 

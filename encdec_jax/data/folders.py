@@ -37,7 +37,8 @@ import numpy as np
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 MAX_PIXELS = 64 * 1024 * 1024   # a header claiming more is refused before decoding
-VERSION = "1.1.0"  # 1.1.0: the face mask is convert.FACE_ELLIPSE (was wider)
+VERSION = "1.2.0"  # 1.2.0: landmarks per crop, face/eye/mouth masks from them (data/regions.py);
+                   # 1.1.0: the face mask is convert.FACE_ELLIPSE (was wider)
 
 
 def printable(name: str) -> str:
@@ -123,6 +124,29 @@ def load_image(path: str, resolution: int, min_size: int) -> tuple[np.ndarray, l
   if im.size != (resolution, resolution):
     im = im.resize((resolution, resolution), Image.Resampling.LANCZOS)
   return np.asarray(im, dtype=np.uint8).copy(), notes
+
+
+def crop_landmarks(path: str, resolution: int) -> tuple[np.ndarray, bool]:
+  """(landmarks (4, 2) in pixels of the crop at `resolution`, from_json): the eyes, nose and
+  mouth of a crop written by experiments.extract, from the JSON beside it (its landmarks through
+  its transform, scaled from its size), else the template's (an aligned crop's are near them)."""
+  from encdec_jax import align
+  meta = os.path.splitext(path)[0] + ".json"
+  try:
+    with open(meta) as f:
+      info = json.load(f)
+    a = np.asarray(info["transform"], np.float64).reshape(2, 3)
+    lm = np.asarray(info["landmarks"], np.float64).reshape(4, 2)
+    size = float(info["size"])
+    from PIL import Image
+    with Image.open(path) as im:
+      square = im.size[0] == im.size[1]
+    if not (square and size > 0 and np.isfinite(a).all() and np.isfinite(lm).all()):
+      raise ValueError
+    crop = lm @ a[:, :2].T + a[:, 2]                          # photo px -> crop px at `size`
+    return ((crop + 0.5) * resolution / size - 0.5).astype(np.float32), True
+  except (OSError, ValueError, KeyError, TypeError):
+    return align.template_px(resolution).astype(np.float32), False
 
 
 def _exif_orientation(im):
@@ -327,6 +351,10 @@ def _define_builder():
               "identity": tfds.features.ClassLabel(num_classes=n),
               "index": np.int64,
               "path": tfds.features.Text(),
+              # Eyes, nose, mouth centre (pixels at this resolution): from the crop's JSON
+              # (experiments.extract), else the template's; `aligned_json` says which.
+              "landmarks": tfds.features.Tensor(shape=(4, 2), dtype=np.float32),
+              "aligned_json": np.bool_,
           }), supervised_keys=None)
 
     def _split_generators(self, dl_manager):
@@ -339,8 +367,10 @@ def _define_builder():
       c = self.builder_config
       for k, (i, rel) in enumerate(items):
         img, _ = load_image(os.path.join(c.root, rel), c.resolution, c.min_size)
+        lm, from_json = crop_landmarks(os.path.join(c.root, rel), c.resolution)
         # TFDS keys and text are UTF-8: a name that is not keeps its escapes there.
-        yield printable(rel), {"image": img, "identity": i, "index": k, "path": printable(rel)}
+        yield printable(rel), {"image": img, "identity": i, "index": k, "path": printable(rel),
+                               "landmarks": lm, "aligned_json": from_json}
 
   return FaceFolders, FaceFoldersConfig
 
@@ -348,8 +378,8 @@ def _define_builder():
 def load(root: str, resolution: int, min_size: int, test_per_identity: int, batch_size: int,
          data_dir: str, report_path: str = "") -> tuple[dict, dict, Scan]:
   """Scans, checks, prepares (TFDS, cached per folder fingerprint) and reads both splits:
-  (train arrays, test arrays, scan). Masks: the soft face ellipse,
-  convert.FACE_ELLIPSE (real crops have none)."""
+  (train arrays, test arrays, scan). Masks: face, eye and mouth regions placed from each crop's
+  landmarks (data/regions.py)."""
   import tensorflow_datasets as tfds
   min_size = min_side(resolution, min_size)
   cache = os.path.join(data_dir, "face_folders")
@@ -369,17 +399,17 @@ def load(root: str, resolution: int, min_size: int, test_per_identity: int, batc
   from encdec_jax.cachelock import cache_lock
   with cache_lock(str(b.data_path), "the image-folder dataset"):  # concurrent runs prepare it once
     b.download_and_prepare()
-  from encdec_jax.convert import soft_ellipse
-  face = np.round(soft_ellipse(resolution) * 255).astype(np.uint8)
-  ellipse = np.concatenate([face, np.zeros_like(face), np.zeros_like(face)], -1)
+  from encdec_jax.data.regions import masks_from_landmarks
   out = []
   for split in ("train", "test"):
     n = b.info.splits[split].num_examples
     arrays = next(iter(tfds.as_numpy(b.as_dataset(split=split, shuffle_files=False).batch(n))))
     order = np.lexsort((arrays["index"], arrays["identity"]))
     arrays = {k: v[order] for k, v in arrays.items()}
-    # Real crops have no masks: the face is the soft ellipse of an aligned crop (no eye or mouth
-    # regions), which the convert and the judges then use.
-    arrays["mask"] = np.broadcast_to(ellipse, arrays["image"].shape).copy()
+    # Real crops have no drawn masks: the face, eye and mouth regions placed from each crop's
+    # landmarks (data/regions.py), which the mask-weighted loss, the convert and the judges use.
+    arrays["mask"] = np.stack([np.round(masks_from_landmarks(lm, resolution) * 255).astype(np.uint8)
+                               for lm in arrays["landmarks"]]) if n else np.zeros(
+                                   arrays["image"].shape, np.uint8)
     out.append(arrays)
   return out[0], out[1], s

@@ -29,8 +29,6 @@ def check_data_config(cfg: ExperimentConfig) -> None:
   if d.name == "folders":
     if not d.root:
       raise ConfigError("config.data.root is empty; data.name='folders' reads ROOT/<identity>/*.png|jpg")
-    if needs_masks(cfg):
-      raise ConfigError(_no_masks("data.name='folders'"))
 
 
 def check_folders(cfg: ExperimentConfig) -> None:

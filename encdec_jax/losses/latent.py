@@ -7,23 +7,24 @@ config.loss like the image losses (encdec_jax/losses/__init__.py), e.g. "ssim,ma
 latent_match: how much of the code tells the identity. A swap decodes A's code with B's decoder,
   which only ever saw B's codes: where the codes of A and B differ in distribution (the diagnosis
   "latent not shared", report.diagnose), B's decoder meets codes it never learned and paints its
-  average face. Per code unit f, with mu_i the mean of identity i's codes in the batch, sd_i their
-  standard deviation, and mu, var the mean and variance over all identities' codes:
+  average face. Per code unit f, with mu_if the mean of identity i's codes in the batch, sd_if
+  their standard deviation, and var_f the variance over all identities' codes:
 
-      sum_i [(mu_i - mu)^2 + (sd_i - mean_j sd_j)^2] / N / (var + eps),   averaged over units,
+      sum_f mean_i [(mu_if - mean_j mu_jf)^2 + spread (sd_if - mean_j sd_jf)^2]  /  sum_f var_f,
 
-  the share of each unit's variance that is between identities (a Fisher ratio), first and second
-  moments. 0 when every identity's codes have the same mean and spread; it is invariant to the
-  code's scale, so shrinking the codes does not lower it. With B samples per identity its value
-  for identically distributed codes is about (N-1)/(N*B) (sampling noise), not 0.
+  the share of the code's variance that lies between identities (a Fisher ratio over all units),
+  first and second moments. 0 when every identity's codes have the same mean and spread; it is
+  invariant to the code's scale, so shrinking the codes does not lower it. With B samples per
+  identity its value for identically distributed codes is about (N-1)/(N*B) (sampling noise).
+  A ratio of sums, not a mean of per-unit ratios: with per-unit ratios a dead unit (no variance)
+  scores 0 and so lowers the mean, and the encoder learned to kill its units until the whole
+  model collapsed (the small Original, warp 0, 1500 steps: face MAE 0.06 -> 0.37).
 """
 from __future__ import annotations
 
 from typing import Callable
 
 import jax.numpy as jnp
-
-EPS = 1e-3  # x the mean variance of the units: a unit with no variance adds nothing
 
 
 def latent_match(z_NxBx___, *, spread: float = 1.0):
@@ -36,7 +37,7 @@ def latent_match(z_NxBx___, *, spread: float = 1.0):
   sd_i = jnp.sqrt(z.var(1) + 1e-12)
   var = z.reshape(n * b, -1).var(0)                  # (F,)
   between = ((mu_i - mu_i.mean(0)) ** 2).mean(0) + spread * ((sd_i - sd_i.mean(0)) ** 2).mean(0)
-  return (between / (var + EPS * var.mean() + 1e-12)).mean()
+  return between.sum() / (var.sum() + 1e-12)
 
 
 LATENT_LOSSES: dict[str, Callable] = {"latent_match": latent_match}
