@@ -23,7 +23,7 @@ Scalars are named `eval/<metric>` (means) and `eval/<metric>/<i>` or `/<i>to<j>`
                                what blur alone does to the judges: the decoder's sharpness as the
                                Gaussian sigma (px, of BLUR_SIGMAS) whose blur of x_i is nearest its
                                raw reconstruction inside the face, and the judges on the true face
-                               swaps blurred by it. Near the judge's floor: blur does not explain a
+                               swaps blurred by it inside the face mask (converted, as a swap). Near the judge's floor: blur does not explain a
                                failing swap; near or past guessing: the judge cannot tell this blur
                                from a change of expression, and attr_mae says little
 With judges (encdec_jax/judges.py), on the converted swaps inside x_i's own face mask (so the
@@ -186,8 +186,10 @@ def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 6
         lms = test["face_swap_landmarks"][sel, j] if truth_known else None
         for k, v in judges_lib.swap_scores(judges, conv, judge_mask, lms, i, j, factors).items():
           put(k, pair, v)
-        if sigma is not None:  # the true face swap, only blurred to the decoder's sharpness
-          blurred = judges_lib.swap_scores(judges, blur(truth, sigma), judge_mask, lms, i, j, factors)
+        if sigma is not None:  # the true face swap blurred to the decoder's sharpness where a
+          # decoder draws (converted: inside the face mask, the frame stays sharp)
+          soft = converted(truth, blur(truth, sigma), None, data_masks)
+          blurred = judges_lib.swap_scores(judges, soft, judge_mask, lms, i, j, factors)
           for k in ("attr_mae", "id_transfer"):
             if k in blurred:
               put(f"blur_{k}", pair, blurred[k])
