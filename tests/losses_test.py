@@ -301,15 +301,17 @@ def test_bad_images_are_refused():
 
 def ref_latent_match(z, spread=1.0):
   """Written out per unit and identity with numpy: between-identity variance of the means and
-  the standard deviations, summed over units, over the units' summed total variance."""
+  the standard deviations over the unit's variance, averaged with weights min(1, var / median var)."""
   z = np.asarray(z, np.float64).reshape(z.shape[0], z.shape[1], -1)
-  between, total = 0.0, 0.0
+  var = np.array([z[:, :, u].var() for u in range(z.shape[2])])
+  num = den = 0.0
   for u in range(z.shape[2]):
     col = z[:, :, u]
     mus, sds = col.mean(1), col.std(1)
-    between += ((mus - mus.mean()) ** 2).mean() + spread * ((sds - sds.mean()) ** 2).mean()
-    total += col.var()
-  return between / total
+    ratio = (((mus - mus.mean()) ** 2).mean() + spread * ((sds - sds.mean()) ** 2).mean()) / var[u]
+    w = min(1.0, var[u] / np.median(var))
+    num, den = num + w * ratio, den + w
+  return num / den
 
 
 @pytest.mark.parametrize("spread", [0.0, 1.0, 2.5])
@@ -336,7 +338,10 @@ def test_latent_match_reads_identity_in_the_code_not_its_scale():
   assert per_unit[:4].mean() > 2 * per_unit[4:].mean()      # it pulls hardest on the leaking units
   dead = told.copy()
   dead[:, :, 4:8] = 0.0                                      # killing units that tell nothing
-  assert float(fn(dead)) >= leak                             # is not rewarded
+  assert float(fn(dead)) >= leak                             # is not rewarded,
+  loud = told.copy()
+  loud[:, :, 15] *= 1000.0                                   # nor is one unit of huge variance
+  assert float(fn(loud)) >= 0.9 * leak
   gap = lambda z: np.abs(z[1, :, :4].mean(0) - z[0, :, :4].mean(0)).mean()
   assert gap(told - 0.5 * grad / np.abs(grad).max()) < 0.9 * gap(told)  # descending it closes the gap
 
