@@ -301,7 +301,8 @@ def plot_curves(results: list[dict], out_dir: str) -> str | None:
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
-  fig, panels = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
+  legend_h = 0.16 * ((len(runs) + 1) // 2) + 0.1  # inches
+  fig, panels = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4 + legend_h), squeeze=False)
   for ax, m in zip(panels[0], metrics):
     for k, (name, c) in enumerate(sorted(runs.items())):
       if c[m]:
@@ -313,8 +314,10 @@ def plot_curves(results: list[dict], out_dir: str) -> str | None:
     ax.set_xlabel("step")
     ax.set_ylabel(m)
     ax.grid(alpha=0.3)
-  panels[0][0].legend(fontsize=6)
-  fig.tight_layout()
+  # The legend below the panels, never over a line: one row per two runs.
+  handles, labels = panels[0][0].get_legend_handles_labels()
+  fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=7, frameon=False)
+  fig.tight_layout(rect=(0, legend_h / (3.4 + legend_h), 1, 1))
   fig.savefig(os.path.join(out_dir, "curves.png"), dpi=100)
   plt.close(fig)
   return "curves.png"

@@ -137,11 +137,14 @@ def run_sweep(sweep_path: str, out_dir: str, *, max_runs: int | None = None,
   base = load_config(base_config_arg(sweep))
   name = sweep.get("name") or os.path.splitext(os.path.basename(sweep_path))[0]
   runs = enumerate_runs(sweep, max_runs, seed)
+  # Run names and the report's columns: the parameters that vary (a `value:` constant, or a
+  # one-element list, is the same in every run and says nothing about it).
+  axes = [k for k in (runs[0] if runs else {}) if len({repr(r[k]) for r in runs}) > 1]
   configs = []
   for i, params in enumerate(runs):  # validate every run before training the first
     cfg = override(base, {**params, **(config_overrides or {})})
     cfg.wandb.group = cfg.wandb.group or name
-    workdir = os.path.join(out_dir, run_name(i, params))
+    workdir = os.path.join(out_dir, run_name(i, {k: params[k] for k in axes}))
     cfg.wandb.name = os.path.basename(workdir)
     checked_config(cfg)
     saved = workdir_lib.saved_config(workdir)
@@ -189,5 +192,5 @@ def run_sweep(sweep_path: str, out_dir: str, *, max_runs: int | None = None,
       record(i, params, workdir, result)
   results = [rows[i] for i, *_ in configs]
   from encdec_jax import report
-  report.write_report(results, out_dir, list(runs[0]) if runs else [], sweep.get("metric", {}))
+  report.write_report(results, out_dir, axes, sweep.get("metric", {}))
   return results

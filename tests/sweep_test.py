@@ -17,11 +17,12 @@ DEFAULT = os.path.join(ROOT, "experiments", "sweeps", "default.yaml")
 def test_default_yaml_grid_is_enumerated_by_the_sweeps_engine():
   spec = sweep.load_sweep(DEFAULT)
   runs = sweep.enumerate_runs(spec)
-  values = {k: v["values"] for k, v in spec["parameters"].items()}
+  values = {k: v["values"] if "values" in v else [v["value"]] for k, v in spec["parameters"].items()}
   want = [dict(zip(values, combo)) for combo in itertools.product(*values.values())]
   key = lambda d: sorted((k, str(v)) for k, v in d.items())
   assert sorted(map(key, runs)) == sorted(map(key, want))
-  assert len(values["config.model.bottleneck"]) >= 3
+  # The mission's axes, each with two or more settings, and seeds for the spread.
+  assert all(len(values[k]) >= 2 for k in ("config.model.bottleneck", "config.loss", "config.seed"))
   assert sweep.base_config_arg(spec) == "experiments/configs/original.py:small"
 
 
@@ -124,7 +125,8 @@ def test_a_diverging_run_is_reported_failed_and_the_sweep_goes_on(tmp_path, monk
 def test_tiny_sweep_end_to_end_writes_report(tmp_path, data_dir):
   spec = {"name": "t", "method": "grid", "metric": {"name": "eval/swap_mae", "goal": "minimize"},
           "parameters": {"config.model.bottleneck": {"values": [8, 16]},
-                         "config.loss": {"values": ["mae:1.0", "ssim:1.0,robust(alpha=0,scale=0.1):0.5"]}},
+                         "config.loss": {"values": ["mae:1.0", "ssim:1.0,robust(alpha=0,scale=0.1):0.5"]},
+                         "config.train.log_every": {"value": 2}},  # a constant: no name, no column
           "command": ["${env}", "python", "-m", "experiments.train",
                       f"--config={ROOT}/experiments/configs/original.py:tiny", "${args}"]}
   path = tmp_path / "s.yaml"
@@ -132,7 +134,7 @@ def test_tiny_sweep_end_to_end_writes_report(tmp_path, data_dir):
   out = tmp_path / "out"
   results = sweep.run_sweep(str(path), str(out), progress=False, config_overrides={
       "config.data.dir": data_dir, "config.train.steps": 4})
-  assert len(results) == 4
+  assert len(results) == 4 and not any("log_every" in r["run"] for r in results)
   assert {(r["config.model.bottleneck"], r["config.loss"]) for r in results} == {
       (8, "mae:1.0"), (16, "mae:1.0"), (8, "ssim:1.0,robust(alpha=0,scale=0.1):0.5"),
       (16, "ssim:1.0,robust(alpha=0,scale=0.1):0.5")}
