@@ -144,7 +144,7 @@ def test_the_folder_is_checked_where_it_is_opened_before_anything_is_built(tiny_
 def test_train_on_folders_end_to_end(tiny_config, root, tmp_path):
   w = str(tmp_path / "run")
   c = tiny_config(**{"data.name": "folders", "data.root": root, "train.steps": 4,
-                     "data.dir": str(tmp_path / "tfds")})
+                     "data.dir": str(tmp_path / "tfds"), "mask.enabled": True})  # the recipe's mask
   final = train.train_and_evaluate(c, w, progress=False)
   report = json.load(open(os.path.join(w, "data_report.json")))
   assert len(report["skipped"]) == 9 and "alice: 19, bob: 14" in report["summary"]
