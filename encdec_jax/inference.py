@@ -45,7 +45,8 @@ def load_run(workdir: str, step: int | None = None) -> Run:
   a = assemble.assemble(cfg)
   params, step = assemble.restore_params(a, workdir, step)
   names = [str(i) for i in range(cfg.data.identities)]
-  report = os.path.join(workdir, "data_report.json")
+  from encdec_jax.data.loading import DATA_REPORT
+  report = os.path.join(workdir, DATA_REPORT)
   if cfg.data.name == "folders" and os.path.exists(report):
     names = json.load(open(report))["identities"]
   import hashlib

@@ -10,6 +10,8 @@ its loss encdec_jax/losses/compose.py.
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 import time
 from typing import Any
 
@@ -22,7 +24,7 @@ from encdec_jax import evaluate as eval_lib
 from encdec_jax import judges as judges_lib
 from encdec_jax import preemption, probes
 from encdec_jax.config import ExperimentConfig
-from encdec_jax.data.loading import load_data
+from encdec_jax.data.loading import DATA_REPORT, load_data
 from encdec_jax.preemption import Preempted
 from encdec_jax.program import Trainer
 from encdec_jax.workdir import RunFolder
@@ -86,6 +88,7 @@ def _train(cfgs, folders, progress):
       load_data(c0, folders[0].path)
     multihost_utils.sync_global_devices("encdec_jax:data prepared")
   trn, test = load_data(c0, folders[0].path if main else None)
+  _share_data_report(folders)
   prog = _program(cfgs)
   if main:
     print(prog.describe(), flush=True)
@@ -142,6 +145,16 @@ def unfinished(final: dict, workdir: str) -> str | None:
             f"{', ...' if len(nan) > 4 else ''}): the parameters in {workdir} are not usable. "
             f"Train again in a new --workdir with a lower config.train.lr.")
   return None
+
+
+def _share_data_report(folders) -> None:
+  """Image folders: every member's workdir gets the data report that load_data wrote into the
+  first one (swaps name their target by the identity folders it lists)."""
+  src = os.path.join(folders[0].path, DATA_REPORT)
+  if not folders[0].main or not os.path.exists(src):
+    return
+  for f in folders[1:]:
+    shutil.copyfile(src, os.path.join(f.path, DATA_REPORT))
 
 
 def nonfinite_message(first: int, workdir: str, terms: dict | None = None) -> str:

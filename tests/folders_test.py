@@ -208,3 +208,16 @@ def test_crop_landmarks_come_from_extracts_json_else_the_template(tmp_path):
   (tmp_path / "b.json").write_text("{ cut short")
   got, from_json = folders.crop_landmarks(str(tmp_path / "b.png"), 32)
   assert not from_json and np.allclose(got, align.template_px(32))
+
+
+def test_every_member_of_a_group_gets_the_data_report(tmp_path):
+  """Swaps name their target by the identity folders of the run's data report: a group loads the
+  data once, into its first member's folder, and every member must have the report."""
+  import types
+  folders_ = [types.SimpleNamespace(path=str(tmp_path / n), main=True) for n in ("a", "b", "c")]
+  for f in folders_:
+    os.makedirs(f.path)
+  (tmp_path / "a" / loading.DATA_REPORT).write_text(json.dumps({"identities": ["alice", "bob"]}))
+  train._share_data_report(folders_)
+  for n in ("b", "c"):
+    assert json.load(open(tmp_path / n / loading.DATA_REPORT))["identities"] == ["alice", "bob"]

@@ -13,6 +13,7 @@ from encdec_jax.losses.compose import needs_masks
 ARRAYS_FORMAT = "encdec_jax.arrays/1"
 # config.data.name: built-in synthetic faces, the user's image folders, or an exported .npz.
 DATASETS = ("synthetic_faces", "folders", "arrays")
+DATA_REPORT = "data_report.json"  # in a run's workdir: every image file's outcome (image folders)
 
 
 def _no_masks(data: str) -> str:
@@ -56,7 +57,7 @@ def load_data(cfg: ExperimentConfig, workdir: str | None = None):
   if d.name == "folders":
     from encdec_jax.data import folders
     check_folders(cfg)
-    report = os.path.join(workdir, "data_report.json") if workdir else ""
+    report = os.path.join(workdir, DATA_REPORT) if workdir else ""
     try:
       train, test, scan = folders.load(d.root, d.resolution, d.min_size, d.test_per_identity,
                                        cfg.train.batch_size, d.dir or synthetic.default_data_dir(),
