@@ -235,7 +235,10 @@ class Group:
         lambda _: one, a.abstract_state)))[0] for ck, a in zip(checkpointers, self.members)])
 
   def batches(self, trn: dict, start: int):
-    self.sources = {_source_key(c): train_source(c, trn, c.seed) for c in self.cfgs}
+    self.sources = {}
+    for c in self.cfgs:  # one pipeline per distinct (seed, warp_scale), shared by its members
+      if _source_key(c) not in self.sources:
+        self.sources[_source_key(c)] = train_source(c, trn, c.seed)
     iters = {k: src.iterate(start, raw=self.on_device) for k, src in self.sources.items()}
 
     def gen():

@@ -204,6 +204,7 @@ def test_crop_landmarks_come_from_extracts_json_else_the_template(tmp_path):
   got, from_json = folders.crop_landmarks(str(tmp_path / "a_0.png"), 32)
   want = ((lm_photo @ a[:, :2].T + a[:, 2]) + 0.5) * 0.5 - 0.5  # 64 px crop -> 32 px
   assert from_json and np.abs(got - want).max() < 1e-4
+  assert not folders.crop_landmarks(str(tmp_path / "a_0.png"), 32, square=False)[1]  # cropped: no fit
   _face(0, 1).save(tmp_path / "b.png")
   (tmp_path / "b.json").write_text("{ cut short")
   got, from_json = folders.crop_landmarks(str(tmp_path / "b.png"), 32)

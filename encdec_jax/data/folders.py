@@ -126,10 +126,11 @@ def load_image(path: str, resolution: int, min_size: int) -> tuple[np.ndarray, l
   return np.asarray(im, dtype=np.uint8).copy(), notes
 
 
-def crop_landmarks(path: str, resolution: int) -> tuple[np.ndarray, bool]:
+def crop_landmarks(path: str, resolution: int, square: bool = True) -> tuple[np.ndarray, bool]:
   """(landmarks (4, 2) in pixels of the crop at `resolution`, from_json): the eyes, nose and
   mouth of a crop written by experiments.extract, from the JSON beside it (its landmarks through
-  its transform, scaled from its size), else the template's (an aligned crop's are near them)."""
+  its transform, scaled from its size), else the template's (an aligned crop's are near them).
+  `square`: whether the image was square (a centre-cropped one no longer fits its JSON)."""
   from encdec_jax import align
   meta = os.path.splitext(path)[0] + ".json"
   try:
@@ -138,9 +139,6 @@ def crop_landmarks(path: str, resolution: int) -> tuple[np.ndarray, bool]:
     a = np.asarray(info["transform"], np.float64).reshape(2, 3)
     lm = np.asarray(info["landmarks"], np.float64).reshape(4, 2)
     size = float(info["size"])
-    from PIL import Image
-    with Image.open(path) as im:
-      square = im.size[0] == im.size[1]
     if not (square and size > 0 and np.isfinite(a).all() and np.isfinite(lm).all()):
       raise ValueError
     crop = lm @ a[:, :2].T + a[:, 2]                          # photo px -> crop px at `size`
@@ -366,8 +364,9 @@ def _define_builder():
     def _generate_examples(self, items):
       c = self.builder_config
       for k, (i, rel) in enumerate(items):
-        img, _ = load_image(os.path.join(c.root, rel), c.resolution, c.min_size)
-        lm, from_json = crop_landmarks(os.path.join(c.root, rel), c.resolution)
+        img, notes = load_image(os.path.join(c.root, rel), c.resolution, c.min_size)
+        square = not any(n.startswith("centre-cropped") for n in notes)
+        lm, from_json = crop_landmarks(os.path.join(c.root, rel), c.resolution, square)
         # TFDS keys and text are UTF-8: a name that is not keeps its escapes there.
         yield printable(rel), {"image": img, "identity": i, "index": k, "path": printable(rel),
                                "landmarks": lm, "aligned_json": from_json}
