@@ -188,3 +188,19 @@ def test_pose_expression_estimates_stay_in_the_factors_range(judges, judge_data)
   lo, hi = judges.attr_range
   assert np.all(est >= lo - 1e-6) and np.all(est <= hi + 1e-6)
   assert np.any((raw < lo) | (raw > hi))  # so the clipping mattered
+
+
+def test_pose_expression_judge_is_not_fooled_by_invisible_noise(judges, judge_data):
+  """Held-out renderings with pixel noise of sd 0.025 (face MAE 0.02: invisible at 32 px, smaller
+  than any decoder's error) are the same faces: the judge reads them near its floor and far from
+  guessing. Measured: 0.27 against the floor 0.23 (a judge fitted without noisy copies: 0.67
+  against 0.18, as bad as a reconstruction that visibly draws the expression). Its identity
+  judge too: every noisy face still recognised."""
+  _, test = judge_data
+  x = test["image"].astype(np.float32) / 255
+  noisy = np.clip(x + np.random.default_rng(1).normal(0, 0.025, x.shape), 0, 1).astype(np.float32)
+  truth = (test["factors"][:, :7] - judges.attr_mean) / judges.attr_std
+  err = np.abs(judges.attributes(noisy, test["mask"], test["landmarks"]) - truth).mean(0)
+  assert err[judges.readable].mean() < 1.4 * judges.attr_floor, (err, judges.attr_floors)
+  assert err[judges.readable].mean() < 0.4 * judges.attr_guess_mean
+  assert (judges.identify(noisy, test["mask"]) == test["identity"]).mean() >= 0.95
