@@ -36,8 +36,10 @@ REFERENCES = {
                       ("eval/swap_face_mae_oracle", "j's true head, converted")),
     "swap_mae": (("eval/swap_mae_input", "copying the input"),),
     "attr_mae": (("eval/attr_mae_floor", "judge's floor (real faces)"),
+                 ("eval/attr_mae_mean_face", "j's mean face, converted"),
                  ("eval/attr_mae_guess", "guessing the mean")),
-    "id_transfer": (("eval/judge_accuracy", "judge's accuracy (real faces)"),),
+    "id_transfer": (("eval/judge_accuracy", "judge's accuracy (real faces)"),
+                    ("eval/id_transfer_mean_face", "j's mean face, converted")),
 }
 
 
@@ -48,9 +50,17 @@ EXPRESSION = POSE_EXPRESSION[3:]  # smile, mouth_open, blink, brow_raise
 CURVES = ("attr_mae", "id_transfer", "swap_face_mae", "recon_attr_mae")
 
 
+def threshold(r: dict) -> float:
+  """Halfway between the judge's floor and what a decoder that ignores its input scores (j's mean
+  face converted into the source's frame: it gets the pose from the mask's outline); where that
+  was not measured, guessing the mean."""
+  bar = r.get("eval/attr_mae_mean_face", r["eval/attr_mae_guess"])
+  return (r["eval/attr_mae_floor"] + bar) / 2
+
+
 def diagnose(r: dict) -> str | None:
   """Which of the two causes a run's numbers show (None without the judges' factors): the
-  swap's expression error against halfway between the judge's floor and guessing the mean."""
+  swap's expression error against `threshold(r)`."""
   need = ("eval/recon_attr_mae", "eval/attr_mae", "eval/attr_mae_floor", "eval/attr_mae_guess")
   if any(k not in r for k in need):
     return None
@@ -59,7 +69,7 @@ def diagnose(r: dict) -> str | None:
                             for n in expression):
     # Pose alone can be read from the frame around a blank face (the mask's outline): no verdict.
     return "no verdict: the judge reads no expression at this resolution"
-  mid = (r["eval/attr_mae_floor"] + r["eval/attr_mae_guess"]) / 2
+  mid = threshold(r)
   if r.get("eval/blur_attr_mae", 0.0) >= mid:  # the true swap, only blurred, already fails
     return (f"no verdict: blur alone (the true swap blurred to this decoder's sharpness, sigma "
             f"{r.get('eval/blur_sigma', float('nan')):.2g} px) scores attr_mae {r['eval/blur_attr_mae']:.2f}: "
@@ -187,7 +197,9 @@ def _write_full_report(results, out_dir, param_keys, best, heads, plots):
               "face mask).", "", f"![swap grid]({grid})"]
   diag = [r for r in results if diagnose(r)]
   if diag:
-    mid = "halfway between the judge's floor and guessing the mean"
+    mid = ("halfway between the judge's floor and what j's mean face scores converted into the "
+           "source's frame (a decoder that ignores its input; it gets the pose from the mask's outline)"
+           if "eval/attr_mae_mean_face" in results[0] else "halfway between the judge's floor and guessing the mean")
     lines += ["", "## Why the swaps fail (or not)", "",
               "Cause 1: the model cannot draw the expression at all (its reconstructions A -> A lose "
               "it too). Cause 2: it draws it for its own identity, but the latent is not shared (a "

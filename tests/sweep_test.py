@@ -253,6 +253,11 @@ def test_diagnosis_names_the_cause_from_reconstructions_and_swaps():
             "eval/blur_sigma": 1.5}
   assert report.diagnose(blurry).startswith("no verdict: blur alone") and "sigma 1.5 px" in report.diagnose(blurry)
   assert report.diagnose({**blurry, "eval/blur_attr_mae": 0.3}).startswith("cause 1")
+  # Where the mean-face stand-in was measured, it is the bar (it reads the pose from the mask):
+  # halfway between 0.2 and 0.5 is 0.35, so a swap at 0.4 no longer keeps the expression.
+  flat = {**ref, "eval/attr_mae_mean_face": 0.5}
+  assert report.diagnose({**flat, "eval/recon_attr_mae": 0.3, "eval/attr_mae": 0.4}).startswith("cause 2")
+  assert report.diagnose({**flat, "eval/recon_attr_mae": 0.3, "eval/attr_mae": 0.3}) == "swap keeps the expression"
 
 
 def test_curves_plot_each_runs_evaluations_against_steps(tmp_path):
