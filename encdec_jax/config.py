@@ -117,7 +117,9 @@ class DataConfig(_Section):
   warp: bool = True              # Deepfakes random warp of the inputs (targets stay unwarped)
   warp_scale: float = 0.03       # std of control-point noise, as a fraction of the image size
   flip: bool = True
-  color_jitter: float = 0.05
+  color_jitter: float = 0.05     # per-image gain and bias, on inputs and targets alike
+  input_jitter: float = 0.0      # colour jitter of the encoder's inputs only (targets keep their
+                                 # colours): per-image, per-channel gain in 1 +- s, bias in +- s/2
   augment_on: str = "auto"       # "host" (numpy thread), "device" (jitted), "auto": device unless CPU
 
   def _check(self):
@@ -126,6 +128,7 @@ class DataConfig(_Section):
     _require(self.min_size >= 0, f"config.data.min_size={self.min_size}; must be >= 0")
     _require(0 <= self.seed <= MAX_SEED, f"config.data.seed={self.seed}; must be in [0, {MAX_SEED}]")
     _require(0 <= self.color_jitter < 1, f"config.data.color_jitter={self.color_jitter}; must be in [0, 1)")
+    _require(0 <= self.input_jitter < 1, f"config.data.input_jitter={self.input_jitter}; must be in [0, 1)")
     _require(0 <= self.warp_scale < 0.2, f"config.data.warp_scale={self.warp_scale}; must be in [0, 0.2)")
 
 

@@ -50,7 +50,7 @@ from encdec_jax.step import make_step
 # The fields members of one group may differ in (and the run-naming fields that change nothing).
 MEMBER_FIELDS = ("seed", "loss", "model.bottleneck", "mask.enabled", "mask.eye_multiplier",
                  "mask.mouth_multiplier", "mask.learned_weight", "train.lr", "train.b1", "train.b2",
-                 "data.warp_scale")
+                 "data.warp_scale", "data.input_jitter")
 _FREE = ("wandb.name", "wandb.group")
 # Architectures whose model.bottleneck is only the hidden size of Dense -> Dense: zero-padded
 # units there change nothing. (In df, liae and iae it also sets conv channel counts.)
@@ -105,7 +105,7 @@ def group_runs(cfgs: list[ExperimentConfig], max_members: int) -> list[list[int]
 
 def _source_key(c: ExperimentConfig):
   """Members with equal keys see the same batches."""
-  return (c.seed, c.data.warp_scale)
+  return (c.seed, c.data.warp_scale, c.data.input_jitter)
 
 
 def _terms(cfgs):
@@ -236,7 +236,7 @@ class Group:
 
   def batches(self, trn: dict, start: int):
     self.sources = {}
-    for c in self.cfgs:  # one pipeline per distinct (seed, warp_scale), shared by its members
+    for c in self.cfgs:  # one pipeline per distinct (seed, warp_scale, input_jitter), shared
       if _source_key(c) not in self.sources:
         self.sources[_source_key(c)] = train_source(c, trn, c.seed)
     iters = {k: src.iterate(start, raw=self.on_device) for k, src in self.sources.items()}

@@ -152,6 +152,15 @@ def test_warp_touches_inputs_only(tiny_data):
   np.testing.assert_array_equal(plain["inputs"], plain["targets"])
   np.testing.assert_array_equal(warped["targets"], plain["targets"])
   assert np.abs(warped["inputs"] - warped["targets"]).mean() > 0.005
+  # input_jitter recolours the encoder's inputs only, per image and channel; the warp, the targets
+  # and the other draws stay what they were.
+  both = pipeline.Augment(warp=True, warp_scale=0.05, flip=False, color_jitter=0.0, input_jitter=0.3)
+  jit = _source(train, both).batch(2)
+  np.testing.assert_array_equal(jit["targets"], plain["targets"])
+  ratio = (jit["inputs"] + 1e-3) / (warped["inputs"] + 1e-3)
+  assert np.abs(jit["inputs"] - warped["inputs"]).mean() > 0.02
+  spread = np.median(ratio.reshape(ratio.shape[:2] + (-1, 3)), axis=2)  # per image and channel
+  assert spread.std() > 0.05 and np.abs(spread[..., 0] - spread[..., 1]).max() > 0.05
 
 
 def test_zero_warp_is_identity():
@@ -175,7 +184,7 @@ def test_flip_applies_to_inputs_targets_and_masks_alike(tiny_data, flip):
 
 
 @pytest.mark.parametrize("aug", [Augment(), Augment(warp=False), Augment(flip=False, color_jitter=0.0),
-                                 Augment(warp_scale=0.08)])
+                                 Augment(warp_scale=0.08, input_jitter=0.3)])
 def test_device_augmentation_equals_numpy(aug):
   """data.augment_on='device': the same draws, finished by a jitted function, give the numpy
   pipeline's batch; a host's share of rows gives those rows."""

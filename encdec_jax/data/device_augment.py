@@ -43,9 +43,10 @@ def augment(raw: dict, a: Augment) -> tuple[jax.Array, jax.Array, jax.Array]:
     m = jnp.where(f, m[:, :, ::-1], m)
   if a.color_jitter > 0:
     x = jnp.clip(x * raw["gain"] + raw["bias"], 0, 1)
-  if not a.warp:
-    return x, x, m
-  return apply_warp(x, raw["warp_y"], raw["warp_x"], jnp), x, m
+  inputs = apply_warp(x, raw["warp_y"], raw["warp_x"], jnp) if a.warp else x
+  if "in_gain" in raw:  # neutral (1, 0) where input_jitter is off: members may differ in it
+    inputs = jnp.clip(inputs * raw["in_gain"] + raw["in_bias"], 0, 1)
+  return inputs, x, m
 
 
 def augment_batch(raw: dict, a: Augment) -> dict:

@@ -2,8 +2,8 @@
 
 `TrainSource.batch(step)` returns, for every identity, B images drawn without replacement within
 an epoch (a permutation per (seed, identity, epoch)), augmented with an rng seeded by
-(seed, step): the Deepfakes random warp on the inputs only, and flip and colour jitter on inputs
-and targets alike. A run that restarts at step k therefore sees exactly the batches it would have
+(seed, step): the Deepfakes random warp and `input_jitter` on the inputs only, and flip and
+colour jitter on inputs and targets alike. A run that restarts at step k therefore sees exactly the batches it would have
 seen. Pure numpy: no TensorFlow at training time.
 """
 from __future__ import annotations
@@ -23,10 +23,11 @@ class Augment:
   warp_scale: float = 0.03
   flip: bool = True
   color_jitter: float = 0.05
+  input_jitter: float = 0.0
 
   @classmethod
   def from_config(cls, c: DataConfig) -> "Augment":
-    return cls(c.warp, c.warp_scale, c.flip, c.color_jitter)
+    return cls(c.warp, c.warp_scale, c.flip, c.color_jitter, c.input_jitter)
 
 
 def _bilinear_resize_grid(g_Bx5x5, size: int, xp=np):
@@ -79,8 +80,8 @@ def random_warp(img_BxHxWxC: np.ndarray, rng: np.random.Generator, scale: float)
 
 def draw_augment(rng: np.random.Generator, b: int, a: Augment) -> dict[str, np.ndarray]:
   """The random parameters of one identity's batch of `b` examples, drawn in one fixed order
-  (flip, colour gain and bias, warp noise); a disabled augmentation draws nothing and gets a
-  neutral value. The same draws serve the numpy and the device (data/device_augment.py) paths."""
+  (flip, colour gain and bias, warp noise, the inputs' own gain and bias); a disabled
+  augmentation draws nothing and gets a neutral value. The same draws serve the numpy and the device (data/device_augment.py) paths."""
   flip = rng.random(b) < 0.5 if a.flip else np.zeros(b, bool)
   if a.color_jitter > 0:
     gain = 1 + rng.uniform(-a.color_jitter, a.color_jitter, (b, 1, 1, 3)).astype(np.float32)
@@ -88,7 +89,14 @@ def draw_augment(rng: np.random.Generator, b: int, a: Augment) -> dict[str, np.n
   else:
     gain, bias = np.ones((b, 1, 1, 3), np.float32), np.zeros((b, 1, 1, 1), np.float32)
   warp_y, warp_x = draw_warp(rng, b, a.warp_scale) if a.warp else (np.zeros((b, 5, 5)),) * 2
-  return {"flip": flip, "gain": gain, "bias": bias, "warp_y": warp_y, "warp_x": warp_x}
+  s = a.input_jitter
+  if s > 0:  # drawn last: the draws above are the same with it on or off
+    in_gain = 1 + rng.uniform(-s, s, (b, 1, 1, 3)).astype(np.float32)
+    in_bias = rng.uniform(-s / 2, s / 2, (b, 1, 1, 3)).astype(np.float32)
+  else:
+    in_gain, in_bias = np.ones((b, 1, 1, 3), np.float32), np.zeros((b, 1, 1, 3), np.float32)
+  return {"flip": flip, "gain": gain, "bias": bias, "warp_y": warp_y, "warp_x": warp_x,
+          "in_gain": in_gain, "in_bias": in_bias}
 
 
 def apply_augment(images_u8, masks_u8, p: dict, a: Augment):
@@ -102,6 +110,8 @@ def apply_augment(images_u8, masks_u8, p: dict, a: Augment):
   if a.color_jitter > 0:
     x = np.clip(x * p["gain"] + p["bias"], 0, 1)
   inputs = apply_warp(x, p["warp_y"], p["warp_x"]).astype(np.float32) if a.warp else x
+  if a.input_jitter > 0:  # the encoder's input only: the target keeps the identity's colours
+    inputs = np.clip(inputs * p["in_gain"] + p["in_bias"], 0, 1)
   return inputs, x, m
 
 
