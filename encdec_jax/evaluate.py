@@ -14,6 +14,12 @@ Scalars are named `eval/<metric>` (means) and `eval/<metric>/<i>` or `/<i>to<j>`
   swap_face_mae_oracle         what converting j's true full-head rendering scores: a decoder that
                                draws j exactly as trained (its own head size and hairline) gets here
   raw_swap_{mae,ssim,psnr}     the raw decoder output against j's full-head rendering
+  swap_variation, recon_variation
+                               how much the raw decoder output varies from input to input, inside
+                               the face, over how much the truth does (j's renderings; x_i for the
+                               reconstruction): near 1, it draws what it is given; near 0, it paints
+                               one face whatever the input (measured: 0.06-0.11 for latent_match runs,
+                               whose swaps score what the mean face scores; 0.42-0.72 without it)
   recon_{mae,ssim,psnr}, recon_face_mae, raw_recon_mae
                                decoder i on x_i: converted, its face region, raw
   recon_id_accuracy, recon_attr_mae, recon_attr_err/<factor>
@@ -129,6 +135,14 @@ def _mean(v):
   return float(np.mean(v))
 
 
+def variation(out, truth, region) -> float:
+  """The per-pixel standard deviation over the batch of `out`, summed inside `region` (H, W, 1)
+  in [0, 1], over the same for `truth`: 1 when the outputs vary as the truth does, 0 when they
+  are one image."""
+  sd = lambda a: (np.asarray(a, np.float32).std(0) * region).sum()
+  return float(sd(out) / max(sd(truth), 1e-12))
+
+
 def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 64,
              judges=None, probes=None) -> dict[str, float]:
   """Scalars for the held-out split `test` (arrays with 'image', 'identity', and where the data
@@ -169,6 +183,8 @@ def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 6
         put("raw_recon_mae", i, _mean(_pair_metrics(rgb[j], x)["mae"]))
         if region is not None:
           put("recon_face_mae", i, _mean(_pair_metrics(conv, x, region)["mae"]))
+          if truth_known:
+            put("recon_variation", i, variation(rgb[j], x, region.mean(0)))
         if judges is not None:  # the judges on A -> A: what the model can draw at all
           lms = test["landmarks"][sel] if "landmarks" in test else None
           for k, v in judges_lib.swap_scores(judges, conv, judge_mask, lms, i, i, factors).items():
@@ -190,6 +206,7 @@ def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 6
         put("swap_face_mae_oracle", pair, _mean(_pair_metrics(oracle, truth, region)["mae"]))
         for k, v in _pair_metrics(rgb[j], _u8(test["swaps"][sel, j])).items():
           put(f"raw_swap_{k}", pair, _mean(v))
+        put("swap_variation", pair, variation(rgb[j], _u8(test["swaps"][sel, j]), truth_mask.mean(0)))
       if judges is not None:
         lms = test["face_swap_landmarks"][sel, j] if truth_known else None
         for k, v in judges_lib.swap_scores(judges, conv, judge_mask, lms, i, j, factors).items():

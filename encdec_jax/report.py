@@ -45,7 +45,8 @@ REFERENCES = {
 
 # Why a swap fails: its reconstructions against its swaps, and the latent probes (probes.py).
 DIAGNOSIS = ("recon_attr_mae", "attr_mae", "blur_attr_mae", "recon_id_accuracy", "id_transfer",
-             "probe_id_accuracy", "probe_attr_same", "probe_attr_cross")
+             "probe_id_accuracy", "probe_attr_same", "probe_attr_cross", "swap_variation")
+ONE_FACE = 0.25  # swap_variation below this: the decoders paint one face whatever the input
 EXPRESSION = POSE_EXPRESSION[3:]  # smile, mouth_open, blink, brow_raise
 CURVES = ("attr_mae", "id_transfer", "swap_face_mae", "recon_attr_mae")
 
@@ -74,6 +75,9 @@ def diagnose(r: dict) -> str | None:
     return (f"no verdict: blur alone (the true swap blurred to this decoder's sharpness, sigma "
             f"{r.get('eval/blur_sigma', float('nan')):.2g} px) scores attr_mae {r['eval/blur_attr_mae']:.2f}: "
             "the judge cannot tell this blur from a change of expression")
+  if r.get("eval/swap_variation", 1.0) < ONE_FACE:
+    return (f"one face whatever the input: the swaps vary {r['eval/swap_variation']:.2f} as much as "
+            "the true swaps (the decoders ignore the code; compare the mean face's scores)")
   if r["eval/attr_mae"] < mid:
     return "swap keeps the expression"
   if r["eval/recon_attr_mae"] >= mid:
@@ -204,7 +208,9 @@ def _write_full_report(results, out_dir, param_keys, best, heads, plots):
               "Cause 1: the model cannot draw the expression at all (its reconstructions A -> A lose "
               "it too). Cause 2: it draws it for its own identity, but the latent is not shared (a "
               "linear probe reads the identity from the code, and pose/expression probes fitted "
-              f"on one identity do not transfer to another). Threshold: {mid}. `blur_attr_mae`: the "
+              f"on one identity do not transfer to another). Threshold: {mid}. `swap_variation`: how much "
+              "the raw swaps vary from input to input against the true swaps; below "
+              f"{ONE_FACE} the decoders paint one face whatever the input. `blur_attr_mae`: the "
               "true face swaps blurred to each decoder's sharpness (`blur_sigma`, px), judged: if "
               "blur alone fails, the judge cannot separate blur from expression and no cause is "
               "named.", ""]

@@ -88,6 +88,21 @@ def test_perfect_model_scores_full_transfer_and_the_floor(judges, judge_data):
   assert m["eval/swap_face_mae"] <= m["eval/swap_face_mae_oracle"] + 0.01
   # Its reconstructions are exact inside the mask: the convert gives the source back.
   assert m["eval/recon_face_mae"] < 0.02
+  # It draws what it is given: its swaps vary as the true swaps do, inside the face.
+  assert m["eval/swap_variation"] > 0.8 and m["eval/recon_variation"] > 0.8, m
+
+
+def test_variation_is_one_for_the_truth_and_zero_for_one_face():
+  rng = np.random.default_rng(0)
+  truth = rng.random((6, 8, 8, 3)).astype(np.float32)
+  region = np.zeros((8, 8, 1), np.float32)
+  region[2:6, 2:6] = 1
+  assert evaluate.variation(truth, truth, region) == pytest.approx(1.0)
+  assert evaluate.variation(np.broadcast_to(truth.mean(0), truth.shape), truth, region) == pytest.approx(0.0, abs=1e-6)
+  outside = truth.copy()
+  outside[:, 2:6, 2:6] = truth[0, 2:6, 2:6]  # varies only where the region is not
+  assert evaluate.variation(outside, truth, region) == pytest.approx(0.0, abs=1e-6)
+  assert evaluate.variation(0.5 * truth, truth, region) == pytest.approx(0.5, rel=1e-5)
 
 
 def test_copying_model_scores_zero_transfer_and_the_copying_baseline(judges, judge_data):

@@ -73,8 +73,9 @@ def test_a_bottleneck_member_is_a_k_sized_model_and_its_padding_stays_zero(group
 def test_warp_strength_is_a_member_field_each_member_warped_as_its_run(tiny_config, tiny_data):
   from encdec_jax.program import train_source
   cfgs = [assemble.checked_config(tiny_config(**o)) for o in ({}, {"data.warp_scale": 0.1},
-                                                              {"data.warp_scale": 0.0})]
-  assert members.group_runs(cfgs, 8) == [[0, 1, 2]]
+                                                              {"data.warp_scale": 0.0},
+                                                              {"data.input_jitter": 0.3})]
+  assert members.group_runs(cfgs, 8) == [[0, 1, 2, 3]]
   g = members.Group(cfgs)
   trn, _ = tiny_data
   got = jax.device_get(next(g.batches(trn, 3)))
@@ -86,6 +87,9 @@ def test_warp_strength_is_a_member_field_each_member_warped_as_its_run(tiny_conf
   d = lambda i, j: np.abs(got["inputs"][i] - got["inputs"][j]).mean()
   assert d(1, 2) > d(0, 2) > 0  # warped by the member's own strength; 0: unwarped
   np.testing.assert_allclose(got["inputs"][2], got["targets"][2], atol=1e-6)
+  # input_jitter: the same targets as the plain member, inputs recoloured
+  np.testing.assert_array_equal(got["targets"][3], got["targets"][0])
+  assert np.abs(got["inputs"][3] - got["inputs"][0]).mean() > 0.02
 
 
 def test_groups_are_runs_that_differ_only_in_member_fields(tiny_config):

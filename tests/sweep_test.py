@@ -258,6 +258,9 @@ def test_diagnosis_names_the_cause_from_reconstructions_and_swaps():
   flat = {**ref, "eval/attr_mae_mean_face": 0.5}
   assert report.diagnose({**flat, "eval/recon_attr_mae": 0.3, "eval/attr_mae": 0.4}).startswith("cause 2")
   assert report.diagnose({**flat, "eval/recon_attr_mae": 0.3, "eval/attr_mae": 0.3}) == "swap keeps the expression"
+  # Decoders that paint one face whatever the input are named as such, whatever their scores.
+  one = report.diagnose({**flat, "eval/recon_attr_mae": 0.3, "eval/attr_mae": 0.3, "eval/swap_variation": 0.1})
+  assert one.startswith("one face whatever the input") and "0.10" in one
 
 
 def test_curves_plot_each_runs_evaluations_against_steps(tmp_path):

@@ -22,6 +22,12 @@ latent_match: how much of the code tells the identity. A swap decodes A's code w
   a ratio of sums, one unit of huge variance swamps the rest (values 10x below the sampling
   noise, gradient spikes, a collapse by step 750 without warp). Here a dead unit weighs 0, and
   no unit weighs more than 1.
+
+  What it does not close, measured: the ratio is also smallest when the code varies in ways the
+  decoders ignore. Trained with it, the small Original's two decoders paint one blurred mean face
+  whatever the input (the picture; `attr_mae` and `id_transfer` equal to those of the mean face
+  converted into the source's frame, evaluate.py's `*_mean_face`). It stays registered as the
+  measured negative result of the default sweep's loss axis, not as a recipe.
 """
 from __future__ import annotations
 
