@@ -107,7 +107,11 @@ def _best(results, metric) -> str | None:
   if not scored:
     return None
   best = sorted(scored, key=lambda r: r[metric["name"]], reverse=metric.get("goal") == "maximize")[0]
-  return f"Best by `{metric['name']}` ({metric.get('goal', 'minimize')}): **{best['run']}**"
+  line = f"Best by `{metric['name']}` ({metric.get('goal', 'minimize')}): **{best['run']}**"
+  why = diagnose(best)
+  if why and why.startswith("one face"):  # a collapse can win every metric: say so where it wins
+    line += f" (but its diagnosis says: {why})"
+  return line
 
 
 def write_report(results: list[dict], out_dir: str, param_keys: list[str], metric: dict) -> None:

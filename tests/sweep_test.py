@@ -261,6 +261,13 @@ def test_diagnosis_names_the_cause_from_reconstructions_and_swaps():
   # Decoders that paint one face whatever the input are named as such, whatever their scores.
   one = report.diagnose({**flat, "eval/recon_attr_mae": 0.3, "eval/attr_mae": 0.3, "eval/swap_variation": 0.1})
   assert one.startswith("one face whatever the input") and "0.10" in one
+  # ... also where such a run wins the sweep's metric (a mean face can win them all).
+  runs = [{"run": "a", "eval/id_transfer": 0.5, **flat, "eval/recon_attr_mae": 0.5, "eval/attr_mae": 0.5,
+           "eval/swap_variation": 0.1},
+          {"run": "b", "eval/id_transfer": 0.2, **flat, "eval/recon_attr_mae": 0.5, "eval/attr_mae": 0.5}]
+  best = report._best(runs, {"name": "eval/id_transfer", "goal": "maximize"})
+  assert "**a**" in best and "one face whatever the input" in best
+  assert "diagnosis" not in report._best(runs[1:], {"name": "eval/id_transfer", "goal": "maximize"})
 
 
 def test_curves_plot_each_runs_evaluations_against_steps(tmp_path):
