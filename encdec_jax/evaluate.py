@@ -39,6 +39,10 @@ face swap's landmarks:
 expression error against x_i's true factors over the factors the judge can read, standardised),
 `attr_err/<factor>`, beside the judges' own scores on real images (`judge_accuracy`,
 `attr_mae_floor`, `attr_floor/<factor>`) and what guessing the mean scores (`attr_mae_guess`).
+  id_transfer_truth            the identity judge on the true face swaps themselves (inside x_i's
+                               mask): the most a swap's id_transfer can show. 1.00 on two identities
+                               of family 0; with four identities 0.28-1.00 per pair (the judge
+                               mistakes some faces in another's frame), so read id_transfer against it
   attr_mae_mean_face, id_transfer_mean_face
                                what a decoder that ignores its input scores: j's mean held-out
                                face converted into x_i (inside x_i's face mask). The mask's outline
@@ -211,7 +215,10 @@ def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 6
         lms = test["face_swap_landmarks"][sel, j] if truth_known else None
         for k, v in judges_lib.swap_scores(judges, conv, judge_mask, lms, i, j, factors).items():
           put(k, pair, v)
-        if truth_known:  # the stand-in that paints j's mean face whatever it is given
+        if truth_known:  # the truth itself (the ceiling), and the stand-in that paints j's mean
+          # face whatever it is given (the bar)
+          true = judges_lib.swap_scores(judges, truth, judge_mask, lms, i, j, None)
+          put("id_transfer_truth", pair, true["id_transfer"])
           flat = converted(x, np.broadcast_to(mean_faces[j], x.shape), None, data_masks)
           for k, v in judges_lib.swap_scores(judges, flat, judge_mask, lms, i, j, factors).items():
             if k in ("attr_mae", "id_transfer"):

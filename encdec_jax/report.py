@@ -38,7 +38,7 @@ REFERENCES = {
     "attr_mae": (("eval/attr_mae_floor", "judge's floor (real faces)"),
                  ("eval/attr_mae_mean_face", "j's mean face, converted"),
                  ("eval/attr_mae_guess", "guessing the mean")),
-    "id_transfer": (("eval/judge_accuracy", "judge's accuracy (real faces)"),
+    "id_transfer": (("eval/id_transfer_truth", "the true face swaps"),
                     ("eval/id_transfer_mean_face", "j's mean face, converted")),
 }
 

@@ -83,6 +83,9 @@ def test_perfect_model_scores_full_transfer_and_the_floor(judges, judge_data):
   # of this family as one identity.)
   assert m["eval/attr_mae"] + 0.15 < m["eval/attr_mae_mean_face"] < m["eval/attr_mae_guess"] - 0.15, m
   assert 0.0 <= m["eval/id_transfer_mean_face"] <= 1.0
+  # The judge on the true face swaps is the ceiling of id_transfer; the perfect model reaches it.
+  assert m["eval/id_transfer_truth"] >= 0.95
+  assert abs(m["eval/id_transfer"] - m["eval/id_transfer_truth"]) <= 0.05
   # Far better than copying on the face, which the noise outside the mask never reaches.
   assert m["eval/swap_face_mae"] < 0.3 * m["eval/swap_face_mae_input"], m
   assert m["eval/swap_face_mae"] <= m["eval/swap_face_mae_oracle"] + 0.01
