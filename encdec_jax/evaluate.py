@@ -164,7 +164,8 @@ def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 6
     acc.setdefault(name, []).append(value)
 
   truth_known = "face_swaps" in test
-  mean_faces = [_u8(test["image"][test["identity"] == j]).mean(0) for j in range(num_identities)]
+  mean_faces = ([_u8(test["image"][test["identity"] == j]).mean(0) for j in range(num_identities)]
+                if truth_known and judges is not None else None)
   for i in range(num_identities):
     sel = test["identity"] == i
     x = _u8(test["image"][sel])

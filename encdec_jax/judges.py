@@ -177,7 +177,7 @@ def training_copies(x, seed: int = 0) -> list:
   decoder's small errors). Without the noisy copies the pose/expression readout was fragile:
   held-out renderings with noise of sd 0.025 (face MAE 0.02, invisible at 32 px) read at 0.67 std
   units against its floor of 0.18, as bad as a reconstruction that visibly draws the expression
-  (BENCHMARKS.md, "The judges under noise")."""
+  (BENCHMARKS.md, "Recipe, round 3")."""
   rng = np.random.default_rng(seed)
   soft = _soften(x)
   noisy = lambda a: np.clip(a + rng.normal(0.0, NOISE, a.shape).astype(np.float32), 0.0, 1.0)
@@ -197,7 +197,8 @@ def train_judges(train: dict, test: dict, num_identities: int, seed: int = 0,
                  extra: dict | None = None) -> Judges:
   """Fits both judges on `train` (arrays with image, identity[, mask, factors, landmarks]) plus
   `extra` (more such arrays: face swaps of the training images, labelled with the face's
-  identity), each image in its `training_copies` (rendered, softened, both noisy), face region only, and scores them on `test`'s
+  identity), each image in its `training_copies` (rendered, softened, both noisy), face region
+  only, and scores them on `test`'s
   real images. The readouts are closed-form ridge regressions: nothing trains for steps."""
   if extra is not None:
     train = {k: np.concatenate([train[k], extra[k]]) for k in train if k in extra}

@@ -205,9 +205,10 @@ def _write_full_report(results, out_dir, param_keys, best, heads, plots):
               "face mask).", "", f"![swap grid]({grid})"]
   diag = [r for r in results if diagnose(r)]
   if diag:
-    mid = ("halfway between the judge's floor and what j's mean face scores converted into the "
-           "source's frame (a decoder that ignores its input; it gets the pose from the mask's outline)"
-           if "eval/attr_mae_mean_face" in results[0] else "halfway between the judge's floor and guessing the mean")
+    bar = ("what j's mean face scores converted into the source's frame (a decoder that ignores "
+           "its input; it gets the pose from the mask's outline)"
+           if "eval/attr_mae_mean_face" in results[0] else "guessing the mean")
+    mid = f"halfway between the judge's floor and {bar}"
     lines += ["", "## Why the swaps fail (or not)", "",
               "Cause 1: the model cannot draw the expression at all (its reconstructions A -> A lose "
               "it too). Cause 2: it draws it for its own identity, but the latent is not shared (a "

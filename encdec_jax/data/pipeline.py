@@ -3,8 +3,8 @@
 `TrainSource.batch(step)` returns, for every identity, B images drawn without replacement within
 an epoch (a permutation per (seed, identity, epoch)), augmented with an rng seeded by
 (seed, step): the Deepfakes random warp and `input_jitter` on the inputs only, and flip and
-colour jitter on inputs and targets alike. A run that restarts at step k therefore sees exactly the batches it would have
-seen. Pure numpy: no TensorFlow at training time.
+colour jitter on inputs and targets alike. A run that restarts at step k therefore sees exactly
+the batches it would have seen. Pure numpy: no TensorFlow at training time.
 """
 from __future__ import annotations
 
@@ -81,7 +81,8 @@ def random_warp(img_BxHxWxC: np.ndarray, rng: np.random.Generator, scale: float)
 def draw_augment(rng: np.random.Generator, b: int, a: Augment) -> dict[str, np.ndarray]:
   """The random parameters of one identity's batch of `b` examples, drawn in one fixed order
   (flip, colour gain and bias, warp noise, the inputs' own gain and bias); a disabled
-  augmentation draws nothing and gets a neutral value. The same draws serve the numpy and the device (data/device_augment.py) paths."""
+  augmentation draws nothing and gets a neutral value. The same draws serve the numpy and the
+  device (data/device_augment.py) paths."""
   flip = rng.random(b) < 0.5 if a.flip else np.zeros(b, bool)
   if a.color_jitter > 0:
     gain = 1 + rng.uniform(-a.color_jitter, a.color_jitter, (b, 1, 1, 3)).astype(np.float32)
