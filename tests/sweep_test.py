@@ -46,6 +46,26 @@ def test_archs_yaml_every_run_validates():
     assert cfg.model.arch == r["config.model.arch"]
 
 
+@pytest.mark.parametrize("name", sorted(f for f in os.listdir(os.path.join(ROOT, "experiments", "sweeps"))
+                                        if f.endswith(".yaml")))
+def test_every_shipped_sweep_yaml_gives_valid_configs(name):
+  """A BENCHMARKS row's YAML must run as shipped: every run's config validates (no compile)."""
+  from encdec_jax import assemble
+  spec = sweep.load_sweep(os.path.join(ROOT, "experiments", "sweeps", name))
+  runs = sweep.enumerate_runs(spec)
+  assert runs
+  base = sweep.base_config_arg(spec)
+  path, _, variant = base.partition(":")
+  assert path == "experiments/configs/original.py", base
+  for r in runs:
+    cfg = assemble.checked_config(config_lib.override(original.get_config(variant or None), r))
+    for k, v in r.items():
+      got = cfg
+      for part in k.split(".")[1:]:
+        got = getattr(got, part)
+      assert got == v, (name, k, got, v)
+
+
 def test_random_sweeps_stop_at_run_cap_and_propose_the_same_runs_again():
   spec = {"method": "random", "run_cap": 3,
           "parameters": {"config.model.bottleneck": {"values": [8, 16]}, "config.train.lr": {
