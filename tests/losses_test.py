@@ -283,7 +283,8 @@ def test_spec_parsing_and_combination():
     ("mae(x=1)", r"valid parameters: none"),
     ("smooth_l1(delta=0)", r"'smooth_l1'.*out of range"),
     ("robust(alpha=1", r"unbalanced '\('"),
-    ("latent_match:1", r"only latent terms.*'mae,latent_match:1'"),
+    ("latent_match:1", r"no image loss.*'mae,latent_match:1'"),
+    ("swap_tone", r"no image loss.*'mae,swap_tone'"),
     ("mae,latent_match(spread=-1)", r"'latent_match'.*out of range"),
 ])
 def test_bad_specs_name_the_term(spec, match):
@@ -366,3 +367,61 @@ def test_latent_terms_join_a_spec_and_the_loss():
   mae = float(jnp.abs(x * 0.5 - x).mean((1, 2, 3, 4)).sum())
   np.testing.assert_allclose(float(loss), mae + 0.5 * lm, rtol=1e-5)
   np.testing.assert_allclose(float(metrics["train/latent_match"]), lm, rtol=1e-5)
+
+
+def test_swap_tone_against_numpy_reference():
+  """The mask-weighted mean colour of the swaps against the target's colour, L1 over channels."""
+  rng = np.random.default_rng(5)
+  swaps = rng.uniform(size=(3, 6, 6, 4)).astype(np.float32)  # a 4th channel (learned mask) is ignored
+  mask = rng.uniform(size=(3, 6, 6, 1)).astype(np.float32)
+  target = np.array([0.4, 0.3, 0.2], np.float32)
+  want = np.mean([abs((swaps[..., c] * mask[..., 0]).sum() / mask.sum() - target[c]) for c in range(3)])
+  got = float(losses.SWAP_LOSSES["swap_tone"](jnp.asarray(swaps), jnp.asarray(mask), jnp.asarray(target)))
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+  # Pixels outside the mask do not count; a swap of exactly the target's mean colour scores 0.
+  inside = np.broadcast_to(target, (3, 6, 6, 3)).copy()
+  binary = (mask > 0.5).astype(np.float32)
+  inside[binary[..., 0] == 0] = 1.0
+  assert float(losses.SWAP_LOSSES["swap_tone"](inside, binary, target)) < 1e-6
+
+
+def test_swap_terms_decode_each_identity_with_the_others_decoder():
+  """make_loss_fn adds, for every ordered pair (i, j != i), the term on decoder j's output for the
+  first swap_rows(B) codes of identity i, inside i's face masks, against j's own mean colour."""
+  from encdec_jax.losses import compose
+  from encdec_jax.losses.swap import mean_colour
+
+  class Fake:  # encoder: identity; decoder j: the image times (j + 1) / 4; no code step
+    def apply(self, params, x, *args, method=None):
+      if method == "reconstruct":
+        return jnp.stack([x[i] * (i + 1) / 4 * params for i in range(x.shape[0])]), x
+      j = args[0]
+      return method(type("M", (), {"code": lambda self, c, j: c,
+                                   "decode": lambda self, c, j: c * (j + 1) / 4 * params})(), x, j)
+
+  terms = losses.parse_loss_spec("mae,swap_tone:2")
+  rng = np.random.default_rng(2)
+  x = jnp.asarray(rng.uniform(size=(2, 8, 8, 8, 3)), jnp.float32)
+  masks = jnp.asarray(rng.uniform(size=(2, 8, 8, 8, 3)) > 0.3, jnp.float32)
+  batch = {"inputs": x, "targets": x, "masks": masks}
+  settings = compose.loss_settings(terms, config_lib.MaskConfig(enabled=False))
+  loss, metrics = compose.make_loss_fn(Fake(), terms)(1.0, batch, settings)
+  k = compose.swap_rows(8)
+  assert k == 2
+  tone = 0.0
+  for i, j in ((0, 1), (1, 0)):
+    own = mean_colour(x[j], masks[j, ..., :1])
+    tone += float(jnp.abs(mean_colour(x[i, :k] * (j + 1) / 4, masks[i, :k, ..., :1]) - own).mean())
+  mae = sum(float(jnp.abs(x[i] * (i + 1) / 4 - x[i]).mean()) for i in range(2))
+  np.testing.assert_allclose(float(metrics["train/swap_tone"]), tone, rtol=1e-5)
+  np.testing.assert_allclose(float(loss), mae + 2 * tone, rtol=1e-5)
+
+
+def test_swap_terms_need_masks():
+  from encdec_jax.losses import compose
+  cfg = config_lib.from_config_dict(config_lib.override(
+      config_lib.default_config_dict(), {"loss": "mae,swap_tone", "mask.enabled": False}))
+  assert compose.needs_masks(cfg)
+  cfg = config_lib.from_config_dict(config_lib.override(
+      config_lib.default_config_dict(), {"loss": "mae", "mask.enabled": False}))
+  assert not compose.needs_masks(cfg)

@@ -8,8 +8,9 @@ others (their value then ignores pixels outside the mask).
 Spec grammar (config.loss):  term ("," term)*   with   term = NAME ["(" k=v ("," k=v)* ")"] [":" WEIGHT]
   "ssim:1.0,mse:0.5"   "robust(alpha=0,scale=0.05):1,ms_ssim"   "smooth_l1(delta=0.02)"
 A missing weight is 1. Weights must be > 0; parameter names are each loss's keyword arguments.
-LATENT_LOSSES (losses/latent.py) are terms on the shared latent, not on images, and go in the same
-spec beside at least one image loss: "ssim,mae,latent_match:1".
+LATENT_LOSSES (losses/latent.py) are terms on the shared latent, not on images, and SWAP_LOSSES
+(losses/swap.py) terms on the model's swaps (identity i's codes decoded by j); both go in the same
+spec beside at least one image loss: "ssim,mae,latent_match:1", "ssim,mae,swap_tone".
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from encdec_jax.losses.latent import LATENT_LOSSES
 from encdec_jax.losses.pixel import (l_inf_norm, logcosh, mae, mse, pixel_gradient_diff, robust,
                                      smooth_l1)
 from encdec_jax.losses.structural import gmsd, ms_ssim, ssim
+from encdec_jax.losses.swap import SWAP_LOSSES
 
 
 def _mask_inputs(fn):
@@ -48,11 +50,20 @@ LOSSES: dict[str, Callable] = {
     "laploss": _mask_inputs(laploss),
 }
 # Terms on the shared latent (losses/latent.py): codes (N, B, ...) -> scalar. A spec may mix both.
-ALL_LOSSES: dict[str, Callable] = {**LOSSES, **LATENT_LOSSES}
+# Terms on the swap path (losses/swap.py): the model's swaps -> scalar.
+ALL_LOSSES: dict[str, Callable] = {**LOSSES, **LATENT_LOSSES, **SWAP_LOSSES}
 
 
 def is_latent(name: str) -> bool:
   return name in LATENT_LOSSES
+
+
+def is_swap(name: str) -> bool:
+  return name in SWAP_LOSSES
+
+
+def is_image(name: str) -> bool:
+  return name in LOSSES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +78,10 @@ class LossTerm:
   def on_codes(self, z_NxBx___):
     """A latent term's value on the codes of a batch."""
     return LATENT_LOSSES[self.name](z_NxBx___, **dict(self.params))
+
+  def on_swaps(self, swaps, source_masks, target_colour):
+    """A swap term's value on one pair's swaps (losses/swap.py)."""
+    return SWAP_LOSSES[self.name](swaps, source_masks, target_colour, **dict(self.params))
 
 
 class LossSpecError(ValueError):
@@ -138,9 +153,10 @@ def parse_loss_spec(spec: str) -> tuple[LossTerm, ...]:
     if any(t.name == name for t in terms):
       raise LossSpecError(f"loss {name!r} appears twice in spec {spec!r}")
     terms.append(LossTerm(name, w, tuple(sorted(params.items()))))
-  if all(is_latent(t.name) for t in terms):
-    raise LossSpecError(f"loss spec {spec!r} has only latent terms ({', '.join(sorted(LATENT_LOSSES))}); "
-                        f"add an image loss, e.g. 'mae,{spec}'")
+  if not any(is_image(t.name) for t in terms):
+    raise LossSpecError(f"loss spec {spec!r} has no image loss (only terms on the latent or the "
+                        f"swaps: {', '.join(sorted({**LATENT_LOSSES, **SWAP_LOSSES}))}); "
+                        f"add one, e.g. 'mae,{spec}'")
   return tuple(terms)
 
 

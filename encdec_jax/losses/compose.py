@@ -8,17 +8,28 @@ with a leading member axis.
 """
 from __future__ import annotations
 
+import math
+
+import jax
 import jax.numpy as jnp
 
 from encdec_jax import models
 from encdec_jax.config import ExperimentConfig, MaskConfig
-from encdec_jax.losses import LossTerm, combined_loss, is_latent, mask_weights, mse
+from encdec_jax.losses import (LossTerm, combined_loss, is_image, is_latent, is_swap, mask_weights,
+                               mse, parse_loss_spec)
+from encdec_jax.losses.swap import SWAP_SHARE, mean_colour
 
 
 def needs_masks(cfg: ExperimentConfig) -> bool:
-  """Whether a run's batches need the data's (face, eyes, mouth) masks: the mask-weighted loss
-  and the learned mask's target use them."""
-  return cfg.mask.enabled or cfg.model.learn_mask
+  """Whether a run's batches need the data's (face, eyes, mouth) masks: the mask-weighted loss,
+  the learned mask's target and the swap terms (losses/swap.py) use them."""
+  return (cfg.mask.enabled or cfg.model.learn_mask
+          or any(is_swap(t.name) for t in parse_loss_spec(cfg.loss)))
+
+
+def swap_rows(batch_size: int) -> int:
+  """How many of each identity's batch the swap terms decode with every other decoder."""
+  return max(1, math.ceil(SWAP_SHARE * batch_size))
 
 
 def batch_keys(masks: bool) -> tuple[str, ...]:
@@ -42,9 +53,12 @@ def make_loss_fn(model, loss_terms):
 
   The loss is the sum over identities of each identity's mean loss (each decoder learns only
   from its own identity; the shared encoder gets all the gradients), plus the latent terms
-  (losses/latent.py), each one number for the whole batch, on the codes of the inputs."""
-  unit = tuple(LossTerm(t.name, 1.0, t.params) for t in loss_terms if not is_latent(t.name))
+  (losses/latent.py), each one number for the whole batch, on the codes of the inputs, plus the
+  swap terms (losses/swap.py): the first `swap_rows(B)` codes of identity i decoded by every
+  decoder j != i, each pair's term added (the encoder and decoder j both get its gradient)."""
+  unit = tuple(LossTerm(t.name, 1.0, t.params) for t in loss_terms if is_image(t.name))
   latent = [(k, t) for k, t in enumerate(loss_terms) if is_latent(t.name)]
+  swaps = [(k, t) for k, t in enumerate(loss_terms) if is_swap(t.name)]
 
   def loss_fn(params, batch, s):
     out, z = model.apply(params, batch["inputs"], method="reconstruct")
@@ -63,7 +77,7 @@ def make_loss_fn(model, loss_terms):
         weights = jnp.where(s["mask_on"], weights, jnp.ones_like(weights))
     _, parts = combined_loss(unit, flat(recon), targets, weights)
     total = sum(s["term_weights"][k] * parts[t.name] for k, t in enumerate(loss_terms)
-                if not is_latent(t.name))
+                if is_image(t.name))
     if mask_pred is not None:  # the learned mask's own term, against the data's face mask
       parts["mask_mse"] = mse(flat(mask_pred), masks[..., 0:1])
       total = total + s["learned_weight"] * parts["mask_mse"]
@@ -72,8 +86,37 @@ def make_loss_fn(model, loss_terms):
     for k, t in latent:
       parts[t.name] = t.on_codes(z)
       loss = loss + s["term_weights"][k] * parts[t.name]
+    if swaps:
+      parts.update(_swap_terms(model, params, z, batch, swaps, side))
+      for k, t in swaps:
+        loss = loss + s["term_weights"][k] * parts[t.name]
     metrics = {f"train/{k}": v.mean() for k, v in parts.items()}
     metrics.update({f"train/loss/{i}": per_identity[i] for i in range(n)})
     return loss, metrics
 
   return loss_fn
+
+
+def _swap_terms(model, params, z, batch, swaps, side) -> dict:
+  """{name: the term summed over ordered pairs (i, j != i)} on the swaps of the first
+  swap_rows(B) codes of each identity (make_loss_fn)."""
+  n, b = z.shape[:2]
+  k = swap_rows(b)
+  masks = batch["masks"][..., 0:1]
+  resize = lambda a: models.to_resolution(a, side)
+  # j's mean face colour: its own targets inside their masks, the whole batch (no gradient).
+  own = [jax.lax.stop_gradient(mean_colour(resize(batch["targets"][j]), resize(masks[j])))
+         for j in range(n)]
+  out = {t.name: 0.0 for _, t in swaps}
+  for i in range(n):
+    for j in range(n):
+      if i == j:
+        continue
+      swapped = model.apply(params, z[i, :k], j, method=_decode_as)
+      for _, t in swaps:
+        out[t.name] = out[t.name] + t.on_swaps(swapped, resize(masks[i, :k]), own[j])
+  return out
+
+
+def _decode_as(module, codes, identity: int):
+  return module.decode(module.code(codes, identity), identity)
