@@ -147,6 +147,14 @@ def variation(out, truth, region) -> float:
   return float(sd(out) / max(sd(truth), 1e-12))
 
 
+def tone_gap(swaps, truth, region) -> float:
+  """The swaps' mean colour minus the true swaps' inside `region` (B, H, W, 1), averaged over
+  channels: > 0 where the swaps are lighter than the target's skin. A decoder that never met the
+  source's codes paints them in its own guess of the light (BENCHMARKS.md "Recipe, round 4")."""
+  w = region / (region.sum() + 1e-9)
+  return float(((np.asarray(swaps, np.float64) - truth)[..., :3] * w).sum((0, 1, 2)).mean())
+
+
 def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 64,
              judges=None, probes=None) -> dict[str, float]:
   """Scalars for the held-out split `test` (arrays with 'image', 'identity', and where the data
@@ -212,6 +220,9 @@ def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 6
         for k, v in _pair_metrics(rgb[j], _u8(test["swaps"][sel, j])).items():
           put(f"raw_swap_{k}", pair, _mean(v))
         put("swap_variation", pair, variation(rgb[j], _u8(test["swaps"][sel, j]), truth_mask.mean(0)))
+        gap = tone_gap(conv, truth, np.minimum(_u8(data_masks[..., :1]), truth_mask))
+        out[f"eval/swap_tone_gap/{pair}"] = gap  # signed per pair; the headline is the mean |gap|
+        acc.setdefault("swap_tone_gap", []).append(abs(gap))
       if judges is not None:
         lms = test["face_swap_landmarks"][sel, j] if truth_known else None
         for k, v in judges_lib.swap_scores(judges, conv, judge_mask, lms, i, j, factors).items():

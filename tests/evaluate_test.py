@@ -45,3 +45,25 @@ def test_dfaker_2x_output_is_scored_and_swapped_at_the_data_size(tiny_config, ti
   small = tf.image.resize(raw, (16, 16), method="bilinear", antialias=True).numpy()
   want = convert.convert(x, small, convert.choose_mask(None, test["mask"][:3], 16, 3))
   np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_tone_gap_is_the_signed_colour_difference_inside_the_region():
+  rng = np.random.default_rng(0)
+  truth = rng.uniform(0.2, 0.6, size=(3, 8, 8, 3))
+  region = (rng.uniform(size=(3, 8, 8, 1)) > 0.4).astype(np.float32)
+  lighter = truth + 0.05 * region + 0.3 * (1 - region)  # outside the region does not count
+  assert evaluate.tone_gap(lighter, truth, region) == pytest.approx(0.05, abs=1e-9)
+  assert evaluate.tone_gap(truth - 0.02, truth, region) == pytest.approx(-0.02, abs=1e-9)
+
+
+def test_a_decoder_that_copies_its_input_shows_the_sources_tone(tiny_config):
+  """The copying stand-in paints the source's skin: its tone gap is the difference between the two
+  identities' skin, opposite in the two directions."""
+  from encdec_jax.data import loading
+  cfg = assemble.checked_config(tiny_config())
+  _, test = loading.load_data(cfg)
+  copy = lambda params, x: np.repeat(np.asarray(x)[None], 2, axis=0)
+  out = evaluate.evaluate(None, copy, test, 2)
+  a, b = out["eval/swap_tone_gap/0to1"], out["eval/swap_tone_gap/1to0"]
+  assert abs(a) > 0.01 and a * b < 0
+  assert out["eval/swap_tone_gap"] == pytest.approx((abs(a) + abs(b)) / 2)
