@@ -27,7 +27,7 @@ def mean_colour(images_BxHxWxC, mask_BxHxWx1):
   """The mask-weighted mean colour over a batch: (C,)."""
   x = jnp.asarray(images_BxHxWxC, jnp.float32)[..., :3]
   m = jnp.asarray(mask_BxHxWx1, jnp.float32)
-  return (x * m).sum((0, 1, 2)) / (m.sum() * 1.0 + 1e-6)
+  return (x * m).sum((0, 1, 2)) / (m.sum() + 1e-6)
 
 
 def swap_tone(swaps_BxHxWxC, source_mask_BxHxWx1, target_colour_C):
