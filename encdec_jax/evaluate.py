@@ -151,8 +151,8 @@ def tone_gap(swaps, truth, region) -> float:
   """The swaps' mean colour minus the true swaps' inside `region` (B, H, W, 1), averaged over
   channels: > 0 where the swaps are lighter than the target's skin. A decoder that never met the
   source's codes paints them in its own guess of the light (BENCHMARKS.md "Recipe, round 4")."""
-  w = region / (region.sum() + 1e-9)
-  return float(((np.asarray(swaps, np.float64) - truth)[..., :3] * w).sum((0, 1, 2)).mean())
+  from encdec_jax.losses.swap import mean_colour  # the swap_tone loss's own measure
+  return float((mean_colour(swaps, region) - mean_colour(truth, region)).mean())
 
 
 def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 64,
