@@ -140,6 +140,8 @@ class TrainConfig(_Section):
   lr: float = 5e-5               # Adam as the original: lr 5e-5, b1 0.5, b2 0.999
   b1: float = 0.5
   b2: float = 0.999
+  warmdown: float = 0.0          # the last fraction of train.steps over which lr falls linearly to 0
+                                 # (0: constant lr; a resumed run that extends steps re-times it)
   log_every: int = 50
   preview_every: int = 1000
   checkpoint_every: int = 1000
@@ -151,6 +153,7 @@ class TrainConfig(_Section):
     _require(self.steps >= 0, f"config.train.steps={self.steps}; must be >= 0")
     self._positive("batch_size", "log_every", "preview_every", "checkpoint_every", "keep_checkpoints")
     _require(self.lr > 0, f"config.train.lr={self.lr}; must be > 0")
+    _require(0 <= self.warmdown <= 1, f"config.train.warmdown={self.warmdown}; must be in [0, 1]")
     _require(0 <= self.b1 < 1 and 0 <= self.b2 < 1,
              f"config.train.b1/b2=({self.b1}, {self.b2}); must be in [0, 1)")
 

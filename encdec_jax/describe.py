@@ -73,7 +73,7 @@ def describe(cfg: ExperimentConfig, batch: int = 1) -> Description:
   b = cfg.train.batch_size
   keys = compose.batch_keys(compose.needs_masks(cfg))
   batch_abs = {k: jax.ShapeDtypeStruct((n, b, r, r, 3), jnp.float32) for k in keys}
-  step = step_lib.make_train_step(model, a.tx, losses.parse_loss_spec(cfg.loss), cfg.mask,
+  step = step_lib.make_train_step(model, cfg.train, losses.parse_loss_spec(cfg.loss), cfg.mask,
                                cfg.train.nonfinite)
   compiled = jax.jit(step, donate_argnums=0).lower(a.abstract_state, batch_abs).compile()
   cost = compiled.cost_analysis()

@@ -1,8 +1,8 @@
 """Members: several runs of one sweep trained together as one compiled program.
 
 Runs that share everything but the seed, the bottleneck size (architectures whose bottleneck is
-the hidden size of a Dense-Dense pair), the loss weights, the mask settings, Adam's lr, b1 and
-b2 and the warp's strength become the members of a group. Params, optimizer state, batches and metrics get a leading
+the hidden size of a Dense-Dense pair), the loss weights, the mask settings, Adam's lr, b1,
+b2 and warmdown and the warp's strength become the members of a group. Params, optimizer state, batches and metrics get a leading
 member axis, the train step is vmapped over it, and the mesh's data axis splits each member's
 batch as for one run.
 
@@ -12,8 +12,8 @@ batch as for one run.
   k-sized model.
 - Loss: every term that any member uses is computed; each member weights them by its own
   weights (0 for a term it does not use). Mask on/off, eye and mouth multipliers per member.
-- Adam: optax.adam built inside the step from the member's (lr, b1, b2), traced values, so a new
-  value does not recompile, and the optimizer state has exactly one run's layout.
+- Adam: optax.adam built inside the step from the member's (lr, b1, b2, warmdown), traced values,
+  so a new value does not recompile, and the optimizer state has exactly one run's layout.
 - Warp strength: each member's batches come from its own input pipeline, keyed by (seed,
   data.warp_scale); the warp's noise is drawn at the member's scale, so the device path's
   arithmetic (one Augment: the switches, equal in a group) is unchanged.
@@ -32,7 +32,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from encdec_jax import assemble, losses, models
@@ -49,7 +48,7 @@ from encdec_jax.step import make_step
 
 # The fields members of one group may differ in (and the run-naming fields that change nothing).
 MEMBER_FIELDS = ("seed", "loss", "model.bottleneck", "mask.enabled", "mask.eye_multiplier",
-                 "mask.mouth_multiplier", "mask.learned_weight", "train.lr", "train.b1", "train.b2",
+                 "mask.mouth_multiplier", "mask.learned_weight", "train.lr", "train.b1", "train.b2", "train.warmdown",
                  "data.warp_scale", "data.input_jitter")
 _FREE = ("wandb.name", "wandb.group")
 # Architectures whose model.bottleneck is only the hidden size of Dense -> Dense: zero-padded
@@ -155,8 +154,10 @@ class Group:
       s = dict(h["loss"], mask_on=h["loss"]["mask_on"] if mask_on is None else mask_on)
       return loss_fn(p, b, s)
 
-    def member_update(g, o, p, h):
-      return optax.adam(h["lr"], b1=h["b1"], b2=h["b2"]).update(g, o, p)
+    steps = c0.train.steps  # equal in a group (not a member field)
+
+    def member_update(g, o, p, h, i):
+      return state_lib.adam_update(g, o, p, i, h["lr"], h["b1"], h["b2"], steps, h["warmdown"])
 
     step = make_step(member_loss, member_update, c0.train.nonfinite, members=True)
     self._loss = jax.jit(jax.vmap(member_loss))  # the non-finite message's loss terms
@@ -187,6 +188,7 @@ class Group:
              for k, b in enumerate(big) if any(o[k].shape != b.shape for o in own)}
     return {"loss": loss, "lr": f([c.train.lr for c in self.cfgs]),
             "b1": f([c.train.b1 for c in self.cfgs]), "b2": f([c.train.b2 for c in self.cfgs]),
+            "warmdown": f([c.train.warmdown for c in self.cfgs]),
             "param_mask": masks}
 
   def stacked_abstract(self):

@@ -65,7 +65,7 @@ class Trainer:
     self._init = jax.jit(init, out_shardings=self.state_sharding).lower(
         jax.random.key(0)).compile(models.INIT_COMPILER_OPTIONS)
     self.batch_keys = compose.batch_keys(compose.needs_masks(cfg))
-    self._step_args = (self.model, self.tx, losses.parse_loss_spec(cfg.loss), cfg.mask)
+    self._step_args = (self.model, cfg.train, losses.parse_loss_spec(cfg.loss), cfg.mask)
     self.step_fn = jax.jit(make_train_step(*self._step_args, cfg.train.nonfinite),
                            in_shardings=(self.state_sharding, self.batch_sharding),
                            out_shardings=(self.state_sharding, self.replicated),

@@ -24,7 +24,24 @@ class TrainState:
 
 
 def make_optimizer(c: TrainConfig) -> optax.GradientTransformation:
+  """Adam at the constant lr: its state's layout, and init. The train step's updates use
+  `adam_update` (the lr of the step, same state layout)."""
   return optax.adam(c.lr, b1=c.b1, b2=c.b2)
+
+
+def lr_at(step, lr, steps, warmdown):
+  """The learning rate of 0-based `step`: `lr`, except over the last `warmdown` fraction of
+  `steps`, where it falls linearly to 0 (step steps - 1 gets lr / (warmdown * steps)). Pure jnp,
+  so every argument may be traced (members carry their own lr and warmdown)."""
+  n = warmdown * steps
+  left = jnp.asarray(steps, jnp.float32) - jnp.asarray(step, jnp.float32)
+  return lr * jnp.where(n > 0, jnp.clip(left / jnp.maximum(n, 1e-9), 0.0, 1.0), 1.0)
+
+
+def adam_update(grads, opt_state, params, step, lr, b1, b2, steps, warmdown):
+  """One Adam update at `lr_at(step, ...)`: the state has make_optimizer's layout (the lr is a
+  scale after Adam's moments, not state), so a checkpoint restores whatever the schedule."""
+  return optax.adam(lr_at(step, lr, steps, warmdown), b1=b1, b2=b2).update(grads, opt_state, params)
 
 
 def init_state(model, tx, cfg: ExperimentConfig, rng) -> TrainState:

@@ -9,14 +9,15 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from encdec_jax.config import MaskConfig
+from encdec_jax.config import MaskConfig, TrainConfig
 from encdec_jax.losses import compose
-from encdec_jax.state import NONFINITE_MODES, TrainState
+from encdec_jax.state import NONFINITE_MODES, TrainState, adam_update
 
 
 def make_step(loss_fn, update_fn, nonfinite: str, members: bool = False):
   """(state, batch, h) -> (state, metrics): one step of `loss_fn(params, batch, h)` and
-  `update_fn(grads, opt_state, params, h)` (an optax update).
+  `update_fn(grads, opt_state, params, h, step)` (an optax update; `step` is state.step, the
+  0-based index of this step, for the learning rate's schedule).
 
   members=True: every argument has a leading member axis (encdec_jax/members.py); the gradient
   and the update are vmapped over it, h['param_mask'] ({leaf index: mask}) multiplies the
@@ -45,7 +46,7 @@ def make_step(loss_fn, update_fn, nonfinite: str, members: bool = False):
     apply = ok if nonfinite == "skip" else ok & (state.nonfinite == 0)
 
     def update(params, opt_state, grads):
-      updates, opt_state = update_fn(grads, opt_state, params, h)
+      updates, opt_state = update_fn(grads, opt_state, params, h, state.step)
       return optax.apply_updates(params, updates), opt_state
 
     def some(params, opt_state, grads):  # members: only those whose step is good
@@ -71,10 +72,13 @@ def make_step(loss_fn, update_fn, nonfinite: str, members: bool = False):
   return step
 
 
-def make_train_step(model, tx, loss_terms, mask_cfg: MaskConfig = MaskConfig(),
+def make_train_step(model, train: TrainConfig, loss_terms, mask_cfg: MaskConfig = MaskConfig(),
                     nonfinite: str = "stop"):
-  """One run's (state, batch) -> (state, metrics): make_step with this config's loss and `tx`."""
+  """One run's (state, batch) -> (state, metrics): make_step with this config's loss and Adam at
+  the step's learning rate (state.adam_update; train.lr, b1, b2, steps, warmdown)."""
   loss_fn = compose.make_loss_fn(model, loss_terms)
   s = compose.loss_settings(loss_terms, mask_cfg)
-  step = make_step(lambda p, b, h: loss_fn(p, b, s), lambda g, o, p, h: tx.update(g, o, p), nonfinite)
+  t = train
+  update = lambda g, o, p, h, i: adam_update(g, o, p, i, t.lr, t.b1, t.b2, t.steps, t.warmdown)
+  step = make_step(lambda p, b, h: loss_fn(p, b, s), update, nonfinite)
   return lambda state, batch: step(state, batch, None)

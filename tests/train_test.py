@@ -101,6 +101,28 @@ def test_workdir_with_another_config_is_refused(tiny_config, tmp_path):
   assert final["step"] == 4
 
 
+def test_warmdown_scales_adams_update_by_the_steps_learning_rate():
+  """train.warmdown: lr constant, then falling linearly to 0 over the last fraction of the steps;
+  the update is Adam's at the constant lr times that factor, and the state's layout is Adam's."""
+  import optax
+  from encdec_jax.state import adam_update, lr_at
+  lrs = lambda w: np.asarray([lr_at(i, 2.0, 10, w) for i in range(10)])
+  np.testing.assert_allclose(lrs(0.0), 2.0)
+  np.testing.assert_allclose(lrs(0.5), 2.0 * np.array([1, 1, 1, 1, 1, 1, 0.8, 0.6, 0.4, 0.2]), rtol=1e-6)
+  np.testing.assert_allclose(lrs(1.0), 2.0 * np.arange(10, 0, -1) / 10, rtol=1e-6)
+  params = {"w": np.linspace(-1, 1, 6, dtype=np.float32)}
+  grads = {"w": np.array([0.3, -2.0, 0.0, 1.0, 5.0, -0.1], np.float32)}
+  tx = optax.adam(1e-3, b1=0.5, b2=0.999)
+  state = tx.init(params)
+  ref, ref_state = tx.update(grads, state, params)
+  got, got_state = adam_update(grads, state, params, 8, 1e-3, 0.5, 0.999, 10, 0.5)
+  np.testing.assert_allclose(got["w"], 0.4 * ref["w"], rtol=1e-5)
+  assert jax.tree.structure(got_state) == jax.tree.structure(ref_state)
+  np.testing.assert_allclose(jax.tree.leaves(got_state)[1], jax.tree.leaves(ref_state)[1])
+  with pytest.raises(config_lib.ConfigError, match="train.warmdown=1.5"):
+    assemble.checked_config(config_lib.override(config_lib.default_config_dict(), {"train.warmdown": 1.5}))
+
+
 def test_batch_not_divisible_by_devices(tiny_config):
   cfg = assemble.checked_config(tiny_config(**{"train.batch_size": 3}))
   with pytest.raises(config_lib.ConfigError, match="batch_size=3.*divisible by the 2 devices"):
