@@ -79,9 +79,9 @@ class LossTerm:
     """A latent term's value on the codes of a batch."""
     return LATENT_LOSSES[self.name](z_NxBx___, **dict(self.params))
 
-  def on_swaps(self, swaps, source_masks, target_colour):
-    """A swap term's value on one pair's swaps (losses/swap.py)."""
-    return SWAP_LOSSES[self.name](swaps, source_masks, target_colour, **dict(self.params))
+  def on_swaps(self, pair):
+    """A swap term's value on one pair's swaps (a losses.swap.SwapPair)."""
+    return SWAP_LOSSES[self.name](pair, **dict(self.params))
 
 
 class LossSpecError(ValueError):

@@ -17,7 +17,7 @@ from encdec_jax import models
 from encdec_jax.config import ExperimentConfig, MaskConfig
 from encdec_jax.losses import (LossTerm, combined_loss, is_image, is_latent, is_swap, mask_weights,
                                mse, parse_loss_spec)
-from encdec_jax.losses.swap import SWAP_SHARE, mean_colour
+from encdec_jax.losses.swap import RECODES, SWAP_SHARE, SwapPair, mean_colour
 
 
 def needs_masks(cfg: ExperimentConfig) -> bool:
@@ -55,7 +55,8 @@ def make_loss_fn(model, loss_terms):
   from its own identity; the shared encoder gets all the gradients), plus the latent terms
   (losses/latent.py), each one number for the whole batch, on the codes of the inputs, plus the
   swap terms (losses/swap.py): the first `swap_rows(B)` codes of identity i decoded by every
-  decoder j != i, each pair's term added (the encoder and decoder j both get its gradient)."""
+  decoder j != i, each pair's term added (the encoder and decoder j both get its gradient; a term
+  in swap.RECODES also reads the swaps' codes, the encoder's weights frozen there)."""
   unit = tuple(LossTerm(t.name, 1.0, t.params) for t in loss_terms if is_image(t.name))
   latent = [(k, t) for k, t in enumerate(loss_terms) if is_latent(t.name)]
   swaps = [(k, t) for k, t in enumerate(loss_terms) if is_swap(t.name)]
@@ -107,14 +108,26 @@ def _swap_terms(model, params, z, batch, swaps, side) -> dict:
   # j's mean face colour: its own targets inside their masks, the whole batch (no gradient).
   own = [jax.lax.stop_gradient(mean_colour(resize(batch["targets"][j]), resize(masks[j])))
          for j in range(n)]
+  recode = any(t.name in RECODES for _, t in swaps)
+  if recode:  # the codes' statistics for swap_cycle, and the encoder with its weights frozen
+    zs = jax.lax.stop_gradient(z.astype(jnp.float32))
+    mean_code = zs.mean(axis=1)                      # (N, ...): each identity's mean code
+    code_var = zs.reshape((n * b,) + zs.shape[2:]).var(axis=0).mean()
+    frozen = jax.lax.stop_gradient(params)
+    in_side = batch["inputs"].shape[-2]
   out = {t.name: 0.0 for _, t in swaps}
   for i in range(n):
     for j in range(n):
       if i == j:
         continue
       swapped = model.apply(params, z[i, :k], j, method=_decode_as)
+      pair = SwapPair(swapped, resize(masks[i, :k]), own[j])
+      if recode:
+        rgb = models.to_resolution(models.split_output(swapped)[0], in_side)
+        pair = pair._replace(recoded=model.apply(frozen, rgb, method="encode"),
+                             code_target=zs[i, :k] - mean_code[i] + mean_code[j], code_var=code_var)
       for _, t in swaps:
-        out[t.name] = out[t.name] + t.on_swaps(swapped, resize(masks[i, :k]), own[j])
+        out[t.name] = out[t.name] + t.on_swaps(pair)
   return out
 
 

@@ -2,10 +2,10 @@
 model's swap, during training. Label-free: they use which identity an image is and the data's face
 masks (the mask-weighted loss's own), never a pose, expression or judge.
 
-Every entry maps (swaps (B, H, W, C) decoded by j from i's codes, i's face masks (B, H, W, 1),
-j's mean face colour (C,)) -> a scalar, in float32. They are terms of config.loss like the image
-losses (encdec_jax/losses/__init__.py), e.g. "ssim,mae,swap_tone"; encdec_jax/losses/compose.py
-decodes a share of each identity's batch with every other decoder and sums the term over pairs.
+Every entry maps one ordered pair's SwapPair (below) -> a scalar, in float32. They are terms of
+config.loss like the image losses (encdec_jax/losses/__init__.py), e.g. "ssim,mae,swap_tone";
+encdec_jax/losses/compose.py decodes a share of each identity's batch with every other decoder and
+sums the term over pairs.
 
 swap_tone: the gap between the mean colour of j's swaps inside the source's face mask (where a
   converted swap shows them) and j's own mean face colour (its training targets, inside their
@@ -15,12 +15,32 @@ swap_tone: the gap between the mean colour of j's swaps inside the source's face
   lighter skin as brighter light and painted its swaps in identity 1's tone, read as the source
   every time. The term is one number per pair and batch, not per image: a swap may still be
   darker or lighter than j's average with its frame's light, only not on average.
+
+swap_cycle: the encoder's code of j's swap should differ from j's mean code as i's code differs
+  from i's: |E(D_j(z)) - (z - mean code of i + mean code of j)|^2, relative to the codes' variance
+  (1 = one standard deviation per unit). The means are over each identity's codes in the batch,
+  and the target, the means and the variance carry no gradient; nor do the encoder's weights in
+  the second pass (E), so the encoder cannot meet the term by reading less from images: decoder j
+  must draw what the encoder reads as i's pose and expression (a latent cycle consistency, with
+  the identity's mean code, which a linear probe reads the identity from, moved to j's).
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
+import jax
 import jax.numpy as jnp
+
+
+class SwapPair(NamedTuple):
+  """What a swap term sees of one ordered pair (i, j != i), made by compose.make_loss_fn."""
+  swaps: jax.Array               # (k, H, W, C): decoder j's outputs from i's first k codes
+  source_masks: jax.Array        # (k, H, W, 1): i's face masks of those images
+  target_colour: jax.Array       # (C,): j's mean face colour in the batch (no gradient)
+  recoded: jax.Array = None      # (k, ...): the encoder's codes of the swaps (its weights frozen);
+                                 # only for terms in RECODES
+  code_target: jax.Array = None  # (k, ...): i's codes - i's mean code + j's (no gradient)
+  code_var: jax.Array = None     # (): the codes' mean variance per unit over the batch (no gradient)
 
 
 def mean_colour(images_BxHxWxC, mask_BxHxWx1):
@@ -30,14 +50,22 @@ def mean_colour(images_BxHxWxC, mask_BxHxWx1):
   return (x * m).sum((0, 1, 2)) / (m.sum() + 1e-6)
 
 
-def swap_tone(swaps_BxHxWxC, source_mask_BxHxWx1, target_colour_C):
+def swap_tone(p: SwapPair):
   """|mean colour of the swaps inside the source's face mask - the target identity's|, averaged
   over channels (module docstring)."""
-  return jnp.abs(mean_colour(swaps_BxHxWxC, source_mask_BxHxWx1)
-                 - jnp.asarray(target_colour_C, jnp.float32)).mean()
+  return jnp.abs(mean_colour(p.swaps, p.source_masks) - jnp.asarray(p.target_colour, jnp.float32)).mean()
 
 
-SWAP_LOSSES: dict[str, Callable] = {"swap_tone": swap_tone}
+def swap_cycle(p: SwapPair):
+  """Mean squared gap between the swaps' codes and i's codes moved to j's mean, over the codes'
+  mean variance (module docstring)."""
+  d = jnp.asarray(p.recoded, jnp.float32) - jnp.asarray(p.code_target, jnp.float32)
+  return jnp.mean(d * d) / (p.code_var + 1e-8)
+
+
+SWAP_LOSSES: dict[str, Callable] = {"swap_tone": swap_tone, "swap_cycle": swap_cycle}
+# Terms that read SwapPair.recoded (a second encoder pass over the swaps).
+RECODES = frozenset({"swap_cycle"})
 # Share of each identity's batch decoded by every other decoder for the swap terms (at least one
 # image): a quarter keeps the extra decoder passes small (BENCHMARKS.md "Recipe, round 4").
 SWAP_SHARE = 0.25
