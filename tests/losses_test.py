@@ -488,3 +488,14 @@ def test_swap_cycle_freezes_the_encoder_in_its_second_pass():
   want_a = (cycle(1.3 + e, 0.9, 1.3) - cycle(1.3 - e, 0.9, 1.3)) / (2 * e)
   want_d = (cycle(1.3, 0.9 + e, 1.3) - cycle(1.3, 0.9 - e, 1.3)) / (2 * e)
   np.testing.assert_allclose([float(got["a"]), float(got["d"])], [want_a, want_d], rtol=2e-3)
+  # encoder=0: the codes are decoded without gradient, so only decoder j learns from the term.
+  for spec in ("mae:1,swap_cycle(encoder=0):1", "mae:1,swap_tone(encoder=0):1"):
+    t0 = losses.parse_loss_spec(spec)
+    f0 = compose.make_loss_fn(Fake(), t0)
+    g0 = jax.grad(lambda p: f0(p, batch, s)[0])(p0)
+    assert float(g0["a"]) == 0.0 and float(g0["d"]) != 0.0, spec
+  np.testing.assert_allclose(float(fn(p0, batch, s)[0]),
+                             float(compose.make_loss_fn(Fake(), losses.parse_loss_spec(
+                                 "mae:1,swap_cycle(encoder=0):1"))(p0, batch, s)[0]), rtol=1e-6)
+  with pytest.raises(losses.LossSpecError, match="out of range"):
+    losses.parse_loss_spec("mae,swap_tone(encoder=2)")

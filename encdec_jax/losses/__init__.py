@@ -164,7 +164,9 @@ def _check_params(name, p):
   bad = {"smooth_l1": lambda: p.get("delta", 1) <= 0, "robust": lambda: p.get("scale", 1) <= 0,
          "ms_ssim": lambda: not 1 <= p.get("scales", 5) <= 5, "ffl": lambda: p.get("alpha", 1) < 0,
          "laploss": lambda: p.get("levels", 1) < 1, "ssim": lambda: p.get("window", 11) < 1,
-         "latent_match": lambda: p.get("spread", 1) < 0}
+         "latent_match": lambda: p.get("spread", 1) < 0,
+         "swap_tone": lambda: p.get("encoder", 1) not in (0, 1),
+         "swap_cycle": lambda: p.get("encoder", 1) not in (0, 1)}
   if name in bad and bad[name]():
     raise LossSpecError(f"loss {name!r}: parameters {p} out of range (see the loss table in the README)")
 

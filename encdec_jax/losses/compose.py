@@ -116,18 +116,23 @@ def _swap_terms(model, params, z, batch, swaps, side) -> dict:
     frozen = jax.lax.stop_gradient(params)
     in_side = batch["inputs"].shape[-2]
   out = {t.name: 0.0 for _, t in swaps}
+  # Terms with encoder=0 see swaps of codes without gradient (one more decode if both kinds).
+  through = {bool(dict(t.params).get("encoder", 1)) for _, t in swaps}
   for i in range(n):
     for j in range(n):
       if i == j:
         continue
-      swapped = model.apply(params, z[i, :k], j, method=_decode_as)
-      pair = SwapPair(swapped, resize(masks[i, :k]), own[j])
-      if recode:
-        rgb = models.to_resolution(models.split_output(swapped)[0], in_side)
-        pair = pair._replace(recoded=model.apply(frozen, rgb, method="encode"),
-                             code_target=zs[i, :k] - mean_code[i] + mean_code[j], code_var=code_var)
-      for _, t in swaps:
-        out[t.name] = out[t.name] + t.on_swaps(pair)
+      for enc in through:
+        codes = z[i, :k] if enc else jax.lax.stop_gradient(z[i, :k])
+        swapped = model.apply(params, codes, j, method=_decode_as)
+        pair = SwapPair(swapped, resize(masks[i, :k]), own[j])
+        terms = [t for _, t in swaps if bool(dict(t.params).get("encoder", 1)) == enc]
+        if any(t.name in RECODES for t in terms):
+          rgb = models.to_resolution(models.split_output(swapped)[0], in_side)
+          pair = pair._replace(recoded=model.apply(frozen, rgb, method="encode"),
+                               code_target=zs[i, :k] - mean_code[i] + mean_code[j], code_var=code_var)
+        for t in terms:
+          out[t.name] = out[t.name] + t.on_swaps(pair)
   return out
 
 

@@ -2,7 +2,10 @@
 model's swap, during training. Label-free: they use which identity an image is and the data's face
 masks (the mask-weighted loss's own), never a pose, expression or judge.
 
-Every entry maps one ordered pair's SwapPair (below) -> a scalar, in float32. They are terms of
+Every entry maps one ordered pair's SwapPair (below) -> a scalar, in float32. Every entry has the
+parameter `encoder` (1, the default: the term's gradient reaches the shared encoder through i's
+codes as well as decoder j; 0: decoder j only, the codes decoded without gradient), e.g.
+"swap_tone(encoder=0)". They are terms of
 config.loss like the image losses (encdec_jax/losses/__init__.py), e.g. "ssim,mae,swap_tone";
 encdec_jax/losses/compose.py decodes a share of each identity's batch with every other decoder and
 sums the term over pairs.
@@ -50,15 +53,17 @@ def mean_colour(images_BxHxWxC, mask_BxHxWx1):
   return (x * m).sum((0, 1, 2)) / (m.sum() + 1e-6)
 
 
-def swap_tone(p: SwapPair):
+def swap_tone(p: SwapPair, *, encoder: int = 1):
   """|mean colour of the swaps inside the source's face mask - the target identity's|, averaged
   over channels (module docstring)."""
+  del encoder  # read by compose: whether the term's gradient reaches the encoder (module docstring)
   return jnp.abs(mean_colour(p.swaps, p.source_masks) - jnp.asarray(p.target_colour, jnp.float32)).mean()
 
 
-def swap_cycle(p: SwapPair):
+def swap_cycle(p: SwapPair, *, encoder: int = 1):
   """Mean squared gap between the swaps' codes and i's codes moved to j's mean, over the codes'
   mean variance (module docstring)."""
+  del encoder
   d = jnp.asarray(p.recoded, jnp.float32) - jnp.asarray(p.code_target, jnp.float32)
   return jnp.mean(d * d) / (p.code_var + 1e-8)
 
