@@ -269,9 +269,10 @@ def test_spec_parsing_and_combination():
   assert losses.parse_loss_spec("mse") == (losses.LossTerm("mse", 1.0),)
   a, b = _pair(("noise", "noise"), (2, 32, 32, 3))
   total, parts = losses.combined_loss(terms, a, b)
-  np.testing.assert_allclose(total, parts["ssim"] + 0.5 * parts["mae"] + 2 * parts["robust"]
-                             + parts["ms_ssim"], rtol=1e-6)
-  np.testing.assert_allclose(parts["robust"], losses.robust(a, b, alpha=0.0, scale=0.05), rtol=1e-6)
+  robust = parts["robust(alpha=0.0,scale=0.05)"]  # a term with parameters is keyed with them
+  np.testing.assert_allclose(total, parts["ssim"] + 0.5 * parts["mae"] + 2 * robust
+                             + parts["ms_ssim(scales=3)"], rtol=1e-6)
+  np.testing.assert_allclose(robust, losses.robust(a, b, alpha=0.0, scale=0.05), rtol=1e-6)
 
 
 @pytest.mark.parametrize("spec,match", [
@@ -499,3 +500,10 @@ def test_swap_cycle_freezes_the_encoder_in_its_second_pass():
                                  "mae:1,swap_cycle(encoder=0):1"))(p0, batch, s)[0]), rtol=1e-6)
   with pytest.raises(losses.LossSpecError, match="out of range"):
     losses.parse_loss_spec("mae,swap_tone(encoder=2)")
+  # Two forms of one swap term in a group (members weight the union of their terms): each keeps
+  # its own part, so a member that weights only the encoder=0 form gives the encoder no gradient.
+  union = losses.parse_loss_spec("mae:1,swap_tone:1") + losses.parse_loss_spec("mae,swap_tone(encoder=0)")[1:]
+  fu = compose.make_loss_fn(Fake(), union)
+  su = dict(compose.loss_settings(union, config_lib.MaskConfig(enabled=False)), term_weights=(0.0, 0.0, 1.0))
+  gu, mu = jax.grad(lambda p: fu(p, batch, su), has_aux=True)(p0)
+  assert float(gu["a"]) == 0.0 and {"train/swap_tone", "train/swap_tone(encoder=0)"} <= set(mu)

@@ -72,6 +72,12 @@ class LossTerm:
   weight: float = 1.0
   params: tuple = ()  # ((name, value), ...)
 
+  @property
+  def key(self) -> str:
+    """The term's name in metrics and loss parts: its name, with its parameters if it has any
+    ('ssim', 'swap_tone(encoder=0)'), so that two forms of one loss in a group stay apart."""
+    return self.name + (f"({','.join(f'{k}={v}' for k, v in self.params)})" if self.params else "")
+
   def __call__(self, pred, target, mask=None):
     return LOSSES[self.name](pred, target, mask, **dict(self.params))
 
@@ -190,8 +196,8 @@ def _check_images(pred, target):
 
 
 def combined_loss(terms: tuple[LossTerm, ...], pred, target, mask=None):
-  """Weighted sum of the terms, per example: returns (total (B,), {name: (B,)})."""
+  """Weighted sum of the terms, per example: returns (total (B,), {term key: (B,)})."""
   _check_images(pred, target)
-  parts = {t.name: t(pred, target, mask) for t in terms}
-  total = sum(t.weight * parts[t.name] for t in terms)
+  parts = {t.key: t(pred, target, mask) for t in terms}
+  total = sum(t.weight * parts[t.key] for t in terms)
   return total, parts

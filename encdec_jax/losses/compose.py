@@ -77,7 +77,7 @@ def make_loss_fn(model, loss_terms):
       if s["mask_on"] is not True:
         weights = jnp.where(s["mask_on"], weights, jnp.ones_like(weights))
     _, parts = combined_loss(unit, flat(recon), targets, weights)
-    total = sum(s["term_weights"][k] * parts[t.name] for k, t in enumerate(loss_terms)
+    total = sum(s["term_weights"][k] * parts[t.key] for k, t in enumerate(loss_terms)
                 if is_image(t.name))
     if mask_pred is not None:  # the learned mask's own term, against the data's face mask
       parts["mask_mse"] = mse(flat(mask_pred), masks[..., 0:1])
@@ -85,12 +85,12 @@ def make_loss_fn(model, loss_terms):
     per_identity = total.reshape(n, b).mean(axis=1)
     loss = per_identity.sum()
     for k, t in latent:
-      parts[t.name] = t.on_codes(z)
-      loss = loss + s["term_weights"][k] * parts[t.name]
+      parts[t.key] = t.on_codes(z)
+      loss = loss + s["term_weights"][k] * parts[t.key]
     if swaps:
       parts.update(_swap_terms(model, params, z, batch, swaps, side))
       for k, t in swaps:
-        loss = loss + s["term_weights"][k] * parts[t.name]
+        loss = loss + s["term_weights"][k] * parts[t.key]
     metrics = {f"train/{k}": v.mean() for k, v in parts.items()}
     metrics.update({f"train/loss/{i}": per_identity[i] for i in range(n)})
     return loss, metrics
@@ -115,7 +115,7 @@ def _swap_terms(model, params, z, batch, swaps, side) -> dict:
     code_var = zs.reshape((n * b,) + zs.shape[2:]).var(axis=0).mean()
     frozen = jax.lax.stop_gradient(params)
     in_side = batch["inputs"].shape[-2]
-  out = {t.name: 0.0 for _, t in swaps}
+  out = {t.key: 0.0 for _, t in swaps}
   # Terms with encoder=0 see swaps of codes without gradient (one more decode if both kinds).
   through = {bool(dict(t.params).get("encoder", 1)) for _, t in swaps}
   for i in range(n):
@@ -132,7 +132,7 @@ def _swap_terms(model, params, z, batch, swaps, side) -> dict:
           pair = pair._replace(recoded=model.apply(frozen, rgb, method="encode"),
                                code_target=zs[i, :k] - mean_code[i] + mean_code[j], code_var=code_var)
         for t in terms:
-          out[t.name] = out[t.name] + t.on_swaps(pair)
+          out[t.key] = out[t.key] + t.on_swaps(pair)
   return out
 
 
