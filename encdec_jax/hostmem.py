@@ -13,6 +13,13 @@ sweep's 4-member group still took 9.7 million minor faults and 20.5 s of system 
 steps; with one arena (M_ARENA_MAX=1), 0.62 million and 4.2 s (BENCHMARKS.md, "Host memory").
 So all threads share the main arena: XLA mallocs few, large buffers per step, so the lock they
 share costs nothing measurable.
+
+Trimming is off. Once a step's freed buffers leave more than the trim threshold free at the top of
+the heap, glibc gives it back to the OS after every step, and the next step faults it in again:
+the default sweep's eight members with a swap term (a 565 MB temporary buffer, 302 MB of outputs)
+crossed the 1 GiB threshold, and 150 of their steps took 11.2 million minor faults and 32 s of
+system time; without trimming, 1.07 million and 4.2 s (BENCHMARKS.md, "Host memory"). A training
+process keeps its peak heap anyway.
 """
 from __future__ import annotations
 
@@ -21,11 +28,12 @@ import os
 import sys
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
-THRESHOLD = 1 << 30
+THRESHOLD = 1 << 30   # mmap threshold: a buffer below it comes from the heap
+NO_TRIM = -1          # glibc's "never trim the heap" (mallopt(3))
 
 
 def tune_malloc() -> bool:
-  """Raises glibc's mmap and trim thresholds and keeps every thread in the main arena, for this
+  """Raises glibc's mmap threshold, turns heap trimming off and keeps every thread in the main arena, for this
   process (Linux only; ENCDEC_TUNE_MALLOC=0 leaves malloc alone). Returns whether all three were
   set. Called by the entry points, before JAX starts its threads (an arena already made stays)."""
   if os.environ.get("ENCDEC_TUNE_MALLOC", "1") == "0" or not sys.platform.startswith("linux"):
@@ -33,6 +41,6 @@ def tune_malloc() -> bool:
   try:
     libc = ctypes.CDLL("libc.so.6")
     return (bool(libc.mallopt(_M_MMAP_THRESHOLD, THRESHOLD))
-            & bool(libc.mallopt(_M_TRIM_THRESHOLD, THRESHOLD)) & bool(libc.mallopt(_M_ARENA_MAX, 1)))
+            & bool(libc.mallopt(_M_TRIM_THRESHOLD, NO_TRIM)) & bool(libc.mallopt(_M_ARENA_MAX, 1)))
   except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
     return False
