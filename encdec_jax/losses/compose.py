@@ -17,7 +17,7 @@ from encdec_jax import models
 from encdec_jax.config import ExperimentConfig, MaskConfig
 from encdec_jax.losses import (LossTerm, combined_loss, is_image, is_latent, is_swap, mask_weights,
                                mse, parse_loss_spec)
-from encdec_jax.losses.swap import RECODES, SWAP_SHARE, SwapPair, mean_colour
+from encdec_jax.losses.swap import RECODES, SWAP_SHARE, SwapPair, mean_colour, through_encoder
 
 
 def needs_masks(cfg: ExperimentConfig) -> bool:
@@ -116,8 +116,9 @@ def _swap_terms(model, params, z, batch, swaps, side) -> dict:
     frozen = jax.lax.stop_gradient(params)
     in_side = batch["inputs"].shape[-2]
   out = {t.key: 0.0 for _, t in swaps}
-  # Terms with encoder=0 see swaps of codes without gradient (one more decode if both kinds).
-  through = {bool(dict(t.params).get("encoder", 1)) for _, t in swaps}
+  # Terms with encoder=0 (the default) see swaps of codes without gradient; encoder=1 with it
+  # (one more decode when a group has both kinds).
+  through = {through_encoder(t.params) for _, t in swaps}
   for i in range(n):
     for j in range(n):
       if i == j:
@@ -126,7 +127,7 @@ def _swap_terms(model, params, z, batch, swaps, side) -> dict:
         codes = z[i, :k] if enc else jax.lax.stop_gradient(z[i, :k])
         swapped = model.apply(params, codes, j, method=_decode_as)
         pair = SwapPair(swapped, resize(masks[i, :k]), own[j])
-        terms = [t for _, t in swaps if bool(dict(t.params).get("encoder", 1)) == enc]
+        terms = [t for _, t in swaps if through_encoder(t.params) == enc]
         if any(t.name in RECODES for t in terms):
           rgb = models.to_resolution(models.split_output(swapped)[0], in_side)
           pair = pair._replace(recoded=model.apply(frozen, rgb, method="encode"),

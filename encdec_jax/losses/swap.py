@@ -2,13 +2,16 @@
 model's swap, during training. Label-free: they use which identity an image is and the data's face
 masks (the mask-weighted loss's own), never a pose, expression or judge.
 
-Every entry maps one ordered pair's SwapPair (below) -> a scalar, in float32. Every entry has the
-parameter `encoder` (1, the default: the term's gradient reaches the shared encoder through i's
-codes as well as decoder j; 0: decoder j only, the codes decoded without gradient), e.g.
-"swap_tone(encoder=0)". They are terms of
+Every entry maps one ordered pair's SwapPair (below) -> a scalar, in float32. They are terms of
 config.loss like the image losses (encdec_jax/losses/__init__.py), e.g. "ssim,mae,swap_tone";
 encdec_jax/losses/compose.py decodes a share of each identity's batch with every other decoder and
 sums the term over pairs.
+
+Every entry has the parameter `encoder`: 0 (the default) trains decoder j only (i's codes are
+decoded without gradient); 1 lets the term's gradient reach the shared encoder through i's codes
+too, e.g. "swap_tone(encoder=1)". Measured (BENCHMARKS.md "Recipe, round 5"): through the encoder,
+swap_tone cost the reconstructions' expression (`recon_attr_mae` 0.48 against 0.43 at 900 steps)
+and the swaps kept less of it (`attr_mae` 0.50 against 0.47); the fault it mends is decoder j's.
 
 swap_tone: the gap between the mean colour of j's swaps inside the source's face mask (where a
   converted swap shows them) and j's own mean face colour (its training targets, inside their
@@ -35,6 +38,14 @@ import jax
 import jax.numpy as jnp
 
 
+ENCODER = 0  # the default of every swap term's `encoder` parameter (module docstring)
+
+
+def through_encoder(params) -> bool:
+  """Whether a swap term with these parameters ((name, value), ...) trains the encoder too."""
+  return bool(dict(params).get("encoder", ENCODER))
+
+
 class SwapPair(NamedTuple):
   """What a swap term sees of one ordered pair (i, j != i), made by compose.make_loss_fn."""
   swaps: jax.Array               # (k, H, W, C): decoder j's outputs from i's first k codes
@@ -53,14 +64,14 @@ def mean_colour(images_BxHxWxC, mask_BxHxWx1):
   return (x * m).sum((0, 1, 2)) / (m.sum() + 1e-6)
 
 
-def swap_tone(p: SwapPair, *, encoder: int = 1):
+def swap_tone(p: SwapPair, *, encoder: int = ENCODER):
   """|mean colour of the swaps inside the source's face mask - the target identity's|, averaged
   over channels (module docstring)."""
   del encoder  # read by compose: whether the term's gradient reaches the encoder (module docstring)
   return jnp.abs(mean_colour(p.swaps, p.source_masks) - jnp.asarray(p.target_colour, jnp.float32)).mean()
 
 
-def swap_cycle(p: SwapPair, *, encoder: int = 1):
+def swap_cycle(p: SwapPair, *, encoder: int = ENCODER):
   """Mean squared gap between the swaps' codes and i's codes moved to j's mean, over the codes'
   mean variance (module docstring)."""
   del encoder
