@@ -99,7 +99,7 @@ def make_loss_fn(model, loss_terms):
 
 
 def _swap_terms(model, params, z, batch, swaps, side) -> dict:
-  """{name: the term summed over ordered pairs (i, j != i)} on the swaps of the first
+  """{term key: the term summed over ordered pairs (i, j != i)} on the swaps of the first
   swap_rows(B) codes of each identity (make_loss_fn)."""
   n, b = z.shape[:2]
   k = swap_rows(b)
@@ -118,7 +118,7 @@ def _swap_terms(model, params, z, batch, swaps, side) -> dict:
   out = {t.key: 0.0 for _, t in swaps}
   # Terms with encoder=0 (the default) see swaps of codes without gradient; encoder=1 with it
   # (one more decode when a group has both kinds).
-  through = {through_encoder(t.params) for _, t in swaps}
+  through = sorted({through_encoder(t.params) for _, t in swaps})
   for i in range(n):
     for j in range(n):
       if i == j:

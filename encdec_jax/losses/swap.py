@@ -7,9 +7,10 @@ config.loss like the image losses (encdec_jax/losses/__init__.py), e.g. "ssim,ma
 encdec_jax/losses/compose.py decodes a share of each identity's batch with every other decoder and
 sums the term over pairs.
 
-Every entry has the parameter `encoder`: 0 (the default) trains decoder j only (i's codes are
-decoded without gradient); 1 lets the term's gradient reach the shared encoder through i's codes
-too, e.g. "swap_tone(encoder=1)". Measured (BENCHMARKS.md "Recipe, round 5"): through the encoder,
+Every entry has the parameter `encoder`: 0 (the default) trains the swap's decoding side only
+(decoder j, and the code step of architectures that have one: i's codes are decoded without
+gradient); 1 lets the term's gradient reach the shared encoder through i's codes too, e.g.
+"swap_tone(encoder=1)". Measured (BENCHMARKS.md "Recipe, round 5"): through the encoder,
 swap_tone cost the reconstructions' expression (`recon_attr_mae` 0.48 against 0.43 at 900 steps)
 and the swaps kept less of it (`attr_mae` 0.50 against 0.47); the fault it mends is decoder j's.
 
