@@ -465,7 +465,7 @@ def test_swap_cycle_freezes_the_encoder_in_its_second_pass():
       return method(type("M", (), {"code": lambda self, c, j: c,
                                    "decode": lambda self, c, j: c * (j + 1) / 4 * p["d"]})(), x, j)
 
-  terms = losses.parse_loss_spec("mae:1,swap_cycle(encoder=1):1")
+  terms = losses.parse_loss_spec("mae:1,swap_cycle:1")  # encoder=1, the default
   rng = np.random.default_rng(3)
   x = jnp.asarray(rng.uniform(size=(2, 8, 4, 4, 3)), jnp.float32)
   batch = {"inputs": x, "targets": x, "masks": jnp.ones_like(x)}
@@ -489,8 +489,8 @@ def test_swap_cycle_freezes_the_encoder_in_its_second_pass():
   want_a = (cycle(1.3 + e, 0.9, 1.3) - cycle(1.3 - e, 0.9, 1.3)) / (2 * e)
   want_d = (cycle(1.3, 0.9 + e, 1.3) - cycle(1.3, 0.9 - e, 1.3)) / (2 * e)
   np.testing.assert_allclose([float(got["a"]), float(got["d"])], [want_a, want_d], rtol=2e-3)
-  # encoder=0 (the default): the codes are decoded without gradient, so only decoder j learns.
-  for spec in ("mae:1,swap_cycle:1", "mae:1,swap_tone:1", "mae:1,swap_tone(encoder=0):1"):
+  # encoder=0: the codes are decoded without gradient, so only decoder j learns from the term.
+  for spec in ("mae:1,swap_cycle(encoder=0):1", "mae:1,swap_tone(encoder=0):1"):
     t0 = losses.parse_loss_spec(spec)
     f0 = compose.make_loss_fn(Fake(), t0)
     g0 = jax.grad(lambda p: f0(p, batch, s)[0])(p0)
@@ -501,10 +501,9 @@ def test_swap_cycle_freezes_the_encoder_in_its_second_pass():
   with pytest.raises(losses.LossSpecError, match="out of range"):
     losses.parse_loss_spec("mae,swap_tone(encoder=2)")
   # Two forms of one swap term in a group (members weight the union of their terms): each keeps
-  # its own part, so a member that weights only the default (encoder=0) form gives the encoder no
-  # gradient.
-  union = losses.parse_loss_spec("mae:1,swap_tone(encoder=1):1") + losses.parse_loss_spec("mae,swap_tone")[1:]
+  # its own part, so a member that weights only the encoder=0 form gives the encoder no gradient.
+  union = losses.parse_loss_spec("mae:1,swap_tone:1") + losses.parse_loss_spec("mae,swap_tone(encoder=0)")[1:]
   fu = compose.make_loss_fn(Fake(), union)
   su = dict(compose.loss_settings(union, config_lib.MaskConfig(enabled=False)), term_weights=(0.0, 0.0, 1.0))
   gu, mu = jax.grad(lambda p: fu(p, batch, su), has_aux=True)(p0)
-  assert float(gu["a"]) == 0.0 and {"train/swap_tone(encoder=1)", "train/swap_tone"} <= set(mu)
+  assert float(gu["a"]) == 0.0 and {"train/swap_tone", "train/swap_tone(encoder=0)"} <= set(mu)

@@ -116,7 +116,7 @@ def _swap_terms(model, params, z, batch, swaps, side) -> dict:
     frozen = jax.lax.stop_gradient(params)
     in_side = batch["inputs"].shape[-2]
   out = {t.key: 0.0 for _, t in swaps}
-  # Terms with encoder=0 (the default) see swaps of codes without gradient; encoder=1 with it
+  # Terms with encoder=1 (the default) see swaps of codes with gradient; encoder=0 without it
   # (one more decode when a group has both kinds).
   through = sorted({through_encoder(t.params) for _, t in swaps})
   for i in range(n):
