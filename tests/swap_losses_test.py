@@ -1,0 +1,147 @@
+"""The swap-path terms (encdec_jax/losses/swap.py) against numpy references, and their wiring in
+encdec_jax/losses/compose.py: which pairs are decoded, which gradient reaches the encoder."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from encdec_jax import config as config_lib, losses
+from encdec_jax.losses.swap import SwapPair
+
+
+def test_swap_tone_against_numpy_reference():
+  """The mask-weighted mean colour of the swaps against the target's colour, L1 over channels."""
+  rng = np.random.default_rng(5)
+  swaps = rng.uniform(size=(3, 6, 6, 4)).astype(np.float32)  # a 4th channel (learned mask) is ignored
+  mask = rng.uniform(size=(3, 6, 6, 1)).astype(np.float32)
+  target = np.array([0.4, 0.3, 0.2], np.float32)
+  want = np.mean([abs((swaps[..., c] * mask[..., 0]).sum() / mask.sum() - target[c]) for c in range(3)])
+  got = float(losses.SWAP_LOSSES["swap_tone"](SwapPair(jnp.asarray(swaps), jnp.asarray(mask), jnp.asarray(target))))
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+  # Pixels outside the mask do not count; a swap of exactly the target's mean colour scores 0.
+  inside = np.broadcast_to(target, (3, 6, 6, 3)).copy()
+  binary = (mask > 0.5).astype(np.float32)
+  inside[binary[..., 0] == 0] = 1.0
+  assert float(losses.SWAP_LOSSES["swap_tone"](SwapPair(inside, binary, target))) < 1e-6
+
+
+def test_swap_cycle_against_numpy_reference():
+  """Mean squared gap of the swaps' codes to the moved codes, over the codes' mean variance; 0
+  when the swap's code is exactly i's code moved to j's mean."""
+  rng = np.random.default_rng(6)
+  recoded = rng.normal(size=(3, 2, 2, 5)).astype(np.float32)
+  target = rng.normal(size=(3, 2, 2, 5)).astype(np.float32)
+  want = ((recoded - target) ** 2).mean() / 0.7
+  pair = SwapPair(None, None, None, recoded=jnp.asarray(recoded), code_target=jnp.asarray(target),
+                  code_var=jnp.float32(0.7))
+  np.testing.assert_allclose(float(losses.SWAP_LOSSES["swap_cycle"](pair)), want, rtol=1e-5)
+  assert float(losses.SWAP_LOSSES["swap_cycle"](pair._replace(recoded=jnp.asarray(target)))) == 0.0
+
+
+def test_swap_terms_decode_each_identity_with_the_others_decoder():
+  """make_loss_fn adds, for every ordered pair (i, j != i), the term on decoder j's output for the
+  first swap_rows(B) codes of identity i, inside i's face masks, against j's own mean colour."""
+  from encdec_jax.losses import compose
+  from encdec_jax.losses.swap import mean_colour
+
+  class Fake:  # encoder: identity; decoder j: the image times (j + 1) / 4; no code step
+    def apply(self, params, x, *args, method=None):
+      if method == "reconstruct":
+        return jnp.stack([x[i] * (i + 1) / 4 * params for i in range(x.shape[0])]), x
+      if method == "encode":
+        return x
+      j = args[0]
+      return method(type("M", (), {"code": lambda self, c, j: c,
+                                   "decode": lambda self, c, j: c * (j + 1) / 4 * params})(), x, j)
+
+  terms = losses.parse_loss_spec("mae,swap_tone:2,swap_cycle:0.5")
+  rng = np.random.default_rng(2)
+  x = jnp.asarray(rng.uniform(size=(2, 8, 8, 8, 3)), jnp.float32)
+  masks = jnp.asarray(rng.uniform(size=(2, 8, 8, 8, 3)) > 0.3, jnp.float32)
+  batch = {"inputs": x, "targets": x, "masks": masks}
+  settings = compose.loss_settings(terms, config_lib.MaskConfig(enabled=False))
+  loss, metrics = compose.make_loss_fn(Fake(), terms)(1.0, batch, settings)
+  k = compose.swap_rows(8)
+  assert k == 2
+  tone = cycle = 0.0
+  xn = np.asarray(x)
+  var = xn.reshape(16, -1).var(axis=0).mean()  # the codes are the inputs (encoder: identity)
+  for i, j in ((0, 1), (1, 0)):
+    own = mean_colour(x[j], masks[j, ..., :1])
+    tone += float(jnp.abs(mean_colour(x[i, :k] * (j + 1) / 4, masks[i, :k, ..., :1]) - own).mean())
+    moved = xn[i, :k] - xn[i].mean(0) + xn[j].mean(0)
+    cycle += ((xn[i, :k] * (j + 1) / 4 - moved) ** 2).mean() / var
+  mae = sum(float(jnp.abs(x[i] * (i + 1) / 4 - x[i]).mean()) for i in range(2))
+  np.testing.assert_allclose(float(metrics["train/swap_tone"]), tone, rtol=1e-5)
+  np.testing.assert_allclose(float(metrics["train/swap_cycle"]), cycle, rtol=1e-5)
+  np.testing.assert_allclose(float(loss), mae + 2 * tone + 0.5 * cycle, rtol=1e-5)
+
+
+def test_swap_terms_need_masks():
+  from encdec_jax.losses import compose
+  cfg = config_lib.from_config_dict(config_lib.override(
+      config_lib.default_config_dict(), {"loss": "mae,swap_tone", "mask.enabled": False}))
+  assert compose.needs_masks(cfg)
+  cfg = config_lib.from_config_dict(config_lib.override(
+      config_lib.default_config_dict(), {"loss": "mae", "mask.enabled": False}))
+  assert not compose.needs_masks(cfg)
+
+
+def test_swap_cycle_freezes_the_encoder_in_its_second_pass():
+  """The gradient reaches the encoder through i's codes (the first pass) and decoder j, not
+  through the encoder's reading of the swap: else the encoder could meet the term by reading
+  less. Fake model: code = a * image, decoder j = code * (j + 1) / 4 * d."""
+  from encdec_jax.losses import compose
+
+  class Fake:
+    def apply(self, p, x, *args, method=None):
+      if method == "reconstruct":
+        return x * p["d"], x * p["a"]
+      if method == "encode":
+        return x * p["a"]
+      j = args[0]
+      return method(type("M", (), {"code": lambda self, c, j: c,
+                                   "decode": lambda self, c, j: c * (j + 1) / 4 * p["d"]})(), x, j)
+
+  terms = losses.parse_loss_spec("mae:1,swap_cycle:1")  # encoder=1, the default
+  rng = np.random.default_rng(3)
+  x = jnp.asarray(rng.uniform(size=(2, 8, 4, 4, 3)), jnp.float32)
+  batch = {"inputs": x, "targets": x, "masks": jnp.ones_like(x)}
+  s = dict(compose.loss_settings(terms, config_lib.MaskConfig(enabled=False)), term_weights=(0.0, 1.0))
+  fn = compose.make_loss_fn(Fake(), terms)
+  p0 = {"a": jnp.float32(1.3), "d": jnp.float32(0.9)}
+  got = jax.grad(lambda p: fn(p, batch, s)[0])(p0)
+
+  def cycle(a, d, a2):  # a: the first pass (codes); a2: the encoder reading the swaps, held
+    xn, k = np.asarray(x, np.float64), compose.swap_rows(8)
+    z = xn * a
+    zs = z * 1.3 / a  # the statistics and target carry no gradient: at a = 1.3
+    var = zs.reshape(16, -1).var(axis=0).mean()
+    out = 0.0
+    for i, j in ((0, 1), (1, 0)):
+      rec = z[i, :k] * (j + 1) / 4 * d * a2
+      out += ((rec - (zs[i, :k] - zs[i].mean(0) + zs[j].mean(0))) ** 2).mean() / var
+    return out
+
+  e = 1e-4
+  want_a = (cycle(1.3 + e, 0.9, 1.3) - cycle(1.3 - e, 0.9, 1.3)) / (2 * e)
+  want_d = (cycle(1.3, 0.9 + e, 1.3) - cycle(1.3, 0.9 - e, 1.3)) / (2 * e)
+  np.testing.assert_allclose([float(got["a"]), float(got["d"])], [want_a, want_d], rtol=2e-3)
+  # encoder=0: the codes are decoded without gradient, so only decoder j learns from the term.
+  for spec in ("mae:1,swap_cycle(encoder=0):1", "mae:1,swap_tone(encoder=0):1"):
+    t0 = losses.parse_loss_spec(spec)
+    f0 = compose.make_loss_fn(Fake(), t0)
+    g0 = jax.grad(lambda p: f0(p, batch, s)[0])(p0)
+    assert float(g0["a"]) == 0.0 and float(g0["d"]) != 0.0, spec
+  np.testing.assert_allclose(float(fn(p0, batch, s)[0]),
+                             float(compose.make_loss_fn(Fake(), losses.parse_loss_spec(
+                                 "mae:1,swap_cycle(encoder=0):1"))(p0, batch, s)[0]), rtol=1e-6)
+  with pytest.raises(losses.LossSpecError, match="out of range"):
+    losses.parse_loss_spec("mae,swap_tone(encoder=2)")
+  # Two forms of one swap term in a group (members weight the union of their terms): each keeps
+  # its own part, so a member that weights only the encoder=0 form gives the encoder no gradient.
+  union = losses.parse_loss_spec("mae:1,swap_tone:1") + losses.parse_loss_spec("mae,swap_tone(encoder=0)")[1:]
+  fu = compose.make_loss_fn(Fake(), union)
+  su = dict(compose.loss_settings(union, config_lib.MaskConfig(enabled=False)), term_weights=(0.0, 0.0, 1.0))
+  gu, mu = jax.grad(lambda p: fu(p, batch, su), has_aux=True)(p0)
+  assert float(gu["a"]) == 0.0 and {"train/swap_tone", "train/swap_tone(encoder=0)"} <= set(mu)
