@@ -55,8 +55,9 @@ def make_loss_fn(model, loss_terms):
   from its own identity; the shared encoder gets all the gradients), plus the latent terms
   (losses/latent.py), each one number for the whole batch, on the codes of the inputs, plus the
   swap terms (losses/swap.py): the first `swap_rows(B)` codes of identity i decoded by every
-  decoder j != i, each pair's term added (the encoder and decoder j both get its gradient; a term
-  in swap.RECODES also reads the swaps' codes, the encoder's weights frozen there)."""
+  decoder j != i, each pair's term added (decoder j gets its gradient, the encoder too unless the
+  term has encoder=0; a term in swap.RECODES also reads the swaps' codes, the encoder's weights
+  frozen there)."""
   unit = tuple(LossTerm(t.name, 1.0, t.params) for t in loss_terms if is_image(t.name))
   latent = [(k, t) for k, t in enumerate(loss_terms) if is_latent(t.name)]
   swaps = [(k, t) for k, t in enumerate(loss_terms) if is_swap(t.name)]
