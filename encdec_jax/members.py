@@ -2,7 +2,7 @@
 
 Runs that share everything but the seed, the bottleneck size (architectures whose bottleneck is
 the hidden size of a Dense-Dense pair), the loss weights, the mask settings, Adam's lr, b1,
-b2 and warmdown and the warp's strength become the members of a group. Params, optimizer state, batches and metrics get a leading
+b2, warmdown and clip_norm and the warp's strength become the members of a group. Params, optimizer state, batches and metrics get a leading
 member axis, the train step is vmapped over it, and the mesh's data axis splits each member's
 batch as for one run.
 
@@ -12,7 +12,7 @@ batch as for one run.
   k-sized model.
 - Loss: every term that any member uses is computed; each member weights them by its own
   weights (0 for a term it does not use). Mask on/off, eye and mouth multipliers per member.
-- Adam: optax.adam built inside the step from the member's (lr, b1, b2, warmdown), traced values,
+- Adam: optax.adam built inside the step from the member's (lr, b1, b2, warmdown, clip_norm), traced values,
   so a new value does not recompile, and the optimizer state has exactly one run's layout.
 - Warp strength: each member's batches come from its own input pipeline, keyed by (seed,
   data.warp_scale); the warp's noise is drawn at the member's scale, so the device path's
@@ -49,7 +49,7 @@ from encdec_jax.step import make_step
 # The fields members of one group may differ in (and the run-naming fields that change nothing).
 MEMBER_FIELDS = ("seed", "loss", "model.bottleneck", "mask.enabled", "mask.eye_multiplier",
                  "mask.mouth_multiplier", "mask.learned_weight", "train.lr", "train.b1", "train.b2", "train.warmdown",
-                 "data.warp_scale", "data.input_jitter")
+                 "train.clip_norm", "data.warp_scale", "data.input_jitter")
 _FREE = ("wandb.name", "wandb.group")
 # Architectures whose model.bottleneck is only the hidden size of Dense -> Dense: zero-padded
 # units there change nothing. (In df, liae and iae it also sets conv channel counts.)
@@ -157,7 +157,8 @@ class Group:
     steps = c0.train.steps  # equal in a group (not a member field)
 
     def member_update(g, o, p, h, i):
-      return state_lib.adam_update(g, o, p, i, h["lr"], h["b1"], h["b2"], steps, h["warmdown"])
+      return state_lib.adam_update(g, o, p, i, h["lr"], h["b1"], h["b2"], steps, h["warmdown"],
+                                   h["clip_norm"])
 
     step = make_step(member_loss, member_update, c0.train.nonfinite, members=True)
     self._loss = jax.jit(jax.vmap(member_loss))  # the non-finite message's loss terms
@@ -189,6 +190,7 @@ class Group:
     return {"loss": loss, "lr": f([c.train.lr for c in self.cfgs]),
             "b1": f([c.train.b1 for c in self.cfgs]), "b2": f([c.train.b2 for c in self.cfgs]),
             "warmdown": f([c.train.warmdown for c in self.cfgs]),
+            "clip_norm": f([c.train.clip_norm for c in self.cfgs]),
             "param_mask": masks}
 
   def stacked_abstract(self):

@@ -38,9 +38,18 @@ def lr_at(step, lr, steps, warmdown):
   return lr * jnp.where(n > 0, jnp.clip(left / jnp.maximum(n, 1e-9), 0.0, 1.0), 1.0)
 
 
-def adam_update(grads, opt_state, params, step, lr, b1, b2, steps, warmdown):
-  """One Adam update at `lr_at(step, ...)`: the state has make_optimizer's layout (the lr is a
-  scale after Adam's moments, not state), so a checkpoint restores whatever the schedule."""
+def clip_by_norm(grads, clip_norm):
+  """`grads` scaled down to global norm `clip_norm` when longer (0: unchanged). Traced-safe."""
+  norm = optax.global_norm(grads)
+  scale = jnp.where(clip_norm > 0, jnp.minimum(1.0, clip_norm / jnp.maximum(norm, 1e-12)), 1.0)
+  return jax.tree.map(lambda g: g * scale.astype(g.dtype), grads)
+
+
+def adam_update(grads, opt_state, params, step, lr, b1, b2, steps, warmdown, clip_norm=0.0):
+  """One Adam update at `lr_at(step, ...)` of the gradient clipped to `clip_norm` (0: not
+  clipped): the state has make_optimizer's layout (the lr is a scale after Adam's moments, not
+  state), so a checkpoint restores whatever the schedule or the clipping."""
+  grads = clip_by_norm(grads, clip_norm)
   return optax.adam(lr_at(step, lr, steps, warmdown), b1=b1, b2=b2).update(grads, opt_state, params)
 
 

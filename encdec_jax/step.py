@@ -75,10 +75,10 @@ def make_step(loss_fn, update_fn, nonfinite: str, members: bool = False):
 def make_train_step(model, train: TrainConfig, loss_terms, mask_cfg: MaskConfig = MaskConfig(),
                     nonfinite: str = "stop"):
   """One run's (state, batch) -> (state, metrics): make_step with this config's loss and Adam at
-  the step's learning rate (state.adam_update; train.lr, b1, b2, steps, warmdown)."""
+  the step's learning rate (state.adam_update; train.lr, b1, b2, steps, warmdown, clip_norm)."""
   loss_fn = compose.make_loss_fn(model, loss_terms)
   s = compose.loss_settings(loss_terms, mask_cfg)
   t = train
-  update = lambda g, o, p, h, i: adam_update(g, o, p, i, t.lr, t.b1, t.b2, t.steps, t.warmdown)
+  update = lambda g, o, p, h, i: adam_update(g, o, p, i, t.lr, t.b1, t.b2, t.steps, t.warmdown, t.clip_norm)
   step = make_step(lambda p, b, h: loss_fn(p, b, s), update, nonfinite)
   return lambda state, batch: step(state, batch, None)

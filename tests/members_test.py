@@ -15,7 +15,8 @@ STEPS = 20
 # Every field that may vary, against the tiny config (MAE, no mask, bottleneck 32): the padded
 # bottleneck alone; the rest two by two kinds (a run alone costs a compile, and the suite's time).
 # The last also has a swap term (losses/swap.py), which the others weight by 0.
-VARIANTS = [{}, {"seed": 1, "train.lr": 3e-3, "train.b1": 0.9, "train.b2": 0.99, "train.warmdown": 0.5},
+VARIANTS = [{}, {"seed": 1, "train.lr": 3e-3, "train.b1": 0.9, "train.b2": 0.99, "train.warmdown": 0.5,
+                 "train.clip_norm": 0.05},
             {"model.bottleneck": 16},
             {"loss": "mae:0.5,mse:2.0,swap_tone:1.5", "mask.enabled": True, "mask.eye_multiplier": 4.0,
              "mask.mouth_multiplier": 3.0, "mask.learned_weight": 0.5}]

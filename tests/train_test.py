@@ -123,6 +123,34 @@ def test_warmdown_scales_adams_update_by_the_steps_learning_rate():
     assemble.checked_config(config_lib.override(config_lib.default_config_dict(), {"train.warmdown": 1.5}))
 
 
+def test_clip_norm_is_optaxs_clip_by_global_norm_before_adam():
+  """train.clip_norm: the update is optax's chain (clip_by_global_norm, adam) when the norm is
+  longer than the clip, Adam's alone when shorter or when 0 (off); the state's layout is Adam's."""
+  import optax
+  from encdec_jax.state import adam_update
+  params = {"a": np.linspace(-1, 1, 6, dtype=np.float32), "b": np.ones((2, 2), np.float32)}
+  grads = {"a": np.array([0.3, -2.0, 0.0, 1.0, 5.0, -0.1], np.float32),
+           "b": np.array([[1.0, -3.0], [0.5, 2.0]], np.float32)}  # global norm ~6.45
+  adam = optax.adam(1e-3, b1=0.5, b2=0.999)
+  state = adam.init(params)
+  # Two steps, so the second moment sees the clipped gradient of the first.
+  for clip in (0.0, 1.5, 100.0):
+    ref_tx = optax.chain(optax.clip_by_global_norm(clip), adam) if clip else adam
+    ref_state, got_state = ref_tx.init(params), state
+    for k in range(2):
+      g = jax.tree.map(lambda x: x * (1 + k), grads)
+      ref, ref_state = ref_tx.update(g, ref_state, params)
+      got, got_state = adam_update(g, got_state, params, k, 1e-3, 0.5, 0.999, 10, 0.0, clip)
+      for n in params:
+        np.testing.assert_allclose(got[n], ref[n], rtol=1e-5, err_msg=f"clip {clip}, step {k}, {n}")
+    assert jax.tree.structure(got_state) == jax.tree.structure(state)
+  unclipped, _ = adam_update(grads, state, params, 0, 1e-3, 0.5, 0.999, 10, 0.0, 0.0)
+  clipped, _ = adam_update(grads, adam.update(grads, state, params)[1], params, 1, 1e-3, 0.5, 0.999, 10, 0.0, 1.5)
+  assert not np.allclose(clipped["a"], unclipped["a"])  # the clip binds (the reference is not trivial)
+  with pytest.raises(config_lib.ConfigError, match="train.clip_norm=-1"):
+    assemble.checked_config(config_lib.override(config_lib.default_config_dict(), {"train.clip_norm": -1.0}))
+
+
 def test_batch_not_divisible_by_devices(tiny_config):
   cfg = assemble.checked_config(tiny_config(**{"train.batch_size": 3}))
   with pytest.raises(config_lib.ConfigError, match="batch_size=3.*divisible by the 2 devices"):
