@@ -23,6 +23,16 @@ def test_swap_tone_against_numpy_reference():
   binary = (mask > 0.5).astype(np.float32)
   inside[binary[..., 0] == 0] = 1.0
   assert float(losses.SWAP_LOSSES["swap_tone"](SwapPair(inside, binary, target))) < 1e-6
+  # common=1: the swaps' colour inside mask x region, against the region's target colour.
+  region = (rng.uniform(size=(6, 6, 1)) > 0.4).astype(np.float32)
+  target_region = np.array([0.1, 0.5, 0.9], np.float32)
+  mr = mask[..., 0] * region[..., 0]
+  want = np.mean([abs((swaps[..., c] * mr).sum() / mr.sum() - target_region[c]) for c in range(3)])
+  pair = SwapPair(jnp.asarray(swaps), jnp.asarray(mask), jnp.asarray(target), region=jnp.asarray(region),
+                  target_colour_region=jnp.asarray(target_region))
+  np.testing.assert_allclose(float(losses.SWAP_LOSSES["swap_tone"](pair, common=1)), want, rtol=1e-5)
+  with pytest.raises(losses.LossSpecError, match="out of range"):
+    losses.parse_loss_spec("mae,swap_tone(common=2)")
 
 
 def test_swap_cycle_against_numpy_reference():
@@ -75,6 +85,17 @@ def test_swap_terms_decode_each_identity_with_the_others_decoder():
   np.testing.assert_allclose(float(metrics["train/swap_tone"]), tone, rtol=1e-5)
   np.testing.assert_allclose(float(metrics["train/swap_cycle"]), cycle, rtol=1e-5)
   np.testing.assert_allclose(float(loss), mae + 2 * tone + 0.5 * cycle, rtol=1e-5)
+  # swap_tone(common=1): both colours inside the pixels where both identities' mean masks > 0.5.
+  terms = losses.parse_loss_spec("mae,swap_tone(common=1):2")
+  _, metrics = compose.make_loss_fn(Fake(), terms)(1.0, batch, settings)
+  mn = np.asarray(masks[..., :1])
+  region = ((mn[0].mean(0) > 0.5) & (mn[1].mean(0) > 0.5)).astype(np.float32)
+  assert 0 < region.sum() < region.size  # the region is neither empty nor everything
+  tone = 0.0
+  for i, j in ((0, 1), (1, 0)):
+    own = mean_colour(x[j], mn[j] * region)
+    tone += float(jnp.abs(mean_colour(x[i, :k] * (j + 1) / 4, mn[i, :k] * region) - own).mean())
+  np.testing.assert_allclose(float(metrics["train/swap_tone(common=1)"]), tone, rtol=1e-5)
 
 
 def test_swap_terms_need_masks():

@@ -25,6 +25,14 @@ swap_tone: the gap between the mean colour of j's swaps inside the source's face
   every time. The term is one number per pair and batch, not per image: a swap may still be
   darker or lighter than j's average with its frame's light, only not on average.
 
+  common=1 compares both colours only inside the pair's common region: the pixels where both
+  identities' faces are visible in most of the batch (each identity's mean face mask > 0.5). Why
+  (BENCHMARKS.md "Recipe, round 6"): the target, j's own faces, shows parts of the face that i's
+  frames hide (a fringe over the forehead) or the other way round, and the face's shading is not
+  even, so j's own mean colour differs from its true face swaps' in i's frames: on family 0 by
+  +0.014 (0 into 1) and -0.015 (1 into 0), enough for the identity judge to read a swap as the
+  source. Inside the common region the gap is 0.002-0.004.
+
 swap_cycle: the encoder's code of j's swap should differ from j's mean code as i's code differs
   from i's: |E(D_j(z)) - (z - mean code of i + mean code of j)|^2, relative to the codes' variance
   (1 = one standard deviation per unit). The means are over each identity's codes in the batch,
@@ -58,6 +66,8 @@ class SwapPair(NamedTuple):
                                  # only for terms in RECODES
   code_target: jax.Array = None  # (k, ...): i's codes - i's mean code + j's (no gradient)
   code_var: jax.Array = None     # (): the codes' mean variance per unit over the batch (no gradient)
+  region: jax.Array = None       # (H, W, 1): 1 where both i's and j's batch-mean face masks are > 0.5
+  target_colour_region: jax.Array = None  # (C,): j's mean face colour inside region (no gradient)
 
 
 def mean_colour(images_BxHxWxC, mask_BxHxWx1):
@@ -67,11 +77,15 @@ def mean_colour(images_BxHxWxC, mask_BxHxWx1):
   return (x * m).sum((0, 1, 2)) / (m.sum() + 1e-6)
 
 
-def swap_tone(p: SwapPair, *, encoder: int = ENCODER):
+def swap_tone(p: SwapPair, *, encoder: int = ENCODER, common: int = 0):
   """|mean colour of the swaps inside the source's face mask - the target identity's|, averaged
-  over channels (module docstring)."""
+  over channels; common=1: both inside the pair's common region only (module docstring)."""
   del encoder  # read by compose: whether the term's gradient reaches the encoder (module docstring)
-  return jnp.abs(mean_colour(p.swaps, p.source_masks) - jnp.asarray(p.target_colour, jnp.float32)).mean()
+  if common:
+    swap, target = mean_colour(p.swaps, p.source_masks * p.region), p.target_colour_region
+  else:
+    swap, target = mean_colour(p.swaps, p.source_masks), p.target_colour
+  return jnp.abs(swap - jnp.asarray(target, jnp.float32)).mean()
 
 
 def swap_cycle(p: SwapPair, *, encoder: int = ENCODER):
