@@ -124,7 +124,7 @@ def test_swap_cycle_freezes_the_encoder_in_its_second_pass():
       return method(type("M", (), {"code": lambda self, c, j: c,
                                    "decode": lambda self, c, j: c * (j + 1) / 4 * p["d"]})(), x, j)
 
-  terms = losses.parse_loss_spec("mae:1,swap_cycle:1")  # encoder=1, the default
+  terms = losses.parse_loss_spec("mae:1,swap_cycle(encoder=1):1")
   rng = np.random.default_rng(3)
   x = jnp.asarray(rng.uniform(size=(2, 8, 4, 4, 3)), jnp.float32)
   batch = {"inputs": x, "targets": x, "masks": jnp.ones_like(x)}
@@ -161,8 +161,9 @@ def test_swap_cycle_freezes_the_encoder_in_its_second_pass():
     losses.parse_loss_spec("mae,swap_tone(encoder=2)")
   # Two forms of one swap term in a group (members weight the union of their terms): each keeps
   # its own part, so a member that weights only the encoder=0 form gives the encoder no gradient.
-  union = losses.parse_loss_spec("mae:1,swap_tone:1") + losses.parse_loss_spec("mae,swap_tone(encoder=0)")[1:]
+  union = (losses.parse_loss_spec("mae:1,swap_tone(encoder=1):1")
+           + losses.parse_loss_spec("mae,swap_tone(encoder=0)")[1:])
   fu = compose.make_loss_fn(Fake(), union)
   su = dict(compose.loss_settings(union, config_lib.MaskConfig(enabled=False)), term_weights=(0.0, 0.0, 1.0))
   gu, mu = jax.grad(lambda p: fu(p, batch, su), has_aux=True)(p0)
-  assert float(gu["a"]) == 0.0 and {"train/swap_tone", "train/swap_tone(encoder=0)"} <= set(mu)
+  assert float(gu["a"]) == 0.0 and {"train/swap_tone(encoder=1)", "train/swap_tone(encoder=0)"} <= set(mu)

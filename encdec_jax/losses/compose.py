@@ -122,7 +122,7 @@ def _swap_terms(model, params, z, batch, swaps, side) -> dict:
     frozen = jax.lax.stop_gradient(params)
     in_side = batch["inputs"].shape[-2]
   out = {t.key: 0.0 for _, t in swaps}
-  # Terms with encoder=1 (the default) see swaps of codes with gradient; encoder=0 without it
+  # Terms with encoder=1 see swaps of codes with gradient; encoder=0 without it
   # (one more decode when a group has both kinds).
   through = sorted({through_encoder(t.params) for _, t in swaps})
   for i in range(n):

@@ -7,14 +7,14 @@ config.loss like the image losses (encdec_jax/losses/__init__.py), e.g. "ssim,ma
 encdec_jax/losses/compose.py decodes a share of each identity's batch with every other decoder and
 sums the term over pairs.
 
-Every entry has the parameter `encoder`: 1 (the default) lets the term's gradient reach the
-shared encoder through i's codes as well as the swap's decoding side; 0 trains the decoding side
-only (decoder j, and the code step of architectures that have one: i's codes are decoded without
-gradient), e.g. "swap_tone(encoder=0)". Measured (BENCHMARKS.md "Recipe, round 5"): with
-encoder=0 the reconstructions and the swaps keep more expression at bottleneck 128 (`attr_mae`
-0.467-0.470 against 0.504, `recon_attr_mae` 0.43 against 0.48 at 900 steps), but one of its two
-bottleneck-16 runs in the default sweep collapsed to one constant face (a float-rounding-sized
-difference decides it: the same run alone did not), so it is not the default yet.
+Every entry has the parameter `encoder`: 0 (the default) trains the decoding side only (decoder
+j, and the code step of architectures that have one: i's codes are decoded without gradient); 1
+lets the term's gradient reach the shared encoder through i's codes too, e.g.
+"swap_tone(encoder=1)". Measured (BENCHMARKS.md "Recipe, round 5"): with encoder=0 the
+reconstructions and the swaps keep more expression at bottleneck 128 (`attr_mae` 0.467-0.470
+against 0.504, `recon_attr_mae` 0.43 against 0.48 at 900 steps). Without clipping, one of its
+bottleneck-16 runs collapsed to one constant face after a gradient spike; with
+`train.clip_norm` 1 none of twenty did ("Recipe, round 6"), and it became the default.
 
 swap_tone: the gap between the mean colour of j's swaps inside the source's face mask (where a
   converted swap shows them) and j's own mean face colour (its training targets, inside their
@@ -31,7 +31,10 @@ swap_tone: the gap between the mean colour of j's swaps inside the source's face
   frames hide (a fringe over the forehead) or the other way round, and the face's shading is not
   even, so j's own mean colour differs from its true face swaps' in i's frames: on family 0 by
   +0.014 (0 into 1) and -0.015 (1 into 0), enough for the identity judge to read a swap as the
-  source. Inside the common region the gap is 0.002-0.004.
+  source. Inside the common region the gap is 0.002-0.004. **Measured: it did not help**: the
+  swaps' tone gap stayed at 0.02-0.03 and identity 1 into 0 fell further (`id_transfer` 0.55-0.66
+  against 0.77-0.89, "Recipe, round 6"); the gap is not the target's bias. Kept as a parameter
+  for that row.
 
 swap_cycle: the encoder's code of j's swap should differ from j's mean code as i's code differs
   from i's: |E(D_j(z)) - (z - mean code of i + mean code of j)|^2, relative to the codes' variance
@@ -49,7 +52,7 @@ import jax
 import jax.numpy as jnp
 
 
-ENCODER = 1  # the default of every swap term's `encoder` parameter (module docstring)
+ENCODER = 0  # the default of every swap term's `encoder` parameter (module docstring)
 
 
 def through_encoder(params) -> bool:
