@@ -109,11 +109,13 @@ def _swap_terms(model, params, z, batch, swaps, side) -> dict:
   # j's mean face colour: its own targets inside their masks, the whole batch (no gradient).
   own = [jax.lax.stop_gradient(mean_colour(resize(batch["targets"][j]), resize(masks[j])))
          for j in range(n)]
-  # swap_tone(common=1): per pair, the pixels where both identities' mean face masks are > 0.5.
-  mean_mask = [jax.lax.stop_gradient(resize(masks[j]).astype(jnp.float32).mean(0)) for j in range(n)]
-  region = lambda i, j: ((mean_mask[i] > 0.5) & (mean_mask[j] > 0.5)).astype(jnp.float32)
-  own_region = lambda i, j: jax.lax.stop_gradient(
-      mean_colour(resize(batch["targets"][j]), resize(masks[j]) * region(i, j)))
+  # swap_tone(common=1) only: per pair, the pixels where both identities' mean face masks are > 0.5.
+  common = any(dict(t.params).get("common") for _, t in swaps)
+  if common:
+    mean_mask = [jax.lax.stop_gradient(resize(masks[j]).astype(jnp.float32).mean(0)) for j in range(n)]
+    region = lambda i, j: ((mean_mask[i] > 0.5) & (mean_mask[j] > 0.5)).astype(jnp.float32)
+    own_region = lambda i, j: jax.lax.stop_gradient(
+        mean_colour(resize(batch["targets"][j]), resize(masks[j]) * region(i, j)))
   recode = any(t.name in RECODES for _, t in swaps)
   if recode:  # the codes' statistics for swap_cycle, and the encoder with its weights frozen
     zs = jax.lax.stop_gradient(z.astype(jnp.float32))
@@ -132,8 +134,9 @@ def _swap_terms(model, params, z, batch, swaps, side) -> dict:
       for enc in through:
         codes = z[i, :k] if enc else jax.lax.stop_gradient(z[i, :k])
         swapped = model.apply(params, codes, j, method=_decode_as)
-        pair = SwapPair(swapped, resize(masks[i, :k]), own[j], region=region(i, j),
-                        target_colour_region=own_region(i, j))
+        pair = SwapPair(swapped, resize(masks[i, :k]), own[j])
+        if common:
+          pair = pair._replace(region=region(i, j), target_colour_region=own_region(i, j))
         terms = [t for _, t in swaps if through_encoder(t.params) == enc]
         if any(t.name in RECODES for t in terms):
           rgb = models.to_resolution(models.split_output(swapped)[0], in_side)

@@ -14,7 +14,7 @@ lets the term's gradient reach the shared encoder through i's codes too, e.g.
 reconstructions and the swaps keep more expression at bottleneck 128 (`attr_mae` 0.467-0.470
 against 0.504, `recon_attr_mae` 0.43 against 0.48 at 900 steps). Without clipping, one of its
 bottleneck-16 runs collapsed to one constant face after a gradient spike; with
-`train.clip_norm` 1 none of twenty did ("Recipe, round 6"), and it became the default.
+`train.clip_norm` 1 none of 32 did ("Recipe, round 6"), and it became the default.
 
 swap_tone: the gap between the mean colour of j's swaps inside the source's face mask (where a
   converted swap shows them) and j's own mean face colour (its training targets, inside their
