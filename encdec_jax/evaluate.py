@@ -155,6 +155,15 @@ def tone_gap(swaps, truth, region) -> float:
   return float((mean_colour(swaps, region) - mean_colour(truth, region)).mean())
 
 
+def tone_matched(swaps, truth, region) -> np.ndarray:
+  """The swaps with the pair's mean colour gap to the true swaps (per channel, inside `region`
+  (B, H, W, 1)) taken off inside the region: one constant shift for all of them. Judged, it says
+  how much of a failed identity transfer is the tone alone (a diagnosis: it uses the truth)."""
+  from encdec_jax.losses.swap import mean_colour
+  gap = np.asarray(mean_colour(swaps, region) - mean_colour(truth, region), np.float32)
+  return np.clip(np.asarray(swaps, np.float32) - gap * region, 0.0, 1.0)
+
+
 def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 64,
              judges=None, probes=None) -> dict[str, float]:
   """Scalars for the held-out split `test` (arrays with 'image', 'identity', and where the data
@@ -220,7 +229,8 @@ def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 6
         for k, v in _pair_metrics(rgb[j], _u8(test["swaps"][sel, j])).items():
           put(f"raw_swap_{k}", pair, _mean(v))
         put("swap_variation", pair, variation(rgb[j], _u8(test["swaps"][sel, j]), truth_mask.mean(0)))
-        gap = tone_gap(conv, truth, np.minimum(_u8(data_masks[..., :1]), truth_mask))
+        tone_region = np.minimum(_u8(data_masks[..., :1]), truth_mask)
+        gap = tone_gap(conv, truth, tone_region)
         out[f"eval/swap_tone_gap/{pair}"] = gap  # signed per pair; the headline is the mean |gap|
         acc.setdefault("swap_tone_gap", []).append(abs(gap))
       if judges is not None:
@@ -231,6 +241,9 @@ def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 6
           # face whatever it is given (the bar)
           true = judges_lib.swap_scores(judges, truth, judge_mask, lms, i, j, None)
           put("id_transfer_truth", pair, true["id_transfer"])
+          matched = tone_matched(conv, truth, tone_region)
+          put("id_transfer_tone_matched", pair,
+              judges_lib.swap_scores(judges, matched, judge_mask, lms, i, j, None)["id_transfer"])
           flat = converted(x, np.broadcast_to(mean_faces[j], x.shape), None, data_masks)
           for k, v in judges_lib.swap_scores(judges, flat, judge_mask, lms, i, j, factors).items():
             if k in ("attr_mae", "id_transfer"):

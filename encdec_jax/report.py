@@ -45,8 +45,8 @@ REFERENCES = {
 
 # Why a swap fails: its reconstructions against its swaps, and the latent probes (probes.py).
 DIAGNOSIS = ("recon_attr_mae", "attr_mae", "blur_attr_mae", "recon_id_accuracy", "id_transfer",
-             "probe_id_accuracy", "probe_attr_same", "probe_attr_cross", "swap_variation",
-             "swap_tone_gap")
+             "id_transfer_tone_matched", "probe_id_accuracy", "probe_attr_same", "probe_attr_cross",
+             "swap_variation", "swap_tone_gap")
 ONE_FACE = 0.25  # swap_variation below this: the decoders paint one face whatever the input
 EXPRESSION = POSE_EXPRESSION[3:]  # smile, mouth_open, blink, brow_raise
 CURVES = ("attr_mae", "id_transfer", "swap_face_mae", "recon_attr_mae")
@@ -219,7 +219,9 @@ def _write_full_report(results, out_dir, param_keys, best, heads, plots):
               f"{ONE_FACE} the decoders paint one face whatever the input. `swap_tone_gap`: the "
               "swaps' mean colour inside the face against the true swaps', per pair signed in "
               "`results.csv` (> 0: lighter); a decoder that never met the source's codes paints "
-              "its own guess of the light. `blur_attr_mae`: the "
+              "its own guess of the light; `id_transfer_tone_matched`: the identity judge on the "
+              "swaps with that gap taken off (how much of a failed transfer is the tone alone). "
+              "`blur_attr_mae`: the "
               "true face swaps blurred to each decoder's sharpness (`blur_sigma`, px), judged: if "
               "blur alone fails, the judge cannot separate blur from expression and no cause is "
               "named.", ""]

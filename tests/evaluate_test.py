@@ -56,6 +56,19 @@ def test_tone_gap_is_the_signed_colour_difference_inside_the_region():
   assert evaluate.tone_gap(truth - 0.02, truth, region) == pytest.approx(-0.02, abs=1e-5)
 
 
+def test_tone_matched_takes_the_pairs_mean_gap_off_inside_the_region():
+  rng = np.random.default_rng(1)
+  truth = rng.uniform(0.2, 0.6, size=(4, 8, 8, 3)).astype(np.float32)
+  region = (rng.uniform(size=(4, 8, 8, 1)) > 0.4).astype(np.float32)
+  swaps = np.clip(truth + rng.normal(0, 0.05, truth.shape) + np.array([0.06, -0.03, 0.02]), 0, 1)
+  got = evaluate.tone_matched(swaps, truth, region)
+  assert abs(evaluate.tone_gap(swaps, truth, region)) > 0.01
+  assert evaluate.tone_gap(got, truth, region) == pytest.approx(0.0, abs=1e-5)
+  np.testing.assert_allclose(got[region[..., 0] == 0], swaps[region[..., 0] == 0], atol=1e-6)
+  diff = (swaps - got)[region[..., 0] == 1]  # one constant shift per channel inside the region
+  np.testing.assert_allclose(diff, np.broadcast_to(diff[0], diff.shape), atol=1e-5)
+
+
 def test_a_decoder_that_copies_its_input_shows_the_sources_tone(tiny_config):
   """The copying stand-in paints the source's skin: its tone gap is the difference between the two
   identities' skin, opposite in the two directions."""

@@ -52,7 +52,8 @@ def test_identity_judge_reads_the_face_not_the_hair(judges, judge_data):
 def _lookup_decode_all(test, mode, seed=0):
   """A stand-in model. 'perfect': decoder j returns the true face swap into j inside the face
   mask the convert uses (the source's) and noise outside (where a mask-trained decoder is never
-  trained); 'copy': every decoder returns its input."""
+  trained); 'lighter': the same, lighter by a constant inside the face; 'copy': every decoder
+  returns its input."""
   table = {test["image"][k].tobytes(): k for k in range(len(test["image"]))}
 
   def decode_all(params, x):
@@ -65,9 +66,24 @@ def _lookup_decode_all(test, mode, seed=0):
     for j in range(2):
       face = test["face_swaps"][rows, j].astype(np.float32) / 255
       m = test["mask"][rows][..., :1].astype(np.float32) / 255
+      face = np.clip(face + 0.12, 0, 1) if mode == "lighter" else face
       out.append(m * face + (1 - m) * rng.uniform(size=face.shape).astype(np.float32))
     return np.stack(out)
   return decode_all
+
+
+def test_tone_matched_transfer_separates_a_tone_fault_from_a_face_fault(judges, judge_data):
+  """Swaps that are the true face swaps but lighter fail the identity judge; with the pair's
+  mean tone gap taken off (id_transfer_tone_matched) they pass. Swaps that copy the source (the
+  wrong face in the target's tone once matched) pass less often: the judge reads the face's
+  features too, though tone most (measured on family 0: 0.75)."""
+  _, test = judge_data
+  light = evaluate.evaluate(None, _lookup_decode_all(test, "lighter"), test, 2, judges=judges)
+  assert light["eval/id_transfer"] < 0.8, light["eval/id_transfer"]  # the tone alone fails it
+  assert light["eval/id_transfer_tone_matched"] >= 0.95
+  copy = evaluate.evaluate(None, _lookup_decode_all(test, "copy"), test, 2, judges=judges)
+  assert copy["eval/id_transfer"] <= 0.05
+  assert copy["eval/id_transfer_tone_matched"] <= 0.9
 
 
 def test_perfect_model_scores_full_transfer_and_the_floor(judges, judge_data):
