@@ -147,20 +147,24 @@ def variation(out, truth, region) -> float:
   return float(sd(out) / max(sd(truth), 1e-12))
 
 
+def _colour_gap(swaps, truth, region) -> np.ndarray:
+  """(C,): the swaps' mean colour minus the true swaps' inside `region` (B, H, W, 1)."""
+  from encdec_jax.losses.swap import mean_colour  # the swap_tone loss's own measure
+  return np.asarray(mean_colour(swaps, region) - mean_colour(truth, region), np.float32)
+
+
 def tone_gap(swaps, truth, region) -> float:
   """The swaps' mean colour minus the true swaps' inside `region` (B, H, W, 1), averaged over
   channels: > 0 where the swaps are lighter than the target's skin. A decoder that never met the
   source's codes paints them in its own guess of the light (BENCHMARKS.md "Recipe, round 4")."""
-  from encdec_jax.losses.swap import mean_colour  # the swap_tone loss's own measure
-  return float((mean_colour(swaps, region) - mean_colour(truth, region)).mean())
+  return float(_colour_gap(swaps, truth, region).mean())
 
 
 def tone_matched(swaps, truth, region) -> np.ndarray:
-  """The swaps with the pair's mean colour gap to the true swaps (per channel, inside `region`
-  (B, H, W, 1)) taken off inside the region: one constant shift for all of them. Judged, it says
-  how much of a failed identity transfer is the tone alone (a diagnosis: it uses the truth)."""
-  from encdec_jax.losses.swap import mean_colour
-  gap = np.asarray(mean_colour(swaps, region) - mean_colour(truth, region), np.float32)
+  """The swaps with the pair's mean colour gap to the true swaps (per channel, inside `region`)
+  taken off inside the region: one constant shift for all of them. Judged, it says how much of a
+  failed identity transfer is the tone alone (a diagnosis: it uses the truth)."""
+  gap = _colour_gap(swaps, truth, region)
   return np.clip(np.asarray(swaps, np.float32) - gap * region, 0.0, 1.0)
 
 
