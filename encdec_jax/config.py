@@ -181,9 +181,14 @@ class EvalConfig(_Section):
   section: ClassVar[str] = "eval"
   judges: bool = True            # identity transfer / leakage and pose-expression error of swaps
   every: int = 0                 # also evaluate every this many steps (0: only at the end)
+  tone: str = "none"             # "train": every swap's colour calibrated on training faces before it
+                                 # is converted (evaluation, previews, grids, experiments.swap;
+                                 # encdec_jax/tone.py); "none": as decoded
 
   def _check(self):
     _require(self.every >= 0, f"config.eval.every={self.every}; must be >= 0")
+    from encdec_jax.tone import MODES
+    _require(self.tone in MODES, f"config.eval.tone={self.tone!r}; valid: {', '.join(MODES)}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -169,12 +169,14 @@ def tone_matched(swaps, truth, region) -> np.ndarray:
 
 
 def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 64,
-             judges=None, probes=None) -> dict[str, float]:
+             judges=None, probes=None, tone=None) -> dict[str, float]:
   """Scalars for the held-out split `test` (arrays with 'image', 'identity', and where the data
   has them 'mask', 'swaps', 'face_swaps', 'face_swap_masks', 'face_swap_landmarks' and
   'factors'). On image folders (no true swaps) reconstruction and, with judges, identity
   transfer and leakage are reported. `probes`: params -> the latent probes' scalars
-  (encdec_jax/probes.py), added when given."""
+  (encdec_jax/probes.py), added when given. `tone`: the (N, N, 3) colour shifts of
+  encdec_jax/tone.py, taken off every swap before it is converted and scored; the shifts and the
+  uncalibrated swaps' tone gap, identity transfer and pose/expression error are reported beside."""
   from encdec_jax import judges as judges_lib
   out: dict[str, float] = {}
   acc: dict[str, list] = {}
@@ -192,6 +194,9 @@ def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 6
     x = _u8(test["image"][sel])
     data_masks = test["mask"][sel] if "mask" in test else None
     rgb, learned = decode_batched(params, decode_all, x, batch)
+    uncalibrated = rgb
+    if tone is not None:
+      rgb = _calibrated(rgb, tone[i], i)
     judge_mask = factors = None
     if judges is not None:  # inside the source's face mask, as the judges were fitted
       judge_mask = judges_lib.face_masks({"image": x, **({} if data_masks is None else {"mask": data_masks})})
@@ -237,10 +242,23 @@ def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 6
         gap = tone_gap(conv, truth, tone_region)
         out[f"eval/swap_tone_gap/{pair}"] = gap  # signed per pair; the headline is the mean |gap|
         acc.setdefault("swap_tone_gap", []).append(abs(gap))
+        if tone is not None:
+          raw_conv = converted(x, uncalibrated[j], None if learned is None else learned[j], data_masks)
+          gap = tone_gap(raw_conv, truth, tone_region)
+          out[f"eval/swap_tone_gap_uncalibrated/{pair}"] = gap
+          acc.setdefault("swap_tone_gap_uncalibrated", []).append(abs(gap))
+      if tone is not None:  # signed per pair, as the tone gap; the headline is the mean |shift|
+        out[f"eval/tone_shift/{pair}"] = float(np.mean(tone[i, j]))
+        acc.setdefault("tone_shift", []).append(abs(float(np.mean(tone[i, j]))))
       if judges is not None:
         lms = test["face_swap_landmarks"][sel, j] if truth_known else None
         for k, v in judges_lib.swap_scores(judges, conv, judge_mask, lms, i, j, factors).items():
           put(k, pair, v)
+        if tone is not None:
+          raw_conv = converted(x, uncalibrated[j], None if learned is None else learned[j], data_masks)
+          for k, v in judges_lib.swap_scores(judges, raw_conv, judge_mask, lms, i, j, factors).items():
+            if k in ("attr_mae", "id_transfer"):
+              put(f"{k}_uncalibrated", pair, v)
         if truth_known:  # the truth itself (the ceiling), and the stand-in that paints j's mean
           # face whatever it is given (the bar)
           true = judges_lib.swap_scores(judges, truth, judge_mask, lms, i, j, None)
@@ -274,15 +292,26 @@ def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 6
   return out
 
 
-def preview_grid(params, decode_all, test: dict, num_identities: int, per_identity: int = 3) -> np.ndarray:
+def _calibrated(rgb_NxBxHxWx3, shift_Nx3, i: int) -> np.ndarray:
+  """Every decoder's output for identity i's faces with its tone shift (encdec_jax/tone.py) off;
+  decoder i's own (the reconstruction) as it is."""
+  from encdec_jax import tone as tone_lib
+  return np.stack([r if j == i else tone_lib.apply(r, shift_Nx3[j]) for j, r in enumerate(rgb_NxBxHxWx3)])
+
+
+def preview_grid(params, decode_all, test: dict, num_identities: int, per_identity: int = 3,
+                 tone=None) -> np.ndarray:
   """Rows: held-out faces. Columns: input | true face swap into 0..N-1 | converted swap into
-  0..N-1 | raw decoder output 0..N-1 (the true face swaps only where the data has them)."""
+  0..N-1 | raw decoder output 0..N-1 (the true face swaps only where the data has them). `tone`:
+  as evaluate's, taken off the swaps (converted and raw)."""
   rows = []
   for i in range(num_identities):
     sel = np.flatnonzero(test["identity"] == i)[:per_identity]
     x = _u8(test["image"][sel])
     data_masks = test["mask"][sel] if "mask" in test else None
     rgb, learned = decode_batched(params, decode_all, x)
+    if tone is not None:
+      rgb = _calibrated(rgb, tone[i], i)
     conv = [converted(x, rgb[j], None if learned is None else learned[j], data_masks)
             for j in range(num_identities)]
     truth = [_u8(test["face_swaps"][sel, j]) for j in range(num_identities)] if "face_swaps" in test else []

@@ -24,6 +24,7 @@ class Run:
   name: str = ""     # the workdir's folder name
   config_hash: str = ""  # sha256 of its config.json, first 12 hex digits
   compiled: dict = dataclasses.field(default_factory=dict)
+  workdir: str = ""  # where it was loaded from (never written into a swap: provenance() names it)
 
   def provenance(self) -> dict:
     """What a written swap says of the run that made it: its folder name and config hash, never
@@ -51,7 +52,7 @@ def load_run(workdir: str, step: int | None = None) -> Run:
     names = json.load(open(report))["identities"]
   import hashlib
   return Run(cfg, a.model, params, step, names, os.path.basename(os.path.abspath(workdir)),
-             hashlib.sha256(raw).hexdigest()[:12])
+             hashlib.sha256(raw).hexdigest()[:12], workdir=workdir)
 
 
 def resolve_identity(run: Run, to: str) -> int:
@@ -60,14 +61,43 @@ def resolve_identity(run: Run, to: str) -> int:
   raise ValueError(f"--to={to!r} is not an identity of this run; valid: {run.identities}")
 
 
-def swap(run: Run, x_BxHxWx3: np.ndarray, to: int, blend: bool = True, masks=None):
+def tone_shifts(run: Run, trn: dict | None = None, reuse: bool = True):
+  """The run's (N, N, 3) tone shifts (encdec_jax/tone.py) if its config.eval.tone asks for them,
+  else None: with `reuse`, the ones its evaluation of this checkpoint wrote (tone.json), else
+  calibrated on `trn` (its training data, loaded when not given)."""
+  if run.cfg.eval.tone == "none":
+    return None
+  from encdec_jax import tone
+  if reuse and run.workdir:
+    from encdec_jax.workdir import read_tone
+    saved = read_tone(run.workdir, run.step)
+    if saved is not None:
+      return saved
+  if trn is None:
+    from encdec_jax.data.loading import load_data
+    trn, _ = load_data(run.cfg)
+  n = run.cfg.data.identities
+
+  def decode_every(x):  # through the per-target swaps that convert compiles anyway
+    outs = [[decode(run, x[k:k + 64], j) for k in range(0, len(x), 64)] for j in range(n)]
+    rgb = np.stack([np.concatenate([o[0] for o in per]) for per in outs])
+    learned = None if outs[0][0][1] is None else np.stack([np.concatenate([o[1] for o in per]) for per in outs])
+    return rgb, learned
+  return tone.calibrate(decode_every, trn, n)
+
+
+def swap(run: Run, x_BxHxWx3: np.ndarray, to: int, blend: bool = True, masks=None, shift=None):
   """-> (swapped (B, H, W, 3), mask used (B, H, W, 1) or None) at the input's resolution. With
   `blend`, the convert (encdec_jax/convert.py) of the decoder's output: blended into the input
   inside the learned mask if the model has one, else `masks` (the data's face masks), else the
-  soft ellipse over the face of an aligned crop (convert.FACE_ELLIPSE)."""
+  soft ellipse over the face of an aligned crop (convert.FACE_ELLIPSE). `shift` (3,): a tone
+  shift (encdec_jax/tone.py) taken off the decoder's output first."""
   from encdec_jax import convert
   b, h, _, _ = x_BxHxWx3.shape
   rgb, learned = decode(run, x_BxHxWx3, to)
+  if shift is not None:
+    from encdec_jax import tone
+    rgb = tone.apply(rgb, shift)
   if not blend:
     return rgb, None
   m = convert.choose_mask(learned, masks, h, b)

@@ -45,8 +45,8 @@ REFERENCES = {
 
 # Why a swap fails: its reconstructions against its swaps, and the latent probes (probes.py).
 DIAGNOSIS = ("recon_attr_mae", "attr_mae", "blur_attr_mae", "recon_id_accuracy", "id_transfer",
-             "id_transfer_tone_matched", "probe_id_accuracy", "probe_attr_same", "probe_attr_cross",
-             "swap_variation", "swap_tone_gap")
+             "id_transfer_tone_matched", "id_transfer_uncalibrated", "tone_shift", "probe_id_accuracy",
+             "probe_attr_same", "probe_attr_cross", "swap_variation", "swap_tone_gap")
 ONE_FACE = 0.25  # swap_variation below this: the decoders paint one face whatever the input
 EXPRESSION = POSE_EXPRESSION[3:]  # smile, mouth_open, blink, brow_raise
 CURVES = ("attr_mae", "id_transfer", "swap_face_mae", "recon_attr_mae")
@@ -203,7 +203,8 @@ def _write_full_report(results, out_dir, param_keys, best, heads, plots):
               "Top row: inputs (identity i); second row: the true face swap into the next identity "
               "(the input's frame with that identity's face); then one row per run: its converted "
               "swap of each input (decoded as the next identity, blended into the input inside the "
-              "face mask).", "", f"![swap grid]({grid})"]
+              "face mask" + ("; runs with `eval.tone=train`: its colour calibrated first" if any(
+                  "eval/tone_shift" in r for r in results) else "") + ").", "", f"![swap grid]({grid})"]
   diag = [r for r in results if diagnose(r)]
   if diag:
     bar = ("what j's mean face scores converted into the source's frame (a decoder that ignores "
@@ -221,6 +222,10 @@ def _write_full_report(results, out_dir, param_keys, best, heads, plots):
               "`results.csv` (> 0: lighter); a decoder that never met the source's codes paints "
               "its own guess of the light; `id_transfer_tone_matched`: the identity judge on the "
               "swaps with that gap taken off (how much of a failed transfer is the tone alone). "
+              "With `eval.tone=train` every swap here was calibrated before it was converted "
+              "(encdec_jax/tone.py: the colour shift each decoder puts on the other identities' "
+              "training faces, `tone_shift`, taken off); `id_transfer_uncalibrated` is the judge "
+              "on the same swaps without it. "
               "`blur_attr_mae`: the "
               "true face swaps blurred to each decoder's sharpness (`blur_sigma`, px), judged: if "
               "blur alone fails, the judge cannot separate blur from expression and no cause is "
@@ -362,7 +367,7 @@ def swap_grid(results, out_dir, per_identity: int = 3) -> str | None:
     first = inference.load_run(os.path.join(out_dir, results[0]["run"]))
   except Exception:  # noqa: BLE001 - a report without its grid beats no report
     return None
-  _, test = load_data(first.cfg)
+  trn, test = load_data(first.cfg)
   n = first.cfg.data.identities
   picks = [k for i in range(n) for k in np.flatnonzero(test["identity"] == i)[:per_identity]]
   x = test["image"][picks].astype(np.float32) / 255.0
@@ -382,9 +387,12 @@ def swap_grid(results, out_dir, per_identity: int = 3) -> str | None:
     if run.cfg.data.resolution != first.cfg.data.resolution:
       continue
     out = np.zeros_like(x)
-    for t in np.unique(target):  # one batched call per target identity
-      sel = target == t
-      out[sel] = inference.swap(run, x[sel], int(t), masks=None if masks is None else masks[sel])[0]
+    shifts = inference.tone_shifts(run, trn if run.cfg.data == first.cfg.data else None)
+    for s in np.unique(ids):  # one batched call per source identity (its target is the next)
+      sel = ids == s
+      t = int(target[sel][0])
+      out[sel] = inference.swap(run, x[sel], t, masks=None if masks is None else masks[sel],
+                                shift=None if shifts is None else shifts[int(s), t])[0]
     rows.append(out)
     labels.append(r["run"])
   g = image_lib.grid(np.stack(rows))

@@ -99,7 +99,7 @@ def _train(cfgs, folders, progress):
       f.begin(start)
     judges = judges_lib.for_config(c0, trn, test)
     probe = probes.for_run(prog.model, trn, test, c0.data.identities, judges)
-    loop = _Loop(prog, folders, test, judges, probe, progress)
+    loop = _Loop(prog, folders, trn, test, judges, probe, progress)
     with preemption.stop_signals() as stop:
       state = loop.run(state, prog.batches(trn, start), start, stop)
     for f in folders:
@@ -110,7 +110,8 @@ def _train(cfgs, folders, progress):
         f.mark_nonfinite_stop(loop.failed[i])
         results.append(NonFiniteError(loop.failed[i]))
         continue
-      final = {"step": int(np.ravel(jax.device_get(state.step))[i]), **loop.evaluate(state, i)}
+      step = int(np.ravel(jax.device_get(state.step))[i])
+      final = {"step": step, **loop.evaluate(state, i, step)}
       bad = int(prog.nonfinite(state)[0][i])
       if bad:
         final["train/nonfinite_steps"] = bad
@@ -173,8 +174,9 @@ class _Loop:
   mode a member whose step went non-finite is failed (before anything is written after it) and
   the others go on; the loop ends when none is left."""
 
-  def __init__(self, prog, folders, test, judges, probe, progress):
+  def __init__(self, prog, folders, trn, test, judges, probe, progress):
     self.prog, self.folders, self.test, self.judges, self.probe = prog, folders, test, judges, probe
+    self.trn = trn
     self.cfg = prog.cfg
     self.progress = progress and folders[0].main
     self.failed: dict[int, str] = {}
@@ -183,9 +185,20 @@ class _Loop:
   def alive(self):
     return [i for i in range(self.prog.m) if i not in self.failed]
 
-  def evaluate(self, state, i: int) -> dict:
-    return eval_lib.evaluate(self.prog.member_params(state, i), self.prog.decode_all, self.test,
-                             self.cfg.data.identities, judges=self.judges, probes=self.probe)
+  def tone(self, params):
+    """Member params' tone shifts (encdec_jax/tone.py) where config.eval.tone asks for them."""
+    if self.cfg.eval.tone == "none":
+      return None
+    from encdec_jax import tone as tone_lib
+    return tone_lib.calibrate_params(params, self.prog.decode_all, self.trn, self.cfg.data.identities)
+
+  def evaluate(self, state, i: int, step: int) -> dict:
+    params = self.prog.member_params(state, i)
+    shifts = self.tone(params)
+    if shifts is not None:  # swaps of this checkpoint (experiments.swap, the sweep's grid) reuse them
+      self.folders[i].write_tone(step, shifts)
+    return eval_lib.evaluate(params, self.prog.decode_all, self.test, self.cfg.data.identities,
+                             judges=self.judges, probes=self.probe, tone=shifts)
 
   def fail(self, state, i: int) -> None:
     """Member i stopped on a NaN/Inf: its first bad step's loss terms, recomputed from the state
@@ -244,11 +257,12 @@ class _Loop:
           self.check_nonfinite(state)  # before anything is written
         if preview:
           for i in self.alive():
+            params = prog.member_params(state, i)
             self.folders[i].preview(done, eval_lib.preview_grid(
-                prog.member_params(state, i), prog.decode_all, self.test, self.cfg.data.identities))
+                params, prog.decode_all, self.test, self.cfg.data.identities, tone=self.tone(params)))
         if self.cfg.eval.every and done % self.cfg.eval.every == 0 and done != tc.steps:
           for i in self.alive():
-            self.folders[i].log(done, self.evaluate(state, i))
+            self.folders[i].log(done, self.evaluate(state, i, done))
         if saving:
           for i in self.alive():
             self.folders[i].checkpoints.save(done, prog.member_state(state, i), {"step": done})

@@ -7,6 +7,8 @@ WORKDIR/
   metrics.jsonl         one JSON row per logged step (encdec_jax/tracking.py), eval rows once each
   previews/step_*.png   preview grids
   eval.json             the final evaluation (atomic, strict JSON: NaN/Inf written as null)
+  tone.json             eval.tone=train: each evaluated step's tone shifts (encdec_jax/tone.py),
+                        which swaps of that checkpoint reuse (atomic)
   nonfinite_stop.json   present after a stop on a NaN/Inf loss
   wandb/                W&B's offline files (unless wandb.mode=disabled)
 """
@@ -24,6 +26,7 @@ from encdec_jax.config import ConfigError, default_for, flatten
 
 EVAL = "eval.json"
 METRICS = "metrics.jsonl"
+TONE = "tone.json"
 
 
 def check_workdir(workdir: str, cfg_dict: dict, allow_config_change: bool = False) -> dict:
@@ -185,6 +188,19 @@ def read_eval(workdir: str) -> dict | None:
   return ev if isinstance(ev, dict) else None
 
 
+def read_tone(workdir: str, step: int):
+  """The (N, N, 3) tone shifts that the evaluation at `step` used, or None when tone.json has none
+  for it or cannot be read (they are then computed again from the training faces)."""
+  import numpy as np
+  try:
+    with open(os.path.join(workdir, TONE)) as f:
+      v = json.load(f)[str(step)]
+    a = np.asarray(v, np.float32)
+  except (OSError, ValueError, KeyError, TypeError):
+    return None
+  return a if a.ndim == 3 and a.shape[0] == a.shape[1] and a.shape[2] == 3 else None
+
+
 class RunFolder:
   """Everything a run writes in its workdir goes through here: the config (commit), the lock,
   checkpoints, metrics rows and W&B (the tracker), previews, eval.json and the non-finite marker.
@@ -260,6 +276,20 @@ class RunFolder:
     if why:
       out["nonfinite"] = why
     write_json(os.path.join(self.path, EVAL), out)
+
+  def write_tone(self, step: int, shifts) -> None:
+    """Adds `step`'s tone shifts to tone.json (atomic; other steps' kept)."""
+    if not self.main:
+      return
+    path = os.path.join(self.path, TONE)
+    try:
+      with open(path) as f:
+        saved = json.load(f)
+      saved = saved if isinstance(saved, dict) else {}
+    except (OSError, ValueError):
+      saved = {}
+    saved[str(step)] = [[[float(c) for c in pair] for pair in row] for row in shifts]
+    write_json(path, saved)
 
   def mark_nonfinite_stop(self, message: str) -> None:
     if self.main:

@@ -28,15 +28,19 @@ def main(argv):
     with folder.lock():  # not beside a training of this run: both would write its files
       trn, test = load_data(cfg)
       j = judges.for_config(cfg, trn, test)
+      shifts = inference.tone_shifts(run, trn, reuse=False)  # this evaluation computes its own
       scalars = evaluate.evaluate(run.params, evaluate.make_decode_all(run.model), test,
                                   cfg.data.identities, judges=j,
-                                  probes=probes.for_run(run.model, trn, test, cfg.data.identities, j))
+                                  probes=probes.for_run(run.model, trn, test, cfg.data.identities, j),
+                                  tone=shifts)
       final = {"step": step, **scalars}
       shown = " ".join(f"{k}={v:.4g}" for k, v in sorted(final.items()) if k.count("/") <= 1)
       try:  # this step's evaluation replaces the one in metrics.jsonl instead of adding another
         folder.drop_metrics_after(2 ** 62, drop_eval_at=step)
         folder.open_tracker(mode="disabled")
         folder.write_eval(final)
+        if shifts is not None:
+          folder.write_tone(step, shifts)
       except OSError as e:
         print(shown)
         sys.exit(f"error: the metrics above could not be written to {w}: {e.strerror or e}")

@@ -61,6 +61,13 @@ def main(argv):
     to = inference.resolve_identity(run, _TO.value)
   except (FileNotFoundError, ValueError) as e:
     sys.exit(f"error: {e}")
+  try:  # config.eval.tone='train': the colour shift into `to`, calibrated on the run's training faces
+    shifts = inference.tone_shifts(run)
+  except (FileNotFoundError, ValueError) as e:
+    sys.exit(f"error: the run's config.eval.tone={run.cfg.eval.tone!r} calibrates on its training "
+             f"data, which could not be loaded: {e}")
+  from encdec_jax import tone
+  shift = None if shifts is None else tone.into(shifts, to)
   r = run.cfg.data.resolution
   names, other = photos.list_inputs(_INPUT.value)
   paths = {n: os.path.join(_INPUT.value, n) for n in names}
@@ -76,6 +83,7 @@ def main(argv):
 
   def decode(x):
     rgb, learned = inference.decode(run, x, to)
+    rgb = rgb if shift is None else tone.apply(rgb, shift)
     return rgb, convert.choose_mask(learned, None, r, len(x))
 
   records = photos.unsupported_records(other, kind=None, output=None)
@@ -91,7 +99,8 @@ def main(argv):
       except ValueError as e:
         rec["problems"][photos.problem_of(e)] = str(e)
         continue
-      out, _ = inference.swap(run, x[None].astype(np.float32) / 255.0, to, blend=_BLEND.value)
+      out, _ = inference.swap(run, x[None].astype(np.float32) / 255.0, to, blend=_BLEND.value,
+                              shift=shift)
       u8 = np.round(np.clip(out[0], 0, 1) * 255).astype(np.uint8)
       faces = 1
     else:
@@ -112,7 +121,8 @@ def main(argv):
       u8 = images.corner_mark(u8)
     images.save_png(os.path.join(_OUTPUT.value, outputs[name]), u8, extra={
         **run.provenance(), "identity": run.identities[to], "source": rec["file"],
-        "blended": _BLEND.value, "input_kind": rec["kind"], "faces_swapped": faces})
+        "blended": _BLEND.value, "input_kind": rec["kind"], "faces_swapped": faces,
+        "tone": run.cfg.eval.tone})
     rec["output"] = outputs[name]
     rec["faces_swapped"] = faces
   summary = photos.summarize(records)

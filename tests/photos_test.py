@@ -1,5 +1,6 @@
 """Photos in and out: alignment geometry, the detector on real and synthetic faces, extraction's
 report of bad inputs, and the paste-back of a swap into its photo."""
+import contextlib
 import io
 import json
 import os
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from encdec_jax import align, convert, photos
+from encdec_jax import align, convert, photos, tone
 from encdec_jax.data import composites, folders, render
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -291,7 +292,7 @@ def test_readme_photos_to_swapped_photos_in_four_commands(tmp_path):
     c[:] = [a.replace("=experiments/configs/original.py:small", f"={ROOT}/experiments/configs/original.py:tiny")
             for a in c]
     if c[2] == "experiments.train":
-      c += ["--config.train.steps=4", f"--config.data.dir={tmp_path / 'tfds'}"]
+      c += ["--config.train.steps=4", f"--config.data.dir={tmp_path / 'tfds'}", "--config.eval.tone=train"]
     else:
       c += [f"--threshold={SYNTHETIC_THRESHOLD}"]
     r = run(c)
@@ -360,10 +361,17 @@ def _swap_crops_cli(tmp_path, workdir, crops, run):
   assert im.info["encdec_jax:run"] == "alice_bob" and len(im.info["encdec_jax:config_sha256"]) == 12
   assert not any(str(tmp_path) in v for v in im.info.values())
   assert tuple(np.asarray(im)[-1, -1]) == (255, 0, 200)  # the visible corner mark
-  # Its pixels are the convert of the swap into --to (outside the mark's corner).
+  # Its pixels are the convert of the swap into --to (outside the mark's corner), its colour
+  # calibrated on the run's training faces (the run has eval.tone=train).
+  assert im.info["encdec_jax:tone"] == "train"
   r_ = inference.load_run(str(workdir))
+  stored = inference.tone_shifts(r_)  # what its final evaluation wrote (tone.json), no data read
+  with contextlib.chdir(tmp_path):  # the run's data.root is relative to where it trained
+    np.testing.assert_allclose(inference.tone_shifts(r_, reuse=False), stored, atol=1e-6)
+  shift = tone.into(stored, 1)
+  assert np.abs(shift).max() > 1e-4
   x = folders.load_image(str(inp / "face0.png"), 16, 8)[0][None].astype(np.float32) / 255
-  y = np.asarray(r_.model.apply(r_.params, x, 1, method="swap"))
+  y = tone.apply(np.asarray(r_.model.apply(r_.params, x, 1, method="swap")), shift)
   want = convert.convert(x, y, convert.soft_ellipse(16)[None])[0]
   keep = np.ones((16, 16), bool)
   keep[8:, 8:] = False

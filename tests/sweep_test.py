@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import yaml
 
@@ -146,7 +147,8 @@ def test_tiny_sweep_end_to_end_writes_report(tmp_path, data_dir):
   spec = {"name": "t", "method": "grid", "metric": {"name": "eval/swap_mae", "goal": "minimize"},
           "parameters": {"config.model.bottleneck": {"values": [8, 16]},
                          "config.loss": {"values": ["mae:1.0", "ssim:1.0,robust(alpha=0,scale=0.1):0.5"]},
-                         "config.train.log_every": {"value": 2}},  # a constant: no name, no column
+                         "config.train.log_every": {"value": 2},  # a constant: no name, no column
+                         "config.eval.tone": {"value": "train"}},
           "command": ["${env}", "python", "-m", "experiments.train",
                       f"--config={ROOT}/experiments/configs/original.py:tiny", "${args}"]}
   path = tmp_path / "s.yaml"
@@ -176,6 +178,10 @@ def test_tiny_sweep_end_to_end_writes_report(tmp_path, data_dir):
     ev = json.loads((out / cells["run"] / "eval.json").read_text())
     for c in cols[3:]:
       assert cells[c] == f"{ev['eval/' + c]:.4f}", (c, cells[c], ev["eval/" + c])
+  ev = json.loads((out / results[0]["run"] / "eval.json").read_text())  # eval.tone=train
+  assert {"eval/tone_shift/0to1", "eval/swap_tone_gap_uncalibrated", "eval/id_transfer_uncalibrated"} <= set(ev)
+  stored = json.loads((out / results[0]["run"] / "tone.json").read_text())["4"]  # for the grid, swaps
+  assert np.mean(stored[0][1]) == pytest.approx(ev["eval/tone_shift/0to1"], abs=1e-6)
   assert "![swap grid](swap_grid.png)" in report and "Every setting ran with one seed" in report
   assert "identity accuracy" in report and "judge's floor" in report
   assert "## Why the swaps fail (or not)" in report and "| probe_id_accuracy |" in report

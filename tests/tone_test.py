@@ -1,0 +1,114 @@
+"""Tone calibration (encdec_jax/tone.py) through stand-in decoders: its shifts against a numpy
+reference, and its wiring into evaluation and swapping."""
+import numpy as np
+import pytest
+
+from encdec_jax import assemble, config as config_lib, convert, evaluate, inference, tone
+from tests.helpers import init_params
+
+GAIN, BIAS = np.array([0.9, 1.1]), np.array([0.08, -0.05])  # decoder j: x * GAIN[j] + BIAS[j]
+
+
+def _affine(params, x):
+  x = np.asarray(x, np.float32)
+  return np.stack([np.clip(x * g + b, 0, 1) for g, b in zip(GAIN, BIAS)]).astype(np.float32)
+
+
+def test_calibrate_against_a_numpy_reference(tiny_data):
+  trn, _ = tiny_data
+  got = tone.calibrate_params(None, _affine, trn, 2, per_identity=5)
+  want = np.zeros((2, 2, 3))
+  own = []
+  for i in range(2):
+    sel = np.flatnonzero(trn["identity"] == i)[:5]
+    x = trn["image"][sel] / 255.0
+    m = trn["mask"][sel][..., :1] / 255.0
+    own.append((x * m).sum((0, 1, 2)) / m.sum())
+    for j in range(2):
+      y = np.clip(x * GAIN[j] + BIAS[j], 0, 1)
+      want[i, j] = (y * m).sum((0, 1, 2)) / m.sum()
+  want -= np.asarray(own)[None]
+  want[[0, 1], [0, 1]] = 0
+  np.testing.assert_allclose(got, want, atol=1e-5)
+  assert abs(got[0, 1]).max() > 0.01 and abs(got[1, 0]).max() > 0.01  # it measured something
+
+
+def test_calibrate_without_masks_weights_the_face_ellipse(tiny_data):
+  trn, _ = tiny_data
+  bare = {k: trn[k] for k in ("image", "identity")}
+  got = tone.calibrate_params(None, _affine, bare, 2, per_identity=3)
+  e = convert.soft_ellipse(trn["image"].shape[1])[None]
+  x0 = trn["image"][np.flatnonzero(trn["identity"] == 0)[:3]] / 255.0
+  x1 = trn["image"][np.flatnonzero(trn["identity"] == 1)[:3]] / 255.0
+  mc = lambda a: (a * e).sum((0, 1, 2)) / (e.sum() * len(a))  # noqa: E731
+  np.testing.assert_allclose(got[0, 1], mc(np.clip(x0 * GAIN[1] + BIAS[1], 0, 1)) - mc(x1), atol=1e-5)
+
+
+def test_into_averages_the_other_identities_shifts():
+  s = np.arange(27, dtype=np.float32).reshape(3, 3, 3)
+  np.testing.assert_allclose(tone.into(s, 1), (s[0, 1] + s[2, 1]) / 2)
+  with pytest.raises(ValueError, match="identity 1 has no training image"):
+    tone.calibrate_params(None, _affine, {"image": np.zeros((2, 8, 8, 3), np.uint8),
+                                   "identity": np.zeros(2, np.int64)}, 2)
+
+
+def test_evaluate_scores_the_calibrated_swaps_and_reports_the_uncalibrated(tiny_data):
+  """With tone shifts, every swap metric is the one of decoders whose output had the shift taken
+  off; reconstructions are untouched; the uncalibrated tone gap is the plain evaluation's."""
+  trn, test = tiny_data
+  shifts = tone.calibrate_params(None, _affine, trn, 2)
+
+  def shifted(params, x):  # decoder 1 only ever swaps identity 0's faces here, decoder 0 identity 1's
+    y = _affine(params, x)
+    return np.stack([tone.apply(y[0], shifts[1, 0]), tone.apply(y[1], shifts[0, 1])])
+
+  plain = evaluate.evaluate(None, _affine, test, 2)
+  cal = evaluate.evaluate(None, _affine, test, 2, tone=shifts)
+  manual = evaluate.evaluate(None, shifted, test, 2)
+  for pair in ("0to1", "1to0"):
+    for k in ("swap_face_mae", "swap_mae", "raw_swap_mae", "swap_tone_gap", "swap_variation"):
+      assert cal[f"eval/{k}/{pair}"] == pytest.approx(manual[f"eval/{k}/{pair}"], abs=1e-6), (k, pair)
+    assert cal[f"eval/swap_tone_gap_uncalibrated/{pair}"] == pytest.approx(plain[f"eval/swap_tone_gap/{pair}"], abs=1e-6)
+    i, j = int(pair[0]), int(pair[-1])
+    assert cal[f"eval/tone_shift/{pair}"] == pytest.approx(float(shifts[i, j].mean()), abs=1e-6)
+  for i in range(2):
+    assert cal[f"eval/recon_face_mae/{i}"] == pytest.approx(plain[f"eval/recon_face_mae/{i}"], abs=1e-7)
+  assert cal["eval/swap_face_mae"] != pytest.approx(plain["eval/swap_face_mae"], abs=1e-4)
+  grid = evaluate.preview_grid(None, _affine, test, 2, tone=shifts)
+  assert not np.allclose(grid, evaluate.preview_grid(None, _affine, test, 2))
+
+
+def test_a_runs_shifts_and_swaps_follow_config_eval_tone(tiny_config, tiny_data):
+  trn, test = tiny_data
+  with pytest.raises(config_lib.ConfigError, match=r"config.eval.tone='auto'; valid: none, train"):
+    assemble.checked_config(tiny_config(**{"eval.tone": "auto"}))
+  cfg = assemble.checked_config(tiny_config(**{"eval.tone": "train"}))
+  a = assemble.assemble(cfg)
+  params = init_params(a.model, cfg.model)
+  run = inference.Run(cfg, a.model, params, 0, ["0", "1"])
+  shifts = inference.tone_shifts(run)  # loads the training data itself
+  np.testing.assert_allclose(shifts, tone.calibrate_params(params, evaluate.make_decode_all(a.model), trn, 2), atol=1e-6)
+  x = test["image"][:3].astype(np.float32) / 255
+  got, m = inference.swap(run, x, 1, masks=test["mask"][:3], shift=shifts[0, 1])
+  y = np.asarray(a.model.apply(params, x, 1, method="swap"))
+  np.testing.assert_allclose(got, convert.convert(x, np.clip(y - shifts[0, 1], 0, 1), m), atol=1e-6)
+  none = inference.Run(assemble.checked_config(tiny_config()), a.model, params, 0, ["0", "1"])
+  assert inference.tone_shifts(none) is None
+
+
+def test_a_checkpoints_stored_shifts_are_reused_and_others_computed(tiny_config, tmp_path):
+  """tone.json holds the shifts each evaluated step used; swaps of that checkpoint reuse them (no
+  training data needed), another step's are calibrated again; a damaged file is not trusted."""
+  from encdec_jax import workdir
+  cfg = assemble.checked_config(tiny_config(**{"eval.tone": "train"}))
+  a = assemble.assemble(cfg)
+  params = init_params(a.model, cfg.model)
+  fake = np.full((2, 2, 3), 0.25, np.float32)
+  workdir.write_json(str(tmp_path / workdir.TONE), {"7": fake.tolist()})
+  run = lambda step: inference.Run(cfg, a.model, params, step, ["0", "1"], workdir=str(tmp_path))  # noqa: E731
+  np.testing.assert_array_equal(inference.tone_shifts(run(7)), fake)
+  other = inference.tone_shifts(run(8))
+  assert other.shape == (2, 2, 3) and not np.allclose(other, fake)
+  np.testing.assert_allclose(inference.tone_shifts(run(7), reuse=False), other, atol=1e-6)
+  (tmp_path / workdir.TONE).write_text('{"7": [1, 2')
+  assert workdir.read_tone(str(tmp_path), 7) is None
