@@ -223,6 +223,8 @@ def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 6
               put("recon_" + k.replace("id_transfer", "id_accuracy"), i, v)
         continue
       pair = f"{i}to{j}"
+      raw_conv = (None if tone is None else  # the same swaps without the calibration
+                  converted(x, uncalibrated[j], None if learned is None else learned[j], data_masks))
       if truth_known:
         truth = _u8(test["face_swaps"][sel, j])
         truth_mask = _u8(test["face_swap_masks"][sel, j][..., :1])
@@ -243,7 +245,6 @@ def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 6
         out[f"eval/swap_tone_gap/{pair}"] = gap  # signed per pair; the headline is the mean |gap|
         acc.setdefault("swap_tone_gap", []).append(abs(gap))
         if tone is not None:
-          raw_conv = converted(x, uncalibrated[j], None if learned is None else learned[j], data_masks)
           gap = tone_gap(raw_conv, truth, tone_region)
           out[f"eval/swap_tone_gap_uncalibrated/{pair}"] = gap
           acc.setdefault("swap_tone_gap_uncalibrated", []).append(abs(gap))
@@ -255,7 +256,6 @@ def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 6
         for k, v in judges_lib.swap_scores(judges, conv, judge_mask, lms, i, j, factors).items():
           put(k, pair, v)
         if tone is not None:
-          raw_conv = converted(x, uncalibrated[j], None if learned is None else learned[j], data_masks)
           for k, v in judges_lib.swap_scores(judges, raw_conv, judge_mask, lms, i, j, factors).items():
             if k in ("attr_mae", "id_transfer"):
               put(f"{k}_uncalibrated", pair, v)

@@ -86,6 +86,22 @@ def test_tone_matched_transfer_separates_a_tone_fault_from_a_face_fault(judges, 
   assert copy["eval/id_transfer_tone_matched"] <= 0.9
 
 
+def test_a_calibrated_evaluation_keeps_the_plain_scores_as_uncalibrated(judges, judge_data):
+  """With tone shifts (encdec_jax/tone.py) the headline scores are the calibrated swaps', and the
+  *_uncalibrated ones are exactly the plain evaluation's: swaps 0.12 lighter than the truth fail
+  the identity judge as decoded and pass once the same 0.12 is taken off."""
+  _, test = judge_data
+  dec = _lookup_decode_all(test, "lighter")
+  plain = evaluate.evaluate(None, dec, test, 2, judges=judges)
+  shift = np.zeros((2, 2, 3), np.float32)
+  shift[0, 1] = shift[1, 0] = 0.12
+  cal = evaluate.evaluate(None, dec, test, 2, judges=judges, tone=shift)
+  for k in ("id_transfer", "attr_mae"):
+    assert cal[f"eval/{k}_uncalibrated"] == pytest.approx(plain[f"eval/{k}"], abs=1e-9)
+  assert plain["eval/id_transfer"] < 0.8 and cal["eval/id_transfer"] >= 0.95, (plain["eval/id_transfer"], cal["eval/id_transfer"])
+  assert cal["eval/tone_shift"] == pytest.approx(0.12)
+
+
 def test_perfect_model_scores_full_transfer_and_the_floor(judges, judge_data):
   _, test = judge_data
   m = evaluate.evaluate(None, _lookup_decode_all(test, "perfect"), test, 2, judges=judges)
