@@ -76,14 +76,10 @@ def tone_shifts(run: Run, trn: dict | None = None, reuse: bool = True):
   if trn is None:
     from encdec_jax.data.loading import load_data
     trn, _ = load_data(run.cfg)
-  n = run.cfg.data.identities
-
-  def decode_every(x):  # through the per-target swaps that convert compiles anyway
-    outs = [[decode(run, x[k:k + 64], j) for k in range(0, len(x), 64)] for j in range(n)]
-    rgb = np.stack([np.concatenate([o[0] for o in per]) for per in outs])
-    learned = None if outs[0][0][1] is None else np.stack([np.concatenate([o[1] for o in per]) for per in outs])
-    return rgb, learned
-  return tone.calibrate(decode_every, trn, n)
+  from encdec_jax import evaluate
+  if "decode_all" not in run.compiled:  # compiled only when no stored shifts serve
+    run.compiled["decode_all"] = evaluate.make_decode_all(run.model)
+  return tone.calibrate_params(run.params, run.compiled["decode_all"], trn, run.cfg.data.identities)
 
 
 def swap(run: Run, x_BxHxWx3: np.ndarray, to: int, blend: bool = True, masks=None, shift=None):

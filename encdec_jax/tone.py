@@ -23,18 +23,12 @@ MODES = ("none", "train")
 PER_IDENTITY = 256  # training faces per identity that calibrate; the first ones, in stored order
 
 
-def _mean_colour(images_BxHxWxC, mask_BxHxWx1) -> np.ndarray:
-  """(3,): the mask-weighted mean colour (numpy, float64: 256 images sum without drift)."""
-  x = np.asarray(images_BxHxWxC, np.float64)[..., :3]
-  m = np.asarray(mask_BxHxWx1, np.float64)
-  return (x * m).sum((0, 1, 2)) / max(m.sum(), 1e-6)
-
-
 def calibrate(decode, trn: dict, num_identities: int, per_identity: int = PER_IDENTITY) -> np.ndarray:
   """(N, N, 3) float32: shift[i, j], decoder j's mean colour on identity i's training faces minus
   identity j's own (module docstring); zero on the diagonal. `decode(x_BxHxWx3)` -> (RGB of every
   decoder (N, B, H, W, 3), their learned masks (N, B, H, W, 1) or None)."""
   from encdec_jax import convert, evaluate
+  from encdec_jax.losses.swap import mean_colour  # the swap_tone loss's and tone_gap's own measure
   n = num_identities
   decoded = np.zeros((n, n, 3))
   own = np.zeros((n, 3))
@@ -47,9 +41,9 @@ def calibrate(decode, trn: dict, num_identities: int, per_identity: int = PER_ID
     rgb, learned = decode(x)
     for j in range(n):
       m = convert.choose_mask(None if learned is None else learned[j], data_masks, x.shape[1], len(x))
-      decoded[i, j] = _mean_colour(rgb[j], m)
+      decoded[i, j] = np.asarray(mean_colour(rgb[j], m))
       if j == i:
-        own[i] = _mean_colour(x, m)
+        own[i] = np.asarray(mean_colour(x, m))
   shift = decoded - own[None, :, :]
   shift[np.arange(n), np.arange(n)] = 0.0
   return shift.astype(np.float32)
