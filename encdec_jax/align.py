@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from encdec_jax.data.render import LANDMARK_NAMES  # noqa: F401 - the order of TEMPLATE's rows
+from encdec_jax.pixels import remap_bilinear
 
+# The landmarks every face carries, in this order (synthetic faces, photos, TEMPLATE's rows).
+LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth")
 # (x, y) in crop fractions, LANDMARK_NAMES order of the synthetic faces (encdec_jax/data/render.py):
 # the mean over identities and factors of the synthetic data, made left-right symmetric
 # (tests/align_test.py re-derives it).
@@ -73,19 +75,11 @@ def sample(img_HxWxC, x, y, outside: str = "edge") -> np.ndarray:
   """Bilinear samples of img at float pixel coordinates x, y (any equal shapes) -> (*x.shape, C)
   float32. outside: "edge" repeats the border pixels, "zero" is 0 beyond half a pixel out."""
   img = np.asarray(img_HxWxC, np.float32)
-  h, w = img.shape[:2]
+  x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
   if outside == "zero":  # a one-pixel zero border, so values fade to 0 over the last pixel
     img = np.pad(img, ((1, 1), (1, 1), (0, 0)))
-    x, y, h, w = x + 1, y + 1, h + 2, w + 2
-  x = np.clip(x, 0, w - 1)
-  y = np.clip(y, 0, h - 1)
-  x0 = np.minimum(np.floor(x).astype(np.int64), w - 2) if w > 1 else np.zeros(x.shape, np.int64)
-  y0 = np.minimum(np.floor(y).astype(np.int64), h - 2) if h > 1 else np.zeros(y.shape, np.int64)
-  fx, fy = (x - x0).astype(np.float32)[..., None], (y - y0).astype(np.float32)[..., None]
-  x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
-  top = img[y0, x0] * (1 - fx) + img[y0, x1] * fx
-  bottom = img[y1, x0] * (1 - fx) + img[y1, x1] * fx
-  return top * (1 - fy) + bottom * fy
+    x, y = x + 1, y + 1
+  return remap_bilinear(img[None], y[None], x[None])[0].astype(np.float32)
 
 
 def _grid(x0: int, y0: int, x1: int, y1: int):

@@ -176,6 +176,9 @@ class MaskConfig(_Section):
              f"config.mask multipliers ({self.eye_multiplier}, {self.mouth_multiplier}) must be >= 1")
 
 
+TONE_MODES = ("none", "train")  # config.eval.tone
+
+
 @dataclasses.dataclass(frozen=True)
 class EvalConfig(_Section):
   section: ClassVar[str] = "eval"
@@ -183,12 +186,11 @@ class EvalConfig(_Section):
   every: int = 0                 # also evaluate every this many steps (0: only at the end)
   tone: str = "none"             # "train": every swap's colour calibrated on training faces before it
                                  # is converted (evaluation, previews, grids, experiments.swap;
-                                 # encdec_jax/tone.py); "none": as decoded
+                                 # encdec_jax/calibration.py); "none": as decoded
 
   def _check(self):
     _require(self.every >= 0, f"config.eval.every={self.every}; must be >= 0")
-    from encdec_jax.tone import MODES
-    _require(self.tone in MODES, f"config.eval.tone={self.tone!r}; valid: {', '.join(MODES)}")
+    _require(self.tone in TONE_MODES, f"config.eval.tone={self.tone!r}; valid: {', '.join(TONE_MODES)}")
 
 
 @dataclasses.dataclass(frozen=True)

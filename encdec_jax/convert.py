@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from encdec_jax.pixels import to_unit_float
+
 # Gaussian sigma of the feathered edge, as a fraction of the image side (1 px at 64 px).
 FEATHER = 1 / 64
 
@@ -69,7 +71,5 @@ def choose_mask(learned_BxHxWx1, data_masks_BxHxWxC=None, resolution: int | None
   if learned_BxHxWx1 is not None:
     return np.clip(np.asarray(learned_BxHxWx1, np.float32), 0.0, 1.0)
   if data_masks_BxHxWxC is not None:
-    m = np.asarray(data_masks_BxHxWxC)
-    m = m.astype(np.float32) / 255.0 if m.dtype == np.uint8 else m.astype(np.float32)
-    return m[..., :1]
+    return to_unit_float(data_masks_BxHxWxC)[..., :1]
   return np.broadcast_to(soft_ellipse(resolution), (batch, resolution, resolution, 1))

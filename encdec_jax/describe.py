@@ -46,7 +46,7 @@ def _flops(fn, *args) -> float:
 
 def describe(cfg: ExperimentConfig, batch: int = 1) -> Description:
   """Compiles each stage (batch `batch`, FLOPs divided by it) and the train step at cfg's batch."""
-  from encdec_jax import assemble, losses
+  from encdec_jax import assemble
   from encdec_jax import step as step_lib
   from encdec_jax.losses import compose
   mc = cfg.model
@@ -73,8 +73,7 @@ def describe(cfg: ExperimentConfig, batch: int = 1) -> Description:
   b = cfg.train.batch_size
   keys = compose.batch_keys(compose.needs_masks(cfg))
   batch_abs = {k: jax.ShapeDtypeStruct((n, b, r, r, 3), jnp.float32) for k in keys}
-  step = step_lib.make_train_step(model, cfg.train, losses.parse_loss_spec(cfg.loss), cfg.mask,
-                               cfg.train.nonfinite)
+  step = step_lib.make_train_step(model, cfg, cfg.train.nonfinite)
   compiled = jax.jit(step, donate_argnums=0).lower(a.abstract_state, batch_abs).compile()
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost

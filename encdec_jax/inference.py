@@ -13,6 +13,8 @@ import os
 import jax
 import numpy as np
 
+from encdec_jax.pixels import to_unit_float
+
 
 @dataclasses.dataclass
 class Run:
@@ -36,12 +38,12 @@ def load_run(workdir: str, step: int | None = None) -> Run:
   """The run in WORKDIR at `step` (default: its latest checkpoint): its config.json, the model
   assembled from it (nothing compiled) and its params on one device."""
   from encdec_jax import assemble
-  path = os.path.join(workdir, "config.json")
+  from encdec_jax.workdir import CONFIG, parse_config_json
+  path = os.path.join(workdir, CONFIG)
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path} does not exist: {workdir!r} is not a run's workdir")
   with open(path, "rb") as f:
     raw = f.read()
-  from encdec_jax.workdir import parse_config_json
   cfg = assemble.checked_config(parse_config_json(raw, path))
   a = assemble.assemble(cfg)
   params, step = assemble.restore_params(a, workdir, step)
@@ -61,13 +63,13 @@ def resolve_identity(run: Run, to: str) -> int:
   raise ValueError(f"--to={to!r} is not an identity of this run; valid: {run.identities}")
 
 
-def tone_shifts(run: Run, trn: dict | None = None, reuse: bool = True):
-  """The run's (N, N, 3) tone shifts (encdec_jax/tone.py) if its config.eval.tone asks for them,
+def colour_shifts(run: Run, trn: dict | None = None, reuse: bool = True):
+  """The run's (N, N, 3) colour shifts (encdec_jax/calibration.py) if its config.eval.tone asks for them,
   else None: with `reuse`, the ones its evaluation of this checkpoint wrote (tone.json), else
   calibrated on `trn` (its training data, loaded when not given)."""
   if run.cfg.eval.tone == "none":
     return None
-  from encdec_jax import tone
+  from encdec_jax import calibration
   if reuse and run.workdir:
     from encdec_jax.workdir import read_tone
     saved = read_tone(run.workdir, run.step)
@@ -76,10 +78,10 @@ def tone_shifts(run: Run, trn: dict | None = None, reuse: bool = True):
   if trn is None:
     from encdec_jax.data.loading import load_data
     trn, _ = load_data(run.cfg)
-  from encdec_jax import evaluate
+  from encdec_jax.decode import make_decode_all
   if "decode_all" not in run.compiled:  # compiled only when no stored shifts serve
-    run.compiled["decode_all"] = evaluate.make_decode_all(run.model)
-  return tone.calibrate_params(run.params, run.compiled["decode_all"], trn, run.cfg.data.identities)
+    run.compiled["decode_all"] = make_decode_all(run.model)
+  return calibration.calibrate_params(run.params, run.compiled["decode_all"], trn, run.cfg.data.identities)
 
 
 def swap(run: Run, x_BxHxWx3: np.ndarray, to: int, blend: bool = True, masks=None, shift=None):
@@ -87,13 +89,13 @@ def swap(run: Run, x_BxHxWx3: np.ndarray, to: int, blend: bool = True, masks=Non
   `blend`, the convert (encdec_jax/convert.py) of the decoder's output: blended into the input
   inside the learned mask if the model has one, else `masks` (the data's face masks), else the
   soft ellipse over the face of an aligned crop (convert.FACE_ELLIPSE). `shift` (3,): a tone
-  shift (encdec_jax/tone.py) taken off the decoder's output first."""
+  colour shift (encdec_jax/calibration.py) taken off the decoder's output first."""
   from encdec_jax import convert
   b, h, _, _ = x_BxHxWx3.shape
   rgb, learned = decode(run, x_BxHxWx3, to)
   if shift is not None:
-    from encdec_jax import tone
-    rgb = tone.apply(rgb, shift)
+    from encdec_jax.decode import take_off
+    rgb = take_off(rgb, shift)
   if not blend:
     return rgb, None
   m = convert.choose_mask(learned, masks, h, b)
@@ -109,3 +111,43 @@ def decode(run: Run, x_BxHxWx3: np.ndarray, to: int):
     run.compiled[key] = jax.jit(lambda p, x: run.model.apply(p, x, to, method="swap"))
   y = models.to_resolution(run.compiled[key](run.params, x_BxHxWx3), x_BxHxWx3.shape[1])  # dfaker: 2x
   return models.split_output(np.asarray(y))
+
+
+def swap_rows(workdirs: list[str], per_identity: int = 3):
+  """(rows, labels) of a swap grid over runs: fixed held-out faces (the first run's data), their
+  true face swaps where the data has them, and each run's converted swap of them into the next
+  identity (one row per run; runs that cannot be loaded or have another image size are left
+  out). None when the first run cannot be loaded."""
+  from encdec_jax.data.loading import load_data
+  try:
+    first = load_run(workdirs[0])
+  except Exception:  # noqa: BLE001 - a report without its grid beats no report
+    return None
+  trn, test = load_data(first.cfg)
+  n = first.cfg.data.identities
+  picks = [k for i in range(n) for k in np.flatnonzero(test["identity"] == i)[:per_identity]]
+  x = to_unit_float(test["image"][picks])
+  masks = test["mask"][picks] if "mask" in test else None
+  ids = test["identity"][picks]
+  target = (ids + 1) % n
+  rows, labels = [x], ["input"]
+  if "face_swaps" in test:
+    rows.append(to_unit_float(test["face_swaps"][picks, target]))
+    labels.append("true face swap")
+  for w in workdirs:
+    try:
+      run = first if w == workdirs[0] else load_run(w)
+    except Exception:  # noqa: BLE001
+      continue
+    if run.cfg.data.resolution != first.cfg.data.resolution:
+      continue
+    out = np.zeros_like(x)
+    shifts = colour_shifts(run, trn if run.cfg.data == first.cfg.data else None)
+    for s in np.unique(ids):  # one batched call per source identity (its target is the next)
+      sel = ids == s
+      t = int(target[sel][0])
+      out[sel] = swap(run, x[sel], t, masks=None if masks is None else masks[sel],
+                      shift=None if shifts is None else shifts[int(s), t])[0]
+    rows.append(out)
+    labels.append(os.path.basename(os.path.abspath(w)))
+  return rows, labels

@@ -38,12 +38,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from encdec_jax.data import render as R
+from encdec_jax.pixels import remap_bilinear, to_unit_float
 
 N_ATTR = len(R.POSE_EXPRESSION)
 FEATURES = 128     # random 3x3 conv filters of the identity features
 # (landmark, patch side as a fraction of the image) sampled on a PATCH_SAMPLES^2 grid; the nose
 # patch covers most of the face (pose), the others the expression's details.
-PATCHES = ((0, 0.25), (1, 0.25), (2, 0.7), (3, 0.35))  # render.LANDMARK_NAMES indices
+PATCHES = ((0, 0.25), (1, 0.25), (2, 0.7), (3, 0.35))  # align.LANDMARK_NAMES indices
 PATCH_SAMPLES = 12
 NOISE = 0.03       # sd of the pixel noise on the judges' noisy training copies (see train_judges)
 READABLE = 0.5     # a factor is scored if its floor is <= this x guessing the mean
@@ -57,8 +58,7 @@ VERSION = 3        # of the judges' form: caches of another version are refitted
 
 def face_only(x_BxHxWx3, mask_BxHxWxC) -> np.ndarray:
   """The image with everything but the visible face (mask channel 0) zeroed."""
-  m = np.asarray(mask_BxHxWxC)
-  m = m.astype(np.float32) / 255.0 if m.dtype == np.uint8 else m.astype(np.float32)
+  m = to_unit_float(mask_BxHxWxC)
   return np.asarray(x_BxHxWx3, np.float32) * m[..., :1]
 
 
@@ -80,7 +80,6 @@ _features = jax.jit(features)
 def patch_features(x_BxHxWx3, landmarks_Bx4x2) -> np.ndarray:
   """Pixels sampled (bilinear) on a PATCH_SAMPLES^2 grid over a square around each landmark of
   PATCHES: (B, len(PATCHES) * PATCH_SAMPLES^2 * 3)."""
-  from encdec_jax.data.pipeline import _remap_bilinear
   x = np.asarray(x_BxHxWx3, np.float32)
   lm = np.asarray(landmarks_Bx4x2, np.float32)
   b, h, w, _ = x.shape
@@ -90,7 +89,7 @@ def patch_features(x_BxHxWx3, landmarks_Bx4x2) -> np.ndarray:
     cy = lm[:, k, 1, None, None] * h - 0.5 + t[None, :, None] * side * h
     cx = lm[:, k, 0, None, None] * w - 0.5 + t[None, None, :] * side * w
     shape = (b, PATCH_SAMPLES, PATCH_SAMPLES)
-    out.append(_remap_bilinear(x, np.broadcast_to(cy, shape), np.broadcast_to(cx, shape)).reshape(b, -1))
+    out.append(remap_bilinear(x, np.broadcast_to(cy, shape), np.broadcast_to(cx, shape)).reshape(b, -1))
   return np.concatenate(out, -1)
 
 
@@ -205,7 +204,7 @@ def train_judges(train: dict, test: dict, num_identities: int, seed: int = 0,
   r = train["image"].shape[1]
   if r % 8:
     raise ValueError(f"judges need a resolution divisible by 8; got {r}")
-  x = train["image"].astype(np.float32) / 255.0
+  x = to_unit_float(train["image"])
   m = face_masks(train)
   copies = training_copies(x, seed)
   k = len(copies)
@@ -218,7 +217,7 @@ def train_judges(train: dict, test: dict, num_identities: int, seed: int = 0,
   ids = np.concatenate([train["identity"]] * k)
   j = Judges(p, _ridge_cv(f, np.eye(num_identities)[ids], k), None, num_identities, None, None, 0.0,
              None, None)
-  xt = test["image"].astype(np.float32) / 255.0
+  xt = to_unit_float(test["image"])
   j.accuracy = float((j.identify(xt, face_masks(test)) == test["identity"]).mean())
   if "factors" in train and "landmarks" in train:
     pf = patch_features(x, np.concatenate([train["landmarks"]] * k)).astype(np.float64)

@@ -25,26 +25,23 @@ batch as for one run.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from encdec_jax import assemble, losses, models
 from encdec_jax import checkpoint as ckpt_lib
-from encdec_jax import evaluate as eval_lib
-from encdec_jax import state as state_lib
 from encdec_jax import config as config_lib
+from encdec_jax import state as state_lib
 from encdec_jax.config import ExperimentConfig
-from encdec_jax.data import device_augment
-from encdec_jax.data.pipeline import Augment
+from encdec_jax.decode import make_decode_all
 from encdec_jax.losses import compose
-from encdec_jax.program import train_source
-from encdec_jax.step import make_step
+from encdec_jax.program import data_mesh, device_augmenter, train_source
+from encdec_jax.step import adam, hyperparameters, make_step
 
 # The fields members of one group may differ in (and the run-naming fields that change nothing).
 MEMBER_FIELDS = ("seed", "loss", "model.bottleneck", "mask.enabled", "mask.eye_multiplier",
@@ -140,11 +137,10 @@ class Group:
     self.big = assemble.assemble(self.base, platform)
     self.model = self.big.model
     self.members = [assemble.assemble(c, platform) for c in cfgs]
-    self.mesh = Mesh(devices, ("data",))
-    self.replicated = NamedSharding(self.mesh, P())
+    self.mesh, self.replicated = data_mesh(devices)
     self.batch_sharding = NamedSharding(self.mesh, P(None, None, "data"))  # (M, N, B, ...): split B
     self.terms = _terms(cfgs)
-    self.h = self._settings()
+    self.hyper = {**hyperparameters(cfgs, self.terms), "param_mask": self._param_masks()}
     self.batch_keys = compose.batch_keys(any(compose.needs_masks(c) for c in cfgs))
     loss_fn = compose.make_loss_fn(self.model, self.terms)
     on = [c.mask.enabled for c in cfgs]
@@ -154,44 +150,24 @@ class Group:
       s = dict(h["loss"], mask_on=h["loss"]["mask_on"] if mask_on is None else mask_on)
       return loss_fn(p, b, s)
 
-    steps = c0.train.steps  # equal in a group (not a member field)
-
-    def member_update(g, o, p, h, i):
-      return state_lib.adam_update(g, o, p, i, h["lr"], h["b1"], h["b2"], steps, h["warmdown"],
-                                   h["clip_norm"])
-
-    step = make_step(member_loss, member_update, c0.train.nonfinite, members=True)
+    step = make_step(member_loss, adam(c0.train.steps), c0.train.nonfinite, members=True)
     self._loss = jax.jit(jax.vmap(member_loss))  # the non-finite message's loss terms
     self.state_sharding = jax.tree.map(lambda _: self.replicated, self.stacked_abstract())
     self.step_fn = jax.jit(step, in_shardings=(self.state_sharding, self.batch_sharding, self.replicated),
                            out_shardings=(self.state_sharding, self.replicated), donate_argnums=0)
     self.cfg = c0
-    self.decode_all = eval_lib.make_decode_all(self.model)  # one compile at size K for all members
-    self.on_device = device_augment.on_device(c0.data.augment_on, devices)
-    self._augment = jax.jit(jax.vmap(functools.partial(device_augment.augment_batch,
-                                                       a=Augment.from_config(c0.data))))
+    self.decode_all = make_decode_all(self.model)  # one compile at size K for all members
+    self.augment_on_device, augment = device_augmenter(c0, devices)
+    self._augment = jax.jit(jax.vmap(augment))
     self.sources = {}  # (seed, warp_scale) -> TrainSource, set by batches()
 
-  def _settings(self) -> dict:
-    """Per-member numbers, each with a leading member axis."""
-    f = lambda v: jnp.asarray(np.array(v, np.float32))
-    w = [[next((t.weight for t in losses.parse_loss_spec(c.loss) if (t.name, t.params) == (u.name, u.params)),
-               0.0) for u in self.terms] for c in self.cfgs]
-    loss = {"term_weights": f(w), "mask_on": jnp.asarray([c.mask.enabled for c in self.cfgs]),
-            "eye": f([c.mask.eye_multiplier for c in self.cfgs]),
-            "mouth": f([c.mask.mouth_multiplier for c in self.cfgs]),
-            "learned_weight": f([c.mask.learned_weight for c in self.cfgs])}
-    # Per padded leaf (by its index in the flattened params): 1 on a member's own units, 0 on
-    # its padding. Leaves no member pads are left out (nothing to multiply).
+  def _param_masks(self) -> dict:
+    """Per padded leaf (by its index in the flattened params), (M, ...): 1 on a member's own
+    units, 0 on its padding. Leaves no member pads are left out (nothing to multiply)."""
     big = jax.tree.leaves(self.big.abstract_params)
     own = [jax.tree.leaves(a.abstract_params) for a in self.members]
-    masks = {k: jnp.stack([_pad_to(jnp.ones(o[k].shape, jnp.float32), b.shape) for o in own])
-             for k, b in enumerate(big) if any(o[k].shape != b.shape for o in own)}
-    return {"loss": loss, "lr": f([c.train.lr for c in self.cfgs]),
-            "b1": f([c.train.b1 for c in self.cfgs]), "b2": f([c.train.b2 for c in self.cfgs]),
-            "warmdown": f([c.train.warmdown for c in self.cfgs]),
-            "clip_norm": f([c.train.clip_norm for c in self.cfgs]),
-            "param_mask": masks}
+    return {k: jnp.stack([_pad_to(jnp.ones(o[k].shape, jnp.float32), b.shape) for o in own])
+            for k, b in enumerate(big) if any(o[k].shape != b.shape for o in own)}
 
   def stacked_abstract(self):
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct((self.m,) + x.shape, x.dtype),
@@ -243,7 +219,7 @@ class Group:
     for c in self.cfgs:  # one pipeline per distinct (seed, warp_scale, input_jitter), shared
       if _source_key(c) not in self.sources:
         self.sources[_source_key(c)] = train_source(c, trn, c.seed)
-    iters = {k: src.iterate(start, raw=self.on_device) for k, src in self.sources.items()}
+    iters = {k: src.iterate(start, raw=self.augment_on_device) for k, src in self.sources.items()}
 
     def gen():
       while True:
@@ -252,7 +228,7 @@ class Group:
     return gen()
 
   def step(self, state, batch):
-    return self.step_fn(state, batch, self.h)
+    return self.step_fn(state, batch, self.hyper)
 
   def rows(self, metrics: dict) -> list[dict]:
     return [{k: v[i] for k, v in metrics.items()} for i in range(self.m)]
@@ -266,7 +242,7 @@ class Group:
 
   def loss_terms_at(self, state, i: int, step: int) -> dict:
     """Member i's loss terms on its batch of `step` from `state` (nothing updated)."""
-    get = (lambda s: s.raw_batch(step)) if self.on_device else (lambda s: s.batch(step))
+    get = (lambda s: s.raw_batch(step)) if self.augment_on_device else (lambda s: s.batch(step))
     batch = self.device_batch([get(self.sources[_source_key(c)]) for c in self.cfgs])
-    loss, m = jax.device_get(self._loss(state.params, batch, self.h))
+    loss, m = jax.device_get(self._loss(state.params, batch, self.hyper))
     return {"train/loss": loss[i], **{k: v[i] for k, v in m.items()}}

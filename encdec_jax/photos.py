@@ -32,6 +32,7 @@ import stat
 import numpy as np
 
 from encdec_jax import align
+from encdec_jax.pixels import to_unit_float
 
 PROBLEMS = ("unreadable", "too_large", "no_face", "too_small", "low_score", "several_faces",
             "exif_rotated", "unsupported")
@@ -199,7 +200,7 @@ def paste_swap(photo_u8: np.ndarray, face: Face, decode, size: int, blend: bool 
   warped back. Without `blend` the whole crop square is pasted (its edge feathered)."""
   from encdec_jax import convert
   a = align.align_transform(face.landmarks(), size)
-  x = align.crop(photo_u8, a, size)[None].astype(np.float32) / 255.0
+  x = to_unit_float(align.crop(photo_u8, a, size)[None])
   rgb, mask = decode(x)
   if not blend:
     mask = np.pad(np.ones((1, size - 2, size - 2, 1), np.float32), ((0, 0), (1, 1), (1, 1), (0, 0)))

@@ -19,6 +19,7 @@ import jax
 import numpy as np
 
 from encdec_jax.data.render import POSE_EXPRESSION
+from encdec_jax.pixels import to_unit_float
 
 RIDGE = 0.01  # x the number of examples, on standardised codes: a light penalty
 MAX_FIT = 512  # training faces per identity the probes are fitted on
@@ -29,7 +30,7 @@ def make_encode(model):
 
 
 def codes(params, encode, images_u8: np.ndarray, batch: int = 64) -> np.ndarray:
-  x = images_u8.astype(np.float32) / 255.0
+  x = to_unit_float(images_u8)
   return np.concatenate([np.asarray(encode(params, x[k:k + batch]), np.float32)
                          for k in range(0, len(x), batch)])
 

@@ -1,23 +1,14 @@
 """What the training loop (encdec_jax/train.py) drives: a compiled program of one or more runs.
 
-Two programs implement the one interface the loop uses:
+Two programs implement `Program`, the one interface the loop uses:
 - `Trainer`: one run, data-parallel over a mesh of devices and processes;
 - `members.Group`: several runs of a sweep as the members of one vmapped program.
 Member i of a program is a run with its own folder; a Trainer has one member.
-
-The interface (m members):
-  m, cfg, model, decode_all, batch_keys, describe()
-  init() -> state;  restore(checkpointers, step) -> state
-  batches(train_arrays, start) -> iterator of device batches, one per step from `start`
-  step(state, batch) -> (state, metrics)       (jitted once, state donated)
-  rows(metrics) -> [member 0's scalars, ...]   (on the host)
-  nonfinite(state) -> (counts (m,), first bad step (m,))
-  member_params(state, i), member_state(state, i)   (for decoding; for saving, one run's layout)
-  loss_terms_at(state, i, step) -> member i's loss terms at `step` (for the non-finite message)
 """
 from __future__ import annotations
 
 import functools
+from typing import Any, Iterator, Protocol
 
 import jax
 import numpy as np
@@ -25,15 +16,55 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from encdec_jax import assemble as assemble_lib
 from encdec_jax import checkpoint as ckpt_lib
-from encdec_jax import evaluate as eval_lib
-from encdec_jax import losses, models
+from encdec_jax import models
 from encdec_jax import state as state_lib
 from encdec_jax.config import ConfigError, ExperimentConfig
 from encdec_jax.data import device_augment
 from encdec_jax.data.pipeline import Augment, TrainSource
+from encdec_jax.decode import make_decode_all
 from encdec_jax.losses import compose
 from encdec_jax.state import TrainState
 from encdec_jax.step import make_train_step
+
+
+class Program(Protocol):
+  """A compiled program of m runs (members), as the training loop drives it."""
+  m: int                         # members
+  cfg: ExperimentConfig          # member 0's config (the fields members share)
+  model: Any
+  decode_all: Any                # decode.make_decode_all(model)
+  batch_keys: tuple[str, ...]
+  augment_on_device: bool        # batches are raw uint8 and augmented on the devices
+
+  def describe(self) -> str: ...
+  def init(self) -> Any: ...
+  def restore(self, checkpointers, step: int) -> Any: ...
+  def batches(self, trn: dict, start: int) -> Iterator[dict]:
+    """Device batches, one per step from `start`."""
+  def step(self, state, batch) -> tuple[Any, dict]:
+    """Jitted once, state donated."""
+  def rows(self, metrics: dict) -> list[dict]:
+    """[member 0's scalars, ...] on the host."""
+  def nonfinite(self, state) -> tuple[np.ndarray, np.ndarray]:
+    """(non-finite step counts (m,), first bad step (m,))."""
+  def member_params(self, state, i: int) -> Any:
+    """Member i's params, for decode_all."""
+  def member_state(self, state, i: int) -> Any:
+    """Member i's state in one run's layout, for saving."""
+  def loss_terms_at(self, state, i: int, step: int) -> dict:
+    """Member i's loss terms at `step`, for the non-finite message."""
+
+
+def data_mesh(devices) -> tuple[Mesh, NamedSharding]:
+  """(the mesh whose one axis, "data", splits every batch, replicated sharding on it)."""
+  mesh = Mesh(np.asarray(devices), ("data",))
+  return mesh, NamedSharding(mesh, P())
+
+
+def device_augmenter(cfg: ExperimentConfig, devices):
+  """(whether batches are augmented on the devices, the augmentation of one run's raw batch)."""
+  return (device_augment.on_device(cfg.data.augment_on, devices),
+          functools.partial(device_augment.augment_batch, a=Augment.from_config(cfg.data)))
 
 
 def train_source(cfg: ExperimentConfig, trn: dict, seed: int, rows=None) -> TrainSource:
@@ -52,8 +83,7 @@ class Trainer:
     if cfg.train.batch_size % devices.size:
       raise ConfigError(f"config.train.batch_size={cfg.train.batch_size} (per identity, global) "
                         f"must be divisible by the {devices.size} devices")
-    self.mesh = Mesh(devices, ("data",))
-    self.replicated = NamedSharding(self.mesh, P())
+    self.mesh, self.replicated = data_mesh(devices)
     self.batch_sharding = NamedSharding(self.mesh, P(None, "data"))  # (N, B, ...): split B
     a = assemble_lib.assemble(cfg, devices.flat[0].platform)
     self.model, self.tx = a.model, a.tx
@@ -65,16 +95,13 @@ class Trainer:
     self._init = jax.jit(init, out_shardings=self.state_sharding).lower(
         jax.random.key(0)).compile(models.INIT_COMPILER_OPTIONS)
     self.batch_keys = compose.batch_keys(compose.needs_masks(cfg))
-    self._step_args = (self.model, cfg.train, losses.parse_loss_spec(cfg.loss), cfg.mask)
-    self.step_fn = jax.jit(make_train_step(*self._step_args, cfg.train.nonfinite),
+    self.step_fn = jax.jit(make_train_step(self.model, cfg, cfg.train.nonfinite),
                            in_shardings=(self.state_sharding, self.batch_sharding),
                            out_shardings=(self.state_sharding, self.replicated),
                            donate_argnums=0)
-    self.decode_all = eval_lib.make_decode_all(self.model)
-    self.augment_on_device = device_augment.on_device(cfg.data.augment_on, devices)
-    self._augment = jax.jit(
-        functools.partial(device_augment.augment_batch, a=Augment.from_config(cfg.data)),
-        in_shardings=self.batch_sharding, out_shardings=self.batch_sharding)
+    self.decode_all = make_decode_all(self.model)
+    self.augment_on_device, augment = device_augmenter(cfg, devices)
+    self._augment = jax.jit(augment, in_shardings=self.batch_sharding, out_shardings=self.batch_sharding)
     self.source = None  # set by batches()
 
   def describe(self) -> str:
@@ -144,5 +171,5 @@ class Trainer:
   def loss_terms_at(self, state, i: int, step: int) -> dict:
     """The loss terms of `step`'s batch from `state` (not donated, nothing updated)."""
     batch = self.device_batch(self.host_batch(self.source, step))
-    _, m = jax.jit(make_train_step(*self._step_args, "stop"))(state, batch)
+    _, m = jax.jit(make_train_step(self.model, self.cfg, "stop"))(state, batch)
     return jax.device_get(m)

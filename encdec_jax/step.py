@@ -7,11 +7,42 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-from encdec_jax.config import MaskConfig, TrainConfig
-from encdec_jax.losses import compose
+from encdec_jax.config import ExperimentConfig
+from encdec_jax.losses import LossTerm, compose, parse_loss_spec
 from encdec_jax.state import NONFINITE_MODES, TrainState, adam_update
+
+ADAM_FIELDS = ("lr", "b1", "b2", "warmdown", "clip_norm")  # of config.train, per run or member
+
+
+def hyperparameters(cfgs: list[ExperimentConfig], loss_terms) -> dict:
+  """The numbers a step reads, {"loss": compose.loss_settings, "lr", "b1", "b2", "warmdown",
+  "clip_norm"}, for the terms `loss_terms` (each config weights them by its own config.loss, 0
+  for a term it does not use). One config: python values, constants of the compiled step.
+  Several (members, encdec_jax/members.py): arrays with a leading member axis, passed to the
+  step as an argument, so a new value does not recompile."""
+  per = []
+  for c in cfgs:
+    own = {(t.name, t.params): t.weight for t in parse_loss_spec(c.loss)}
+    weighted = tuple(LossTerm(u.name, own.get((u.name, u.params), 0.0), u.params) for u in loss_terms)
+    per.append({"loss": compose.loss_settings(weighted, c.mask),
+                **{f: getattr(c.train, f) for f in ADAM_FIELDS}})
+  if len(cfgs) == 1:
+    return per[0]
+
+  def stack(*v):
+    a = np.array(v)
+    return jnp.asarray(a if a.dtype == bool else a.astype(np.float32))
+  return jax.tree.map(stack, *per, is_leaf=lambda x: isinstance(x, tuple))
+
+
+def adam(steps: int):
+  """update_fn for make_step: Adam at the step's learning rate (state.adam_update) with the
+  arguments in h (hyperparameters); `steps` is train.steps, equal for every member."""
+  return lambda g, o, p, h, i: adam_update(g, o, p, i, h["lr"], h["b1"], h["b2"], steps,
+                                           h["warmdown"], h["clip_norm"])
 
 
 def make_step(loss_fn, update_fn, nonfinite: str, members: bool = False):
@@ -72,13 +103,13 @@ def make_step(loss_fn, update_fn, nonfinite: str, members: bool = False):
   return step
 
 
-def make_train_step(model, train: TrainConfig, loss_terms, mask_cfg: MaskConfig = MaskConfig(),
-                    nonfinite: str = "stop"):
-  """One run's (state, batch) -> (state, metrics): make_step with this config's loss and Adam at
-  the step's learning rate (state.adam_update; train.lr, b1, b2, steps, warmdown, clip_norm)."""
-  loss_fn = compose.make_loss_fn(model, loss_terms)
-  s = compose.loss_settings(loss_terms, mask_cfg)
-  t = train
-  update = lambda g, o, p, h, i: adam_update(g, o, p, i, t.lr, t.b1, t.b2, t.steps, t.warmdown, t.clip_norm)
-  step = make_step(lambda p, b, h: loss_fn(p, b, s), update, nonfinite)
+def make_train_step(model, cfg: ExperimentConfig, nonfinite: str = "stop"):
+  """One run's (state, batch) -> (state, metrics): make_step with this config's loss and Adam,
+  its hyperparameters constants of the step."""
+  terms = parse_loss_spec(cfg.loss)
+  loss_fn = compose.make_loss_fn(model, terms)
+  h = hyperparameters([cfg], terms)
+  update = adam(cfg.train.steps)
+  step = make_step(lambda p, b, _: loss_fn(p, b, h["loss"]), lambda g, o, p, _, i: update(g, o, p, h, i),
+                   nonfinite)
   return lambda state, batch: step(state, batch, None)

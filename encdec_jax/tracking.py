@@ -1,4 +1,4 @@
-"""Metrics to WORKDIR/metrics.jsonl (always) and to W&B (unless disabled). W&B imported lazily."""
+"""Metrics to the run's metrics file (always) and to W&B (unless disabled). W&B imported lazily."""
 from __future__ import annotations
 
 import json
@@ -17,21 +17,44 @@ def _plain(v):
   return v
 
 
+def _lines(path: str):
+  """(line, parsed row) of a metrics file, skipping lines that are not a JSON object (a line cut
+  short by a kill -9); nothing when the file does not exist."""
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    for ln in f:
+      try:
+        row = json.loads(ln)
+      except json.JSONDecodeError:
+        continue
+      if isinstance(row, dict):
+        yield ln, row
+
+
+def read_rows(path: str) -> list[dict]:
+  """Every well-formed row of a metrics file written by Tracker.log."""
+  return [row for _, row in _lines(path)]
+
+
+def eval_curve(path: str, metric: str) -> list[tuple[int, float]]:
+  """(step, value) of `metric` in a metrics file's rows, in step order (a step logged twice: its
+  last value)."""
+  pts = {int(r["step"]): float(r[metric]) for r in read_rows(path)
+         if isinstance(r.get(metric), (int, float)) and "step" in r}
+  return sorted(pts.items())
+
+
 def truncate_jsonl(path: str, max_step: int, drop_eval_at: int | None = None) -> None:
   """Drops lines with step > max_step, so a resumed run does not count replayed steps twice, and
   evaluation lines at step `drop_eval_at` (a finished run evaluated again)."""
   if not os.path.exists(path):
     return
   keep = []
-  with open(path) as f:
-    for ln in f:
-      try:
-        row = json.loads(ln)
-      except json.JSONDecodeError:
-        continue  # a line cut short by a kill -9
-      is_eval = any(k.startswith("eval/") for k in row)
-      if row.get("step", 0) <= max_step and not (is_eval and row.get("step") == drop_eval_at):
-        keep.append(ln if ln.endswith("\n") else ln + "\n")
+  for ln, row in _lines(path):
+    is_eval = any(k.startswith("eval/") for k in row)
+    if row.get("step", 0) <= max_step and not (is_eval and row.get("step") == drop_eval_at):
+      keep.append(ln if ln.endswith("\n") else ln + "\n")
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
     f.writelines(keep)
@@ -41,9 +64,9 @@ def truncate_jsonl(path: str, max_step: int, drop_eval_at: int | None = None) ->
 class Tracker:
   """One per run. `log(step, {...})` writes a JSON line and, if enabled, a W&B row."""
 
-  def __init__(self, workdir: str, config: dict, *, mode: str, project: str, group: str = "",
-               name: str = "", enabled: bool = True):
-    self.path = os.path.join(workdir, "metrics.jsonl")
+  def __init__(self, workdir: str, path: str, config: dict, *, mode: str, project: str,
+               group: str = "", name: str = "", enabled: bool = True):
+    self.path = path  # the run's metrics file (workdir.METRICS)
     self.enabled = enabled
     self.run = None
     if enabled and mode != "disabled":

@@ -20,12 +20,15 @@ import ml_collections
 import numpy as np
 
 from encdec_jax import assemble as assemble_lib
+from encdec_jax import calibration
 from encdec_jax import evaluate as eval_lib
 from encdec_jax import judges as judges_lib
 from encdec_jax import preemption, probes
 from encdec_jax.config import ExperimentConfig
 from encdec_jax.data.loading import DATA_REPORT, load_data
+from encdec_jax.losses import compose
 from encdec_jax.preemption import Preempted
+from encdec_jax.preview import preview_grid
 from encdec_jax.program import Trainer
 from encdec_jax.workdir import RunFolder
 
@@ -82,12 +85,13 @@ def _program(cfgs: list[ExperimentConfig]):
 def _train(cfgs, folders, progress):
   c0 = cfgs[0]
   main = folders[0].main
+  masks = any(compose.needs_masks(c) for c in cfgs)
   if jax.process_count() > 1:  # process 0 prepares the TFDS data, the others then read it
     from jax.experimental import multihost_utils
     if main:
-      load_data(c0, folders[0].path)
+      load_data(c0, folders[0].path, masks)
     multihost_utils.sync_global_devices("encdec_jax:data prepared")
-  trn, test = load_data(c0, folders[0].path if main else None)
+  trn, test = load_data(c0, folders[0].path if main else None, masks)
   _share_data_report(folders)
   prog = _program(cfgs)
   if main:
@@ -185,20 +189,19 @@ class _Loop:
   def alive(self):
     return [i for i in range(self.prog.m) if i not in self.failed]
 
-  def tone(self, params):
-    """Member params' tone shifts (encdec_jax/tone.py) where config.eval.tone asks for them."""
+  def colour_shifts(self, params):
+    """Member params' colour shifts (encdec_jax/calibration.py) where config.eval.tone asks for them."""
     if self.cfg.eval.tone == "none":
       return None
-    from encdec_jax import tone as tone_lib
-    return tone_lib.calibrate_params(params, self.prog.decode_all, self.trn, self.cfg.data.identities)
+    return calibration.calibrate_params(params, self.prog.decode_all, self.trn, self.cfg.data.identities)
 
   def evaluate(self, state, i: int, step: int) -> dict:
     params = self.prog.member_params(state, i)
-    shifts = self.tone(params)
+    shifts = self.colour_shifts(params)
     if shifts is not None:  # swaps of this checkpoint (experiments.swap, the sweep's grid) reuse them
       self.folders[i].write_tone(step, shifts)
     return eval_lib.evaluate(params, self.prog.decode_all, self.test, self.cfg.data.identities,
-                             judges=self.judges, probes=self.probe, tone=shifts)
+                             judges=self.judges, probes=self.probe, shifts=shifts)
 
   def fail(self, state, i: int) -> None:
     """Member i stopped on a NaN/Inf: its first bad step's loss terms, recomputed from the state
@@ -258,8 +261,8 @@ class _Loop:
         if preview:
           for i in self.alive():
             params = prog.member_params(state, i)
-            self.folders[i].preview(done, eval_lib.preview_grid(
-                params, prog.decode_all, self.test, self.cfg.data.identities, tone=self.tone(params)))
+            self.folders[i].preview(done, preview_grid(
+                params, prog.decode_all, self.test, self.cfg.data.identities, shifts=self.colour_shifts(params)))
         if self.cfg.eval.every and done % self.cfg.eval.every == 0 and done != tc.steps:
           for i in self.alive():
             self.folders[i].log(done, self.evaluate(state, i, done))

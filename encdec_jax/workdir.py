@@ -7,7 +7,7 @@ WORKDIR/
   metrics.jsonl         one JSON row per logged step (encdec_jax/tracking.py), eval rows once each
   previews/step_*.png   preview grids
   eval.json             the final evaluation (atomic, strict JSON: NaN/Inf written as null)
-  tone.json             eval.tone=train: each evaluated step's tone shifts (encdec_jax/tone.py),
+  tone.json             eval.tone=train: each evaluated step's tone shifts (encdec_jax/calibration.py),
                         which swaps of that checkpoint reuse (atomic)
   nonfinite_stop.json   present after a stop on a NaN/Inf loss
   wandb/                W&B's offline files (unless wandb.mode=disabled)
@@ -24,6 +24,7 @@ import time
 
 from encdec_jax.config import ConfigError, default_for, flatten
 
+CONFIG = "config.json"
 EVAL = "eval.json"
 METRICS = "metrics.jsonl"
 TONE = "tone.json"
@@ -63,7 +64,7 @@ def commit(workdir: str, cfg_dict: dict, changed: dict) -> None:
   if changed:
     with open(os.path.join(workdir, "config_changes.jsonl"), "a") as f:
       f.write(json.dumps({"time": time.time(), "changed": changed}) + "\n")
-  write_json(os.path.join(workdir, "config.json"), cfg_dict)
+  write_json(os.path.join(workdir, CONFIG), cfg_dict)
   try:
     os.remove(os.path.join(workdir, NONFINITE_STOP))
   except FileNotFoundError:
@@ -113,7 +114,7 @@ def lock(workdir: str):
 def saved_config(workdir: str) -> dict | None:
   """The config.json of a run's workdir, or None if it has none; ConfigError naming the file if it
   is damaged (not a JSON object)."""
-  path = os.path.join(workdir, "config.json")
+  path = os.path.join(workdir, CONFIG)
   if not os.path.exists(path):
     return None
   with open(path, "rb") as f:
@@ -247,7 +248,7 @@ class RunFolder:
   def open_tracker(self, mode: str | None = None) -> None:
     from encdec_jax import tracking
     w = self.cfg.wandb
-    self.tracker = tracking.Tracker(self.path, self.cfg_dict, mode=mode or w.mode, project=w.project,
+    self.tracker = tracking.Tracker(self.path, os.path.join(self.path, METRICS), self.cfg_dict, mode=mode or w.mode, project=w.project,
                                     group=w.group, name=w.name or self.name, enabled=self.main)
 
   def drop_metrics_after(self, step: int, drop_eval_at: int | None = None) -> None:

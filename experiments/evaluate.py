@@ -18,6 +18,7 @@ def main(argv):
   del argv
   _cli.start()
   from encdec_jax import checkpoint as ckpt_lib, config as config_lib, evaluate, inference, judges, probes
+  from encdec_jax.decode import make_decode_all
   from encdec_jax.data.loading import load_data
   from encdec_jax.workdir import RunFolder, WorkdirBusy, saved_config
   w = _WORKDIR.value
@@ -28,11 +29,11 @@ def main(argv):
     with folder.lock():  # not beside a training of this run: both would write its files
       trn, test = load_data(cfg)
       j = judges.for_config(cfg, trn, test)
-      shifts = inference.tone_shifts(run, trn, reuse=False)  # this evaluation computes its own
-      scalars = evaluate.evaluate(run.params, evaluate.make_decode_all(run.model), test,
+      shifts = inference.colour_shifts(run, trn, reuse=False)  # this evaluation computes its own
+      scalars = evaluate.evaluate(run.params, make_decode_all(run.model), test,
                                   cfg.data.identities, judges=j,
                                   probes=probes.for_run(run.model, trn, test, cfg.data.identities, j),
-                                  tone=shifts)
+                                  shifts=shifts)
       final = {"step": step, **scalars}
       shown = " ".join(f"{k}={v:.4g}" for k, v in sorted(final.items()) if k.count("/") <= 1)
       try:  # this step's evaluation replaces the one in metrics.jsonl instead of adding another

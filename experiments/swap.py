@@ -50,6 +50,7 @@ def main(argv):
   import numpy as np
   from tqdm.auto import tqdm
   from encdec_jax import convert, images, inference, photos
+  from encdec_jax.pixels import to_unit_float
   from encdec_jax.data import folders
   if not os.path.isdir(_INPUT.value):
     sys.exit(f"error: --input={_INPUT.value!r} is not a directory")
@@ -62,12 +63,13 @@ def main(argv):
   except (FileNotFoundError, ValueError) as e:
     sys.exit(f"error: {e}")
   try:  # config.eval.tone='train': the colour shift into `to`, calibrated on the run's training faces
-    shifts = inference.tone_shifts(run)
+    shifts = inference.colour_shifts(run)
   except (FileNotFoundError, ValueError) as e:
     sys.exit(f"error: the run's config.eval.tone={run.cfg.eval.tone!r} calibrates on its training "
              f"data, which could not be loaded: {e}")
-  from encdec_jax import tone
-  shift = None if shifts is None else tone.into(shifts, to)
+  from encdec_jax import calibration
+  from encdec_jax.decode import take_off
+  shift = None if shifts is None else calibration.into(shifts, to)
   r = run.cfg.data.resolution
   names, other = photos.list_inputs(_INPUT.value)
   paths = {n: os.path.join(_INPUT.value, n) for n in names}
@@ -83,7 +85,7 @@ def main(argv):
 
   def decode(x):
     rgb, learned = inference.decode(run, x, to)
-    rgb = rgb if shift is None else tone.apply(rgb, shift)
+    rgb = rgb if shift is None else take_off(rgb, shift)
     return rgb, convert.choose_mask(learned, None, r, len(x))
 
   records = photos.unsupported_records(other, kind=None, output=None)
@@ -99,7 +101,7 @@ def main(argv):
       except ValueError as e:
         rec["problems"][photos.problem_of(e)] = str(e)
         continue
-      out, _ = inference.swap(run, x[None].astype(np.float32) / 255.0, to, blend=_BLEND.value,
+      out, _ = inference.swap(run, to_unit_float(x[None]), to, blend=_BLEND.value,
                               shift=shift)
       u8 = np.round(np.clip(out[0], 0, 1) * 255).astype(np.uint8)
       faces = 1

@@ -3,7 +3,7 @@ without a Trainer."""
 import numpy as np
 import pytest
 
-from encdec_jax import assemble, convert, evaluate, inference, models
+from encdec_jax import assemble, convert, decode, evaluate, image_stats, inference, models
 from tests.helpers import init_params
 
 
@@ -33,7 +33,7 @@ def test_dfaker_2x_output_is_scored_and_swapped_at_the_data_size(tiny_config, ti
   assert models.output_scale(cfg.model) == 2
   params = init_params(a.model, cfg.model)
   _, test = tiny_data
-  out = evaluate.evaluate(params, evaluate.make_decode_all(a.model), test, 2)
+  out = evaluate.evaluate(params, decode.make_decode_all(a.model), test, 2)
   assert np.isfinite([v for v in out.values()]).all() and 0 < out["eval/swap_face_mae"] < 1
   x = test["image"][:3].astype(np.float32) / 255
   raw = np.asarray(a.model.apply(params, x, 1, method="swap"))
@@ -52,8 +52,8 @@ def test_tone_gap_is_the_signed_colour_difference_inside_the_region():
   truth = rng.uniform(0.2, 0.6, size=(3, 8, 8, 3))
   region = (rng.uniform(size=(3, 8, 8, 1)) > 0.4).astype(np.float32)
   lighter = truth + 0.05 * region + 0.3 * (1 - region)  # outside the region does not count
-  assert evaluate.tone_gap(lighter, truth, region) == pytest.approx(0.05, abs=1e-5)
-  assert evaluate.tone_gap(truth - 0.02, truth, region) == pytest.approx(-0.02, abs=1e-5)
+  assert image_stats.tone_gap(lighter, truth, region) == pytest.approx(0.05, abs=1e-5)
+  assert image_stats.tone_gap(truth - 0.02, truth, region) == pytest.approx(-0.02, abs=1e-5)
 
 
 def test_tone_matched_takes_the_pairs_mean_gap_off_inside_the_region():
@@ -61,9 +61,9 @@ def test_tone_matched_takes_the_pairs_mean_gap_off_inside_the_region():
   truth = rng.uniform(0.2, 0.6, size=(4, 8, 8, 3)).astype(np.float32)
   region = (rng.uniform(size=(4, 8, 8, 1)) > 0.4).astype(np.float32)
   swaps = np.clip(truth + rng.normal(0, 0.05, truth.shape) + np.array([0.06, -0.03, 0.02]), 0, 1)
-  got = evaluate.tone_matched(swaps, truth, region)
-  assert abs(evaluate.tone_gap(swaps, truth, region)) > 0.01
-  assert evaluate.tone_gap(got, truth, region) == pytest.approx(0.0, abs=1e-5)
+  got = image_stats.tone_matched(swaps, truth, region)
+  assert abs(image_stats.tone_gap(swaps, truth, region)) > 0.01
+  assert image_stats.tone_gap(got, truth, region) == pytest.approx(0.0, abs=1e-5)
   np.testing.assert_allclose(got[region[..., 0] == 0], swaps[region[..., 0] == 0], atol=1e-6)
   diff = (swaps - got)[region[..., 0] == 1]  # one constant shift per channel inside the region
   np.testing.assert_allclose(diff, np.broadcast_to(diff[0], diff.shape), atol=1e-5)

@@ -3,7 +3,7 @@ right ones for stand-in models whose answers are known."""
 import numpy as np
 import pytest
 
-from encdec_jax import convert, evaluate, judges as judges_lib
+from encdec_jax import convert, evaluate, image_stats, judges as judges_lib, preview
 from encdec_jax.data import render as R
 
 
@@ -87,7 +87,7 @@ def test_tone_matched_transfer_separates_a_tone_fault_from_a_face_fault(judges, 
 
 
 def test_a_calibrated_evaluation_keeps_the_plain_scores_as_uncalibrated(judges, judge_data):
-  """With tone shifts (encdec_jax/tone.py) the headline scores are the calibrated swaps', and the
+  """With tone shifts (encdec_jax/calibration.py) the headline scores are the calibrated swaps', and the
   *_uncalibrated ones are exactly the plain evaluation's: swaps 0.12 lighter than the truth fail
   the identity judge as decoded and pass once the same 0.12 is taken off."""
   _, test = judge_data
@@ -95,7 +95,7 @@ def test_a_calibrated_evaluation_keeps_the_plain_scores_as_uncalibrated(judges, 
   plain = evaluate.evaluate(None, dec, test, 2, judges=judges)
   shift = np.zeros((2, 2, 3), np.float32)
   shift[0, 1] = shift[1, 0] = 0.12
-  cal = evaluate.evaluate(None, dec, test, 2, judges=judges, tone=shift)
+  cal = evaluate.evaluate(None, dec, test, 2, judges=judges, shifts=shift)
   for k in ("id_transfer", "attr_mae"):
     assert cal[f"eval/{k}_uncalibrated"] == pytest.approx(plain[f"eval/{k}"], abs=1e-9)
   assert plain["eval/id_transfer"] < 0.8 and cal["eval/id_transfer"] >= 0.95, (plain["eval/id_transfer"], cal["eval/id_transfer"])
@@ -132,12 +132,12 @@ def test_variation_is_one_for_the_truth_and_zero_for_one_face():
   truth = rng.random((6, 8, 8, 3)).astype(np.float32)
   region = np.zeros((8, 8, 1), np.float32)
   region[2:6, 2:6] = 1
-  assert evaluate.variation(truth, truth, region) == pytest.approx(1.0)
-  assert evaluate.variation(np.broadcast_to(truth.mean(0), truth.shape), truth, region) == pytest.approx(0.0, abs=1e-6)
+  assert image_stats.variation(truth, truth, region) == pytest.approx(1.0)
+  assert image_stats.variation(np.broadcast_to(truth.mean(0), truth.shape), truth, region) == pytest.approx(0.0, abs=1e-6)
   outside = truth.copy()
   outside[:, 2:6, 2:6] = truth[0, 2:6, 2:6]  # varies only where the region is not
-  assert evaluate.variation(outside, truth, region) == pytest.approx(0.0, abs=1e-6)
-  assert evaluate.variation(0.5 * truth, truth, region) == pytest.approx(0.5, rel=1e-5)
+  assert image_stats.variation(outside, truth, region) == pytest.approx(0.0, abs=1e-6)
+  assert image_stats.variation(0.5 * truth, truth, region) == pytest.approx(0.5, rel=1e-5)
 
 
 def test_copying_model_scores_zero_transfer_and_the_copying_baseline(judges, judge_data):
@@ -163,9 +163,9 @@ def test_blur_alone_sharpness_is_read_from_the_reconstructions(judge_data):
   x = test["image"][:8].astype(np.float32) / 255
   face = test["mask"][:8][..., :1].astype(np.float32) / 255
   for s in (0.75, 1.5):  # the blur is a Gaussian's (against scipy), and its sigma is recovered
-    np.testing.assert_allclose(evaluate.blur(x, s), scipy_ndimage.gaussian_filter(
+    np.testing.assert_allclose(image_stats.blur(x, s), scipy_ndimage.gaussian_filter(
         x, (0, s, s, 0), mode="nearest", truncate=4.0), atol=1e-5)
-    assert evaluate.sharpness(evaluate.blur(x, s), x, face) == s
+    assert image_stats.sharpness(image_stats.blur(x, s), x, face) == s
 
 
 def test_scores_equal_hand_computed_values(monkeypatch):
@@ -192,11 +192,11 @@ def test_pair_metrics_by_hand():
   a = np.zeros((1, 4, 4, 3), np.float32)
   b = np.full((1, 4, 4, 3), 0.5, np.float32)
   b[0, :2] = 0.0  # the top half right, the bottom half off by 0.5
-  m = evaluate._pair_metrics(a, b)
+  m = image_stats.pair_metrics(a, b)
   assert float(m["mae"][0]) == pytest.approx(0.25)
   region = np.zeros((1, 4, 4, 1), np.float32)
   region[0, 2:] = 1.0
-  m = evaluate._pair_metrics(a, b, region)
+  m = image_stats.pair_metrics(a, b, region)
   assert float(m["mae"][0]) == pytest.approx(0.5)
   assert float(m["psnr"][0]) == pytest.approx(-10 * np.log10(0.25), rel=1e-5)
 
@@ -221,7 +221,7 @@ def test_preview_shows_input_true_face_swaps_converted_and_raw(judge_data):
   """Columns: input | true face swap into 0, 1 | converted swap into 0, 1 | raw output 0, 1."""
   _, test = judge_data
   decode_all = _lookup_decode_all(test, "perfect")
-  g = evaluate.preview_grid(None, decode_all, test, 2, per_identity=1)
+  g = preview.preview_grid(None, decode_all, test, 2, per_identity=1)
   assert g.shape == (2 * 33 + 1, 7 * 33 + 1, 3)
   cell = lambda r, c: g[1 + 33 * r:33 * (r + 1), 1 + 33 * c:33 * (c + 1)]
   row0 = np.flatnonzero(test["identity"] == 0)[0]

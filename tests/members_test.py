@@ -34,7 +34,7 @@ def group_run(tiny_data, data_dir):
                          Augment.from_config(cfgs[0].data)) for s in (0, 1)}
   state, losses = g.init(), []
   for step in range(STEPS):
-    state, m = g.step_fn(state, g.device_batch([srcs[c.seed].batch(step) for c in cfgs]), g.h)
+    state, m = g.step_fn(state, g.device_batch([srcs[c.seed].batch(step) for c in cfgs]), g.hyper)
     losses.append(m["train/loss"])
   assert g.step_fn._cache_size() == 1  # one compiled program for all the settings
   return cds, g, state, np.asarray(jax.device_get(losses))

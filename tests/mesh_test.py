@@ -56,7 +56,7 @@ _SCRIPT = textwrap.dedent("""
       g = members.Group(cfgs, devices=jax.devices()[:n])
       state = g.init()
       for b in batches:
-        state, m = g.step_fn(state, g.device_batch([b, b]), g.h)
+        state, m = g.step_fn(state, g.device_batch([b, b]), g.hyper)
       mout[n] = np.asarray(m["train/loss"])
     assert len(state.params["params"]["encoder"]["bottleneck"]["kernel"].sharding.device_set) == 8
     np.testing.assert_allclose(mout[1], mout[8], rtol=1e-5)

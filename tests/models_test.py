@@ -21,7 +21,7 @@ def test_s2d_strided_conv_equals_direct(h, cin, cout, k):
   x = jax.random.normal(jax.random.key(0), (2, h, h, cin))
   w = jax.random.normal(jax.random.key(1), (k, k, cin, cout))
   p = k // 2
-  direct = jax.lax.conv_general_dilated(x, w, (2, 2), ((p, p), (p, p)), dimension_numbers=models._DN)
+  direct = jax.lax.conv_general_dilated(x, w, (2, 2), ((p, p), (p, p)), dimension_numbers=models.CONV_DIMENSIONS)
   np.testing.assert_allclose(models.strided_conv_s2d(x, w, p), direct, atol=2e-5, rtol=1e-5)
   np.testing.assert_allclose(models.conv_im2col(x, w, 2, p), direct, atol=2e-5, rtol=1e-5)
 
@@ -33,7 +33,7 @@ def test_im2col_stride1_equals_xla(h, k, cin, cout):
   w = jax.random.normal(jax.random.key(1), (k, k, cin, cout))
   p = k // 2
   xla = lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), ((p, p), (p, p)),
-                                                  dimension_numbers=models._DN)
+                                                  dimension_numbers=models.CONV_DIMENSIONS)
   ours = lambda x, w: models.conv_im2col(x, w, 1, p)
   np.testing.assert_allclose(ours(x, w), xla(x, w), atol=2e-5, rtol=1e-5)
   grads = [jax.grad(lambda x, w: jnp.sum(jnp.sin(f(x, w))), (0, 1))(x, w) for f in (ours, xla)]

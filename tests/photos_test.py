@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from encdec_jax import align, convert, photos, tone
+from encdec_jax import align, calibration, convert, decode, photos
 from encdec_jax.data import composites, folders, render
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -365,13 +365,13 @@ def _swap_crops_cli(tmp_path, workdir, crops, run):
   # calibrated on the run's training faces (the run has eval.tone=train).
   assert im.info["encdec_jax:tone"] == "train"
   r_ = inference.load_run(str(workdir))
-  stored = inference.tone_shifts(r_)  # what its final evaluation wrote (tone.json), no data read
+  stored = inference.colour_shifts(r_)  # what its final evaluation wrote (tone.json), no data read
   with contextlib.chdir(tmp_path):  # the run's data.root is relative to where it trained
-    np.testing.assert_allclose(inference.tone_shifts(r_, reuse=False), stored, atol=1e-6)
-  shift = tone.into(stored, 1)
+    np.testing.assert_allclose(inference.colour_shifts(r_, reuse=False), stored, atol=1e-6)
+  shift = calibration.into(stored, 1)
   assert np.abs(shift).max() > 1e-4
   x = folders.load_image(str(inp / "face0.png"), 16, 8)[0][None].astype(np.float32) / 255
-  y = tone.apply(np.asarray(r_.model.apply(r_.params, x, 1, method="swap")), shift)
+  y = decode.take_off(np.asarray(r_.model.apply(r_.params, x, 1, method="swap")), shift)
   want = convert.convert(x, y, convert.soft_ellipse(16)[None])[0]
   keep = np.ones((16, 16), bool)
   keep[8:, 8:] = False

@@ -255,37 +255,37 @@ def test_train_cli_accepts_agent_style_overrides(tmp_path, data_dir):
 def test_seed_spread_groups_runs_that_differ_only_in_seed():
   rs = [{"config.model.bottleneck": 8, "config.seed": s, "eval/swap_mae": v} for s, v in ((0, 0.1), (1, 0.3))]
   rs.append({"config.model.bottleneck": 16, "config.seed": 0, "eval/swap_mae": 0.2})
-  from encdec_jax import report
-  out = report.seed_spread(rs, ["config.model.bottleneck", "config.seed"], ["eval/swap_mae"])
+  from encdec_jax import diagnosis
+  out = diagnosis.seed_spread(rs, ["config.model.bottleneck", "config.seed"], ["eval/swap_mae"])
   assert len(out) == 1 and out[0]["setting"] == "bottleneck=8" and out[0]["n"] == 2
   assert out[0]["eval/swap_mae"] == pytest.approx((0.2, 0.1414213), rel=1e-5)
 
 
 def test_diagnosis_names_the_cause_from_reconstructions_and_swaps():
-  from encdec_jax import report
+  from encdec_jax import diagnosis, report
   ref = {"eval/attr_mae_floor": 0.2, "eval/attr_mae_guess": 0.8}  # halfway: 0.5
-  assert report.diagnose({**ref, "eval/recon_attr_mae": 0.3, "eval/attr_mae": 0.4}) == "swap keeps the expression"
-  assert report.diagnose({**ref, "eval/recon_attr_mae": 0.7, "eval/attr_mae": 0.9}).startswith("cause 1")
-  two = report.diagnose({**ref, "eval/recon_attr_mae": 0.3, "eval/attr_mae": 0.9, "eval/probe_id_accuracy": 1.0})
+  assert diagnosis.diagnose({**ref, "eval/recon_attr_mae": 0.3, "eval/attr_mae": 0.4}) == "swap keeps the expression"
+  assert diagnosis.diagnose({**ref, "eval/recon_attr_mae": 0.7, "eval/attr_mae": 0.9}).startswith("cause 1")
+  two = diagnosis.diagnose({**ref, "eval/recon_attr_mae": 0.3, "eval/attr_mae": 0.9, "eval/probe_id_accuracy": 1.0})
   assert two.startswith("cause 2") and "100%" in two
-  assert report.diagnose({"eval/recon_mae": 0.1}) is None  # image folders: no factors
+  assert diagnosis.diagnose({"eval/recon_mae": 0.1}) is None  # image folders: no factors
   # A judge that reads no expression (the tiny 16 px data) gives no verdict: a blank face in the
   # frame scores pose from the mask's outline.
   blind = {**ref, "eval/recon_attr_mae": 0.3, "eval/attr_mae": 0.4, "eval/attr_floor/smile": 0.6,
            "eval/attr_guess/smile": 0.8}
-  assert report.diagnose(blind).startswith("no verdict")
+  assert diagnosis.diagnose(blind).startswith("no verdict")
   # Blur alone (the true swap blurred to the decoder's sharpness) past halfway: no cause is named.
   blurry = {**ref, "eval/recon_attr_mae": 0.7, "eval/attr_mae": 0.9, "eval/blur_attr_mae": 0.6,
             "eval/blur_sigma": 1.5}
-  assert report.diagnose(blurry).startswith("no verdict: blur alone") and "sigma 1.5 px" in report.diagnose(blurry)
-  assert report.diagnose({**blurry, "eval/blur_attr_mae": 0.3}).startswith("cause 1")
+  assert diagnosis.diagnose(blurry).startswith("no verdict: blur alone") and "sigma 1.5 px" in diagnosis.diagnose(blurry)
+  assert diagnosis.diagnose({**blurry, "eval/blur_attr_mae": 0.3}).startswith("cause 1")
   # Where the mean-face stand-in was measured, it is the bar (it reads the pose from the mask):
   # halfway between 0.2 and 0.5 is 0.35, so a swap at 0.4 no longer keeps the expression.
   flat = {**ref, "eval/attr_mae_mean_face": 0.5}
-  assert report.diagnose({**flat, "eval/recon_attr_mae": 0.3, "eval/attr_mae": 0.4}).startswith("cause 2")
-  assert report.diagnose({**flat, "eval/recon_attr_mae": 0.3, "eval/attr_mae": 0.3}) == "swap keeps the expression"
+  assert diagnosis.diagnose({**flat, "eval/recon_attr_mae": 0.3, "eval/attr_mae": 0.4}).startswith("cause 2")
+  assert diagnosis.diagnose({**flat, "eval/recon_attr_mae": 0.3, "eval/attr_mae": 0.3}) == "swap keeps the expression"
   # Decoders that paint one face whatever the input are named as such, whatever their scores.
-  one = report.diagnose({**flat, "eval/recon_attr_mae": 0.3, "eval/attr_mae": 0.3, "eval/swap_variation": 0.1})
+  one = diagnosis.diagnose({**flat, "eval/recon_attr_mae": 0.3, "eval/attr_mae": 0.3, "eval/swap_variation": 0.1})
   assert one.startswith("one face whatever the input") and "0.10" in one
   # ... also where such a run wins the sweep's metric (a mean face can win them all).
   runs = [{"run": "a", "eval/id_transfer": 0.5, **flat, "eval/recon_attr_mae": 0.5, "eval/attr_mae": 0.5,
@@ -298,15 +298,17 @@ def test_diagnosis_names_the_cause_from_reconstructions_and_swaps():
 
 def test_curves_plot_each_runs_evaluations_against_steps(tmp_path):
   import json
-  from encdec_jax import report
+  from encdec_jax import plots, report, tracking
   for run, vals in (("a", [0.9, 0.7, 0.5]), ("b", [0.8, 0.8, 0.6])):
     (tmp_path / run).mkdir()
     rows = [{"step": 10 * (k + 1), "eval/attr_mae": v} for k, v in enumerate(vals)]
     rows.insert(1, {"step": 15, "train/loss": 1.0})
     (tmp_path / run / "metrics.jsonl").write_text("\n".join(map(json.dumps, rows)) + "\n")
-  assert report.eval_curve(str(tmp_path / "a"), "eval/attr_mae") == [(10, 0.9), (20, 0.7), (30, 0.5)]
-  assert report.plot_curves([{"run": "a"}, {"run": "b"}], str(tmp_path)) == "curves.png"
+  assert tracking.eval_curve(str(tmp_path / "a" / "metrics.jsonl"), "eval/attr_mae") == [(10, 0.9), (20, 0.7), (30, 0.5)]
+  runs = [{"run": "a"}, {"run": "b"}]
+  assert plots.plot_curves(report.eval_curves(runs, str(tmp_path)), runs, str(tmp_path)) == "curves.png"
   from PIL import Image
   assert Image.open(tmp_path / "curves.png").size[0] > 100
   (tmp_path / "c").mkdir()
-  assert report.plot_curves([{"run": "c"}], str(tmp_path)) is None  # nothing evaluated twice
+  runs = [{"run": "c"}]
+  assert plots.plot_curves(report.eval_curves(runs, str(tmp_path)), runs, str(tmp_path)) is None  # nothing evaluated twice

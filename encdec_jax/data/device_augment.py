@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from encdec_jax.data.pipeline import Augment, apply_warp
+from encdec_jax.pixels import to_unit_float
 
 # config.data.augment_on: where the augmentation's arithmetic runs (see `on_device`).
 AUGMENT_ON = ("auto", "host", "device")
@@ -35,8 +36,7 @@ def on_device(mode: str, devices) -> bool:
 def augment(raw: dict, a: Augment) -> tuple[jax.Array, jax.Array, jax.Array]:
   """raw: 'images', 'masks' uint8 (B, H, W, C) and the drawn parameters of `pipeline.draw_augment`
   for those rows. -> (inputs, targets, masks), float32 in [0, 1]."""
-  x = raw["images"].astype(jnp.float32) / 255.0
-  m = raw["masks"].astype(jnp.float32) / 255.0
+  x, m = to_unit_float(raw["images"], jnp), to_unit_float(raw["masks"], jnp)
   if a.flip:
     f = raw["flip"][:, None, None, None]
     x = jnp.where(f, x[:, :, ::-1], x)

@@ -8,7 +8,6 @@ import os
 import numpy as np
 
 from encdec_jax.config import ConfigError, ExperimentConfig
-from encdec_jax.losses.compose import needs_masks
 
 ARRAYS_FORMAT = "encdec_jax.arrays/1"
 # config.data.name: built-in synthetic faces, the user's image folders, or an exported .npz.
@@ -17,8 +16,9 @@ DATA_REPORT = "data_report.json"  # in a run's workdir: every image file's outco
 
 
 def _no_masks(data: str) -> str:
-  return (f"config.mask.enabled / config.model.learn_mask need face masks; {data} has none: add "
-          "--config.mask.enabled=False (and leave model.learn_mask off)")
+  return (f"this run needs face masks (config.mask.enabled, config.model.learn_mask or a swap loss "
+          f"term in config.loss); {data} has none: add --config.mask.enabled=False, leave "
+          "model.learn_mask off and drop the swap terms")
 
 
 def check_data_config(cfg: ExperimentConfig) -> None:
@@ -45,13 +45,15 @@ def check_folders(cfg: ExperimentConfig) -> None:
                       f"set config.data.identities={len(found)} (it is {d.identities})")
 
 
-def load_data(cfg: ExperimentConfig, workdir: str | None = None):
+def load_data(cfg: ExperimentConfig, workdir: str | None = None, need_masks: bool = False):
   """(train arrays, test arrays) of the configured dataset. TFDS (and so TensorFlow) is imported
   only for synthetic_faces and folders; data.name='arrays' reads an exported .npz with numpy.
-  For image folders, every file's outcome is written to WORKDIR/data_report.json first."""
+  For image folders, every file's outcome is written to WORKDIR/data_report.json first.
+  `need_masks`: the run trains with face masks (losses.compose.needs_masks): data without them is
+  refused."""
   d = cfg.data
   if d.name == "arrays":
-    train, test, _ = read_arrays(cfg)
+    train, test, _ = read_arrays(cfg, need_masks=need_masks)
     return train, test
   from encdec_jax.data import synthetic
   if d.name == "folders":
@@ -116,7 +118,7 @@ def export_arrays(cfg: ExperimentConfig, path: str) -> dict:
   return meta
 
 
-def read_arrays(cfg: ExperimentConfig, meta_only: bool = False):
+def read_arrays(cfg: ExperimentConfig, meta_only: bool = False, need_masks: bool = False):
   """(train, test, meta) from the .npz at data.root, checked against the config; ConfigError
   naming the file and the field otherwise."""
   d = cfg.data
@@ -143,7 +145,7 @@ def read_arrays(cfg: ExperimentConfig, meta_only: bool = False):
     if meta["synthetic_version"] != synthetic.VERSION:
       raise ConfigError(f"{path} was exported from synthetic_faces {meta['synthetic_version']}; this "
                         f"code makes {synthetic.VERSION}: export it again")
-  if needs_masks(cfg) and not meta_only and "train/mask" not in arrays:
+  if need_masks and not meta_only and "train/mask" not in arrays:
     raise ConfigError(_no_masks(path))
   split = lambda s: {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith(s + "/")}
   return split("train"), split("test"), meta

@@ -15,6 +15,7 @@ from typing import Iterator
 import numpy as np
 
 from encdec_jax.config import DataConfig
+from encdec_jax.pixels import remap_bilinear, to_unit_float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,19 +42,6 @@ def _bilinear_resize_grid(g_Bx5x5, size: int, xp=np):
   return rows[:, :, i0] * (1 - w)[:, None, :] + rows[:, :, i0 + 1] * w[:, None, :]
 
 
-def _remap_bilinear(img_BxHxWxC, map_y, map_x, xp=np):
-  """Samples img at (map_y, map_x) (pixel units) with bilinear interpolation, edges clamped."""
-  b, h, w, _ = img_BxHxWxC.shape
-  y0f, x0f = xp.floor(map_y), xp.floor(map_x)
-  wy, wx = (map_y - y0f)[..., None], (map_x - x0f)[..., None]
-  y0 = xp.clip(y0f.astype(np.int32), 0, h - 1)
-  x0 = xp.clip(x0f.astype(np.int32), 0, w - 1)
-  y1, x1 = xp.clip(y0 + 1, 0, h - 1), xp.clip(x0 + 1, 0, w - 1)
-  bi = xp.arange(b)[:, None, None]
-  return ((img_BxHxWxC[bi, y0, x0] * (1 - wx) + img_BxHxWxC[bi, y0, x1] * wx) * (1 - wy)
-          + (img_BxHxWxC[bi, y1, x0] * (1 - wx) + img_BxHxWxC[bi, y1, x1] * wx) * wy)
-
-
 def draw_warp(rng: np.random.Generator, b: int, scale: float):
   """Control-point noise (ny, nx), each (b, 5, 5), border pinned."""
   ny = rng.normal(0, scale, (b, 5, 5))
@@ -69,7 +57,7 @@ def apply_warp(img_BxHxWxC, ny, nx, xp=np):
   gy, gx = np.meshgrid(base, base, indexing="ij")
   map_y = _bilinear_resize_grid(gy[None] + ny, h, xp) * (h - 1)
   map_x = _bilinear_resize_grid(gx[None] + nx, w, xp) * (w - 1)
-  return _remap_bilinear(img_BxHxWxC, map_y, map_x, xp)
+  return remap_bilinear(img_BxHxWxC, map_y, map_x, xp)
 
 
 def random_warp(img_BxHxWxC: np.ndarray, rng: np.random.Generator, scale: float) -> np.ndarray:
@@ -102,8 +90,7 @@ def draw_augment(rng: np.random.Generator, b: int, a: Augment) -> dict[str, np.n
 
 def apply_augment(images_u8, masks_u8, p: dict, a: Augment):
   """-> inputs, targets, masks as float32 in [0, 1]; `p` for exactly these rows."""
-  x = images_u8.astype(np.float32) / 255.0
-  m = masks_u8.astype(np.float32) / 255.0
+  x, m = to_unit_float(images_u8), to_unit_float(masks_u8)
   if a.flip:
     f = p["flip"]
     x[f] = x[f, :, ::-1]

@@ -23,7 +23,6 @@ FACTOR_NAMES = (
     "shift_x", "shift_y", "scale",               # alignment jitter
 )
 POSE_EXPRESSION = FACTOR_NAMES[:7]
-LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth")
 HAIR_STYLES = ("short", "long", "bob", "mohawk", "bald", "curly")
 
 
@@ -118,7 +117,7 @@ def _paint(img, cover, colour):
 class Rendering:
   image: np.ndarray      # (H, W, 3) float in [0, 1]
   mask: np.ndarray       # (H, W, 3) float in [0, 1]: visible face (not under hair), eye region, mouth region
-  landmarks: np.ndarray  # (4, 2) (x, y) in [0, 1] image fractions, LANDMARK_NAMES order
+  landmarks: np.ndarray  # (4, 2) (x, y) in [0, 1] image fractions, align.LANDMARK_NAMES order
 
 
 # What a face swap moves: the face's own traits. The rest (head size, hair style and colour, the

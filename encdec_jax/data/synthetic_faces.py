@@ -18,6 +18,7 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
+from encdec_jax.align import LANDMARK_NAMES
 from encdec_jax.config import DataConfig
 from encdec_jax.data import render as R
 # The dataset's pure-numpy half (version, config names, factors) lives in synthetic.py.
@@ -57,14 +58,14 @@ class SyntheticFaces(tfds.core.GeneratorBasedBuilder):
             "identity": tfds.features.ClassLabel(num_classes=c.identities),
             "index": np.int64,  # position within the identity: (identity, index) is the key
             "factors": tfds.features.Tensor(shape=(len(R.FACTOR_NAMES),), dtype=np.float32),
-            "landmarks": tfds.features.Tensor(shape=(len(R.LANDMARK_NAMES), 2), dtype=np.float32),
+            "landmarks": tfds.features.Tensor(shape=(len(LANDMARK_NAMES), 2), dtype=np.float32),
             # Ground-truth swaps: the same factors as identity j (empty in `train`).
             "swaps": tfds.features.Sequence(tfds.features.Image(shape=(r, r, 3))),
             # True face swaps: this frame with identity j's face, its mask and landmarks.
             "face_swaps": tfds.features.Sequence(tfds.features.Image(shape=(r, r, 3))),
             "face_swap_masks": tfds.features.Sequence(tfds.features.Image(shape=(r, r, 3))),
             "face_swap_landmarks": tfds.features.Sequence(
-                tfds.features.Tensor(shape=(len(R.LANDMARK_NAMES), 2), dtype=np.float32)),
+                tfds.features.Tensor(shape=(len(LANDMARK_NAMES), 2), dtype=np.float32)),
         }),
         supervised_keys=None,
     )
@@ -94,7 +95,7 @@ class SyntheticFaces(tfds.core.GeneratorBasedBuilder):
             "face_swaps": [R.to_uint8(s.image) for s in faces],
             "face_swap_masks": [R.to_uint8(s.mask) for s in faces],
             "face_swap_landmarks": np.array([s.landmarks for s in faces], np.float32).reshape(
-                len(faces), len(R.LANDMARK_NAMES), 2),
+                len(faces), len(LANDMARK_NAMES), 2),
         }
 
 

@@ -8,7 +8,7 @@ from encdec_jax.losses.common import f32, gaussian_1d, separable, weighted_mean
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang, Simoncelli, Bovik 2003
 
 
-def _ssim_cs_maps(pred, target, window: int, sigma: float, k1: float = 0.01, k2: float = 0.03):
+def ssim_cs_maps(pred, target, window: int, sigma: float, k1: float = 0.01, k2: float = 0.03):
   """SSIM and contrast-structure maps (Wang et al. 2004), gaussian window, VALID, per channel,
   exactly as tf.image.ssim computes them."""
   g = gaussian_1d(window, sigma)
@@ -29,7 +29,7 @@ def ssim(pred, target, mask=None, *, window: int = 11, sigma: float = 1.5):
   del mask
   pred, target = f32(pred, target)
   window = min(window, pred.shape[1], pred.shape[2])
-  s, _ = _ssim_cs_maps(pred, target, window, sigma)
+  s, _ = ssim_cs_maps(pred, target, window, sigma)
   return 1.0 - weighted_mean(s)
 
 
@@ -51,7 +51,7 @@ def ms_ssim(pred, target, mask=None, *, scales: int = 5, window: int = 11, sigma
   win = ms_ssim_window(min(pred.shape[1], pred.shape[2]), scales, window)
   values = []
   for k in range(scales):
-    s, cs = _ssim_cs_maps(pred, target, win, sigma)
+    s, cs = ssim_cs_maps(pred, target, win, sigma)
     values.append(jnp.mean(s if k == scales - 1 else cs, axis=(1, 2)))  # (B, C)
     if k < scales - 1:
       pred, target = _pool2(pred), _pool2(target)

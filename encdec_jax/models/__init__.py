@@ -9,9 +9,9 @@ import dataclasses
 import jax
 
 from encdec_jax.config import ConfigError, ModelConfig
-from encdec_jax.models.archs import (ARCHITECTURES, DF, IAE, LIAE, DFaker, EncDec, Lightweight,
+from encdec_jax.models.archs import (ARCHITECTURES, DF, IAE, LIAE, DFaker, EncDec, Lightweight,  # noqa: F401 - re-exported
                                      Original, OriginalDecoder, OriginalEncoder)
-from encdec_jax.models.blocks import (_DN, CONV_IMPLS, KERNEL_INIT, UPSCALE_MODES, Conv, ConvBlock,
+from encdec_jax.models.blocks import (CONV_DIMENSIONS, CONV_IMPLS, KERNEL_INIT, UPSCALE_MODES, Conv, ConvBlock,
                                       ResidualBlock, Upscale, ch, conv_im2col, conv_taps_out, depth_to_space,
                                       pixel_norm, space_to_depth, strided_conv_s2d)
 

@@ -165,13 +165,13 @@ class LightweightEncoder(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    c, w = self.cfg, self.cfg.width
+    c = self.cfg
     for f in (128, 256, 512):
-      x = ConvBlock(ch(f, w), impl=c.conv_impl, dtype=c.compute_dtype)(x)
+      x = ConvBlock(ch(f, c.width), impl=c.conv_impl, dtype=c.compute_dtype)(x)
     s = c.resolution // 16
-    x = dense_bottleneck(x.reshape(x.shape[0], -1), c.bottleneck, s, ch(512, w),
+    x = dense_bottleneck(x.reshape(x.shape[0], -1), c.bottleneck, s, ch(512, c.width),
                          c.compute_dtype, c.pixel_norm)
-    return Upscale(ch(256, w), impl=c.conv_impl, dtype=c.compute_dtype, mode=c.upscale)(x)
+    return Upscale(ch(256, c.width), impl=c.conv_impl, dtype=c.compute_dtype, mode=c.upscale)(x)
 
 
 class Lightweight(EncDec):

@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-_DN = ("NHWC", "HWIO", "NHWC")
+CONV_DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 # He-uniform, as faceswap's Keras blocks: with PyTorch's default U(+-1/sqrt(fan_in)) activations
 # shrink layer by layer and the tiny test model barely moves in 300 steps (0.34 -> 0.29 loss,
 # against 0.34 -> 0.20 with He, measured on the tiny config).
@@ -50,7 +50,7 @@ def strided_conv_s2d(x_BxHxWxC, kernel_KxKxCxO, pad: int):
   x = space_to_depth(x, 2)
   kern = jnp.pad(kernel_KxKxCxO, ((0, 2 * k2 - k), (0, 2 * k2 - k), (0, 0), (0, 0)))
   kern = kern.reshape(k2, 2, k2, 2, c, o).transpose(0, 2, 1, 3, 4, 5).reshape(k2, k2, 4 * c, o)
-  return jax.lax.conv_general_dilated(x, kern, (1, 1), "VALID", dimension_numbers=_DN)
+  return jax.lax.conv_general_dilated(x, kern, (1, 1), "VALID", dimension_numbers=CONV_DIMENSIONS)
 
 
 def conv_im2col(x_BxHxWxC, kernel_KxKxCxO, stride: int, pad: int):
@@ -126,21 +126,22 @@ class Conv(nn.Module):
       y = strided_conv_s2d(x, kernel, pad)
     elif self.impl in ("xla", "s2d"):
       y = jax.lax.conv_general_dilated(x, kernel, (self.stride,) * 2, ((pad, pad), (pad, pad)),
-                                       dimension_numbers=_DN)
+                                       dimension_numbers=CONV_DIMENSIONS)
     else:
       raise ValueError(f"Conv.impl={self.impl!r}; valid: {list(CONV_IMPLS)}")
     return y + bias.astype(self.dtype)
 
 
 class ConvBlock(nn.Module):
-  """Strided conv + LeakyReLU(0.1): the Deepfakes downscale block."""
+  """Strided 5x5 conv + LeakyReLU: the Deepfakes downscale block."""
   features: int
   impl: str = "im2col"
   dtype: jnp.dtype = jnp.float32
+  slope: float = 0.1  # of the LeakyReLU
 
   @nn.compact
   def __call__(self, x):
-    return nn.leaky_relu(Conv(self.features, 5, 2, impl=self.impl, dtype=self.dtype)(x), 0.1)
+    return nn.leaky_relu(Conv(self.features, 5, 2, impl=self.impl, dtype=self.dtype)(x), self.slope)
 
 
 UPSCALE_MODES = ("shuffle", "resize")

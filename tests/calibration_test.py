@@ -1,9 +1,9 @@
-"""Tone calibration (encdec_jax/tone.py) through stand-in decoders: its shifts against a numpy
+"""Tone calibration (encdec_jax/calibration.py) through stand-in decoders: its shifts against a numpy
 reference, and its wiring into evaluation and swapping."""
 import numpy as np
 import pytest
 
-from encdec_jax import assemble, config as config_lib, convert, evaluate, inference, tone
+from encdec_jax import assemble, calibration, config as config_lib, convert, decode, evaluate, inference, preview
 from tests.helpers import init_params
 
 GAIN, BIAS = np.array([0.9, 1.1]), np.array([0.08, -0.05])  # decoder j: x * GAIN[j] + BIAS[j]
@@ -16,7 +16,7 @@ def _affine(params, x):
 
 def test_calibrate_against_a_numpy_reference(tiny_data):
   trn, _ = tiny_data
-  got = tone.calibrate_params(None, _affine, trn, 2, per_identity=5)
+  got = calibration.calibrate_params(None, _affine, trn, 2, per_identity=5)
   want = np.zeros((2, 2, 3))
   own = []
   for i in range(2):
@@ -36,7 +36,7 @@ def test_calibrate_against_a_numpy_reference(tiny_data):
 def test_calibrate_without_masks_weights_the_face_ellipse(tiny_data):
   trn, _ = tiny_data
   bare = {k: trn[k] for k in ("image", "identity")}
-  got = tone.calibrate_params(None, _affine, bare, 2, per_identity=3)
+  got = calibration.calibrate_params(None, _affine, bare, 2, per_identity=3)
   e = convert.soft_ellipse(trn["image"].shape[1])[None]
   x0 = trn["image"][np.flatnonzero(trn["identity"] == 0)[:3]] / 255.0
   x1 = trn["image"][np.flatnonzero(trn["identity"] == 1)[:3]] / 255.0
@@ -46,9 +46,9 @@ def test_calibrate_without_masks_weights_the_face_ellipse(tiny_data):
 
 def test_into_averages_the_other_identities_shifts():
   s = np.arange(27, dtype=np.float32).reshape(3, 3, 3)
-  np.testing.assert_allclose(tone.into(s, 1), (s[0, 1] + s[2, 1]) / 2)
+  np.testing.assert_allclose(calibration.into(s, 1), (s[0, 1] + s[2, 1]) / 2)
   with pytest.raises(ValueError, match="identity 1 has no training image"):
-    tone.calibrate_params(None, _affine, {"image": np.zeros((2, 8, 8, 3), np.uint8),
+    calibration.calibrate_params(None, _affine, {"image": np.zeros((2, 8, 8, 3), np.uint8),
                                    "identity": np.zeros(2, np.int64)}, 2)
 
 
@@ -56,14 +56,14 @@ def test_evaluate_scores_the_calibrated_swaps_and_reports_the_uncalibrated(tiny_
   """With tone shifts, every swap metric is the one of decoders whose output had the shift taken
   off; reconstructions are untouched; the uncalibrated tone gap is the plain evaluation's."""
   trn, test = tiny_data
-  shifts = tone.calibrate_params(None, _affine, trn, 2)
+  shifts = calibration.calibrate_params(None, _affine, trn, 2)
 
   def shifted(params, x):  # decoder 1 only ever swaps identity 0's faces here, decoder 0 identity 1's
     y = _affine(params, x)
-    return np.stack([tone.apply(y[0], shifts[1, 0]), tone.apply(y[1], shifts[0, 1])])
+    return np.stack([decode.take_off(y[0], shifts[1, 0]), decode.take_off(y[1], shifts[0, 1])])
 
   plain = evaluate.evaluate(None, _affine, test, 2)
-  cal = evaluate.evaluate(None, _affine, test, 2, tone=shifts)
+  cal = evaluate.evaluate(None, _affine, test, 2, shifts=shifts)
   manual = evaluate.evaluate(None, shifted, test, 2)
   for pair in ("0to1", "1to0"):
     for k in ("swap_face_mae", "swap_mae", "raw_swap_mae", "swap_tone_gap", "swap_variation"):
@@ -74,8 +74,8 @@ def test_evaluate_scores_the_calibrated_swaps_and_reports_the_uncalibrated(tiny_
   for i in range(2):
     assert cal[f"eval/recon_face_mae/{i}"] == pytest.approx(plain[f"eval/recon_face_mae/{i}"], abs=1e-7)
   assert cal["eval/swap_face_mae"] != pytest.approx(plain["eval/swap_face_mae"], abs=1e-4)
-  grid = evaluate.preview_grid(None, _affine, test, 2, tone=shifts)
-  assert not np.allclose(grid, evaluate.preview_grid(None, _affine, test, 2))
+  grid = preview.preview_grid(None, _affine, test, 2, shifts=shifts)
+  assert not np.allclose(grid, preview.preview_grid(None, _affine, test, 2))
 
 
 def test_a_runs_shifts_and_swaps_follow_config_eval_tone(tiny_config, tiny_data):
@@ -86,14 +86,14 @@ def test_a_runs_shifts_and_swaps_follow_config_eval_tone(tiny_config, tiny_data)
   a = assemble.assemble(cfg)
   params = init_params(a.model, cfg.model)
   run = inference.Run(cfg, a.model, params, 0, ["0", "1"])
-  shifts = inference.tone_shifts(run)  # loads the training data itself
-  np.testing.assert_allclose(shifts, tone.calibrate_params(params, evaluate.make_decode_all(a.model), trn, 2), atol=1e-6)
+  shifts = inference.colour_shifts(run)  # loads the training data itself
+  np.testing.assert_allclose(shifts, calibration.calibrate_params(params, decode.make_decode_all(a.model), trn, 2), atol=1e-6)
   x = test["image"][:3].astype(np.float32) / 255
   got, m = inference.swap(run, x, 1, masks=test["mask"][:3], shift=shifts[0, 1])
   y = np.asarray(a.model.apply(params, x, 1, method="swap"))
   np.testing.assert_allclose(got, convert.convert(x, np.clip(y - shifts[0, 1], 0, 1), m), atol=1e-6)
   none = inference.Run(assemble.checked_config(tiny_config()), a.model, params, 0, ["0", "1"])
-  assert inference.tone_shifts(none) is None
+  assert inference.colour_shifts(none) is None
 
 
 def test_a_checkpoints_stored_shifts_are_reused_and_others_computed(tiny_config, tmp_path):
@@ -106,9 +106,9 @@ def test_a_checkpoints_stored_shifts_are_reused_and_others_computed(tiny_config,
   fake = np.full((2, 2, 3), 0.25, np.float32)
   workdir.write_json(str(tmp_path / workdir.TONE), {"7": fake.tolist()})
   run = lambda step: inference.Run(cfg, a.model, params, step, ["0", "1"], workdir=str(tmp_path))  # noqa: E731
-  np.testing.assert_array_equal(inference.tone_shifts(run(7)), fake)
-  other = inference.tone_shifts(run(8))
+  np.testing.assert_array_equal(inference.colour_shifts(run(7)), fake)
+  other = inference.colour_shifts(run(8))
   assert other.shape == (2, 2, 3) and not np.allclose(other, fake)
-  np.testing.assert_allclose(inference.tone_shifts(run(7), reuse=False), other, atol=1e-6)
+  np.testing.assert_allclose(inference.colour_shifts(run(7), reuse=False), other, atol=1e-6)
   (tmp_path / workdir.TONE).write_text('{"7": [1, 2')
   assert workdir.read_tone(str(tmp_path), 7) is None
