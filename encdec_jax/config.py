@@ -162,8 +162,7 @@ class TrainConfig(_Section):
 
 @dataclasses.dataclass(frozen=True)
 class MaskConfig(_Section):
-  # The recipe, chosen by measurement (BENCHMARKS.md, "Recipe"): with SSIM + MAE and eyes x10,
-  # mouth x5, faint eyes and mouths appear; faceswap's defaults (3, 2) show them later.
+  # The defaults are the recipe's (BENCHMARKS.md, "Recipe").
   section: ClassVar[str] = "mask"
   enabled: bool = True           # weight the loss by the data's face mask (needs masks)
   eye_multiplier: float = 10.0   # eye regions count this many times

@@ -2,24 +2,12 @@
 
 XLA:CPU allocates and frees its step's buffers through malloc every step. With glibc's defaults a
 buffer above the mmap threshold (128 KiB at first, adapting up to 32 MiB) is mmapped and unmapped
-each time, so every step page-faults its buffers in again: a small-model run spent 14.5 of its 61 s
-of user time in the kernel with 6.5 million page faults (BENCHMARKS.md, "Host memory"). Raising
-the mmap and trim thresholds keeps freed buffers in the heap for the next step.
-
-The thresholds govern the main arena only. XLA runs a step on its own threads, and glibc gives
-each thread an arena of 64 MiB heaps: a buffer that does not fit one (a group of members' step
-buffers) is mmapped whatever the threshold, and page-faulted in again every step. The default
-sweep's 4-member group still took 9.7 million minor faults and 20.5 s of system time in 150
-steps; with one arena (M_ARENA_MAX=1), 0.62 million and 4.2 s (BENCHMARKS.md, "Host memory").
-So all threads share the main arena: XLA mallocs few, large buffers per step, so the lock they
-share costs nothing measurable.
-
-Trimming is off. Once a step's freed buffers leave more than the trim threshold free at the top of
-the heap, glibc gives it back to the OS after every step, and the next step faults it in again:
-the default sweep's eight members with a swap term (a 565 MB temporary buffer, 302 MB of outputs)
-crossed the 1 GiB threshold, and 150 of their steps took 11.2 million minor faults and 32 s of
-system time; without trimming, 1.07 million and 4.2 s (BENCHMARKS.md, "Host memory"). A training
-process keeps its peak heap anyway.
+each time, so every step page-faults its buffers in again. This module raises the mmap and trim
+thresholds, so freed buffers stay in the heap for the next step; makes every thread share the
+main arena (the thresholds govern it only, and a buffer larger than a thread arena's 64 MiB heap
+is mmapped whatever the threshold); and turns trimming off (a heap whose top is freed after each
+step would be given back to the OS and faulted in again by the next). A training process keeps
+its peak heap anyway. The page-fault counts behind each setting: BENCHMARKS.md, "Host memory".
 """
 from __future__ import annotations
 

@@ -14,14 +14,13 @@ hair. On synthetic data they are also fitted on face swaps of the training image
 the face's identity and masked by the frame's mask, so neither the hair nor the outline of the
 head (both the frame's) can tell them who it is.
 
-  classifier: ridge readout of fixed seeded random conv features -> identity (N). (Not the
-              landmark patches: placed at the true face swap's landmarks they told the identity
-              from where the features should be, and called 30% of copied inputs the target.)
+  classifier: ridge readout of fixed seeded random conv features -> identity (N). Not landmark
+              patches: at the true face swap's landmarks they would read the identity from
+              where the features should be.
   regressor:  ridge readout of pixels sampled in patches at the eye, nose and mouth landmarks ->
               the 7 pose and expression factors (render.POSE_EXPRESSION), standardised by the
               training set's mean and std; only for data that stores factors (synthetic). The
-              patches are what let it read smiles, blinks and brows (a global feature bank could
-              not: its held-out error on smile, blink and brow_raise was 0.8-1.1x guessing the mean).
+              patches let it read smiles, blinks and brows, which global features do not.
 Per factor, the regressor's held-out error (`attr_floors`) is compared with guessing the mean
 (`attr_guess`); a factor is *readable* when its floor is at most half its guess, and `attr_mae`
 averages the readable factors only (which ones is reported).
@@ -64,8 +63,7 @@ def face_only(x_BxHxWx3, mask_BxHxWxC) -> np.ndarray:
 
 def features(p: dict, x_BxHxWx3) -> jax.Array:
   """Fixed random features: a seeded 3x3 conv bank, ReLU, 4x4 average pooling grid, standardised
-  with the training set's statistics. (5x5 stride-2 filters recognised 97% of held-out faces
-  and 94% of true face swaps at 32 px; these 100% and 100%, at 32 and 64 px.)"""
+  with the training set's statistics."""
   x = jnp.asarray(x_BxHxWx3, jnp.float32)
   h = jax.nn.relu(jax.lax.conv_general_dilated(x, p["filters"], (1, 1), "SAME",
                                                dimension_numbers=("NHWC", "HWIO", "NHWC")))
@@ -131,8 +129,8 @@ class Judges:
 
   def attributes(self, x_BxHxWx3, mask_BxHxWxC, landmarks_Bx4x2) -> np.ndarray:
     """Standardised pose/expression estimates (B, 7) of the face at `landmarks`, clipped to the
-    range the factors take (a linear readout of a blurred or empty face extrapolates: before
-    clipping, blurry swaps were read as mouths 3 std units open, past any real face)."""
+    range the factors take (a linear readout of a blurred or empty face would extrapolate past any
+    real face)."""
     est = self._patches(face_only(x_BxHxWx3, mask_BxHxWxC), landmarks_Bx4x2) @ self.regressor
     return est if self.attr_range is None else np.clip(est, self.attr_range[0], self.attr_range[1])
 
@@ -173,10 +171,8 @@ def _ridge_cv(f, y, copies: int, lams=(0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 1000
 def training_copies(x, seed: int = 0) -> list:
   """The copies of the training images both judges are fitted on: each image as rendered,
   softened (a decoder's softness), and both again with Gaussian pixel noise of sd NOISE (a
-  decoder's small errors). Without the noisy copies the pose/expression readout was fragile:
-  held-out renderings with noise of sd 0.025 (face MAE 0.02, invisible at 32 px) read at 0.67 std
-  units against its floor of 0.18, as bad as a reconstruction that visibly draws the expression
-  (BENCHMARKS.md, "Recipe, round 3")."""
+  decoder's small errors), so invisible noise on a face does not read as a change of expression
+  (BENCHMARKS.md, "Judges")."""
   rng = np.random.default_rng(seed)
   soft = _soften(x)
   noisy = lambda a: np.clip(a + rng.normal(0.0, NOISE, a.shape).astype(np.float32), 0.0, 1.0)

@@ -1,22 +1,20 @@
 """Members: several runs of one sweep trained together as one compiled program.
 
-Runs that share everything but the seed, the bottleneck size (architectures whose bottleneck is
-the hidden size of a Dense-Dense pair), the loss weights, the mask settings, Adam's lr, b1,
-b2, warmdown and clip_norm and the warp's strength become the members of a group. Params, optimizer state, batches and metrics get a leading
-member axis, the train step is vmapped over it, and the mesh's data axis splits each member's
-batch as for one run.
+Runs that may differ only in MEMBER_FIELDS become the members of a group. Params, optimizer
+state, batches and metrics get a leading member axis, the train step is vmapped over it, and the
+mesh's data axis splits each member's batch as for one run.
 
-- Bottleneck: every member is built at the group's largest size K. A member of size k is
-  initialised as a k-sized model (fan-in k) and zero-padded; its gradient is masked, so the
-  padded units keep value 0 and gradient 0, and the member stays the same function as the
-  k-sized model.
-- Loss: every term that any member uses is computed; each member weights them by its own
-  weights (0 for a term it does not use). Mask on/off, eye and mouth multipliers per member.
-- Adam: optax.adam built inside the step from the member's (lr, b1, b2, warmdown, clip_norm), traced values,
-  so a new value does not recompile, and the optimizer state has exactly one run's layout.
-- Warp strength: each member's batches come from its own input pipeline, keyed by (seed,
-  data.warp_scale); the warp's noise is drawn at the member's scale, so the device path's
-  arithmetic (one Augment: the switches, equal in a group) is unchanged.
+- Bottleneck (architectures in PADDABLE, whose bottleneck is the hidden size of a Dense-Dense
+  pair): every member is built at the group's largest size K. A member of size k is initialised
+  as a k-sized model (fan-in k) and zero-padded; its gradient is masked, so the padded units keep
+  value 0 and gradient 0, and the member stays the same function as the k-sized model.
+- Loss and Adam: every term that any member uses is computed; each member weights them by its
+  own weights (0 for a term it does not use). The mask settings and Adam's arguments are
+  per-member arrays (step.hyperparameters), traced values of the step, so a new value does not
+  recompile, and the optimizer state has exactly one run's layout.
+- Batches: each member's come from the input pipeline keyed by its (seed, data.warp_scale,
+  data.input_jitter), shared by members with equal keys; the device path's arithmetic (one
+  Augment: the switches, equal in a group) is unchanged.
 - Every member is still a run: its own workdir, config.json, metrics.jsonl, previews,
   checkpoints (the unpadded k-sized state, in one run's format: it restores, evaluates, swaps
   and resumes alone), eval.json and W&B run. A group trains in the one training loop
@@ -159,7 +157,7 @@ class Group:
     self.decode_all = make_decode_all(self.model)  # one compile at size K for all members
     self.augment_on_device, augment = device_augmenter(c0, devices)
     self._augment = jax.jit(jax.vmap(augment))
-    self.sources = {}  # (seed, warp_scale) -> TrainSource, set by batches()
+    self.sources = {}  # _source_key -> TrainSource, set by batches()
 
   def _param_masks(self) -> dict:
     """Per padded leaf (by its index in the flattened params), (M, ...): 1 on a member's own

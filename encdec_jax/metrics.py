@@ -10,6 +10,7 @@ with the target's face.
 from __future__ import annotations
 
 import dataclasses
+import re
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,3 +138,18 @@ def table_lines() -> list[str]:
     names = ", ".join(f"`{n}`" for n in _top_level(m.names))
     out.append(f"| {names} | {m.better or '-'} | {m.meaning} |")
   return out
+
+
+def entry(scalar: str) -> Metric | None:
+  """The registry entry that explains an evaluation scalar such as 'eval/attr_err/smile',
+  'eval/swap_mae/0to1' or 'eval/id_transfer_uncalibrated' (None if none does)."""
+  name = re.sub(r"/\d+(to\d+)?$", "", scalar.removeprefix("eval/"))
+  base, _, factor = name.partition("/")
+  for m in REGISTRY:
+    names = expand(m.names)
+    if factor:
+      if f"{base}/<factor>" in names or (base in names and "(and /<factor>)" in m.names):
+        return m
+    elif name in names or any(n.startswith("*") and name.endswith(n[1:]) for n in names):
+      return m
+  return None

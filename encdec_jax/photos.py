@@ -107,7 +107,7 @@ class Mtcnn:
 
   def __call__(self, photo_u8: np.ndarray) -> list[Face]:
     """Faces in photo pixels. A photo longer than detect_side is searched shrunk to it (the
-    detection time grows with the pixels: BENCHMARKS.md), its faces scaled back."""
+    detection time grows with the pixels), its faces scaled back."""
     from PIL import Image
     h, w = photo_u8.shape[:2]
     f = min(1.0, self.detect_side / max(h, w))

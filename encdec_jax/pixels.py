@@ -20,9 +20,9 @@ def remap_bilinear(img_BxHxWxC, map_y, map_x, xp=np):
   b, h, w, _ = img_BxHxWxC.shape
   y0f, x0f = xp.floor(map_y), xp.floor(map_x)
   wy, wx = (map_y - y0f)[..., None], (map_x - x0f)[..., None]
-  y0 = xp.clip(y0f.astype(np.int32), 0, h - 1)
-  x0 = xp.clip(x0f.astype(np.int32), 0, w - 1)
-  y1, x1 = xp.clip(y0 + 1, 0, h - 1), xp.clip(x0 + 1, 0, w - 1)
+  y0i, x0i = y0f.astype(np.int32), x0f.astype(np.int32)
+  y0, x0 = xp.clip(y0i, 0, h - 1), xp.clip(x0i, 0, w - 1)
+  y1, x1 = xp.clip(y0i + 1, 0, h - 1), xp.clip(x0i + 1, 0, w - 1)
   bi = xp.arange(b).reshape((b,) + (1,) * (np.ndim(map_y) - 1))
   return ((img_BxHxWxC[bi, y0, x0] * (1 - wx) + img_BxHxWxC[bi, y0, x1] * wx) * (1 - wy)
           + (img_BxHxWxC[bi, y1, x0] * (1 - wx) + img_BxHxWxC[bi, y1, x1] * wx) * wy)

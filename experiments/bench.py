@@ -152,6 +152,15 @@ def run_peer(b, r, steps, bf16=False):
   return float(m.group(1)) / 1000, float(m.group(2)), out.stdout.strip()
 
 
+def cpu_ceiling(jax_gflops: float, torch_gflops: float | None) -> tuple[float, str]:
+  """(the machine's fp32 matmul ceiling, which library measured it): the larger of the rates
+  measured through XLA and through PyTorch, so the step's fraction of it is at most 1 whichever
+  library multiplies faster here."""
+  if torch_gflops and torch_gflops > jax_gflops:
+    return torch_gflops, "pytorch"
+  return jax_gflops, "jax"
+
+
 def torch_matmul_gflops():
   peak = os.path.join(os.path.dirname(os.path.abspath(__file__)), "peers", "cpu_peak.py")
   out = subprocess.run([_TORCH.value, peak, "--fp32"], capture_output=True, text=True, timeout=600)
@@ -374,7 +383,7 @@ def main(argv):
   else:
     jax_peak, bf16_peak = jax_matmul_gflops(), None
     torch_peak = torch_matmul_gflops() if _TORCH.value else None
-    ceiling = torch_peak or jax_peak
+    ceiling, ceiling_by = cpu_ceiling(jax_peak, torch_peak)
   rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
   pipe, (raw_pipe, dev_aug) = pipeline_img_per_s(cfg)
   print(f"ours: {1000 * med:.1f} ms/step median of {len(ours)} (min {1000 * min(ours):.1f}, max "
@@ -385,7 +394,8 @@ def main(argv):
           f"{gflops / bf16_peak:.3f}")
   else:
     print(f"matmul ceiling fp32 4096^3: jax {jax_peak:.0f} GFLOP/s"
-          + (f", pytorch {torch_peak:.0f} GFLOP/s" if torch_peak else ""))
+          + (f", pytorch {torch_peak:.0f} GFLOP/s" if torch_peak else "")
+          + f"; the ceiling is the larger ({ceiling_by}, {ceiling:.0f} GFLOP/s)")
   print(f"peak RSS: {rss:.0f} MiB; input pipeline (augmentation) {pipe:.0f} img/s = "
         f"{pipe / ours_ips:.1f}x what the step consumes")
   used = "uses" if device_augment.on_device(cfg.data.augment_on, jax.devices()) else "does not use"

@@ -17,6 +17,14 @@ def test_bench_smoke_runs_and_prints_summary():
   assert "augment_on=device: host part (uint8 gather + draws)" in r.stdout, r.stdout
   summary = [ln for ln in r.stdout.splitlines() if ln.startswith("bench: ours=")]
   assert len(summary) == 1 and "pytorch=nan" in summary[0], r.stdout
+  assert "the ceiling is the larger (jax," in r.stdout, r.stdout
+
+
+def test_cpu_ceiling_is_the_larger_measured_matmul_rate():
+  from experiments.bench import cpu_ceiling
+  assert cpu_ceiling(336.0, 190.0) == (336.0, "jax")  # a step at 288 GFLOP/s: 0.86, not 1.52
+  assert cpu_ceiling(120.0, 164.0) == (164.0, "pytorch")
+  assert cpu_ceiling(132.0, None) == (132.0, "jax")
 
 
 def test_bench_archs_table_smoke():

@@ -100,6 +100,8 @@ def test_a_calibrated_evaluation_keeps_the_plain_scores_as_uncalibrated(judges, 
     assert cal[f"eval/{k}_uncalibrated"] == pytest.approx(plain[f"eval/{k}"], abs=1e-9)
   assert plain["eval/id_transfer"] < 0.8 and cal["eval/id_transfer"] >= 0.95, (plain["eval/id_transfer"], cal["eval/id_transfer"])
   assert cal["eval/tone_shift"] == pytest.approx(0.12)
+  from encdec_jax import metrics  # every scalar this full evaluation writes is explained
+  assert [k for k in cal if metrics.entry(k) is None] == []
 
 
 def test_perfect_model_scores_full_transfer_and_the_floor(judges, judge_data):

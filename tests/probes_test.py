@@ -27,6 +27,8 @@ def test_a_shared_code_hides_identity_and_transfers_its_factors():
   s = _scores(identity_in_code=False, shared=True)
   assert 0.3 <= s["probe_id_accuracy"] <= 0.7  # chance for two identities
   assert s["probe_attr_same"] < 0.1 and s["probe_attr_cross"] < 0.1
+  from encdec_jax import metrics  # every probe scalar is explained
+  assert [k for k in s if metrics.entry(k) is None] == []
 
 
 def test_identity_in_the_code_is_read_and_a_private_code_does_not_transfer():

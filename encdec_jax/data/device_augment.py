@@ -1,8 +1,7 @@
 """The training augmentation (flip, colour jitter, Deepfakes random warp) as a jitted JAX function.
 
-The numpy pipeline (encdec_jax/data/pipeline.py) does the float work on one host thread:
-600-1400 img/s, enough for a CPU step (~7 img/s) but not for a GPU (4,700-19,000 img/s measured
-on an H200, BENCHMARKS.md). With `data.augment_on="device"` the host only gathers the uint8
+The numpy pipeline (encdec_jax/data/pipeline.py) does the float work on one host thread: fast
+enough for a CPU step, not for a GPU's (BENCHMARKS.md, "Input pipeline"). With `data.augment_on="device"` the host only gathers the uint8
 images and draws the random parameters (the same draws, in the same order, as the numpy path:
 `pipeline.draw_augment`), and this function does the arithmetic on the accelerator, sharded like
 the batch. It is `pipeline.apply_augment` with jax.numpy for numpy (the warp is the same code,

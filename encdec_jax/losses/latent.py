@@ -16,18 +16,13 @@ latent_match: how much of the code tells the identity. A swap decodes A's code w
   averaged over units with weights w_f = min(1, var_f / median_g var_g), held constant (no
   gradient). 0 when every identity's codes have the same mean and spread; with B samples per
   identity about (N-1)/(N*B) for identically distributed codes (sampling noise). Invariant to
-  the code's scale. The weights close two ways to lower it without sharing anything, both seen
-  in training runs of the small Original: with a plain mean over units, a dead unit scores 0, and
-  the encoder killed units until the model collapsed (face MAE 0.06 -> 0.37 by step 1600); with
-  a ratio of sums, one unit of huge variance swamps the rest (values 10x below the sampling
-  noise, gradient spikes, a collapse by step 750 without warp). Here a dead unit weighs 0, and
-  no unit weighs more than 1.
+  the code's scale. The weights close two ways to lower it without sharing anything: a dead unit
+  weighs 0 (a plain mean over units would reward killing units), and no unit weighs more than 1
+  (a ratio of sums lets one unit of huge variance swamp the rest).
 
-  What it does not close, measured: the ratio is also smallest when the code varies in ways the
-  decoders ignore. Trained with it, the small Original's two decoders paint one blurred mean face
-  whatever the input (the picture; `attr_mae` and `id_transfer` equal to those of the mean face
-  converted into the source's frame, evaluate.py's `*_mean_face`). It stays registered as the
-  measured negative result of the default sweep's loss axis, not as a recipe.
+  It does not close a third: the ratio is also smallest when the code varies in ways the decoders
+  ignore, so a model can meet it by painting one mean face whatever the input. It is a loss to
+  compare against, not a recipe (BENCHMARKS.md, "Recipe").
 """
 from __future__ import annotations
 

@@ -10,31 +10,19 @@ sums the term over pairs.
 Every entry has the parameter `encoder`: 0 (the default) trains the decoding side only (decoder
 j, and the code step of architectures that have one: i's codes are decoded without gradient); 1
 lets the term's gradient reach the shared encoder through i's codes too, e.g.
-"swap_tone(encoder=1)". Measured (BENCHMARKS.md "Recipe, round 5"): with encoder=0 the
-reconstructions and the swaps keep more expression at bottleneck 128 (`attr_mae` 0.467-0.470
-against 0.504, `recon_attr_mae` 0.43 against 0.48 at 900 steps). Without clipping, one of its
-bottleneck-16 runs collapsed to one constant face after a gradient spike; with
-`train.clip_norm` 1 none of 32 did ("Recipe, round 6"), and it became the default.
+"swap_tone(encoder=1)". Why these defaults: BENCHMARKS.md, "Recipe".
 
 swap_tone: the gap between the mean colour of j's swaps inside the source's face mask (where a
   converted swap shows them) and j's own mean face colour (its training targets, inside their
-  masks, in the same batch; no gradient), L1 over channels. Why (BENCHMARKS.md "Recipe, round 4"):
-  a decoder only ever meets its own identity's codes, and the skin's brightness changes with the
-  light from image to image, so the code carries brightness; decoder 0 of family 0 read identity 1's
-  lighter skin as brighter light and painted its swaps in identity 1's tone, read as the source
-  every time. The term is one number per pair and batch, not per image: a swap may still be
-  darker or lighter than j's average with its frame's light, only not on average.
+  masks, in the same batch; no gradient), L1 over channels. A decoder only ever meets its own
+  identity's codes, and the skin's brightness changes with the light from image to image, so the
+  code carries brightness and a decoder can paint another identity's codes in that identity's
+  tone. The term is one number per pair and batch, not per image: a swap may still be darker or
+  lighter than j's average with its frame's light, only not on average.
 
   common=1 compares both colours only inside the pair's common region: the pixels where both
-  identities' faces are visible in most of the batch (each identity's mean face mask > 0.5). Why
-  (BENCHMARKS.md "Recipe, round 6"): the target, j's own faces, shows parts of the face that i's
-  frames hide (a fringe over the forehead) or the other way round, and the face's shading is not
-  even, so j's own mean colour differs from its true face swaps' in i's frames: on family 0 by
-  +0.014 (0 into 1) and -0.015 (1 into 0), enough for the identity judge to read a swap as the
-  source. Inside the common region the gap is 0.002-0.004. **Measured: it did not help**: the
-  swaps' tone gap stayed at 0.02-0.03 and identity 1 into 0 fell further (`id_transfer` 0.55-0.66
-  against 0.77-0.89, "Recipe, round 6"); the gap is not the target's bias. Kept as a parameter
-  for that row.
+  identities' faces are visible in most of the batch (each identity's mean face mask > 0.5), so
+  parts of the face that one identity's frames hide (a fringe over the forehead) do not enter.
 
 swap_cycle: the encoder's code of j's swap should differ from j's mean code as i's code differs
   from i's: |E(D_j(z)) - (z - mean code of i + mean code of j)|^2, relative to the codes' variance
@@ -103,5 +91,5 @@ SWAP_LOSSES: dict[str, Callable] = {"swap_tone": swap_tone, "swap_cycle": swap_c
 # Terms that read SwapPair.recoded (a second encoder pass over the swaps).
 RECODES = frozenset({"swap_cycle"})
 # Share of each identity's batch decoded by every other decoder for the swap terms (at least one
-# image): a quarter keeps the extra decoder passes small (BENCHMARKS.md "Recipe, round 4").
+# image): a quarter keeps the extra decoder passes small.
 SWAP_SHARE = 0.25

@@ -38,8 +38,8 @@ def check_model_config(cfg: ModelConfig) -> None:
 
 def resolve_conv_impl(impl: str, platform: str | None = None) -> str:
   """conv_impl 'auto' -> the fast form on `platform` (default: the first device's): im2col on
-  CPU (XLA:CPU's own conv is 2-3x slower, BENCHMARKS.md), XLA's conv on GPU/TPU (im2col measured
-  1.8x slower there). The forms compute the same function with the same params."""
+  CPU, XLA's conv on GPU/TPU (the speeds of both: BENCHMARKS.md, "Conv forms"). The forms compute
+  the same function with the same params."""
   if impl != "auto":
     return impl
   platform = platform or jax.devices()[0].platform

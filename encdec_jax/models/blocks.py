@@ -14,8 +14,7 @@ import jax.numpy as jnp
 
 CONV_DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 # He-uniform, as faceswap's Keras blocks: with PyTorch's default U(+-1/sqrt(fan_in)) activations
-# shrink layer by layer and the tiny test model barely moves in 300 steps (0.34 -> 0.29 loss,
-# against 0.34 -> 0.20 with He, measured on the tiny config).
+# shrink layer by layer.
 KERNEL_INIT = nn.initializers.variance_scaling(2.0, "fan_in", "uniform")
 
 
@@ -57,7 +56,7 @@ def conv_im2col(x_BxHxWxC, kernel_KxKxCxO, stride: int, pad: int):
   """A conv as one matrix product: the K*K shifted (strided) views of the padded input are
   concatenated on channels and multiplied by the (K*K*C, O) kernel. Its gradients are a matrix
   product and pad/add of slices, which XLA:CPU runs near its matmul speed; XLA's own conv
-  gradients hit slow paths in this model (BENCHMARKS.md).
+  gradients hit slow paths in this model (BENCHMARKS.md, "Conv forms").
 
   The patches hold K*K*C values per output pixel. When a stride-1 conv has fewer output than
   input channels (an RGB head: 64 -> 3 at 5x5 builds 1600 values per pixel, 420 MB for one
