@@ -28,6 +28,37 @@ TEMPLATE = np.array([[0.413, 0.474],   # left eye (image left)
                     np.float64)
 
 
+# Plausible landmarks of an aligned crop, as fractions of its side: half to twice the template's
+# eye distance (0.174) and eye-to-mouth distance (0.185).
+EYE_DISTANCE = (0.087, 0.35)
+EYES_TO_MOUTH = (0.092, 0.37)
+
+
+def landmarks_problem(landmarks_4x2, size: int) -> str | None:
+  """Why these landmarks (pixels of a size x size crop, LANDMARK_NAMES order) cannot be an
+  aligned face's, or None: every point inside the image, the left eye left of the right one, the
+  mouth below the eyes, and the eye and eye-to-mouth distances within half to twice the
+  template's."""
+  lm = np.asarray(landmarks_4x2, np.float64)
+  if lm.shape != (4, 2) or not np.isfinite(lm).all():
+    return "not four finite points"
+  if (lm < -0.5).any() or (lm > size - 0.5).any():
+    return "a point outside the image"
+  across = lm[1] - lm[0]
+  if across[0] <= 0:
+    return "the left eye is not left of the right eye"
+  d = float(np.linalg.norm(across))
+  down = np.array([-across[1], across[0]]) / d  # perpendicular to the eye line, towards the chin
+  mouth = float((lm[3] - lm[:2].mean(0)) @ down)
+  if mouth <= 0:
+    return "the mouth is not below the eyes"
+  for name, v, (lo, hi) in (("eye distance", d / size, EYE_DISTANCE),
+                            ("eye-to-mouth distance", mouth / size, EYES_TO_MOUTH)):
+    if not lo <= v <= hi:
+      return f"{name} {v:.2f} of the crop, outside [{lo}, {hi}]"
+  return None
+
+
 def template_px(size: int) -> np.ndarray:
   """TEMPLATE in pixel coordinates of a size x size crop."""
   return TEMPLATE * size - 0.5

@@ -12,6 +12,7 @@ import gc
 import hashlib
 import os
 import shutil
+import sys
 
 import numpy as np
 
@@ -43,6 +44,38 @@ def checksums(state) -> dict[str, str] | None:
       return None
     out[_key(path)] = hashlib.sha256(np.ascontiguousarray(np.asarray(leaf)).tobytes()).hexdigest()[:16]
   return out
+
+
+NO_TABLE = object()  # a checkpoint's meta without a checksum table
+
+
+def _names(keys) -> str:
+  keys = sorted(keys)
+  return ", ".join(keys[:4]) + (", ..." if len(keys) > 4 else "")
+
+
+def checksum_problem(saved, now: dict[str, str] | None) -> str | None:
+  """What is wrong with a restored state against its saved checksum table, or None: every leaf
+  needs a well-formed entry (16 hex digits), no entry may name a leaf the state lacks, and every
+  entry must match. No table at all (NO_TABLE), or a state not whole on this process (`now`
+  None), is not checkable: None."""
+  if saved is NO_TABLE or now is None:
+    return None
+  if not isinstance(saved, dict):
+    return f"its checksum table is a {type(saved).__name__}, not a table of the arrays"
+  malformed = [k for k, v in saved.items()
+               if not (isinstance(v, str) and len(v) == 16 and all(c in "0123456789abcdef" for c in v))]
+  if malformed:
+    return f"{len(malformed)} checksum entries are not checksums ({_names(malformed)})"
+  missing, extra = set(now) - set(saved), set(saved) - set(now)
+  if missing:
+    return f"{len(missing)} of its {len(now)} arrays have no checksum entry ({_names(missing)})"
+  if extra:
+    return f"its checksum table names {len(extra)} arrays it does not hold ({_names(extra)})"
+  bad = [k for k in saved if now[k] != saved[k]]
+  if bad:
+    return f"its contents changed after it was saved: {len(bad)} arrays differ from their checksums ({_names(bad)})"
+  return None
 
 
 def _key(path) -> str:
@@ -116,16 +149,14 @@ class Checkpointer:
       # garbage collection that can land inside the compiler of an unrelated import.
       gc.collect()
       raise self._damaged(step, what) from None
-    state, meta = out["state"], out["meta"]
-    saved = (meta or {}).get("checksums")
-    if saved:
-      now = checksums(state) or saved
-      bad = sorted(k for k in saved if now.get(k) != saved[k])
-      if bad:
-        raise self._damaged(step, f"its contents changed after it was saved: {len(bad)} arrays differ "
-                                  f"from their checksums ({', '.join(bad[:4])}{', ...' if len(bad) > 4 else ''})")
-      meta = {k: v for k, v in meta.items() if k != "checksums"}
-    return state, meta
+    state, meta = out["state"], out["meta"] if isinstance(out["meta"], dict) else {}
+    problem = checksum_problem(meta.get("checksums", NO_TABLE), checksums(state))
+    if problem:
+      raise self._damaged(step, problem)
+    if "checksums" not in meta:
+      print(f"note: checkpoint step {step} in {self.path} has no checksum table (written before "
+            f"checkpoints carried one, or on several hosts): restored, not verified", file=sys.stderr)
+    return state, {k: v for k, v in meta.items() if k != "checksums"}
 
   def mismatch(self, step: int, abstract_state) -> list[str]:
     """'path: saved shape -> wanted shape' for every array that differs or exists on one side."""

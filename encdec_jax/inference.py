@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 
 import jax
 import numpy as np
@@ -38,7 +39,7 @@ def load_run(workdir: str, step: int | None = None) -> Run:
   """The run in WORKDIR at `step` (default: its latest checkpoint): its config.json, the model
   assembled from it (nothing compiled) and its params on one device."""
   from encdec_jax import assemble
-  from encdec_jax.workdir import CONFIG, parse_config_json
+  from encdec_jax.workdir import CONFIG, config_hash, parse_config_json
   path = os.path.join(workdir, CONFIG)
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path} does not exist: {workdir!r} is not a run's workdir")
@@ -52,9 +53,8 @@ def load_run(workdir: str, step: int | None = None) -> Run:
   report = os.path.join(workdir, DATA_REPORT)
   if cfg.data.name == "folders" and os.path.exists(report):
     names = json.load(open(report))["identities"]
-  import hashlib
   return Run(cfg, a.model, params, step, names, os.path.basename(os.path.abspath(workdir)),
-             hashlib.sha256(raw).hexdigest()[:12], workdir=workdir)
+             config_hash(raw), workdir=workdir)
 
 
 def resolve_identity(run: Run, to: str) -> int:
@@ -72,9 +72,11 @@ def colour_shifts(run: Run, trn: dict | None = None, reuse: bool = True):
   from encdec_jax import calibration
   if reuse and run.workdir:
     from encdec_jax.workdir import read_tone
-    saved = read_tone(run.workdir, run.step)
+    saved, why = read_tone(run.workdir, run.step, run.cfg.data.identities, run.config_hash)
     if saved is not None:
       return saved
+    if why:
+      print(f"note: {why}; the colour shifts are computed again from the training faces", file=sys.stderr)
   if trn is None:
     from encdec_jax.data.loading import load_data
     trn, _ = load_data(run.cfg)

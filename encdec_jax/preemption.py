@@ -18,6 +18,37 @@ class Preempted(Exception):
                      f"in {workdir}/checkpoints. Run the same command again to resume from step {step}.")
 
 
+class Stopped(BaseException):
+  """SIGTERM/SIGINT outside the training steps (start-up, the final evaluation, a report, a
+  swap grid): the command stops where it is. A BaseException, like KeyboardInterrupt, so that no
+  `except Exception` on the way (a report that goes on without its grid) swallows it."""
+
+  def __init__(self, signum: int):
+    self.signum = signum
+    super().__init__(f"stopped by {signal.Signals(signum).name}; the checkpoints and results "
+                     f"written so far are kept. Run the same command again to finish.")
+
+
+@contextlib.contextmanager
+def stop_raises():
+  """For a whole command: SIGTERM and SIGINT raise Stopped in the main thread (while the
+  training loop steps, its stop_signals takes over and restores this on leaving). Outside the
+  main thread nothing is installed."""
+  if threading.current_thread() is not threading.main_thread():
+    yield
+    return
+
+  def handler(signum, frame):
+    raise Stopped(signum)
+
+  old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+  try:
+    yield
+  finally:
+    for sig, h in old.items():
+      signal.signal(sig, h)
+
+
 @contextlib.contextmanager
 def stop_signals():
   """While training: SIGTERM/SIGINT set a flag the loop reads after each step (a second SIGINT

@@ -162,13 +162,18 @@ def _share_data_report(folders) -> None:
     shutil.copyfile(src, os.path.join(f.path, DATA_REPORT))
 
 
-def nonfinite_message(first: int, workdir: str, terms: dict | None = None) -> str:
+def nonfinite_message(first: int, workdir: str, terms: dict | None = None,
+                      last_saved: int | None = None) -> str:
+  """The one line a run stopped on a NaN/Inf at 0-based step `first` ends with; `last_saved`: its
+  latest checkpoint's step, None when it has none."""
   shown = "" if not terms else ": " + ", ".join(
       f"{k}={float(v):.4g}" for k, v in sorted(terms.items()) if k != "train/nonfinite_steps")
+  kept = (f"The last checkpoint in {workdir}/checkpoints (step {last_saved}) is untouched. Resume"
+          if last_saved is not None else
+          f"No checkpoint was saved before it, so the run starts again from step 0. Rerun")
   return (f"non-finite loss or gradient at step {first + 1} (its update was not applied){shown}. "
-          f"The last checkpoint in {workdir}/checkpoints is untouched. Resume with the same "
-          f"--workdir and a lower config.train.lr, or config.train.nonfinite='skip' to skip such "
-          f"steps.")
+          f"{kept} with the same --workdir and a lower config.train.lr, or "
+          f"config.train.nonfinite='skip' to skip such steps.")
 
 
 class _Loop:
@@ -208,7 +213,8 @@ class _Loop:
     it started from (exact: later updates were dropped, the batch is a function of (seed, step))."""
     first = int(self.prog.nonfinite(state)[1][i])
     terms = self.prog.loss_terms_at(state, i, first)
-    self.failed[i] = nonfinite_message(first, self.folders[i].path, terms)
+    self.failed[i] = nonfinite_message(first, self.folders[i].path, terms,
+                                       self.folders[i].checkpoints.latest_step())
 
   def check_nonfinite(self, state) -> None:
     if self.stop_mode:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -189,17 +190,61 @@ def read_eval(workdir: str) -> dict | None:
   return ev if isinstance(ev, dict) else None
 
 
-def read_tone(workdir: str, step: int):
-  """The (N, N, 3) tone shifts that the evaluation at `step` used, or None when tone.json has none
-  for it or cannot be read (they are then computed again from the training faces)."""
+def config_hash(raw: bytes) -> str:
+  """A run's config hash: sha256 of its config.json bytes, first 12 hex digits."""
+  return hashlib.sha256(raw).hexdigest()[:12]
+
+
+def shifts_problem(value, identities: int) -> str | None:
+  """Why `value` cannot be a run's (N, N, 3) colour shifts, or None: the shape for N identities,
+  every value finite and at most 1 in size (a shift of a colour in [0, 1])."""
   import numpy as np
   try:
-    with open(os.path.join(workdir, TONE)) as f:
-      v = json.load(f)[str(step)]
-    a = np.asarray(v, np.float32)
-  except (OSError, ValueError, KeyError, TypeError):
-    return None
-  return a if a.ndim == 3 and a.shape[0] == a.shape[1] and a.shape[2] == 3 else None
+    a = np.asarray(value, np.float64)
+  except (TypeError, ValueError):
+    return "not a table of numbers"
+  if a.shape != (identities, identities, 3):
+    return f"shape {a.shape}, not ({identities}, {identities}, 3) for this run's {identities} identities"
+  if not np.isfinite(a).all():
+    return "non-finite values"
+  if np.abs(a).max() > 1:
+    return f"a shift of {np.abs(a).max():.3g}, beyond 1"
+  return None
+
+
+def tone_entry(step: int, config_sha256: str, shifts) -> dict:
+  """tone.json's entry for one checkpoint: its shifts and what ties them to it."""
+  return {"step": int(step), "config_sha256": config_sha256,
+          "shifts": [[[float(c) for c in pair] for pair in row] for row in shifts]}
+
+
+def read_tone(workdir: str, step: int, identities: int, config_sha256: str):
+  """(the (N, N, 3) colour shifts that the evaluation of this checkpoint (`step`, config hash)
+  wrote to tone.json, None) when its entry is there and sound; (None, why not) when an entry is
+  there but cannot be used; (None, None) when there is none. Shifts not used are computed again
+  from the training faces."""
+  import numpy as np
+  path = os.path.join(workdir, TONE)
+  try:
+    with open(path) as f:
+      saved = json.load(f)
+  except FileNotFoundError:
+    return None, None
+  except (OSError, ValueError) as e:
+    return None, f"{path} cannot be read ({e})"
+  if not isinstance(saved, dict) or str(step) not in saved:
+    return None, None if isinstance(saved, dict) else f"{path} is not a table of steps"
+  e = saved[str(step)]
+  where = f"{path}, step {step}"
+  if not isinstance(e, dict) or "shifts" not in e:
+    return None, f"{where}: no record of the checkpoint it was computed from"
+  if e.get("step") != step or e.get("config_sha256") != config_sha256:
+    return None, (f"{where}: computed from another checkpoint (step {e.get('step')}, config "
+                  f"{e.get('config_sha256')}; this one: step {step}, config {config_sha256})")
+  why = shifts_problem(e["shifts"], identities)
+  if why:
+    return None, f"{where}: {why}"
+  return np.asarray(e["shifts"], np.float32), None
 
 
 class RunFolder:
@@ -279,7 +324,8 @@ class RunFolder:
     write_json(os.path.join(self.path, EVAL), out)
 
   def write_tone(self, step: int, shifts) -> None:
-    """Adds `step`'s tone shifts to tone.json (atomic; other steps' kept)."""
+    """Adds `step`'s colour shifts to tone.json, tied to this checkpoint by its step and config
+    hash (atomic; other steps' entries kept)."""
     if not self.main:
       return
     path = os.path.join(self.path, TONE)
@@ -289,7 +335,8 @@ class RunFolder:
       saved = saved if isinstance(saved, dict) else {}
     except (OSError, ValueError):
       saved = {}
-    saved[str(step)] = [[[float(c) for c in pair] for pair in row] for row in shifts]
+    with open(os.path.join(self.path, CONFIG), "rb") as f:
+      saved[str(step)] = tone_entry(step, config_hash(f.read()), shifts)
     write_json(path, saved)
 
   def mark_nonfinite_stop(self, message: str) -> None:

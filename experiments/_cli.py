@@ -39,7 +39,25 @@ def init_distributed(mode) -> None:
 
 def run(main) -> None:
   from absl import app
-  app.run(main, flags_parser=parse_flags)
+  app.run(_stoppable(main), flags_parser=parse_flags)
+
+
+def _stoppable(main):
+  """main, ended by SIGTERM or SIGINT anywhere outside the training steps (which save and raise
+  Preempted, handled by main) with one line and exit 128 + the signal, never a traceback."""
+  def wrapped(argv):
+    from encdec_jax import preemption
+    try:
+      with preemption.stop_raises():
+        return main(argv)
+    except preemption.Stopped as e:
+      print(f"\n{e}", file=sys.stderr)
+      sys.exit(128 + e.signum)
+    except KeyboardInterrupt:  # a second Ctrl-C while the training loop was saving
+      print("\nstopped by SIGINT; the checkpoints and results written so far are kept. Run the "
+            "same command again to finish.", file=sys.stderr)
+      sys.exit(130)
+  return wrapped
 
 
 def parse_set(values: list[str]) -> dict:

@@ -6,7 +6,7 @@ import pytest
 
 from encdec_jax import models
 from encdec_jax.config import ModelConfig
-from tests.helpers import init_params, train_steps
+from tests.helpers import init_params, quick_jit, train_steps
 
 N = 3  # identities: odd one out shows per-identity parts are N (not 2)
 
@@ -54,10 +54,9 @@ def test_shapes_and_sharing(arch_model):
   assert set(params["params"]) == groups
   scale = models.ARCHITECTURES[arch].output_scale
   x = jax.random.uniform(jax.random.key(1), (N, 2, 16, 16, 3))
-  y = jax.jit(m.apply)(params, x)
+  y = jax.eval_shape(m.apply, params, x)
   assert y.shape == (N, 2, 16 * scale, 16 * scale, 3)
 
-  @jax.jit
   def grad_mass(p):  # per identity i: |d mean(recon_i) / d group| summed per parameter group
     out = []
     for i in range(N):
@@ -65,7 +64,7 @@ def test_shapes_and_sharing(arch_model):
       out.append({k: sum(jnp.abs(a).sum() for a in jax.tree.leaves(v)) for k, v in g.items()})
     return out
 
-  for i, mass in enumerate(grad_mass(params)):
+  for i, mass in enumerate(quick_jit(grad_mass, params)(params)):
     touched = {k for k, v in mass.items() if float(v) > 0}
     assert touched == reached(i), (arch, i, touched)
 
@@ -73,12 +72,12 @@ def test_shapes_and_sharing(arch_model):
 def test_swap_is_decode_of_target_code(arch_model):
   arch, cfg, m, params = arch_model
   x = jax.random.uniform(jax.random.key(2), (2, 16, 16, 3))
-  everyone = jax.jit(lambda p, x: m.apply(p, x, method="decode_all"))(params, x)
+  everyone = quick_jit(lambda p, x: m.apply(p, x, method="decode_all"), params, x)(params, x)
   scale = models.ARCHITECTURES[arch].output_scale
   assert everyone.shape == (N, 2, 16 * scale, 16 * scale, 3)
   assert float(everyone.min()) >= 0.0 and float(everyone.max()) <= 1.0
   for j in range(N):
-    s = jax.jit(lambda p, x, j=j: m.apply(p, x, j, method="swap"))(params, x)
+    s = quick_jit(lambda p, x, j=j: m.apply(p, x, j, method="swap"), params, x)(params, x)
     np.testing.assert_allclose(s, everyone[j], atol=1e-6)
   # Swaps into different identities differ (each identity has its own path), also for LIAE.
   assert float(jnp.abs(everyone[0] - everyone[1]).max()) > 1e-4

@@ -1,5 +1,8 @@
 """Tone calibration (encdec_jax/calibration.py) through stand-in decoders: its shifts against a numpy
 reference, and its wiring into evaluation and swapping."""
+import json
+import re
+
 import numpy as np
 import pytest
 
@@ -96,19 +99,40 @@ def test_a_runs_shifts_and_swaps_follow_config_eval_tone(tiny_config, tiny_data)
   assert inference.colour_shifts(none) is None
 
 
-def test_a_checkpoints_stored_shifts_are_reused_and_others_computed(tiny_config, tmp_path):
-  """tone.json holds the shifts each evaluated step used; swaps of that checkpoint reuse them (no
-  training data needed), another step's are calibrated again; a damaged file is not trusted."""
+def test_a_checkpoints_stored_shifts_are_reused_and_others_computed(tiny_config, tmp_path, capsys):
+  """tone.json holds the shifts each evaluated checkpoint used; swaps of that checkpoint reuse
+  them (no training data needed). Another step's, and every entry that fails a check (damaged,
+  non-finite, out of range, the wrong shape, another checkpoint's, no stamp), are calibrated
+  again with a one-line note, never used."""
   from encdec_jax import workdir
   cfg = assemble.checked_config(tiny_config(**{"eval.tone": "train"}))
   a = assemble.assemble(cfg)
   params = init_params(a.model, cfg.model)
   fake = np.full((2, 2, 3), 0.25, np.float32)
-  workdir.write_json(str(tmp_path / workdir.TONE), {"7": fake.tolist()})
-  run = lambda step: inference.Run(cfg, a.model, params, step, ["0", "1"], workdir=str(tmp_path))  # noqa: E731
+  tone = str(tmp_path / workdir.TONE)
+  workdir.write_json(tone, {"7": workdir.tone_entry(7, "abc", fake)})
+  run = lambda step, h="abc": inference.Run(cfg, a.model, params, step, ["0", "1"], config_hash=h,  # noqa: E731
+                                            workdir=str(tmp_path))
+  notes = lambda: [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("note:")]  # noqa: E731
   np.testing.assert_array_equal(inference.colour_shifts(run(7)), fake)
+  assert notes() == []
   other = inference.colour_shifts(run(8))
   assert other.shape == (2, 2, 3) and not np.allclose(other, fake)
+  assert notes() == []  # no entry for step 8: computed, nothing to say
   np.testing.assert_allclose(inference.colour_shifts(run(7), reuse=False), other, atol=1e-6)
+  bad = {"non-finite values": workdir.tone_entry(7, "abc", np.full((2, 2, 3), np.nan)),
+         "a shift of 1e\\+30, beyond 1": workdir.tone_entry(7, "abc", np.full((2, 2, 3), 1e30)),
+         "a shift of 5, beyond 1": workdir.tone_entry(7, "abc", np.full((2, 2, 3), -5.0)),
+         r"shape \(3, 3, 3\), not \(2, 2, 3\)": workdir.tone_entry(7, "abc", np.zeros((3, 3, 3))),
+         r"shape \(1, 1, 3\), not \(2, 2, 3\)": workdir.tone_entry(7, "abc", np.zeros((1, 1, 3))),
+         "computed from another checkpoint .step 7, config xyz": workdir.tone_entry(7, "xyz", fake),
+         "computed from another checkpoint .step 20, config abc": workdir.tone_entry(20, "abc", fake),
+         "no record of the checkpoint": fake.tolist()}
+  for why, entry in bad.items():
+    (tmp_path / workdir.TONE).write_text(json.dumps({"7": entry}))  # json writes NaN as NaN
+    np.testing.assert_allclose(inference.colour_shifts(run(7)), other, atol=1e-6)
+    said = notes()
+    assert len(said) == 1 and re.search(why, said[0]) and "computed again" in said[0], (why, said)
   (tmp_path / workdir.TONE).write_text('{"7": [1, 2')
-  assert workdir.read_tone(str(tmp_path), 7) is None
+  assert workdir.read_tone(str(tmp_path), 7, 2, "abc")[0] is None
+  assert "cannot be read" in workdir.read_tone(str(tmp_path), 7, 2, "abc")[1]

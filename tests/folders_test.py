@@ -148,6 +148,7 @@ def test_train_on_folders_end_to_end(tiny_config, root, tmp_path):
   final = train.train_and_evaluate(c, w, progress=False)
   report = json.load(open(os.path.join(w, "data_report.json")))
   assert len(report["skipped"]) == 9 and "alice: 19, bob: 14" in report["summary"]
+  assert report["landmarks"] == {"from_json": 0, "template": {"no landmark file": 33}}
   assert "eval/recon_mae" in final and not any(k.startswith("eval/swap") for k in final)
   assert final["eval/recon_mae"] > 0.001 and "eval/id_transfer" in final  # the ellipse blends
   # Crops without extract's JSON: the regions at the template's landmarks; the face is then the
@@ -201,14 +202,34 @@ def test_crop_landmarks_come_from_extracts_json_else_the_template(tmp_path):
   lm_photo = np.array([[110.0, 80.0], [150.0, 82.0], [130.0, 110.0], [129.0, 130.0]])
   a = align.align_transform(lm_photo, 64)
   json.dump({"landmarks": lm_photo.tolist(), "transform": a.tolist(), "size": 64}, open(tmp_path / "a_0.json", "w"))
-  got, from_json = folders.crop_landmarks(str(tmp_path / "a_0.png"), 32)
+  got, source = folders.crop_landmarks(str(tmp_path / "a_0.png"), 32)
   want = ((lm_photo @ a[:, :2].T + a[:, 2]) + 0.5) * 0.5 - 0.5  # 64 px crop -> 32 px
-  assert from_json and np.abs(got - want).max() < 1e-4
-  assert not folders.crop_landmarks(str(tmp_path / "a_0.png"), 32, square=False)[1]  # cropped: no fit
+  assert source == "json" and np.abs(got - want).max() < 1e-4
+  assert folders.crop_landmarks(str(tmp_path / "a_0.png"), 32, square=False)[1].startswith("centre-cropped")
+  assert folders.crop_landmarks(str(tmp_path / "none.png"), 32)[1] == "no landmark file"
+  # Every landmark file that cannot be right falls back to the template, with its reason.
+  crop_lm = align.template_px(64)  # in the 64 px crop, under the identity transform
+  eye = np.eye(2, 3).tolist()
+  bad = {"{ cut short": "unreadable or malformed",
+         json.dumps({"landmarks": "abc", "transform": eye, "size": 64}): "unreadable or malformed",
+         json.dumps({"landmarks": [[0, 0]] * 3, "transform": eye, "size": 64}): "unreadable or malformed",
+         json.dumps({"landmarks": [[float("nan"), 0]] * 4, "transform": eye, "size": 64}): "non-finite",
+         json.dumps({"landmarks": (crop_lm + 100).tolist(), "transform": eye, "size": 64}): "outside the image",
+         json.dumps({"landmarks": [[30.0, 30.0]] * 4, "transform": eye, "size": 64}): "left eye is not left",
+         json.dumps({"landmarks": crop_lm[[1, 0, 2, 3]].tolist(), "transform": eye, "size": 64}): "left eye is not left",
+         json.dumps({"landmarks": [*crop_lm[:3].tolist(), [crop_lm[3][0], crop_lm[0][1] - 10]],
+                     "transform": eye, "size": 64}): "mouth is not below",
+         json.dumps({"landmarks": [crop_lm[0].tolist(), (crop_lm[0] + [2, 0]).tolist(), crop_lm[2].tolist(),
+                                   crop_lm[3].tolist()], "transform": eye, "size": 64}): "eye distance 0.03"}
   _face(0, 1).save(tmp_path / "b.png")
-  (tmp_path / "b.json").write_text("{ cut short")
-  got, from_json = folders.crop_landmarks(str(tmp_path / "b.png"), 32)
-  assert not from_json and np.allclose(got, align.template_px(32))
+  for text, why in bad.items():
+    (tmp_path / "b.json").write_text(text)
+    got, source = folders.crop_landmarks(str(tmp_path / "b.png"), 32)
+    assert why in source and np.allclose(got, align.template_px(32)), (text, source)
+  (tmp_path / "b.json").write_text(json.dumps({"landmarks": crop_lm.tolist(), "transform": eye, "size": 64}))
+  assert folders.crop_landmarks(str(tmp_path / "b.png"), 32)[1] == "json"  # the template itself is plausible
+  splits = [{"landmarks_from": np.array([b"json", b"no landmark file"])}, {"landmarks_from": np.array([b"json"])}]
+  assert folders.landmark_counts(splits) == {"from_json": 2, "template": {"no landmark file": 1}}
 
 
 def test_every_member_of_a_group_gets_the_data_report(tmp_path):

@@ -39,5 +39,14 @@ def read_jsonl(path: str) -> list[dict]:
 def init_params(model, cfg):
   """Params of `model` (ModelConfig `cfg`) from key 0, as a run initialises them."""
   import jax.numpy as jnp
+  from encdec_jax import models
   x = jnp.zeros((cfg.num_identities, 1, cfg.resolution, cfg.resolution, 3), jnp.float32)
-  return jax.jit(model.init)(jax.random.key(0), x)
+  init = jax.jit(model.init).lower(jax.random.key(0), x).compile(models.INIT_COMPILER_OPTIONS)
+  return init(jax.random.key(0), x)
+
+
+def quick_jit(f, *args):
+  """f compiled for `args` with XLA's backend optimisation off: the same function, compiled in a
+  fraction of the time, for tests that check structure or equality rather than speed."""
+  from encdec_jax import models
+  return jax.jit(f).lower(*args).compile(models.INIT_COMPILER_OPTIONS)

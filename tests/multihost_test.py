@@ -31,7 +31,8 @@ def _env(devices, **extra):
 def _train(workdir, data_dir, env):
   cmd = [sys.executable, "-m", "experiments.train", "--config=experiments/configs/original.py:tiny",
          f"--config.data.dir={data_dir}", f"--workdir={workdir}", f"--config.train.steps={STEPS}",
-         f"--config.train.checkpoint_every={STEPS}", "--config.train.log_every=1"]
+         f"--config.train.checkpoint_every={STEPS}", "--config.train.log_every=1",
+         "--config.eval.judges=False"]  # training is compared here; the judges have their own tests
   return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

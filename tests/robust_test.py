@@ -74,6 +74,40 @@ def test_sigterm_and_ctrl_c_save_the_step_exit_cleanly_and_resume_the_wandb_run(
   assert len(runs) == 2 and all(r.endswith("-" + ids[0]) for r in runs), runs
 
 
+# experiments.train with the final evaluation sending this process a signal as it starts: a
+# stop after the last checkpoint, as a user's Ctrl-C or a scheduler's SIGTERM lands there.
+_SIGNAL_IN_EVALUATION = """
+import os, signal, sys
+from encdec_jax import evaluate
+plain = evaluate.evaluate
+def evaluate_after_a_signal(*a, **k):
+  os.kill(os.getpid(), signal.{sig})
+  return plain(*a, **k)
+evaluate.evaluate = evaluate_after_a_signal
+from experiments import _cli, train
+sys.argv = ["experiments.train"] + sys.argv[1:]
+_cli.run(train.main)
+"""
+
+
+def test_a_stop_during_the_final_evaluation_is_one_line_and_the_same_command_finishes(tmp_path, data_dir):
+  """SIGTERM or SIGINT after the last step (the final evaluation, a report, a grid) ends with one
+  line saying to run the same command again and exit 143 or 130, never a traceback; run again,
+  the same command finishes."""
+  w = str(tmp_path / "run")
+  args = _train_cmd(w, data_dir, "--config.train.steps=2", "--config.eval.judges=False")[3:]
+  for sig in ("SIGTERM", "SIGINT"):
+    r = subprocess.run([sys.executable, "-c", _SIGNAL_IN_EVALUATION.format(sig=sig), *args], cwd=ROOT,
+                       env=_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 128 + getattr(signal, sig), (r.returncode, r.stderr[-3000:])
+    assert "Traceback" not in r.stderr and f"stopped by {sig};" in r.stderr, r.stderr[-3000:]
+    assert "Run the same command again to finish." in r.stderr and not os.path.exists(os.path.join(w, "eval.json"))
+  r = subprocess.run(_train_cmd(w, data_dir, "--config.train.steps=2", "--config.eval.judges=False"),
+                     cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert json.load(open(os.path.join(w, "eval.json")))["step"] == 2
+
+
 def test_kill_9_at_a_random_moment_resumes_bit_exact(tmp_path, tiny_config, tiny_data, data_dir):
   """A run SIGKILLed mid-training and restarted ends with the same parameters, bit for bit, as a
   run never interrupted, and its metrics.jsonl holds every logged step exactly once."""
@@ -130,7 +164,7 @@ def test_nan_stops_with_step_and_terms_and_keeps_last_checkpoint(tiny_config, tm
   monkeypatch.setattr(TrainSource, "batch", _nan_at(7))  # the 8th step (0-based batch 7)
   c = tiny_config(**{"train.steps": 20, "train.checkpoint_every": 5, "train.log_every": 100,
                      "train.preview_every": 100})
-  with pytest.raises(train.NonFiniteError, match=r"at step 8 .*train/loss=nan.*train/mae=nan.*lower config.train.lr"):
+  with pytest.raises(train.NonFiniteError, match=r"at step 8 .*train/loss=nan.*train/mae=nan.*\(step 5\) is untouched.*lower config.train.lr"):
     train.train_and_evaluate(c, str(tmp_path), progress=False)
   assert _steps_saved(str(tmp_path)) == [5]
   state = _params(c, str(tmp_path), 5)
@@ -148,6 +182,15 @@ def test_nan_stops_with_step_and_terms_and_keeps_last_checkpoint(tiny_config, tm
   assert json.load(open(tmp_path / "config.json"))["train"]["lr"] == 1e-4
   with pytest.raises(config_lib.ConfigError, match=r"train.lr \(0.0001 -> 0.001\)"):  # no stop now
     train.train_and_evaluate(tiny_config(**{"train.steps": 20}), str(tmp_path), progress=False)
+
+
+def test_nan_before_any_checkpoint_says_the_run_starts_again(tiny_config, tmp_path, monkeypatch):
+  monkeypatch.setattr(TrainSource, "batch", _nan_at(1))
+  c = tiny_config(**{"train.steps": 6, "train.checkpoint_every": 5, "train.log_every": 100,
+                     "train.preview_every": 100})
+  with pytest.raises(train.NonFiniteError, match=r"at step 2 .*No checkpoint was saved before it") as e:
+    train.train_and_evaluate(c, str(tmp_path), progress=False)
+  assert "untouched" not in str(e.value) and _steps_saved(str(tmp_path)) == []
 
 
 def test_nan_skip_mode_counts_and_goes_on(tiny_config, tmp_path, monkeypatch):
@@ -203,7 +246,7 @@ def test_config_change_override_and_mismatch_names_the_part(tiny_config, tmp_pat
   assert [r["step"] for r in evals] == [2]
 
 
-def test_damaged_or_missing_checkpoints_are_named_with_the_way_out(tiny_config, tmp_path):
+def test_damaged_or_missing_checkpoints_are_named_with_the_way_out(tiny_config, tmp_path, capsys):
   w = str(tmp_path)
   c = tiny_config(**{"train.steps": 4, "train.checkpoint_every": 2})
   train.train_and_evaluate(c, w, progress=False)
@@ -224,6 +267,28 @@ def test_damaged_or_missing_checkpoints_are_named_with_the_way_out(tiny_config, 
                      match=r"step 2 .* is damaged \(its contents changed after it was saved: 1 arrays "
                            r"differ from their checksums \(params/.*no earlier checkpoint"):
     ck.restore(2, tr.abstract_state)
+  # An incomplete or malformed table is damage too, never a skipped check; no table at all
+  # (a checkpoint older than the tables, or from several hosts) restores, said to be unverified.
+  keys = sorted(record["checksums"])
+  tables = {"one entry dropped": {k: v for k, v in json.loads(saved_meta)["checksums"].items() if k != keys[0]},
+            "half dropped": {k: json.loads(saved_meta)["checksums"][k] for k in keys[::2]},
+            "emptied": {},
+            "an extra entry": {**json.loads(saved_meta)["checksums"], "params/ghost": "0" * 16},
+            "a string entry": {**json.loads(saved_meta)["checksums"], keys[0]: 12345},
+            "a list": ["0" * 16], "a string": "0" * 16}
+  wanted = {"one entry dropped": r"1 of its \d+ arrays have no checksum entry",
+            "half dropped": r"\d+ of its \d+ arrays have no checksum entry",
+            "emptied": r"\d+ of its \d+ arrays have no checksum entry",
+            "an extra entry": r"its checksum table names 1 arrays it does not hold \(params/ghost\)",
+            "a string entry": r"1 checksum entries are not checksums", "a list": r"its checksum table is a list",
+            "a string": r"its checksum table is a str"}
+  for name, table in tables.items():
+    open(meta_file, "w").write(json.dumps({**json.loads(saved_meta), "checksums": table}))
+    with pytest.raises(ckpt_lib.CheckpointDamagedError, match=r"step 2 .* is damaged \(" + wanted[name]):
+      ck.restore(2, tr.abstract_state)
+  open(meta_file, "w").write(json.dumps({k: v for k, v in json.loads(saved_meta).items() if k != "checksums"}))
+  _, meta = ck.restore(2, tr.abstract_state)
+  assert meta == {"step": 2} and "has no checksum table" in capsys.readouterr().err
   open(meta_file, "w").write(saved_meta)
   # Flipped bits in the data file: either its values are wrong (the checksums say so) or the read
   # fails, depending on where the bits land; either way named damaged, with the way out.

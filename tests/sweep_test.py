@@ -180,8 +180,11 @@ def test_tiny_sweep_end_to_end_writes_report(tmp_path, data_dir):
       assert cells[c] == f"{ev['eval/' + c]:.4f}", (c, cells[c], ev["eval/" + c])
   ev = json.loads((out / results[0]["run"] / "eval.json").read_text())  # eval.tone=train
   assert {"eval/tone_shift/0to1", "eval/swap_tone_gap_uncalibrated", "eval/id_transfer_uncalibrated"} <= set(ev)
-  stored = json.loads((out / results[0]["run"] / "tone.json").read_text())["4"]  # for the grid, swaps
-  assert np.mean(stored[0][1]) == pytest.approx(ev["eval/tone_shift/0to1"], abs=1e-6)
+  first = out / results[0]["run"]
+  stored = json.loads((first / "tone.json").read_text())["4"]  # for the grid, swaps
+  assert np.mean(stored["shifts"][0][1]) == pytest.approx(ev["eval/tone_shift/0to1"], abs=1e-6)
+  from encdec_jax import workdir as workdir_lib  # tied to the checkpoint it was computed from
+  assert stored["step"] == 4 and stored["config_sha256"] == workdir_lib.config_hash((first / "config.json").read_bytes())
   assert "![swap grid](swap_grid.png)" in report and "Every setting ran with one seed" in report
   assert "identity accuracy" in report and "judge's floor" in report
   assert "## Why the swaps fail (or not)" in report and "| probe_id_accuracy |" in report
@@ -189,10 +192,14 @@ def test_tiny_sweep_end_to_end_writes_report(tmp_path, data_dir):
   grid = Image.open(out / "swap_grid.png")
   assert grid.info.get("Software") == "encdec_jax" and "Synthetic" in grid.info.get("Description", "")
   # Re-running reads finished runs instead of training them again...
+  # ... and a damaged tone.json (a 1x1 table) is calibrated again for the grid, never used.
   mtime = os.path.getmtime(out / results[0]["run"] / "eval.json")
+  (first / "tone.json").write_text(json.dumps({"4": {**stored, "shifts": [[[0.0, 0.0, 0.0]]]}}))
+  (out / "swap_grid.png").unlink()
   sweep.run_sweep(str(path), str(out), progress=False, config_overrides={
       "config.data.dir": data_dir, "config.train.steps": 4})
   assert os.path.getmtime(out / results[0]["run"] / "eval.json") == mtime
+  assert (out / "swap_grid.png").exists() and (out / "results.csv").exists()
   # ... but never reports them for another config: refused, naming the fields, before training.
   with pytest.raises(sweep.SweepError, match=r"holds a run of another config \(train.lr \(0.001 -> 0.05\)\)"):
     sweep.run_sweep(str(path), str(out), progress=False, config_overrides={

@@ -37,7 +37,8 @@ import numpy as np
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 MAX_PIXELS = 64 * 1024 * 1024   # a header claiming more is refused before decoding
-VERSION = "1.2.0"  # 1.2.0: landmarks per crop, face/eye/mouth masks from them (data/regions.py);
+VERSION = "1.3.0"  # 1.3.0: implausible landmarks fall back to the template, each crop's source kept;
+                   # 1.2.0: landmarks per crop, face/eye/mouth masks from them (data/regions.py);
                    # 1.1.0: the face mask is convert.FACE_ELLIPSE (was wider)
 
 
@@ -126,25 +127,35 @@ def load_image(path: str, resolution: int, min_size: int) -> tuple[np.ndarray, l
   return np.asarray(im, dtype=np.uint8).copy(), notes
 
 
-def crop_landmarks(path: str, resolution: int, square: bool = True) -> tuple[np.ndarray, bool]:
-  """(landmarks (4, 2) in pixels of the crop at `resolution`, from_json): the eyes, nose and
+def crop_landmarks(path: str, resolution: int, square: bool = True) -> tuple[np.ndarray, str]:
+  """(landmarks (4, 2) in pixels of the crop at `resolution`, where from): the eyes, nose and
   mouth of a crop written by experiments.extract, from the JSON beside it (its landmarks through
-  its transform, scaled from its size), else the template's (an aligned crop's are near them).
-  `square`: whether the image was square (a centre-cropped one no longer fits its JSON)."""
+  its transform, scaled from its size), "json"; else the template's (an aligned crop's are near
+  them) and why: no JSON, an unreadable or malformed one, or landmarks that cannot be an aligned
+  face's (align.landmarks_problem). `square`: whether the image was square (a centre-cropped one
+  no longer fits its JSON)."""
   from encdec_jax import align
   meta = os.path.splitext(path)[0] + ".json"
+  template = align.template_px(resolution).astype(np.float32)
+  if not os.path.exists(meta):
+    return template, "no landmark file"
+  if not square:
+    return template, "centre-cropped: its landmark file no longer fits"
   try:
     with open(meta) as f:
       info = json.load(f)
     a = np.asarray(info["transform"], np.float64).reshape(2, 3)
     lm = np.asarray(info["landmarks"], np.float64).reshape(4, 2)
     size = float(info["size"])
-    if not (square and size > 0 and np.isfinite(a).all() and np.isfinite(lm).all()):
-      raise ValueError
-    crop = lm @ a[:, :2].T + a[:, 2]                          # photo px -> crop px at `size`
-    return ((crop + 0.5) * resolution / size - 0.5).astype(np.float32), True
-  except (OSError, ValueError, KeyError, TypeError):
-    return align.template_px(resolution).astype(np.float32), False
+  except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    return template, "landmark file unreadable or malformed"
+  if not (size > 0 and np.isfinite(a).all() and np.isfinite(lm).all()):
+    return template, "landmark file with non-finite values"
+  crop = ((lm @ a[:, :2].T + a[:, 2]) + 0.5) * resolution / size - 0.5  # photo px -> crop px
+  why = align.landmarks_problem(crop, resolution)
+  if why:
+    return template, f"implausible landmarks: {why}"
+  return crop.astype(np.float32), "json"
 
 
 def _exif_orientation(im):
@@ -353,6 +364,7 @@ def _define_builder():
               # (experiments.extract), else the template's; `aligned_json` says which.
               "landmarks": tfds.features.Tensor(shape=(4, 2), dtype=np.float32),
               "aligned_json": np.bool_,
+              "landmarks_from": tfds.features.Text(),  # "json", or why the template's are used
           }), supervised_keys=None)
 
     def _split_generators(self, dl_manager):
@@ -366,10 +378,11 @@ def _define_builder():
       for k, (i, rel) in enumerate(items):
         img, notes = load_image(os.path.join(c.root, rel), c.resolution, c.min_size)
         square = not any(n.startswith("centre-cropped") for n in notes)
-        lm, from_json = crop_landmarks(os.path.join(c.root, rel), c.resolution, square)
+        lm, source = crop_landmarks(os.path.join(c.root, rel), c.resolution, square)
         # TFDS keys and text are UTF-8: a name that is not keeps its escapes there.
         yield printable(rel), {"image": img, "identity": i, "index": k, "path": printable(rel),
-                               "landmarks": lm, "aligned_json": from_json}
+                               "landmarks": lm, "aligned_json": source == "json",
+                               "landmarks_from": source}
 
   return FaceFolders, FaceFoldersConfig
 
@@ -411,4 +424,29 @@ def load(root: str, resolution: int, min_size: int, test_per_identity: int, batc
                                for lm in arrays["landmarks"]]) if n else np.zeros(
                                    arrays["image"].shape, np.uint8)
     out.append(arrays)
+  if report_path:
+    add_landmark_counts(report_path, out)
   return out[0], out[1], s
+
+
+def landmark_counts(splits) -> dict:
+  """{"from_json": crops whose landmarks came from extract's JSON, "template": {why: crops}}
+  over the arrays of both splits."""
+  sources = [x.decode() if isinstance(x, bytes) else str(x)
+             for arrays in splits for x in arrays.get("landmarks_from", [])]
+  fallback: dict[str, int] = {}
+  for x in sources:
+    if x != "json":
+      fallback[x] = fallback.get(x, 0) + 1
+  return {"from_json": sources.count("json"), "template": dict(sorted(fallback.items()))}
+
+
+def add_landmark_counts(report_path: str, splits) -> None:
+  """Adds where every crop's landmarks came from to data_report.json (atomic)."""
+  with open(report_path) as f:
+    report = json.load(f)
+  report["landmarks"] = landmark_counts(splits)
+  tmp = report_path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(report, f, indent=1)
+  os.replace(tmp, report_path)

@@ -18,9 +18,8 @@ VARIANTS = {
         "data.train_per_identity": 600,
         "train.steps": 3000,           # faint eyes and mouths from ~3000 steps (2 CPU cores: ~3.5 min)
         "train.lr": 1e-3,
-        # Measured on 2 CPU cores (BENCHMARKS.md "Recipe, round 4"): in the few thousand steps a
-        # laptop gives, the random warp slows the drawing of eyes and mouths, and colour jitter of
-        # the targets makes the code carry colour (a channel the identity leaks through).
+        # In the few thousand steps a laptop gives, the random warp slows the drawing of eyes and
+        # mouths, and colour jitter of the targets makes the code carry colour (BENCHMARKS.md, "Recipe").
         "data.warp": False, "data.color_jitter": 0.0,
     },
     "tiny": {
