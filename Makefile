@@ -1,6 +1,8 @@
 # make sweep: set up .venv (first time only) and run the default sweep on synthetic faces.
 # make test:  set up .venv (first time only) and run the test suite.
 # make bench: training speed against the PyTorch peer and the machine's matmul ceiling.
+# make gpu-check DATA=dir: on a GPU box, devices, speed, members and the recipe in one table
+#   (DATA written beforehand by `python -m experiments.gpu_check --export=dir`).
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -8,7 +10,7 @@ STAMP := $(VENV)/.installed
 TORCH_VENV := .venv-torch
 TEST_WORKERS ?= 2
 
-.PHONY: sweep test bench install clean
+.PHONY: sweep test bench gpu-check install clean
 
 install: $(STAMP)
 
@@ -32,6 +34,9 @@ $(TORCH_VENV)/.installed:
 
 bench: $(STAMP) $(TORCH_VENV)/.installed
 	$(PY) -m experiments.bench --torch_python=$(TORCH_VENV)/bin/python $(ARGS)
+
+gpu-check: $(STAMP)
+	$(PY) -m experiments.gpu_check --data=$(DATA) $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(TORCH_VENV) *.egg-info

@@ -32,7 +32,11 @@ def make_optimizer(c: TrainConfig) -> optax.GradientTransformation:
 def lr_at(step, lr, steps, warmdown):
   """The learning rate of 0-based `step`: `lr`, except over the last `warmdown` fraction of
   `steps`, where it falls linearly to 0 (step steps - 1 gets lr / (warmdown * steps)). Pure jnp,
-  so every argument may be traced (members carry their own lr and warmdown)."""
+  so every argument may be traced (members carry their own lr and warmdown). A python warmdown
+  of 0 is the constant lr itself: the compiled step then does not depend on `steps`, so a run
+  resumed with more steps, or one of another length, reuses the same executable."""
+  if isinstance(warmdown, (int, float)) and warmdown == 0:
+    return lr
   n = warmdown * steps
   left = jnp.asarray(steps, jnp.float32) - jnp.asarray(step, jnp.float32)
   return lr * jnp.where(n > 0, jnp.clip(left / jnp.maximum(n, 1e-9), 0.0, 1.0), 1.0)

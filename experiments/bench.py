@@ -309,7 +309,7 @@ def bench_members(cd, k: int):
   host = [{key: rng.random((n, b, r, r, 3), dtype=np.float32) for key in g.batch_keys} for _ in range(k)]
   t0 = time.perf_counter()
   state = g.init()
-  state, m = g.step_fn(state, g.device_batch(host), g.h)
+  state, m = g.step_fn(state, g.device_batch(host), g.hyper)
   jax.block_until_ready(m)
   print(f"members: compile + first step {time.perf_counter() - t0:.1f} s; one run: compile "
         f"{one['compile_s']:.1f} s", flush=True)
@@ -318,7 +318,7 @@ def bench_members(cd, k: int):
     ones += run_ours(one, _STEPS.value)
     for _ in range(_STEPS.value):
       t = time.perf_counter()
-      state, m = g.step_fn(state, g.device_batch(host), g.h)
+      state, m = g.step_fn(state, g.device_batch(host), g.hyper)
       jax.block_until_ready(m)
       groups.append(time.perf_counter() - t)
     print(f"round {rnd + 1}: one run {1000 * statistics.median(ones[-_STEPS.value:]):.1f} ms/step, "

@@ -234,7 +234,7 @@ def test_train_cli_accepts_agent_style_overrides(tmp_path, data_dir):
   ev = subprocess.run([sys.executable, "-m", "experiments.evaluate", f"--workdir={tmp_path}"],
                       cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert ev.returncode == 0, ev.stderr[-3000:]
-  assert "eval/id_transfer=" in ev.stdout and "judges (synthetic_faces_2.0.0_r16" in ev.stdout
+  assert "eval/id_transfer=" in ev.stdout and "judges (synthetic_faces_2.1.0_r16" in ev.stdout
   # Evaluate cannot write eval.json (here: a folder in its way): one line, the metrics kept on screen.
   os.replace(tmp_path / "eval.json", tmp_path / "eval.saved")
   os.mkdir(tmp_path / "eval.json")

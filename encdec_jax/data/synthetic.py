@@ -12,9 +12,10 @@ import numpy as np
 
 from encdec_jax.data import render as R
 
+# 2.1.0: stored as array_record, read back with numpy and PIL (no TensorFlow), the same arrays;
 # 2.0.0: true face swaps (+ masks, landmarks); masks are of the visible face (not under hair);
 # brow colour is a face trait. A cache of another version lives in another folder: never misread.
-VERSION = "2.0.0"
+VERSION = "2.1.0"
 _SPLIT_IDS = {"train": 0, "test": 1}
 
 

@@ -26,6 +26,7 @@ from encdec_jax.data.synthetic import VERSION, config_name, default_data_dir, ex
 
 
 _D = DataConfig()  # the defaults are config.data's
+FILE_FORMAT = "array_record"  # read back without TensorFlow (load_split)
 
 
 @dataclasses.dataclass
@@ -41,7 +42,8 @@ class SyntheticFaces(tfds.core.GeneratorBasedBuilder):
   """Procedurally rendered faces with identity traits, pose/expression factors and true swaps."""
 
   VERSION = tfds.core.Version(VERSION)
-  RELEASE_NOTES = {"2.0.0": "true face swaps, visible-face masks", "1.0.0": "first release"}
+  RELEASE_NOTES = {"2.1.0": "array_record files, read without TensorFlow",
+                   "2.0.0": "true face swaps, visible-face masks", "1.0.0": "first release"}
   BUILDER_CONFIGS = [SyntheticFacesConfig(name=config_name(_D.resolution, _D.identities, _D.seed,
                                                            _D.train_per_identity, _D.test_per_identity))]
 
@@ -108,19 +110,28 @@ def builder(resolution: int, identities: int, seed: int, train_per_identity: int
   # TFDS refuses a custom config named like a declared one: pass the declared one by name.
   declared = {c.name: c for c in SyntheticFaces.BUILDER_CONFIGS}
   config = cfg.name if declared.get(cfg.name) == cfg else cfg
-  return SyntheticFaces(config=config, data_dir=data_dir or default_data_dir())
+  return SyntheticFaces(config=config, data_dir=data_dir or default_data_dir(), file_format=FILE_FORMAT)
 
 
 def load_split(b: SyntheticFaces, split: str) -> dict[str, np.ndarray]:
   """Prepares the dataset if needed and reads a whole split into memory, in (identity, index)
-  order (TFDS shuffles records by key hash when writing)."""
+  order (TFDS shuffles records by key hash when writing). Read through TFDS's array_record data
+  source: numpy and PIL decode it, so reading imports no TensorFlow."""
   from encdec_jax.cachelock import cache_lock
   with cache_lock(str(b.data_path), "the synthetic_faces dataset"):  # concurrent runs prepare it once
     b.download_and_prepare()
   if split not in b.info.splits:  # another process prepared it after this builder read its info
-    b = SyntheticFaces(config=b.builder_config, data_dir=b._data_dir_root)
-  n = b.info.splits[split].num_examples
-  ds = b.as_dataset(split=split, shuffle_files=False)
-  arrays = next(iter(tfds.as_numpy(ds.batch(n))))
+    b = SyntheticFaces(config=b.builder_config, data_dir=b._data_dir_root, file_format=FILE_FORMAT)
+  source = b.as_data_source(split=split)
+  rows = [source[k] for k in range(len(source))]
+  arrays = {key: _stack(f, [r[key] for r in rows]) for key, f in b.info.features.items()}
   order = np.lexsort((arrays["index"], arrays["identity"]))
   return {k: v[order] for k, v in arrays.items()}
+
+
+def _stack(feature, values) -> np.ndarray:
+  """One feature's values of every example as one array of the feature's dtype; an empty
+  sequence (the training split's swaps) keeps its inner shape, (0, H, W, C)."""
+  empty = tuple(0 if d is None else d for d in feature.shape)
+  return np.stack([np.asarray(v).reshape(empty) if np.size(v) == 0 else np.asarray(v)
+                   for v in values]).astype(feature.np_dtype, copy=False)

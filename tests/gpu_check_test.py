@@ -1,0 +1,50 @@
+"""experiments.gpu_check --dry: every part of the GPU check runs on a CPU with tiny settings, so the
+command cannot rot between uses on a GPU; and a part past its budget is cut and said to be."""
+import os
+import shutil
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PARTS = ["devices", "bench fp32 batch 16", "bench bf16 batch 256", "members", "sweep", "recipe"]
+
+
+def _rows(text: str) -> dict[str, list[str]]:
+  rows = [ln.strip().strip("|").split("|") for ln in text.splitlines() if ln.startswith("| ")][1:]
+  return {r[0].strip(): [c.strip() for c in r[1:]] for r in rows}
+
+
+def test_gpu_check_dry_runs_every_part_and_writes_its_table(tmp_path, tiny_config):
+  from encdec_jax import assemble
+  from encdec_jax.data import loading
+  data = tmp_path / "data"
+  data.mkdir()
+  loading.export_arrays(assemble.checked_config(tiny_config()), str(data / "small.npz"))
+  shutil.copy(data / "small.npz", data / "full.npz")  # dry: both parts train the tiny model
+  out = tmp_path / "gpu_check.md"
+  cmd = [sys.executable, "-m", "experiments.gpu_check", "--dry", f"--data={data}", f"--out={out}",
+         f"--workdir={tmp_path / 'work'}"]
+  r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])
+  rows = _rows(out.read_text())
+  assert list(rows) == PARTS, rows
+  assert all(e == "done" for _, e in rows.values()), rows
+  assert "the train step ran on cpu (no accelerator)" in rows["devices"][0]
+  assert rows["bench fp32 batch 16"][0].startswith("ours ") and "fraction of the matmul ceiling" in rows["bench fp32 batch 16"][0]
+  assert "2 members in one program:" in rows["members"][0] and "one run's wall time per step" in rows["members"][0]
+  for part in ("sweep", "recipe"):  # evaluations at steps 2 and 4, as a curve
+    assert "step 2: attr_mae" in rows[part][0] and "step 4: attr_mae" in rows[part][0], rows[part]
+  # Every part past its budget is stopped and said to be cut, and the table is still written.
+  cut = subprocess.run(cmd + ["--budget_scale=0.0001", f"--out={tmp_path / 'cut.md'}",
+                              f"--workdir={tmp_path / 'work_cut'}"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=600)
+  assert cut.returncode == 0, cut.stderr[-3000:]
+  rows = _rows((tmp_path / "cut.md").read_text())
+  assert all(rows[p][1].startswith("cut at its budget") for p in PARTS[1:]), rows
+
+
+def test_gpu_check_without_its_data_says_how_to_make_it(tmp_path):
+  r = subprocess.run([sys.executable, "-m", "experiments.gpu_check", f"--data={tmp_path}"], cwd=ROOT,
+                     capture_output=True, text=True, timeout=120)
+  assert r.returncode != 0 and "Traceback" not in r.stderr
+  assert "must hold small.npz and full.npz" in r.stderr and "--export=DIR" in r.stderr
