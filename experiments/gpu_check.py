@@ -65,11 +65,12 @@ def export(folder: str, exports: dict = EXPORTS) -> None:
     print(f"{os.path.join(folder, name + '.npz')}: {meta['dataset_key']}")
 
 
-def run_part(cmd: list[str], budget: float, stop=signal.SIGTERM) -> tuple[str, bool, int]:
-  """(stdout and stderr, whether it was cut at `budget`, return code) of a subprocess; a part past
-  its budget gets `stop`, then 60 s to save and exit, then SIGKILL."""
+def run_part(cmd: list[str], budget: float, log: str, stop=signal.SIGTERM) -> tuple[str, bool, int]:
+  """(stdout and stderr, whether it was cut at `budget`, return code) of a subprocess, its output
+  also kept in the file `log`; a part past its budget gets `stop`, then 60 s to save and exit,
+  then SIGKILL."""
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-  with tempfile.TemporaryFile("w+") as out:
+  with open(log, "w+") as out:
     p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
     cut = False
     try:
@@ -179,6 +180,7 @@ def check(data: str, dry: bool, work: str) -> list[tuple[str, str, str]]:
   """[(part, result, how it ended)] for every part."""
   budgets = {k: v * _SCALE.value for k, v in (DRY_BUDGETS if dry else BUDGETS).items()}
   os.makedirs(work, exist_ok=True)
+  log = lambda part: os.path.join(work, part.replace(" ", "_") + ".log")  # noqa: E731
   rows = []
 
   def ended(cut, rc, budget):
@@ -192,19 +194,20 @@ def check(data: str, dry: bool, work: str) -> list[tuple[str, str, str]]:
   print(f"devices: {time.time() - t:.0f} s", flush=True)
   for part, sets in (("bench fp32 batch 16", ["model.dtype=float32", "train.batch_size=16"]),
                      ("bench bf16 batch 256", ["model.dtype=bfloat16", "train.batch_size=256"])):
-    out, cut, rc = run_part(bench_cmd(dry, sets, []), budgets[part], stop=signal.SIGKILL)
+    out, cut, rc = run_part(bench_cmd(dry, sets, []), budgets[part], log(part), stop=signal.SIGKILL)
     rows.append((part, bench_row(out), ended(cut, rc, budgets[part])))
     print(f"{part}: {rows[-1][1]}", flush=True)
   k = 2 if dry else 8
   sets = [] if dry else ["model.dtype=bfloat16"]
-  out, cut, rc = run_part(bench_cmd(dry, sets, [f"--members={k}"]), budgets["members"], stop=signal.SIGKILL)
+  out, cut, rc = run_part(bench_cmd(dry, sets, [f"--members={k}"]), budgets["members"], log("members"),
+                          stop=signal.SIGKILL)
   rows.append(("members", members_row(out, k), ended(cut, rc, budgets["members"])))
   print(f"members: {rows[-1][1]}", flush=True)
   small, full = os.path.join(data, "small.npz"), os.path.join(data, "full.npz")
   sweep_dir = os.path.join(work, "sweep")
   out, cut, rc = run_part([sys.executable, "-m", "experiments.sweep", f"--sweep={sweep_yaml(dry, work)}",
                            f"--workdir={sweep_dir}", "--set=data.name=arrays", f"--set=data.root={small}",
-                           "--set=wandb.mode=disabled"], budgets["sweep"])
+                           "--set=wandb.mode=disabled"], budgets["sweep"], log("sweep"))
   runs = [os.path.join(sweep_dir, d) for d in sorted(os.listdir(sweep_dir))
           if os.path.isdir(os.path.join(sweep_dir, d))] if os.path.isdir(sweep_dir) else []
   rows.append(("sweep", curve_row(runs) if runs else "no run started: " + out.strip()[-300:],
@@ -219,7 +222,7 @@ def check(data: str, dry: bool, work: str) -> list[tuple[str, str, str]]:
     cmd += ["--config=experiments/configs/original.py", "--config.train.lr=2e-4",
             "--config.train.steps=50000", "--config.eval.every=5000", "--config.train.checkpoint_every=5000"]
   cmd += ["--config.data.name=arrays", f"--config.data.root={full}", "--config.wandb.mode=disabled"]
-  out, cut, rc = run_part(cmd, budgets["recipe"])
+  out, cut, rc = run_part(cmd, budgets["recipe"], log("recipe"))
   rows.append(("recipe", curve_row([recipe]) if os.path.isdir(recipe) else "no run started: " + out.strip()[-300:],
                ended(cut, rc, budgets["recipe"])))
   print(f"recipe: {rows[-1][1]}", flush=True)
@@ -246,7 +249,7 @@ def main(argv):
   text = (f"# gpu_check{' (dry: tiny settings)' if _DRY.value else ''}\n\n{table(rows)}")
   with open(_OUT.value, "w") as f:
     f.write(text)
-  print("\n" + text + f"written to {_OUT.value}; runs in {work}")
+  print("\n" + text + f"written to {_OUT.value}; runs and each part's output (<part>.log) in {work}")
   with open(os.path.join(work, "gpu_check.json"), "w") as f:
     json.dump(rows, f)
 

@@ -7,17 +7,8 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_bench_smoke_runs_and_prints_summary():
-  """The benchmark itself is run by `make bench`, never timed here; this only checks it works."""
-  r = subprocess.run([sys.executable, "-m", "experiments.bench", "--variant=tiny", "--steps=1",
-                      "--warmup=1", "--rounds=1", "--torch_python="],
-                     cwd=ROOT, capture_output=True, text=True, timeout=600)
-  assert r.returncode == 0, r.stderr[-3000:]
-  assert "FLOPs/step: XLA cost analysis" in r.stdout
-  assert "augment_on=device: host part (uint8 gather + draws)" in r.stdout, r.stdout
-  summary = [ln for ln in r.stdout.splitlines() if ln.startswith("bench: ours=")]
-  assert len(summary) == 1 and "pytorch=nan" in summary[0], r.stdout
-  assert "the ceiling is the larger (jax," in r.stdout, r.stdout
+# `make bench`'s own command (tiny, no peer) runs in tests/gpu_check_test.py, which checks its
+# output line by line; the benchmark itself is run by `make bench`, never timed here.
 
 
 def test_cpu_ceiling_is_the_larger_measured_matmul_rate():

@@ -31,6 +31,10 @@ def test_gpu_check_dry_runs_every_part_and_writes_its_table(tmp_path, tiny_confi
   assert all(e == "done" for _, e in rows.values()), rows
   assert "the train step ran on cpu (no accelerator)" in rows["devices"][0]
   assert rows["bench fp32 batch 16"][0].startswith("ours ") and "fraction of the matmul ceiling" in rows["bench fp32 batch 16"][0]
+  bench = (tmp_path / "work" / "bench_fp32_batch_16.log").read_text()  # experiments.bench, whole
+  assert "FLOPs/step: XLA cost analysis" in bench and "augment_on=device: host part (uint8 gather + draws)" in bench
+  summary = [ln for ln in bench.splitlines() if ln.startswith("bench: ours=")]
+  assert len(summary) == 1 and "pytorch=nan" in summary[0] and "the ceiling is the larger (jax," in bench
   assert "2 members in one program:" in rows["members"][0] and "one run's wall time per step" in rows["members"][0]
   for part in ("sweep", "recipe"):  # evaluations at steps 2 and 4, as a curve
     assert "step 2: attr_mae" in rows[part][0] and "step 4: attr_mae" in rows[part][0], rows[part]

@@ -128,12 +128,10 @@ def load_image(path: str, resolution: int, min_size: int) -> tuple[np.ndarray, l
 
 
 def crop_landmarks(path: str, resolution: int, square: bool = True) -> tuple[np.ndarray, str]:
-  """(landmarks (4, 2) in pixels of the crop at `resolution`, where from): the eyes, nose and
-  mouth of a crop written by experiments.extract, from the JSON beside it (its landmarks through
-  its transform, scaled from its size), "json"; else the template's (an aligned crop's are near
-  them) and why: no JSON, an unreadable or malformed one, or landmarks that cannot be an aligned
-  face's (align.landmarks_problem). `square`: whether the image was square (a centre-cropped one
-  no longer fits its JSON)."""
+  """(landmarks (4, 2) in pixels of the crop at `resolution`, where from): "json", those of the
+  JSON experiments.extract wrote beside the crop (through its transform, scaled from its size);
+  else the template's and why (no JSON, a malformed one, align.landmarks_problem). `square`:
+  whether the image was square (a centre-cropped one no longer fits its JSON)."""
   from encdec_jax import align
   meta = os.path.splitext(path)[0] + ".json"
   template = align.template_px(resolution).astype(np.float32)
@@ -444,9 +442,7 @@ def landmark_counts(splits) -> dict:
 def add_landmark_counts(report_path: str, splits) -> None:
   """Adds where every crop's landmarks came from to data_report.json (atomic)."""
   with open(report_path) as f:
-    report = json.load(f)
-  report["landmarks"] = landmark_counts(splits)
-  tmp = report_path + ".tmp"
-  with open(tmp, "w") as f:
+    report = {**json.load(f), "landmarks": landmark_counts(splits)}
+  with open(report_path + ".tmp", "w") as f:
     json.dump(report, f, indent=1)
-  os.replace(tmp, report_path)
+  os.replace(report_path + ".tmp", report_path)
