@@ -243,3 +243,22 @@ def test_every_member_of_a_group_gets_the_data_report(tmp_path):
   train._share_data_report(folders_)
   for n in ("b", "c"):
     assert json.load(open(tmp_path / n / loading.DATA_REPORT))["identities"] == ["alice", "bob"]
+
+
+def test_landmarks_that_pass_the_check_give_face_masks_near_the_templates():
+  """Masks of image folders come only from landmarks that pass align.landmarks_problem (else the
+  template's): at the limits of that check the face region stays between about a quarter and four
+  times the template's area, never empty, so no face-region score is taken over nothing."""
+  from encdec_jax import align
+  from encdec_jax.data import regions
+  t = align.template_px(32)
+  base = regions.masks_from_landmarks(t, 32)[..., 0].sum()
+  centre = t.mean(0)
+  lo, hi = (x / 0.174 for x in align.EYE_DISTANCE)  # the template's eye distance: 0.174 of the side
+  for s in (lo * 1.01, hi * 0.99):
+    lm = centre + (t - centre) * s
+    assert align.landmarks_problem(lm, 32) is None, s
+    area = regions.masks_from_landmarks(lm, 32)[..., 0].sum()
+    assert 0.2 * base < area < 4.1 * base, (s, area / base)
+  for s in (lo * 0.9, hi * 1.1):
+    assert "eye distance" in align.landmarks_problem(centre + (t - centre) * s, 32)
