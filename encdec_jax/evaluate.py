@@ -12,13 +12,14 @@ of metrics, each returning its scores for one identity or pair.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
 from encdec_jax import judges as judges_lib
 from encdec_jax.data.render import POSE_EXPRESSION
 from encdec_jax.decode import calibrated, converted, decode_batched
-from encdec_jax.image_stats import mean_pair_metrics, sharpness, tone_gap, tone_matched, variation, blur
+from encdec_jax.image_stats import blur, mean_pair_metrics, sharpness, tone_gap, tone_matched, variation
 from encdec_jax.pixels import to_unit_float
 
 
@@ -32,8 +33,9 @@ class Source:
   factors: np.ndarray | None       # (B, 7) true pose and expression factors
   landmarks: np.ndarray | None     # (B, 4, 2) x_i's own landmarks
 
-  @property
+  @functools.cached_property
   def face(self):
+    """(B, H, W, 1) in [0, 1]: the data's face mask, where it has one."""
     return None if self.data_masks is None else to_unit_float(self.data_masks[..., :1])
 
 

@@ -170,7 +170,7 @@ def nonfinite_message(first: int, workdir: str, terms: dict | None = None,
       f"{k}={float(v):.4g}" for k, v in sorted(terms.items()) if k != "train/nonfinite_steps")
   kept = (f"The last checkpoint in {workdir}/checkpoints (step {last_saved}) is untouched. Resume"
           if last_saved is not None else
-          f"No checkpoint was saved before it, so the run starts again from step 0. Rerun")
+          "No checkpoint was saved before it, so the run starts again from step 0. Rerun")
   return (f"non-finite loss or gradient at step {first + 1} (its update was not applied){shown}. "
           f"{kept} with the same --workdir and a lower config.train.lr, or "
           f"config.train.nonfinite='skip' to skip such steps.")
