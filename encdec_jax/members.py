@@ -138,7 +138,7 @@ class Group:
     self.mesh, self.replicated = data_mesh(devices)
     self.batch_sharding = NamedSharding(self.mesh, P(None, None, "data"))  # (M, N, B, ...): split B
     self.terms = _terms(cfgs)
-    self.hyper = {**hyperparameters(cfgs, self.terms), "param_mask": self._param_masks()}
+    self.hyper = {**hyperparameters(cfgs, self.terms, members=True), "param_mask": self._param_masks()}
     self.batch_keys = compose.batch_keys(any(compose.needs_masks(c) for c in cfgs))
     loss_fn = compose.make_loss_fn(self.model, self.terms)
     on = [c.mask.enabled for c in cfgs]

@@ -17,19 +17,21 @@ from encdec_jax.state import NONFINITE_MODES, TrainState, adam_update
 ADAM_FIELDS = ("lr", "b1", "b2", "warmdown", "clip_norm")  # of config.train, per run or member
 
 
-def hyperparameters(cfgs: list[ExperimentConfig], loss_terms) -> dict:
+def hyperparameters(cfgs: list[ExperimentConfig], loss_terms, members: bool) -> dict:
   """The numbers a step reads, {"loss": compose.loss_settings, "lr", "b1", "b2", "warmdown",
   "clip_norm"}, for the terms `loss_terms` (each config weights them by its own config.loss, 0
-  for a term it does not use). One config: python values, constants of the compiled step.
-  Several (members, encdec_jax/members.py): arrays with a leading member axis, passed to the
-  step as an argument, so a new value does not recompile."""
+  for a term it does not use). One run (members=False, one config): python values, constants of
+  the compiled step. Members (encdec_jax/members.py, any number): arrays with a leading member
+  axis, passed to the step as an argument, so a new value does not recompile."""
+  if not members and len(cfgs) != 1:
+    raise ValueError(f"one run's hyperparameters need one config, got {len(cfgs)}")
   per = []
   for c in cfgs:
     own = {(t.name, t.params): t.weight for t in parse_loss_spec(c.loss)}
     weighted = tuple(LossTerm(u.name, own.get((u.name, u.params), 0.0), u.params) for u in loss_terms)
     per.append({"loss": compose.loss_settings(weighted, c.mask),
                 **{f: getattr(c.train, f) for f in ADAM_FIELDS}})
-  if len(cfgs) == 1:
+  if not members:
     return per[0]
 
   def stack(*v):
@@ -108,7 +110,7 @@ def make_train_step(model, cfg: ExperimentConfig, nonfinite: str = "stop"):
   its hyperparameters constants of the step."""
   terms = parse_loss_spec(cfg.loss)
   loss_fn = compose.make_loss_fn(model, terms)
-  h = hyperparameters([cfg], terms)
+  h = hyperparameters([cfg], terms, members=False)
   update = adam(cfg.train.steps)
   step = make_step(lambda p, b, _: loss_fn(p, b, h["loss"]), lambda g, o, p, _, i: update(g, o, p, h, i),
                    nonfinite)

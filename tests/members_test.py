@@ -219,3 +219,17 @@ def test_a_group_writes_what_a_run_writes(tiny_config, tmp_path, monkeypatch):
   for w in ws:
     rows = [r["step"] for r in read_jsonl(os.path.join(w, "metrics.jsonl")) if "eval/recon_mae" in r]
     assert rows == [6], (w, rows)
+
+
+def test_member_hyperparameters_have_a_member_axis_even_for_one_member(tiny_config):
+  """A group of one (bench --members=1) still passes arrays with a leading member axis; one run's
+  are python constants, and only one config makes one run."""
+  from encdec_jax import losses, step
+  c = assemble.checked_config(tiny_config())
+  terms = losses.parse_loss_spec(c.loss)
+  one = step.hyperparameters([c], terms, members=True)
+  assert one["lr"].shape == (1,) and one["loss"]["term_weights"].shape == (1, len(terms))
+  run = step.hyperparameters([c], terms, members=False)
+  assert run["lr"] == c.train.lr and run["loss"]["term_weights"] == tuple(t.weight for t in terms)
+  with pytest.raises(ValueError, match="need one config, got 2"):
+    step.hyperparameters([c, c], terms, members=False)
