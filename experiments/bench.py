@@ -42,6 +42,8 @@ _PROFILE = flags.DEFINE_bool("profile", False, "only trace the step and print wh
 _MEMBERS = flags.DEFINE_integer("members", 0, "only time K members (seeds 0..K-1) of the config "
                                 "in one program against one run: aggregate img/s and the ratio")
 _LOSSES = flags.DEFINE_bool("losses", False, "only time each loss (value and gradient, 32 x 64x64)")
+_CEILING_N = flags.DEFINE_integer("ceiling_n", 4096, "on a CPU: the side of the fp32 matrix product "
+                                  "that measures the matmul ceiling (smaller: a quicker, lower ceiling)")
 
 
 def time_losses(batch=32, res=64, reps=5):
@@ -381,7 +383,7 @@ def main(argv):
     torch_peak = None
     ceiling = bf16_peak if cfg.model.dtype == "bfloat16" else jax_peak
   else:
-    jax_peak, bf16_peak = jax_matmul_gflops(), None
+    jax_peak, bf16_peak = jax_matmul_gflops(_CEILING_N.value), None
     torch_peak = torch_matmul_gflops() if _TORCH.value else None
     ceiling, ceiling_by = cpu_ceiling(jax_peak, torch_peak)
   rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -393,7 +395,7 @@ def main(argv):
           f"{jax_peak:.0f} GFLOP/s, bf16 {bf16_peak:.0f} GFLOP/s; MFU against the bf16 rate: "
           f"{gflops / bf16_peak:.3f}")
   else:
-    print(f"matmul ceiling fp32 4096^3: jax {jax_peak:.0f} GFLOP/s"
+    print(f"matmul ceiling fp32 {_CEILING_N.value}^3: jax {jax_peak:.0f} GFLOP/s"
           + (f", pytorch {torch_peak:.0f} GFLOP/s" if torch_peak else "")
           + f"; the ceiling is the larger ({ceiling_by}, {ceiling:.0f} GFLOP/s)")
   print(f"peak RSS: {rss:.0f} MiB; input pipeline (augmentation) {pipe:.0f} img/s = "

@@ -108,7 +108,8 @@ def devices_row() -> str:
 def bench_cmd(dry: bool, sets: list[str], extra: list[str]) -> list[str]:
   cmd = [sys.executable, "-m", "experiments.bench", *extra]
   if dry:
-    return cmd + ["--variant=tiny", "--steps=1", "--warmup=1", "--rounds=1", "--torch_python="]
+    return cmd + ["--variant=tiny", "--steps=1", "--warmup=1", "--rounds=1", "--torch_python=",
+                  "--ceiling_n=512"]
   cmd += ["--rounds=2", "--warmup=3", "--steps=10", "--set=model.conv_impl=xla", *[f"--set={s}" for s in sets]]
   if _TORCH.value:
     cmd += [f"--torch_python={_TORCH.value}", "--peer=experiments/peers/torch_original_gpu.py"]

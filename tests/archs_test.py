@@ -128,9 +128,9 @@ def test_resized_target_matches_tf_bilinear():
 
 @pytest.mark.parametrize("arch", sorted(EXPECTED))
 def test_each_architecture_learns(arch, tiny_config, tiny_data):
-  """A few hundred steps at tiny width: the loss falls (train step, not special-cased)."""
-  _, _, losses = train_steps(tiny_config(**{"model.arch": arch, "model.d_dims": 32}), tiny_data[0], 200)
+  """120 steps at tiny width: the loss falls (train step, not special-cased)."""
+  _, _, losses = train_steps(tiny_config(**{"model.arch": arch, "model.d_dims": 32}), tiny_data[0], 120)
   print(arch, losses[:10].mean(), losses[-20:].mean())
   assert np.all(np.isfinite(losses)), arch
-  # Measured (sum of 2 identities' MAE): every architecture falls by 25-45% in 200 steps.
+  # Measured (sum of 2 identities' MAE): every architecture falls by 20-32% in 120 steps.
   assert losses[-20:].mean() < 0.85 * losses[:10].mean(), (arch, losses[:10].mean(), losses[-20:].mean())
