@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from encdec_jax.data.render import POSE_EXPRESSION
+from encdec_jax.data.render import EXPRESSION
 from encdec_jax.judges import is_readable
 
 # The columns of the report's diagnosis table.
@@ -13,7 +13,6 @@ COLUMNS = ("recon_attr_mae", "attr_mae", "blur_attr_mae", "recon_id_accuracy", "
            "id_transfer_tone_matched", "id_transfer_uncalibrated", "tone_shift", "probe_id_accuracy",
            "probe_attr_same", "probe_attr_cross", "swap_variation", "swap_tone_gap")
 ONE_FACE = 0.25  # swap_variation below this: the decoders paint one face whatever the input
-EXPRESSION = POSE_EXPRESSION[3:]  # smile, mouth_open, blink, brow_raise
 
 
 def threshold(r: dict) -> float:
@@ -53,7 +52,8 @@ def diagnose(r: dict) -> str | None:
 
 
 def seed_spread(results: list[dict], param_keys: list[str], metrics: list[str]) -> list[dict]:
-  """Groups runs that differ only in config.seed: per group, n and the mean and std of each metric
+  """Groups runs that differ only in config.seed: per group, n, the mean and std of each metric
+  and, where the runs have it, the mean of its standard error over held-out images (`<m>_se`)
   (an empty list when no setting ran with more than one seed)."""
   others = [k for k in param_keys if k != "config.seed"]
   groups: dict = {}
@@ -68,5 +68,8 @@ def seed_spread(results: list[dict], param_keys: list[str], metrics: list[str]) 
       v = [r[m] for r in rs if m in r]
       if v:
         row[m] = (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0)
+      se = [r[f"{m}_se"] for r in rs if f"{m}_se" in r]
+      if se:
+        row[f"{m}_se"] = float(np.mean(se))
     out.append(row)
   return out

@@ -7,7 +7,9 @@ perfect convert would produce, the *true face swap* (x_i's frame with j's face),
 
 Scalars are named `eval/<metric>` (means) and `eval/<metric>/<i>` or `/<i>to<j>` (parts); what
 each metric means is in encdec_jax/metrics.py. `evaluate` is built from one function per family
-of metrics, each returning its scores for one identity or pair.
+of metrics, each returning its scores for one identity or pair: a float, or an array of per-image
+scores whose mean is the score and whose bootstrap standard error over the held-out images
+(encdec_jax/bootstrap.py) is reported beside the mean as `eval/<metric>_se`.
 """
 from __future__ import annotations
 
@@ -16,10 +18,11 @@ import functools
 
 import numpy as np
 
-from encdec_jax import judges as judges_lib
+from encdec_jax import bootstrap, judges as judges_lib
 from encdec_jax.data.render import POSE_EXPRESSION
 from encdec_jax.decode import calibrated, converted, decode_batched
-from encdec_jax.image_stats import blur, mean_pair_metrics, sharpness, tone_gap, tone_matched, variation
+from encdec_jax.image_stats import (blur, mean_pair_metrics, pair_metrics, sharpness, tone_gap,
+                                    tone_matched, variation)
 from encdec_jax.pixels import to_unit_float
 
 
@@ -53,12 +56,12 @@ def source(test: dict, i: int, judged: bool) -> tuple[Source, np.ndarray]:
 
 
 def reconstruction_scores(s: Source, raw, conv, truth_known: bool) -> dict[str, float]:
-  """Decoder i on x_i: converted against x_i, raw, inside the face, and its variation."""
-  out = {f"recon_{k}": v for k, v in mean_pair_metrics(conv, s.x).items()}
-  out["raw_recon_mae"] = mean_pair_metrics(raw, s.x)["mae"]
+  """Decoder i on x_i: converted against x_i, raw, inside the face (per image), and its variation."""
+  out = {f"recon_{k}": v for k, v in _per_image(conv, s.x).items()}
+  out["raw_recon_mae"] = _per_image(raw, s.x)["mae"]
   face = s.face
   if face is not None:
-    out["recon_face_mae"] = mean_pair_metrics(conv, s.x, face)["mae"]
+    out["recon_face_mae"] = _per_image(conv, s.x, face)["mae"]
     if truth_known:
       out["recon_variation"] = variation(raw, s.x, face.mean(0))
   return out
@@ -66,22 +69,22 @@ def reconstruction_scores(s: Source, raw, conv, truth_known: bool) -> dict[str, 
 
 def reconstruction_judged(judges, s: Source, conv) -> dict[str, float]:
   """The judges on A -> A at x_i's own landmarks: what the model can draw at all."""
-  scores = judges_lib.swap_scores(judges, conv, s.judge_mask, s.landmarks, s.i, s.i, s.factors)
+  scores = judges_lib.swap_samples(judges, conv, s.judge_mask, s.landmarks, s.i, s.i, s.factors)
   return {"recon_" + k.replace("id_transfer", "id_accuracy"): v for k, v in scores.items() if k != "id_leak"}
 
 
 def swap_scores(s: Source, conv, raw, truth, truth_mask, full_head) -> dict[str, float]:
   """A converted swap against the true face swap (whole frame and face region), the bars of
   copying the input and of converting j's true full-head rendering, and the raw output against
-  that rendering."""
+  that rendering (per image, the bars as means)."""
   region = np.maximum(s.face, truth_mask)
-  out = {f"swap_{k}": v for k, v in mean_pair_metrics(conv, truth).items()}
-  out.update({f"swap_face_{k}": v for k, v in mean_pair_metrics(conv, truth, region).items()})
+  out = {f"swap_{k}": v for k, v in _per_image(conv, truth).items()}
+  out.update({f"swap_face_{k}": v for k, v in _per_image(conv, truth, region).items()})
   out["swap_mae_input"] = mean_pair_metrics(s.x, truth)["mae"]
   out["swap_face_mae_input"] = mean_pair_metrics(s.x, truth, region)["mae"]
   oracle = converted(s.x, full_head, None, s.data_masks)
   out["swap_face_mae_oracle"] = mean_pair_metrics(oracle, truth, region)["mae"]
-  out.update({f"raw_swap_{k}": v for k, v in mean_pair_metrics(raw, full_head).items()})
+  out.update({f"raw_swap_{k}": v for k, v in _per_image(raw, full_head).items()})
   out["swap_variation"] = variation(raw, full_head, truth_mask.mean(0))
   return out
 
@@ -90,10 +93,11 @@ def swap_judged(judges, s: Source, j: int, conv, uncalibrated, truth, tone_regio
                 mean_face, sigma) -> dict[str, float]:
   """The judges on a converted swap i -> j; beside them, where given: the uncalibrated swap, the
   true swap itself (the ceiling), the swap with its tone gap matched, j's mean face converted (the
-  bar) and the true swap blurred to the decoder's sharpness (what blur alone does)."""
+  bar) and the true swap blurred to the decoder's sharpness (what blur alone does). The swap's
+  own scores per image, the others as means."""
   score = lambda img, factors=s.factors: judges_lib.swap_scores(
       judges, img, s.judge_mask, lms, s.i, j, factors)
-  out = dict(score(conv))
+  out = dict(judges_lib.swap_samples(judges, conv, s.judge_mask, lms, s.i, j, s.factors))
   if uncalibrated is not None:
     out.update({f"{k}_uncalibrated": v for k, v in score(uncalibrated).items()
                 if k in ("attr_mae", "id_transfer")})
@@ -112,31 +116,45 @@ def judge_references(judges) -> dict[str, float]:
   """The judges' own scores on real images: what "perfect" looks like, and guessing the mean."""
   out = {"eval/judge_accuracy": judges.accuracy}
   if judges.attr_floors is not None:
-    out["eval/attr_mae_floor"] = judges.attr_floor
-    out["eval/attr_mae_guess"] = judges.attr_guess_mean
+    for name, sel in judges_lib.scored_factors(judges.readable).items():  # attr, expr, pose
+      out[f"eval/{name}_floor"] = float(judges.attr_floors[sel].mean())
+      out[f"eval/{name}_guess"] = float(judges.attr_guess[sel].mean())
     for n, f, g in zip(POSE_EXPRESSION, judges.attr_floors, judges.attr_guess):
       out[f"eval/attr_floor/{n}"] = float(f)
       out[f"eval/attr_guess/{n}"] = float(g)
   return out
 
 
+def _per_image(pred, target, region=None) -> dict[str, np.ndarray]:
+  """image_stats.pair_metrics as numpy arrays (one score per image)."""
+  return {k: np.asarray(v) for k, v in pair_metrics(pred, target, region).items()}
+
+
 class _Scores:
-  """Parts (`eval/<name>/<part>`) and the means over parts (`eval/<name>`)."""
+  """Parts (`eval/<name>/<part>`), the means over parts (`eval/<name>`) and, for scores given per
+  image, the bootstrap standard error of that mean (`eval/<name>_se`)."""
 
   def __init__(self):
     self.parts: dict[str, float] = {}
     self.values: dict[str, list] = {}
+    self.samples: dict[str, list] = {}
 
-  def add(self, part, scores: dict[str, float], signed: tuple[str, ...] = ()):
+  def add(self, part, scores: dict, signed: tuple[str, ...] = ()):
     """Per-factor errors only enter the means; `signed` names are kept signed per part and
-    averaged by their size."""
+    averaged by their size; an array is per-image scores (its mean is the part's score)."""
     for name, v in scores.items():
+      if isinstance(v, np.ndarray):
+        self.samples.setdefault(name, []).append(v)
+        v = float(np.mean(v))
       if "attr_err/" not in name:
         self.parts[f"eval/{name}/{part}"] = v
       self.values.setdefault(name, []).append(abs(v) if name in signed else v)
 
   def result(self) -> dict[str, float]:
-    return {**self.parts, **{f"eval/{k}": float(np.mean(v)) for k, v in self.values.items()}}
+    out = {**self.parts, **{f"eval/{k}": float(np.mean(v)) for k, v in self.values.items()}}
+    out.update({f"eval/{k}_se": bootstrap.standard_error(v) for k, v in self.samples.items()
+                if len(v) == len(self.values[k])})  # every part given per image
+    return out
 
 
 def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 64,

@@ -55,6 +55,16 @@ def is_readable(floor, guess):
 VERSION = 3        # of the judges' form: caches of another version are refitted, never misread
 
 
+def scored_factors(readable) -> dict[str, np.ndarray]:
+  """{'attr_mae': the readable factors, 'expr_mae': the readable expression factors, 'pose_mae':
+  the readable pose factors} as (7,) bool masks over render.POSE_EXPRESSION, those with any."""
+  names = np.array(R.POSE_EXPRESSION)
+  out = {"attr_mae": np.asarray(readable, bool),
+         "expr_mae": readable & np.isin(names, R.EXPRESSION),
+         "pose_mae": readable & np.isin(names, R.POSE)}
+  return {k: v for k, v in out.items() if v.any()}
+
+
 def face_only(x_BxHxWx3, mask_BxHxWxC) -> np.ndarray:
   """The image with everything but the visible face (mask channel 0) zeroed."""
   m = to_unit_float(mask_BxHxWxC)
@@ -325,20 +335,31 @@ def get(train: dict, test: dict, num_identities: int, data_dir: str, dataset_nam
   return j
 
 
+def swap_samples(j: Judges, swaps_BxHxWx3: np.ndarray, masks_BxHxWxC: np.ndarray,
+                 landmarks_Bx4x2: np.ndarray | None, source_identity: int, target_identity: int,
+                 source_factors: np.ndarray | None) -> dict[str, np.ndarray]:
+  """Per image (arrays of B), for (converted) swaps of one source identity into one target,
+  judged inside `masks` (where the face should be) at `landmarks` (where its eyes, nose and mouth
+  should be): recognised as the target (`id_transfer`, 0 or 1), as the source (`id_leak`), and the
+  pose/expression error against the source's factors, per factor (`attr_err/<factor>`), over the
+  readable ones (`attr_mae`), and over the readable expression (`expr_mae`) and pose (`pose_mae`)
+  factors, where any is readable."""
+  x = np.clip(np.asarray(swaps_BxHxWx3, np.float32), 0.0, 1.0)
+  ids = j.identify(x, masks_BxHxWxC)
+  out = {"id_transfer": (ids == target_identity).astype(np.float32),
+         "id_leak": (ids == source_identity).astype(np.float32)}
+  if j.regressor is not None and source_factors is not None and landmarks_Bx4x2 is not None:
+    truth = (source_factors[:, :N_ATTR] - j.attr_mean) / j.attr_std
+    err = np.abs(j.attributes(x, masks_BxHxWxC, landmarks_Bx4x2) - truth)  # (B, 7)
+    out.update({name: err[:, sel].mean(1) for name, sel in scored_factors(j.readable).items()})
+    out.update({f"attr_err/{n}": err[:, k] for k, n in enumerate(R.POSE_EXPRESSION)})
+  return out
+
+
 def swap_scores(j: Judges, swaps_BxHxWx3: np.ndarray, masks_BxHxWxC: np.ndarray,
                 landmarks_Bx4x2: np.ndarray | None, source_identity: int, target_identity: int,
                 source_factors: np.ndarray | None) -> dict[str, float]:
-  """For (converted) swaps of one source identity into one target, judged inside `masks` (where
-  the face should be) at `landmarks` (where its eyes, nose and mouth should be): the share
-  recognised as the target (transfer), as the source (leak), and the pose/expression error
-  against the source's factors, per factor (`attr_err/<factor>`) and over the readable ones."""
-  x = np.clip(np.asarray(swaps_BxHxWx3, np.float32), 0.0, 1.0)
-  ids = j.identify(x, masks_BxHxWxC)
-  out = {"id_transfer": float((ids == target_identity).mean()),
-         "id_leak": float((ids == source_identity).mean())}
-  if j.regressor is not None and source_factors is not None and landmarks_Bx4x2 is not None:
-    truth = (source_factors[:, :N_ATTR] - j.attr_mean) / j.attr_std
-    err = np.abs(j.attributes(x, masks_BxHxWxC, landmarks_Bx4x2) - truth).mean(0)
-    out["attr_mae"] = float(err[j.readable].mean())
-    out.update({f"attr_err/{n}": float(e) for n, e in zip(R.POSE_EXPRESSION, err)})
-  return out
+  """swap_samples averaged over the images: the shares and mean errors."""
+  return {k: float(np.mean(v)) for k, v in swap_samples(
+      j, swaps_BxHxWx3, masks_BxHxWxC, landmarks_Bx4x2, source_identity, target_identity,
+      source_factors).items()}

@@ -41,7 +41,11 @@ REGISTRY = (
     Metric("attr_mae, attr_err/<factor>", "lower",
            "the pose/expression judge's error between the converted swap and its source's true "
            "factors, in standard deviations, over the factors the judge can read"),
-    Metric("judge_accuracy, attr_mae_floor, attr_floor/<factor>, attr_mae_guess, attr_guess/<factor>", "",
+    Metric("expr_mae, pose_mae", "lower",
+           "`attr_mae` over the readable expression factors (smile, mouth_open, blink, brow_raise) "
+           "and over the readable pose factors (yaw, pitch, roll): a swap must carry both"),
+    Metric("judge_accuracy, {attr,expr,pose}_mae_floor, attr_floor/<factor>, "
+           "{attr,expr,pose}_mae_guess, attr_guess/<factor>", "",
            "the judges' own scores on real held-out renderings, and what guessing the mean scores"),
     Metric("id_transfer_truth", "",
            "the identity judge on the true face swaps themselves: the most `id_transfer` can show"),
@@ -64,7 +68,8 @@ REGISTRY = (
            "with `eval.tone=train`: the colour shift taken off each pair's swaps (signed, mean over "
            "channels; the mean of its size as the headline), and `id_transfer`, `attr_mae` and "
            "`swap_tone_gap` of the same swaps without it"),
-    Metric("recon_id_accuracy, recon_attr_mae, recon_attr_err/<factor>", "higher accuracy, lower error",
+    Metric("recon_id_accuracy, recon_{attr,expr,pose}_mae, recon_attr_err/<factor>",
+           "higher accuracy, lower error",
            "the judges on the converted reconstructions (i -> i, at the source's own landmarks): a "
            "model that loses the smile here cannot draw it at all"),
     Metric("blur_sigma, blur_attr_mae, blur_id_transfer", "",
@@ -78,12 +83,17 @@ REGISTRY = (
            "pose/expression probes fitted on one identity's latents, scored on its own held-out "
            "faces (the probe's floor) and on the other identities' (near the floor when the code "
            "means the same whoever it encodes)"),
+    Metric("*_se", "",
+           "the bootstrap standard error of a metric's mean over the held-out images (1000 "
+           "resamples within each identity or pair): how much it would move on other faces of the "
+           "same identities; compare it with the spread over seeds"),
 )
 
 # The report's headline columns, in table order: (metric, better).
 HEADLINE = (("swap_face_mae", "lower"), ("swap_mae", "lower"), ("swap_face_ssim", "higher"),
             ("id_transfer", "higher"), ("id_leak", "lower"), ("attr_mae", "lower"),
-            ("recon_face_mae", "lower"), ("recon_attr_mae", "lower"), ("probe_id_accuracy", "lower"),
+            ("expr_mae", "lower"), ("pose_mae", "lower"), ("recon_face_mae", "lower"),
+            ("recon_attr_mae", "lower"), ("recon_expr_mae", "lower"), ("probe_id_accuracy", "lower"),
             ("raw_swap_mae", "lower"))
 
 # Reference lines drawn on each headline metric's plots: (result key, label).
@@ -94,6 +104,10 @@ REFERENCES = {
     "attr_mae": (("eval/attr_mae_floor", "judge's floor (real faces)"),
                  ("eval/attr_mae_mean_face", "j's mean face, converted"),
                  ("eval/attr_mae_guess", "guessing the mean")),
+    "expr_mae": (("eval/expr_mae_floor", "judge's floor (real faces)"),
+                 ("eval/expr_mae_guess", "guessing the mean")),
+    "pose_mae": (("eval/pose_mae_floor", "judge's floor (real faces)"),
+                 ("eval/pose_mae_guess", "guessing the mean")),
     "id_transfer": (("eval/id_transfer_truth", "the true face swaps"),
                     ("eval/id_transfer_mean_face", "j's mean face, converted")),
 }

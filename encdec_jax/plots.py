@@ -10,7 +10,7 @@ import numpy as np
 from encdec_jax import images as image_lib
 from encdec_jax.metrics import REFERENCES
 
-CURVES = ("attr_mae", "id_transfer", "swap_face_mae", "recon_attr_mae")
+CURVES = ("expr_mae", "pose_mae", "id_transfer", "swap_face_mae", "recon_expr_mae")
 
 
 def _pyplot():

@@ -18,6 +18,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
+from encdec_jax import bootstrap
 from encdec_jax.data.render import POSE_EXPRESSION
 from encdec_jax.pixels import to_unit_float
 
@@ -60,7 +61,9 @@ def probe_scores(train_codes, train_ids, train_attrs, test_codes, test_ids, test
   factors (B, 7) (None: no attribute probes); `readable` (7,) bool selects the factors scored."""
   onehot = np.eye(n_ids, dtype=np.float32)[train_ids]
   fit = ridge_fit(train_codes, onehot)
-  out = {"probe_id_accuracy": float((ridge_predict(fit, test_codes).argmax(1) == test_ids).mean())}
+  correct = ridge_predict(fit, test_codes).argmax(1) == test_ids
+  out = {"probe_id_accuracy": float(correct.mean()),
+         "probe_id_accuracy_se": bootstrap.standard_error([correct])}
   if train_attrs is None or test_attrs is None:
     return out
   same, cross = [], []

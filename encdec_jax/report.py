@@ -26,11 +26,18 @@ def _fmt(v) -> str:
   return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
+def _cell(r: dict, col: str) -> str:
+  """A result's value, with ± its bootstrap standard error where the run has one."""
+  se = r.get(f"{col}_se")
+  return _fmt(r.get(col, "")) + (f" ± {se:.4f}" if isinstance(se, float) and col in r else "")
+
+
 def table(results: list[dict], cols: list[str]) -> list[str]:
-  """A markdown table of `cols` (short names: without 'config.' and 'eval/')."""
+  """A markdown table of `cols` (short names: without 'config.' and 'eval/'); metrics with a
+  standard error over the held-out images show it (value ± SE)."""
   short = [c.replace("config.", "").replace("eval/", "") for c in cols]
   return (["| " + " | ".join(short) + " |", "|" + "---|" * len(cols)]
-          + ["| " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |" for r in results])
+          + ["| " + " | ".join(_cell(r, c) for c in cols) + " |" for r in results])
 
 
 def _best(results, metric) -> str | None:
@@ -38,7 +45,8 @@ def _best(results, metric) -> str | None:
   if not scored:
     return None
   best = sorted(scored, key=lambda r: r[metric["name"]], reverse=metric.get("goal") == "maximize")[0]
-  line = f"Best by `{metric['name']}` ({metric.get('goal', 'minimize')}): **{best['run']}**"
+  line = (f"Best by `{metric['name']}` ({metric.get('goal', 'minimize')}, the sweep's metric): "
+          f"**{best['run']}**, {_cell(best, metric['name'])}")
   why = diagnose(best)
   if why and why.startswith("one face"):  # a collapse can win every metric: say so where it wins
     line += f" (but its diagnosis says: {why})"
@@ -52,8 +60,10 @@ def write_report(results: list[dict], out_dir: str, param_keys: list[str], metri
   heads = headline(results)
   cols = ["run", *param_keys, "step", *heads]
   with open(os.path.join(out_dir, "results.csv"), "w", newline="") as f:
-    keys = sorted(set().union(*results) - set(cols))
-    w = csv.DictWriter(f, fieldnames=cols + keys, extrasaction="ignore")
+    first = ["run", *param_keys, "step"]  # then each headline metric with its standard error
+    first += [k for h in heads for k in (h, f"{h}_se") if any(k in r for r in results)]
+    keys = sorted(set().union(*results) - set(first))
+    w = csv.DictWriter(f, fieldnames=first + keys, extrasaction="ignore")
     w.writeheader()
     w.writerows(results)
   figures = plots.plot_metrics(results, out_dir, param_keys, heads)
@@ -109,6 +119,10 @@ def _write_full_report(results, out_dir, param_keys, best, heads, figures):
   lines = [f"# Sweep report: {os.path.basename(os.path.abspath(out_dir))}", "",
            f"{len(results)} runs. Metrics on held-out faces at each run's last step:", ""]
   lines += [_meaning_line(k[5:]) for k in heads]
+  if any(f"{k}_se" in r for k in heads for r in results):
+    lines += ["", "Values are shown ± their standard error over the held-out images (a bootstrap, "
+              "1000 resamples within each identity or pair): how much a run's number would move on "
+              "other faces of the same people. The spread over seeds is at the end."]
   first = results[0]
   if _judges_lines(results):
     lines += [""] + _judges_lines(results)
@@ -173,10 +187,12 @@ def _write_full_report(results, out_dir, param_keys, best, heads, figures):
     ms = [m for m in heads if any(m in r for r in spread)]
     lines += ["| setting | seeds | " + " | ".join(m[5:] for m in ms) + " |", "|" + "---|" * (2 + len(ms))]
     for r in spread:
-      cells = [f"{r[m][0]:.4f} ± {r[m][1]:.4f}" if m in r else "" for m in ms]
+      cells = [(f"{r[m][0]:.4f} ± {r[m][1]:.4f}" + (f" (SE {r[m + '_se']:.4f})" if m + "_se" in r else ""))
+               if m in r else "" for m in ms]
       lines.append(f"| {r['setting']} | {r['n']} | " + " | ".join(cells) + " |")
     lines += ["", "mean ± sample std over seeds: differences smaller than about twice the std "
-              "are noise."]
+              "are noise. (SE ...): the runs' mean standard error over the held-out images; where "
+              "it is not well below the std, more held-out faces would sharpen the comparison."]
   else:
     lines += ["Every setting ran with one seed (`config.seed` is not a parameter of this sweep), so "
               "these numbers carry no error bars. Add `config.seed: {values: [0, 1]}` to the YAML "

@@ -50,7 +50,7 @@ BUDGETS = {"devices": 20, "bench fp32 batch 16": 75, "bench bf16 batch 256": 75,
 DRY_BUDGETS = {"devices": 60, "bench fp32 batch 16": 120, "bench bf16 batch 256": 120,
                "members": 120, "sweep": 180, "recipe": 120}
 EXPORTS = {"small": "experiments/configs/original.py:small", "full": "experiments/configs/original.py"}
-CURVE = ("attr_mae", "id_transfer", "recon_attr_mae")
+CURVE = ("attr_mae", "expr_mae", "id_transfer", "recon_attr_mae")
 
 
 def export(folder: str, exports: dict = EXPORTS) -> None:

@@ -111,6 +111,14 @@ def test_perfect_model_scores_full_transfer_and_the_floor(judges, judge_data):
   # The converted swap has the source's pose and expression exactly: its error is the floor.
   assert abs(m["eval/attr_mae"] - m["eval/attr_mae_floor"]) < 0.1, m
   assert m["eval/attr_mae"] < 0.5 * m["eval/attr_mae_guess"]
+  for part in ("expr", "pose"):  # apart, each at its own floor
+    assert abs(m[f"eval/{part}_mae"] - m[f"eval/{part}_mae_floor"]) < 0.1, m
+    assert m[f"eval/{part}_mae"] < 0.5 * m[f"eval/{part}_mae_guess"], m
+  # Each mean carries its error over these 2 x 32 faces, the 0/1 shares included: the swap's errors
+  # vary from face to face, so it is above 0 and well below the metric.
+  for k in ("attr_mae", "expr_mae", "pose_mae", "swap_face_mae", "recon_expr_mae"):
+    assert 0.0 < m[f"eval/{k}_se"] < 0.3 * m[f"eval/{k}"], (k, m[f"eval/{k}_se"], m[f"eval/{k}"])
+  assert 0.0 <= m["eval/id_transfer_se"] <= 0.05
   # A decoder that ignores its input (j's mean face in x_i's frame) gets the pose from the mask's
   # outline: better than guessing, far worse than the perfect swap. Measured: 0.55 against 0.85
   # and 0.24. (Its id_transfer, 0.5 here, is reported too: the judge reads both blurred mean faces
@@ -171,9 +179,11 @@ def test_blur_alone_sharpness_is_read_from_the_reconstructions(judge_data):
 
 
 def test_scores_equal_hand_computed_values(monkeypatch):
-  """Fixed judge outputs -> shares and errors by hand; attr_mae averages the readable factors."""
+  """Fixed judge outputs -> shares and errors by hand, per image and as means; attr_mae averages
+  the readable factors, expr_mae the readable expression ones, pose_mae the pose ones."""
   ids = np.array([1, 0, 1, 1])
-  est = np.array([[1.0] * 7, [0.0] * 7, [0.5] * 7, [-1.0] * 7], np.float32)
+  est = np.array([[1.0] * 7, [0.0] * 7, [0.5] * 7, [-1.0] * 7], np.float32)  # pose errors 0, 1, .5, 2
+  est[:, 3:6] = 1.5  # smile, mouth_open, blink: off by 0.5 on every image
   est[:, 6] = 10.0  # an unreadable factor's estimate must not count
   monkeypatch.setattr(judges_lib.Judges, "identify", lambda self, x, m: ids[: len(x)])
   monkeypatch.setattr(judges_lib.Judges, "attributes", lambda self, x, m, lm: est[: len(x)])
@@ -186,8 +196,18 @@ def test_scores_equal_hand_computed_values(monkeypatch):
   s = judges_lib.swap_scores(j, np.zeros((4, 8, 8, 3), np.float32), np.ones((4, 8, 8, 1)),
                              np.zeros((4, 4, 2)), 0, 1, factors)
   assert s["id_transfer"] == 0.75 and s["id_leak"] == 0.25
-  assert s["attr_mae"] == pytest.approx(np.mean([0.0, 1.0, 0.5, 2.0]))
-  assert s["attr_err/brow_raise"] == pytest.approx(9.0)
+  assert s["pose_mae"] == pytest.approx(np.mean([0.0, 1.0, 0.5, 2.0]))
+  assert s["expr_mae"] == pytest.approx(0.5)  # brow_raise's 9 left out
+  assert s["attr_mae"] == pytest.approx((0.875 + 0.5) / 2)
+  assert s["attr_err/brow_raise"] == pytest.approx(9.0) and s["attr_err/smile"] == pytest.approx(0.5)
+  per = judges_lib.swap_samples(j, np.zeros((4, 8, 8, 3), np.float32), np.ones((4, 8, 8, 1)),
+                                np.zeros((4, 4, 2)), 0, 1, factors)
+  np.testing.assert_allclose(per["attr_mae"], [0.25, 0.75, 0.5, 1.25], rtol=1e-6)
+  np.testing.assert_array_equal(per["id_transfer"], [1, 0, 1, 1])
+  # With no readable expression factor there is no expr_mae (not a mean of nothing).
+  j.attr_floors[3:6] = 0.9
+  assert "expr_mae" not in judges_lib.swap_scores(j, np.zeros((4, 8, 8, 3), np.float32), np.ones((4, 8, 8, 1)),
+                                                  np.zeros((4, 4, 2)), 0, 1, factors)
 
 
 def test_pair_metrics_by_hand():

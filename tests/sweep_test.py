@@ -25,6 +25,11 @@ def test_default_yaml_grid_is_enumerated_by_the_sweeps_engine():
   # The mission's axes, each with two or more settings, and seeds for the spread.
   assert all(len(values[k]) >= 2 for k in ("config.model.bottleneck", "config.loss", "config.seed"))
   assert sweep.base_config_arg(spec) == "experiments/configs/original.py:small"
+  # It ranks by the swaps' expression error, a headline column of the report (which ranks by the
+  # YAML's metric, as a W&B agent's sweep does).
+  from encdec_jax import metrics
+  assert spec["metric"] == {"name": "eval/expr_mae", "goal": "minimize"}
+  assert ("expr_mae", "lower") in metrics.HEADLINE
 
 
 def test_losses_yaml_specs_all_parse():
@@ -140,7 +145,7 @@ def test_a_diverging_run_is_reported_failed_and_the_sweep_goes_on(tmp_path, monk
   assert [r.get("status") for r in results] == ["failed", None, None]
   report = (tmp_path / "out" / "report.md").read_text()
   assert "**1 run(s) failed**" in report and "non-finite loss or gradient at step 3" in report
-  assert "Best by `eval/swap_face_mae` (minimize): **01_bottleneck=16**" in report
+  assert "Best by `eval/swap_face_mae` (minimize, the sweep's metric): **01_bottleneck=16**, 0.1600" in report
 
 
 def test_tiny_sweep_end_to_end_writes_report(tmp_path, data_dir):
@@ -162,12 +167,16 @@ def test_tiny_sweep_end_to_end_writes_report(tmp_path, data_dir):
       (16, "ssim:1.0,robust(alpha=0,scale=0.1):0.5")}
   for f in ("results.csv", "results.md", "swap_face_mae.png", "attr_mae.png", "id_transfer.png"):
     assert (out / f).exists(), f
+  header = (out / "results.csv").read_text().splitlines()[0].split(",")
+  assert header.index("eval/pose_mae_se") == header.index("eval/pose_mae") + 1, header
   md = (out / "results.md").read_text()
   assert "![swap_face_mae](swap_face_mae.png)" in md
   report = (out / "report.md").read_text()
-  heads = "| run | loss | model.bottleneck | swap_face_mae | swap_mae | swap_face_ssim | id_transfer | id_leak | attr_mae |"
+  heads = ("| run | loss | model.bottleneck | swap_face_mae | swap_mae | swap_face_ssim | id_transfer | id_leak "
+           "| attr_mae | pose_mae |")  # at 16 px the judge reads no expression factor: no expr_mae
   assert heads in report, report
-  # Every cell of the report's table is the run's own eval.json, to the printed precision.
+  # Every cell of the report's table is the run's own eval.json, to the printed precision, with its
+  # standard error over the held-out faces.
   lines = report.splitlines()
   first = next(k for k, ln in enumerate(lines) if ln.startswith(heads)) + 2
   rows = lines[first:first + 4]
@@ -177,7 +186,7 @@ def test_tiny_sweep_end_to_end_writes_report(tmp_path, data_dir):
     cells = dict(zip(cols, (c.strip() for c in ln.strip("|").split("|"))))
     ev = json.loads((out / cells["run"] / "eval.json").read_text())
     for c in cols[3:]:
-      assert cells[c] == f"{ev['eval/' + c]:.4f}", (c, cells[c], ev["eval/" + c])
+      assert cells[c] == f"{ev['eval/' + c]:.4f} ± {ev['eval/' + c + '_se']:.4f}", (c, cells[c], ev["eval/" + c])
   ev = json.loads((out / results[0]["run"] / "eval.json").read_text())  # eval.tone=train
   assert {"eval/tone_shift/0to1", "eval/swap_tone_gap_uncalibrated", "eval/id_transfer_uncalibrated"} <= set(ev)
   first = out / results[0]["run"]
@@ -260,12 +269,14 @@ def test_train_cli_accepts_agent_style_overrides(tmp_path, data_dir):
 
 
 def test_seed_spread_groups_runs_that_differ_only_in_seed():
-  rs = [{"config.model.bottleneck": 8, "config.seed": s, "eval/swap_mae": v} for s, v in ((0, 0.1), (1, 0.3))]
+  rs = [{"config.model.bottleneck": 8, "config.seed": s, "eval/swap_mae": v, "eval/swap_mae_se": e}
+        for s, v, e in ((0, 0.1, 0.01), (1, 0.3, 0.03))]
   rs.append({"config.model.bottleneck": 16, "config.seed": 0, "eval/swap_mae": 0.2})
   from encdec_jax import diagnosis
   out = diagnosis.seed_spread(rs, ["config.model.bottleneck", "config.seed"], ["eval/swap_mae"])
   assert len(out) == 1 and out[0]["setting"] == "bottleneck=8" and out[0]["n"] == 2
   assert out[0]["eval/swap_mae"] == pytest.approx((0.2, 0.1414213), rel=1e-5)
+  assert out[0]["eval/swap_mae_se"] == pytest.approx(0.02)  # the runs' mean standard error
 
 
 def test_diagnosis_names_the_cause_from_reconstructions_and_swaps():
@@ -308,10 +319,10 @@ def test_curves_plot_each_runs_evaluations_against_steps(tmp_path):
   from encdec_jax import plots, report, tracking
   for run, vals in (("a", [0.9, 0.7, 0.5]), ("b", [0.8, 0.8, 0.6])):
     (tmp_path / run).mkdir()
-    rows = [{"step": 10 * (k + 1), "eval/attr_mae": v} for k, v in enumerate(vals)]
+    rows = [{"step": 10 * (k + 1), "eval/expr_mae": v} for k, v in enumerate(vals)]
     rows.insert(1, {"step": 15, "train/loss": 1.0})
     (tmp_path / run / "metrics.jsonl").write_text("\n".join(map(json.dumps, rows)) + "\n")
-  assert tracking.eval_curve(str(tmp_path / "a" / "metrics.jsonl"), "eval/attr_mae") == [(10, 0.9), (20, 0.7), (30, 0.5)]
+  assert tracking.eval_curve(str(tmp_path / "a" / "metrics.jsonl"), "eval/expr_mae") == [(10, 0.9), (20, 0.7), (30, 0.5)]
   runs = [{"run": "a"}, {"run": "b"}]
   assert plots.plot_curves(report.eval_curves(runs, str(tmp_path)), runs, str(tmp_path)) == "curves.png"
   from PIL import Image

@@ -23,6 +23,7 @@ FACTOR_NAMES = (
     "shift_x", "shift_y", "scale",               # alignment jitter
 )
 POSE_EXPRESSION = FACTOR_NAMES[:7]
+POSE, EXPRESSION = FACTOR_NAMES[:3], FACTOR_NAMES[3:7]  # expr_mae and pose_mae average these
 HAIR_STYLES = ("short", "long", "bob", "mohawk", "bald", "curly")
 
 
