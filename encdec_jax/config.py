@@ -149,6 +149,8 @@ class TrainConfig(_Section):
   keep_checkpoints: int = 3
   nonfinite: str = "stop"        # a NaN/Inf loss or gradient: "stop" the run (last good checkpoint
                                  # kept), or "skip" the step
+  init_from: str = ""            # a run's workdir: start from its latest checkpoint's encoder and the
+                                 # decoders of the identities both runs have (encdec_jax/warm_start.py)
 
   def _check(self):
     _require(self.steps >= 0, f"config.train.steps={self.steps}; must be >= 0")

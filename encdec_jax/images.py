@@ -1,6 +1,7 @@
 """Image grids, PNG writing with provenance metadata, and the visible mark on swapped images."""
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -34,7 +35,7 @@ def save_png(path: str, img_u8: np.ndarray, *, synthetic: bool = True, extra: di
     info.add_text("Description", PROVENANCE)
     info.add_text("encdec_jax:synthetic", "true")
   for k, v in (extra or {}).items():
-    info.add_text(f"encdec_jax:{k}", str(v))
+    info.add_text(f"encdec_jax:{k}", json.dumps(v) if isinstance(v, (dict, list)) else str(v))
   im.save(path, pnginfo=info)
   return path
 

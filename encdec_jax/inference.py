@@ -28,18 +28,23 @@ class Run:
   config_hash: str = ""  # sha256 of its config.json, first 12 hex digits
   compiled: dict = dataclasses.field(default_factory=dict)
   workdir: str = ""  # where it was loaded from (never written into a swap: provenance() names it)
+  init_from: dict | None = None  # the run its weights started from (workdir.INIT_FROM), if any
 
   def provenance(self) -> dict:
     """What a written swap says of the run that made it: its folder name and config hash, never
-    a local path (photos get shared; a path can name the user and their folders)."""
-    return {"run": self.name, "config_sha256": self.config_hash, "step": self.step}
+    a local path (photos get shared; a path can name the user and their folders); and, for a run
+    started from another run's weights, that run's name, config hash and step."""
+    out = {"run": self.name, "config_sha256": self.config_hash, "step": self.step}
+    if self.init_from:
+      out["init_from"] = {k: self.init_from[k] for k in ("run", "config_sha256", "step")}
+    return out
 
 
 def load_run(workdir: str, step: int | None = None) -> Run:
   """The run in WORKDIR at `step` (default: its latest checkpoint): its config.json, the model
   assembled from it (nothing compiled) and its params on one device."""
   from encdec_jax import assemble
-  from encdec_jax.workdir import CONFIG, config_hash, parse_config_json
+  from encdec_jax.workdir import CONFIG, INIT_FROM, config_hash, parse_config_json
   path = os.path.join(workdir, CONFIG)
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path} does not exist: {workdir!r} is not a run's workdir")
@@ -53,8 +58,12 @@ def load_run(workdir: str, step: int | None = None) -> Run:
   report = os.path.join(workdir, DATA_REPORT)
   if cfg.data.name == "folders" and os.path.exists(report):
     names = json.load(open(report))["identities"]
+  init_from = None
+  if os.path.exists(os.path.join(workdir, INIT_FROM)):
+    with open(os.path.join(workdir, INIT_FROM)) as f:
+      init_from = json.load(f)
   return Run(cfg, a.model, params, step, names, os.path.basename(os.path.abspath(workdir)),
-             config_hash(raw), workdir=workdir)
+             config_hash(raw), workdir=workdir, init_from=init_from)
 
 
 def resolve_identity(run: Run, to: str) -> int:

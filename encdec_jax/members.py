@@ -35,6 +35,7 @@ from encdec_jax import assemble, losses, models
 from encdec_jax import checkpoint as ckpt_lib
 from encdec_jax import config as config_lib
 from encdec_jax import state as state_lib
+from encdec_jax import warm_start
 from encdec_jax.config import ExperimentConfig
 from encdec_jax.decode import make_decode_all
 from encdec_jax.losses import compose
@@ -44,7 +45,7 @@ from encdec_jax.step import adam, hyperparameters, make_step
 # The fields members of one group may differ in (and the run-naming fields that change nothing).
 MEMBER_FIELDS = ("seed", "loss", "model.bottleneck", "mask.enabled", "mask.eye_multiplier",
                  "mask.mouth_multiplier", "mask.learned_weight", "train.lr", "train.b1", "train.b2", "train.warmdown",
-                 "train.clip_norm", "data.warp_scale", "data.input_jitter")
+                 "train.clip_norm", "train.init_from", "data.warp_scale", "data.input_jitter")
 _FREE = ("wandb.name", "wandb.group")
 # Architectures whose model.bottleneck is only the hidden size of Dense -> Dense: zero-padded
 # units there change nothing. (In df, liae and iae it also sets conv channel counts.)
@@ -183,15 +184,19 @@ class Group:
     return jax.tree.map(lambda x, a: x[i][tuple(slice(0, n) for n in a.shape)],
                         state, self.members[i].abstract_state)
 
-  def init(self):
-    """Each member initialised as its own k-sized run would be (its seed, its fan-in)."""
+  def init(self, warm: list | None = None):
+    """Each member initialised as its own k-sized run would be (its seed, its fan-in), then given
+    its warm_start source's weights (`warm`: one Source or None per member)."""
     states, compiled = [], {}
-    for a, c in zip(self.members, self.cfgs):
+    for m, (a, c) in enumerate(zip(self.members, self.cfgs)):
       k = c.model.bottleneck  # the init depends on nothing else that members may vary
       if k not in compiled:
         init = jax.jit(lambda rng, a=a: state_lib.init_state(a.model, a.tx, a.cfg, rng))
         compiled[k] = init.lower(jax.random.key(0)).compile(models.INIT_COMPILER_OPTIONS)
-      states.append(compiled[k](jax.random.key(c.seed)))
+      s = compiled[k](jax.random.key(c.seed))
+      if warm and warm[m] is not None:
+        s = s.replace(params=warm_start.apply(jax.device_get(s.params), warm[m]))
+      states.append(s)
     return self.pad(states)
 
   def device_batch(self, batches: list[dict]) -> dict:

@@ -18,6 +18,7 @@ from encdec_jax import assemble as assemble_lib
 from encdec_jax import checkpoint as ckpt_lib
 from encdec_jax import models
 from encdec_jax import state as state_lib
+from encdec_jax import warm_start
 from encdec_jax.config import ConfigError, ExperimentConfig
 from encdec_jax.data import device_augment
 from encdec_jax.data.pipeline import Augment, TrainSource
@@ -37,7 +38,8 @@ class Program(Protocol):
   augment_on_device: bool        # batches are raw uint8 and augmented on the devices
 
   def describe(self) -> str: ...
-  def init(self) -> Any: ...
+  def init(self, warm: list | None = None) -> Any:
+    """The initial state; `warm`: per run, a warm_start.Source (or None) whose weights it takes."""
   def restore(self, checkpointers, step: int) -> Any: ...
   def batches(self, trn: dict, start: int) -> Iterator[dict]:
     """Device batches, one per step from `start`."""
@@ -110,8 +112,13 @@ class Trainer:
             f"{m.dtype}, conv_impl {self.conv_impl}"
             + (f" (auto on {jax.devices()[0].platform})" if m.conv_impl == "auto" else ""))
 
-  def init(self) -> TrainState:
-    return self._init(jax.random.key(self.cfg.seed))
+  def init(self, warm: list | None = None) -> TrainState:
+    state = self._init(jax.random.key(self.cfg.seed))
+    if not warm or warm[0] is None:
+      return state
+    params = warm_start.apply(jax.device_get(state.params), warm[0])
+    put = lambda x, s: jax.make_array_from_callback(x.shape, s, lambda idx: x[idx])  # noqa: E731
+    return state.replace(params=jax.tree.map(put, params, self.state_sharding.params))
 
   def restore(self, checkpointers, step: int) -> TrainState:
     return checkpointers[0].restore(step, self.abstract_state)[0]

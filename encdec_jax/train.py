@@ -23,7 +23,7 @@ from encdec_jax import assemble as assemble_lib
 from encdec_jax import calibration
 from encdec_jax import evaluate as eval_lib
 from encdec_jax import judges as judges_lib
-from encdec_jax import preemption, probes
+from encdec_jax import preemption, probes, warm_start
 from encdec_jax.config import ExperimentConfig
 from encdec_jax.data.loading import DATA_REPORT, load_data
 from encdec_jax.losses import compose
@@ -91,6 +91,7 @@ def _train(cfgs, folders, progress):
     if main:
       load_data(c0, folders[0].path, masks)
     multihost_utils.sync_global_devices("encdec_jax:data prepared")
+  warm = [warm_start.load(c) for c in cfgs]  # bad sources fail here, before the data is made
   trn, test = load_data(c0, folders[0].path if main else None, masks)
   _share_data_report(folders)
   prog = _program(cfgs)
@@ -98,9 +99,13 @@ def _train(cfgs, folders, progress):
     print(prog.describe(), flush=True)
   try:
     start = _common_start(folders)
-    state = prog.init() if start == 0 else prog.restore([f.checkpoints for f in folders], start)
-    for f in folders:  # the runs have started with these configs: only now are they recorded
+    state = prog.init(warm) if start == 0 else prog.restore([f.checkpoints for f in folders], start)
+    for f, w in zip(folders, warm):  # the runs have started with these configs: only now are they recorded
       f.begin(start)
+      if start == 0 and w is not None:
+        f.write_init_from(w.record)
+        if main:
+          print(f"{f.name}: {warm_start.describe(w)}", flush=True)
     judges = judges_lib.for_config(c0, trn, test)
     probe = probes.for_run(prog.model, trn, test, c0.data.identities, judges)
     loop = _Loop(prog, folders, trn, test, judges, probe, progress)

@@ -29,6 +29,7 @@ CONFIG = "config.json"
 EVAL = "eval.json"
 METRICS = "metrics.jsonl"
 TONE = "tone.json"
+INIT_FROM = "init_from.json"  # the run it started from (config.train.init_from): name, hash, step
 
 
 def check_workdir(workdir: str, cfg_dict: dict, allow_config_change: bool = False) -> dict:
@@ -338,6 +339,12 @@ class RunFolder:
     with open(os.path.join(self.path, CONFIG), "rb") as f:
       saved[str(step)] = tone_entry(step, config_hash(f.read()), shifts)
     write_json(path, saved)
+
+  def write_init_from(self, record: dict) -> None:
+    """init_from.json: the run this one's weights started from (its folder name, config hash and
+    step, never a local path) and which decoders it gave."""
+    if self.main:
+      write_json(os.path.join(self.path, INIT_FROM), record)
 
   def mark_nonfinite_stop(self, message: str) -> None:
     if self.main:
