@@ -41,9 +41,11 @@ REGISTRY = (
     Metric("attr_mae, attr_err/<factor>", "lower",
            "the pose/expression judge's error between the converted swap and its source's true "
            "factors, in standard deviations, over the factors the judge can read"),
-    Metric("expr_mae, pose_mae", "lower",
-           "`attr_mae` over the readable expression factors (smile, mouth_open, blink, brow_raise) "
-           "and over the readable pose factors (yaw, pitch, roll): a swap must carry both"),
+    Metric("expr_mae", "lower",
+           "`attr_mae` over the readable expression factors (smile, mouth_open, blink, brow_raise): "
+           "did the swap keep the source's expression"),
+    Metric("pose_mae", "lower",
+           "`attr_mae` over the readable pose factors (yaw, pitch, roll): did it keep the pose"),
     Metric("judge_accuracy, {attr,expr,pose}_mae_floor, attr_floor/<factor>, "
            "{attr,expr,pose}_mae_guess, attr_guess/<factor>", "",
            "the judges' own scores on real held-out renderings, and what guessing the mean scores"),

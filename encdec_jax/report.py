@@ -89,7 +89,9 @@ def _judges_lines(results: list[dict]) -> list[str]:
     out[0] += (f" Pose/expression floor {r['eval/attr_mae_floor']:.3f} std units against "
                f"{r['eval/attr_mae_guess']:.3f} for guessing the mean; `attr_mae` averages "
                + ", ".join(scored) + "."
-               + (f" Left out (the judge's floor is above half of guessing): {', '.join(left)}." if left else ""))
+               + (f" Left out (the judge's floor is above half of guessing): {', '.join(left)}." if left else "")
+               + "".join(f" `{m}`: floor {r[f'eval/{m}_floor']:.3f} against {r[f'eval/{m}_guess']:.3f}."
+                         for m in ("expr_mae", "pose_mae") if f"eval/{m}_floor" in r))
     err = lambda n: np.mean([x.get(f"eval/attr_err/{n}", np.nan) for x in results])
     out += ["", "| factor | judge's floor | guessing the mean | runs' mean error |", "|---|---|---|---|"]
     out += [f"| {n} | {f:.2f} | {g:.2f} | {err(n):.2f} |" for n, f, g in rows]
