@@ -7,8 +7,6 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# --no-compile: no .pyc for the 13.5k .py files installed (most of them TensorFlow's): 20 s of a
-# fresh install; Python writes them for the modules actually imported, on first import.
 TORCH_VENV := .venv-torch
 TEST_WORKERS ?= 2
 
@@ -18,7 +16,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --no-compile --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
 	@TF_CPP_MIN_LOG_LEVEL=3 $(PY) -c "import jax, flax, orbax.checkpoint, tensorflow_datasets, wandb, sweeps, ml_collections, mtcnn, skimage, pytest, xdist" \
 	  || (echo "install failed: see the pip output above" && exit 1)
 	@touch $(STAMP)
