@@ -1,10 +1,12 @@
 """Why a run's swaps fail, read from its evaluation scalars: cause 1, the model cannot draw the
 expression (its reconstructions lose it too); cause 2, it draws it for its own identity but the
-latent is not shared; or no verdict where the judge cannot tell. Also the spread over seeds."""
+latent is not shared; or no verdict where the judge cannot tell. Also the spread over seeds, and
+the difference between two settings measured on the same held-out faces."""
 from __future__ import annotations
 
 import numpy as np
 
+from encdec_jax import bootstrap
 from encdec_jax.data.render import EXPRESSION
 from encdec_jax.judges import is_readable
 
@@ -51,19 +53,47 @@ def diagnose(r: dict) -> str | None:
           + (f"; identity read from the latent {probe:.0%})" if probe is not None else ")"))
 
 
+def settings(results: list[dict], param_keys: list[str]) -> dict[str, list[dict]]:
+  """Runs grouped by their setting (every swept parameter but config.seed), in first-seen order;
+  the key is the setting as the report names it."""
+  others = [k for k in param_keys if k != "config.seed"]
+  groups: dict = {}
+  for r in results:
+    key = ", ".join(f"{k.split('.')[-1]}={r.get(k)}" for k in others)
+    groups.setdefault(key, []).append(r)
+  return groups
+
+
+def paired_difference(a: list[dict], b: list[dict], metric: str) -> tuple[float, float, float] | None:
+  """Setting a's mean over seeds minus setting b's, on `metric`, from each run's per-image scores
+  (workdir.read_samples: {name: [array per part]}): (difference, its standard error over the
+  held-out faces, a bootstrap of the per-image differences, which shares the faces between the
+  settings, and its error over seeds, sqrt(sd_a^2/n_a + sd_b^2/n_b), 0 with one seed each).
+  None when a run lacks the metric or the settings were scored on different faces."""
+  def per_part(runs):
+    parts = [r.get(metric) for r in runs]
+    if any(p is None for p in parts) or len({tuple(len(x) for x in p) for p in parts}) != 1:
+      return None
+    return [np.mean([p[k] for p in parts], 0) for k in range(len(parts[0]))]
+  pa, pb = per_part(a), per_part(b)
+  if pa is None or pb is None or [len(x) for x in pa] != [len(x) for x in pb]:
+    return None
+  diffs = [x - y for x, y in zip(pa, pb)]
+  run_means = lambda runs: [np.mean([np.mean(x) for x in r[metric]]) for r in runs]  # noqa: E731
+  var = lambda v: np.var(v, ddof=1) / len(v) if len(v) > 1 else 0.0  # noqa: E731
+  return (float(np.mean([np.mean(d) for d in diffs])), bootstrap.standard_error(diffs),
+          float(np.sqrt(var(run_means(a)) + var(run_means(b)))))
+
+
 def seed_spread(results: list[dict], param_keys: list[str], metrics: list[str]) -> list[dict]:
   """Groups runs that differ only in config.seed: per group, n, the mean and std of each metric
   and, where the runs have it, the mean of its standard error over held-out images (`<m>_se`)
   (an empty list when no setting ran with more than one seed)."""
-  others = [k for k in param_keys if k != "config.seed"]
-  groups: dict = {}
-  for r in results:
-    groups.setdefault(tuple(str(r.get(k)) for k in others), []).append(r)
   out = []
-  for key, rs in groups.items():
+  for setting, rs in settings(results, param_keys).items():
     if len(rs) < 2:
       continue
-    row = {"setting": ", ".join(f"{k.split('.')[-1]}={v}" for k, v in zip(others, key)), "n": len(rs)}
+    row = {"setting": setting, "n": len(rs)}
     for m in metrics:
       v = [r[m] for r in rs if m in r]
       if v:

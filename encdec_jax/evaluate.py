@@ -158,7 +158,7 @@ class _Scores:
 
 
 def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 64,
-             judges=None, probes=None, shifts=None) -> dict[str, float]:
+             judges=None, probes=None, shifts=None, samples: dict | None = None) -> dict[str, float]:
   """Scalars for the held-out split `test` (arrays with 'image', 'identity', and where the data
   has them 'mask', 'swaps', 'face_swaps', 'face_swap_masks', 'face_swap_landmarks' and
   'factors'). On image folders (no true swaps) reconstruction and, with judges, identity
@@ -166,7 +166,8 @@ def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 6
   (encdec_jax/probes.py), added when given. `shifts`: the (N, N, 3) colour calibration of
   encdec_jax/calibration.py, taken off every swap before it is converted and scored; the shifts
   and the uncalibrated swaps' tone gap, identity transfer and pose/expression error are reported
-  beside."""
+  beside. `samples`: a dict filled with the per-image scores, name -> [one array per identity or
+  pair, in the order of the parts], for comparisons of runs on the same faces."""
   scores = _Scores()
   truth_known = "face_swaps" in test
   judged = judges is not None
@@ -209,6 +210,8 @@ def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 6
         scores.add(pair, swap_judged(judges, s, j, conv, raw_conv, truth, tone_region, lms,
                                      None if mean_faces is None else mean_faces[j], sigma))
   out = scores.result()
+  if samples is not None:
+    samples.update({k: list(v) for k, v in scores.samples.items() if len(v) == len(scores.values[k])})
   if probes is not None:
     out.update(probes(params))
   if judged:

@@ -13,10 +13,10 @@ import numpy as np
 from encdec_jax import inference, plots, tracking
 from encdec_jax.data.render import POSE_EXPRESSION
 from encdec_jax.diagnosis import COLUMNS as DIAGNOSIS
-from encdec_jax.diagnosis import ONE_FACE, diagnose, seed_spread
+from encdec_jax.diagnosis import ONE_FACE, diagnose, paired_difference, seed_spread, settings
 from encdec_jax.judges import is_readable
 from encdec_jax.metrics import HEADLINE, meaning
-from encdec_jax.workdir import METRICS
+from encdec_jax.workdir import METRICS, read_samples
 
 def headline(results: list[dict]) -> list[str]:
   return [f"eval/{m}" for m, _ in HEADLINE if any(f"eval/{m}" in r for r in results)]
@@ -72,7 +72,7 @@ def write_report(results: list[dict], out_dir: str, param_keys: list[str], metri
   lines += table(results, cols) + [""] + [f"![{os.path.splitext(p)[0]}]({p})" for p in figures]
   with open(os.path.join(out_dir, "results.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
-  _write_full_report(results, out_dir, param_keys, best, heads, figures)
+  _write_full_report(results, out_dir, param_keys, best, heads, figures, metric)
 
 
 def _judges_lines(results: list[dict]) -> list[str]:
@@ -117,7 +117,7 @@ def eval_curves(results: list[dict], out_dir: str) -> dict:
                      for m in plots.CURVES} for r in results if "run" in r}
 
 
-def _write_full_report(results, out_dir, param_keys, best, heads, figures):
+def _write_full_report(results, out_dir, param_keys, best, heads, figures, metric):
   lines = [f"# Sweep report: {os.path.basename(os.path.abspath(out_dir))}", "",
            f"{len(results)} runs. Metrics on held-out faces at each run's last step:", ""]
   lines += [_meaning_line(k[5:]) for k in heads]
@@ -199,7 +199,44 @@ def _write_full_report(results, out_dir, param_keys, best, heads, figures):
     lines += ["Every setting ran with one seed (`config.seed` is not a parameter of this sweep), so "
               "these numbers carry no error bars. Add `config.seed: {values: [0, 1]}` to the YAML "
               "to measure the spread."]
+  lines += _differences_lines(results, out_dir, param_keys, metric, heads)
   with open(os.path.join(out_dir, "report.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
+
+
+def _differences_lines(results, out_dir, param_keys, metric, heads) -> list[str]:
+  """Every setting against the best by the sweep's metric, on the same held-out faces: the
+  difference of their means over seeds, its error over the faces and over the seeds."""
+  name = (metric or {}).get("name")
+  groups = settings([r for r in results if r.get("status") != "failed"], param_keys)
+  if not name or len(groups) < 2:
+    return []
+  samples = {}
+  for r in results:
+    got = read_samples(os.path.join(out_dir, r["run"]), r.get("step")) if "run" in r else None
+    if got is None and r.get("status") != "failed":
+      return []  # runs evaluated before per-image scores were kept: no paired comparison
+    samples[r.get("run")] = got
+  means = {k: float(np.mean([r[name] for r in rs])) for k, rs in groups.items() if all(name in r for r in rs)}
+  if len(means) < 2:
+    return []
+  best = (max if metric.get("goal") == "maximize" else min)(means, key=means.get)
+  runs = {k: [samples[r["run"]] for r in rs] for k, rs in groups.items()}
+  ms = [m for m in heads if all(m[5:] in s for s in runs[best])]
+  rows = []
+  for k in groups:
+    if k == best:
+      continue
+    cells = []
+    for m in ms:
+      d = paired_difference(runs[k], runs[best], m[5:])
+      cells.append("" if d is None else f"{d[0]:+.4f} ± {d[1]:.4f} / {d[2]:.4f}")
+    rows.append(f"| {k} | " + " | ".join(cells) + " |")
+  return (["", "## Against the best setting, on the same faces", "",
+           f"Each setting's mean over seeds minus the best's by `{name}` (**{best}**), ± the "
+           "difference's standard error over the held-out faces (a bootstrap of the per-image "
+           "differences: the settings were scored on the same faces, so this is tighter than either "
+           "run's own error) / over the seeds. A difference beyond twice the larger is a result.", "",
+           "| setting | " + " | ".join(m[5:] for m in ms) + " |", "|" + "---|" * (1 + len(ms))] + rows)
 
 

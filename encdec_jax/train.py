@@ -120,7 +120,8 @@ def _train(cfgs, folders, progress):
         results.append(NonFiniteError(loop.failed[i]))
         continue
       step = int(np.ravel(jax.device_get(state.step))[i])
-      final = {"step": step, **loop.evaluate(state, i, step)}
+      samples: dict = {}
+      final = {"step": step, **loop.evaluate(state, i, step, samples)}
       bad = int(prog.nonfinite(state)[0][i])
       if bad:
         final["train/nonfinite_steps"] = bad
@@ -129,7 +130,7 @@ def _train(cfgs, folders, progress):
         f.mark_nonfinite_stop(failure)
         results.append(NonFiniteError(failure))
         continue
-      f.write_eval(final)
+      f.write_eval(final, samples)
       results.append(final)
     return results
   finally:
@@ -205,13 +206,13 @@ class _Loop:
       return None
     return calibration.calibrate_params(params, self.prog.decode_all, self.trn, self.cfg.data.identities)
 
-  def evaluate(self, state, i: int, step: int) -> dict:
+  def evaluate(self, state, i: int, step: int, samples: dict | None = None) -> dict:
     params = self.prog.member_params(state, i)
     shifts = self.colour_shifts(params)
     if shifts is not None:  # swaps of this checkpoint (experiments.swap, the sweep's grid) reuse them
       self.folders[i].write_tone(step, shifts)
     return eval_lib.evaluate(params, self.prog.decode_all, self.test, self.cfg.data.identities,
-                             judges=self.judges, probes=self.probe, shifts=shifts)
+                             judges=self.judges, probes=self.probe, shifts=shifts, samples=samples)
 
   def fail(self, state, i: int) -> None:
     """Member i stopped on a NaN/Inf: its first bad step's loss terms, recomputed from the state

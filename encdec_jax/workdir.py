@@ -29,6 +29,7 @@ CONFIG = "config.json"
 EVAL = "eval.json"
 METRICS = "metrics.jsonl"
 TONE = "tone.json"
+EVAL_SAMPLES = "eval_samples.npz"  # eval.json's per-image scores: name/<part k> -> (images,)
 INIT_FROM = "init_from.json"  # the run it started from (config.train.init_from): name, hash, step
 
 
@@ -180,6 +181,34 @@ def write_json(path: str, value) -> None:
   os.replace(tmp, path)
 
 
+def write_samples(path: str, step: int, samples: dict) -> None:
+  """Atomic: per-image scores {name: [array per part]} as `name/k` entries, and the step."""
+  import numpy as np
+  tmp = path + ".tmp.npz"
+  np.savez(tmp, step=np.int64(step),
+           **{f"{name}/{k}": np.asarray(a, np.float32) for name, parts in samples.items()
+              for k, a in enumerate(parts)})
+  os.replace(tmp, path)
+
+
+def read_samples(workdir: str, step: int) -> dict[str, list] | None:
+  """A run's per-image scores of `step`'s evaluation, {name: [array per part]}, or None when it has
+  none, another step's, or they cannot be read."""
+  import numpy as np
+  try:
+    with np.load(os.path.join(workdir, EVAL_SAMPLES)) as z:
+      if int(z["step"]) != step:
+        return None
+      out: dict[str, dict] = {}
+      for key in z.files:
+        if key != "step":
+          name, _, k = key.rpartition("/")
+          out.setdefault(name, {})[int(k)] = z[key]
+  except (OSError, ValueError, KeyError):
+    return None
+  return {name: [parts[k] for k in sorted(parts)] for name, parts in out.items()}
+
+
 def read_eval(workdir: str) -> dict | None:
   """A run's eval.json, or None when it has none or it cannot be read (cut short, not JSON):
   such a run is evaluated again."""
@@ -312,10 +341,14 @@ class RunFolder:
                               extra={"step": step}, scale=2)
     self.tracker.log_image(step, "preview", path)
 
-  def write_eval(self, final: dict) -> None:
-    """eval.json (atomic; NaN/Inf as null, named under 'nonfinite') and the final metrics row."""
+  def write_eval(self, final: dict, samples: dict | None = None) -> None:
+    """eval.json (atomic; NaN/Inf as null, named under 'nonfinite') and the final metrics row;
+    with `samples` (evaluate's per-image scores), eval_samples.npz first, so an eval.json never
+    sits beside another evaluation's samples."""
     if not self.main:
       return
+    if samples is not None:
+      write_samples(os.path.join(self.path, EVAL_SAMPLES), final["step"], samples)
     scalars = {k: v for k, v in final.items() if k != "step"}
     self.tracker.log(final["step"], scalars)
     self.tracker.summary(scalars)

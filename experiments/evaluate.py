@@ -30,16 +30,17 @@ def main(argv):
       trn, test = load_data(cfg)
       j = judges.for_config(cfg, trn, test)
       shifts = inference.colour_shifts(run, trn, reuse=False)  # this evaluation computes its own
+      samples: dict = {}
       scalars = evaluate.evaluate(run.params, make_decode_all(run.model), test,
                                   cfg.data.identities, judges=j,
                                   probes=probes.for_run(run.model, trn, test, cfg.data.identities, j),
-                                  shifts=shifts)
+                                  shifts=shifts, samples=samples)
       final = {"step": step, **scalars}
       shown = " ".join(f"{k}={v:.4g}" for k, v in sorted(final.items()) if k.count("/") <= 1)
       try:  # this step's evaluation replaces the one in metrics.jsonl instead of adding another
         folder.drop_metrics_after(2 ** 62, drop_eval_at=step)
         folder.open_tracker(mode="disabled")
-        folder.write_eval(final)
+        folder.write_eval(final, samples)
         if shifts is not None:
           folder.write_tone(step, shifts)
       except OSError as e:

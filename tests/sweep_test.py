@@ -187,6 +187,20 @@ def test_tiny_sweep_end_to_end_writes_report(tmp_path, data_dir):
     ev = json.loads((out / cells["run"] / "eval.json").read_text())
     for c in cols[3:]:
       assert cells[c] == f"{ev['eval/' + c]:.4f} ± {ev['eval/' + c + '_se']:.4f}", (c, cells[c], ev["eval/" + c])
+  # Each setting against the best by the sweep's metric, on the same faces: the difference of
+  # the runs' eval.json means, with its errors (one seed each: none over seeds).
+  from encdec_jax import workdir as wd
+  assert all(wd.read_samples(str(out / r["run"]), r["step"]) is not None for r in results)
+  section = report.split("## Against the best setting, on the same faces", 1)[1]
+  best = min(results, key=lambda r: r["eval/swap_mae"])
+  rows = [ln for ln in section.splitlines() if ln.startswith("| loss=")]
+  assert len(rows) == 3, section
+  head = [c.strip() for c in section.splitlines()[4].strip("|").split("|")]
+  for ln in rows:
+    cells = dict(zip(head, (c.strip() for c in ln.strip("|").split("|"))))
+    other = next(r for r in results if cells["setting"] == f"loss={r['config.loss']}, bottleneck={r['config.model.bottleneck']}")
+    diff = other["eval/swap_mae"] - best["eval/swap_mae"]
+    assert cells["swap_mae"].startswith(f"{diff:+.4f} ± ") and cells["swap_mae"].endswith("/ 0.0000"), cells
   ev = json.loads((out / results[0]["run"] / "eval.json").read_text())  # eval.tone=train
   assert {"eval/tone_shift/0to1", "eval/swap_tone_gap_uncalibrated", "eval/id_transfer_uncalibrated"} <= set(ev)
   first = out / results[0]["run"]
@@ -277,6 +291,24 @@ def test_seed_spread_groups_runs_that_differ_only_in_seed():
   assert len(out) == 1 and out[0]["setting"] == "bottleneck=8" and out[0]["n"] == 2
   assert out[0]["eval/swap_mae"] == pytest.approx((0.2, 0.1414213), rel=1e-5)
   assert out[0]["eval/swap_mae_se"] == pytest.approx(0.02)  # the runs' mean standard error
+
+
+def test_paired_difference_uses_the_shared_faces():
+  """Setting a scores every face 0.1 worse than b plus a little noise, on faces whose own scores
+  vary a lot: the difference is 0.1 with a small error over the faces (each run's own error is
+  ~10x larger); two seeds each give the error over seeds; other faces -> no comparison."""
+  from encdec_jax import bootstrap, diagnosis
+  rng = np.random.default_rng(0)
+  faces = [rng.normal(0.5, 0.3, 32), rng.normal(0.5, 0.3, 32)]  # two parts (pairs)
+  run = lambda shift, noise: {"expr_mae": [f + shift + rng.normal(0, noise, 32) for f in faces]}  # noqa: E731
+  a, b = [run(0.1, 0.01), run(0.12, 0.01)], [run(0.0, 0.01), run(0.0, 0.01)]
+  d, se_faces, se_seeds = diagnosis.paired_difference(a, b, "expr_mae")
+  assert d == pytest.approx(0.11, abs=0.005)
+  assert se_faces < 0.1 * bootstrap.standard_error(a[0]["expr_mae"])
+  means = lambda runs: [np.mean([np.mean(x) for x in r["expr_mae"]]) for r in runs]  # noqa: E731
+  assert se_seeds == pytest.approx(np.sqrt(np.var(means(a), ddof=1) / 2 + np.var(means(b), ddof=1) / 2))
+  assert diagnosis.paired_difference(a, [{"expr_mae": [faces[0][:16], faces[1]]}], "expr_mae") is None
+  assert diagnosis.paired_difference(a, [{}], "expr_mae") is None
 
 
 def test_diagnosis_names_the_cause_from_reconstructions_and_swaps():
