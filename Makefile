@@ -25,7 +25,7 @@ sweep: $(STAMP)
 	$(PY) -m experiments.sweep $(ARGS)
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15 tests $(ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15 tests $(ARGS)
 
 $(TORCH_VENV)/.installed:
 	@test -x $(TORCH_VENV)/bin/python || $(PYTHON) -m venv $(TORCH_VENV)
