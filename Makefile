@@ -3,6 +3,8 @@
 # make bench: training speed against the PyTorch peer and the machine's matmul ceiling.
 # make gpu-check DATA=dir: on a GPU box, devices, speed, members and the recipe in one table
 #   (DATA written beforehand by `python -m experiments.gpu_check --export=dir`).
+# bash for pipefail: a failed pip install stops make (its output is filtered through grep)
+SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -16,9 +18,8 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
-	@TF_CPP_MIN_LOG_LEVEL=3 $(PY) -c "import jax, flax, orbax.checkpoint, tensorflow_datasets, wandb, sweeps, ml_collections, mtcnn, skimage, pytest, xdist" \
-	  || (echo "install failed: see the pip output above" && exit 1)
+	@set -o pipefail; $(PY) -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 \
+	  | { grep -v "^WARNING: Location" || true; } || (echo "install failed: see the pip output above" && exit 1)
 	@touch $(STAMP)
 
 sweep: $(STAMP)
