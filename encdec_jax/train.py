@@ -86,19 +86,21 @@ def _train(cfgs, folders, progress):
   c0 = cfgs[0]
   main = folders[0].main
   masks = any(compose.needs_masks(c) for c in cfgs)
-  if jax.process_count() > 1:  # process 0 prepares the TFDS data, the others then read it
-    from jax.experimental import multihost_utils
-    if main:
-      load_data(c0, folders[0].path, masks)
-    multihost_utils.sync_global_devices("encdec_jax:data prepared")
-  warm = [warm_start.load(c) for c in cfgs]  # bad sources fail here, before the data is made
-  trn, test = load_data(c0, folders[0].path if main else None, masks)
-  _share_data_report(folders)
-  prog = _program(cfgs)
-  if main:
-    print(prog.describe(), flush=True)
   try:
     start = _common_start(folders)
+    # A first start reads its init_from source (a bad one fails here, before the data is made);
+    # a resumed run continues from its own checkpoint and never reads it again.
+    warm = [warm_start.load(c) if start == 0 else None for c in cfgs]
+    if jax.process_count() > 1:  # process 0 prepares the TFDS data, the others then read it
+      from jax.experimental import multihost_utils
+      if main:
+        load_data(c0, folders[0].path, masks)
+      multihost_utils.sync_global_devices("encdec_jax:data prepared")
+    trn, test = load_data(c0, folders[0].path if main else None, masks)
+    _share_data_report(folders)
+    prog = _program(cfgs)
+    if main:
+      print(prog.describe(), flush=True)
     state = prog.init(warm) if start == 0 else prog.restore([f.checkpoints for f in folders], start)
     for f, w in zip(folders, warm):  # the runs have started with these configs: only now are they recorded
       f.begin(start)

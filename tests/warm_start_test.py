@@ -75,14 +75,21 @@ def test_a_source_that_does_not_fit_is_named_before_any_data(source, tiny_config
 
 
 def test_the_source_is_recorded_and_in_every_swaps_provenance(source, tiny_config, tmp_path):
+  import shutil
   from encdec_jax import inference
-  path, _ = source
+  path = str(tmp_path / "src")  # a copy of the source, removed once the run has started from it
+  shutil.copytree(source[0], path)
   w = str(tmp_path / "tuned")
-  train.train_and_evaluate(tiny_config(**{"train.steps": 2, "train.init_from": path, "eval.judges": False}),
-                           w, progress=False)
+  c = tiny_config(**{"train.steps": 2, "train.init_from": path, "eval.judges": False})
+  train.train_and_evaluate(c, w, progress=False)
   record = json.load(open(f"{w}/init_from.json"))
   assert record["run"] == "src" and record["step"] == 2 and len(record["decoders"]) == 2
   assert path not in json.dumps(record)  # a name and a hash, never a local path
   prov = inference.load_run(w).provenance()
   assert prov["init_from"] == {k: record[k] for k in ("run", "config_sha256", "step")}
   assert json.load(open(f"{w}/config.json"))["train"]["init_from"] == path
+  # Started once, the run never reads its source again: run again without it, it resumes from its
+  # own checkpoint (here: finished, evaluated again).
+  shutil.rmtree(path)
+  assert train.train_and_evaluate(c, w, progress=False)["step"] == 2
+  assert json.load(open(f"{w}/init_from.json")) == record
