@@ -150,10 +150,13 @@ class _Scores:
         self.parts[f"eval/{name}/{part}"] = v
       self.values.setdefault(name, []).append(abs(v) if name in signed else v)
 
+  def per_image(self) -> dict[str, list]:
+    """name -> [per-image scores of each part], for the names every part gave per image."""
+    return {k: list(v) for k, v in self.samples.items() if len(v) == len(self.values[k])}
+
   def result(self) -> dict[str, float]:
     out = {**self.parts, **{f"eval/{k}": float(np.mean(v)) for k, v in self.values.items()}}
-    out.update({f"eval/{k}_se": bootstrap.standard_error(v) for k, v in self.samples.items()
-                if len(v) == len(self.values[k])})  # every part given per image
+    out.update({f"eval/{k}_se": bootstrap.standard_error(v) for k, v in self.per_image().items()})
     return out
 
 
@@ -211,7 +214,7 @@ def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 6
                                      None if mean_faces is None else mean_faces[j], sigma))
   out = scores.result()
   if samples is not None:
-    samples.update({k: list(v) for k, v in scores.samples.items() if len(v) == len(scores.values[k])})
+    samples.update(scores.per_image())
   if probes is not None:
     out.update(probes(params))
   if judged:

@@ -191,6 +191,7 @@ def test_tiny_sweep_end_to_end_writes_report(tmp_path, data_dir):
   # the runs' eval.json means, with its errors (one seed each: none over seeds).
   from encdec_jax import workdir as wd
   assert all(wd.read_samples(str(out / r["run"]), r["step"]) is not None for r in results)
+  assert wd.read_samples(str(out / results[0]["run"]), results[0]["step"] + 1) is None  # another step's
   section = report.split("## Against the best setting, on the same faces", 1)[1]
   best = min(results, key=lambda r: r["eval/swap_mae"])
   rows = [ln for ln in section.splitlines() if ln.startswith("| loss=")]
