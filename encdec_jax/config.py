@@ -113,6 +113,10 @@ class DataConfig(_Section):
   train_per_identity: int = 1000
   test_per_identity: int = 32    # held out, each with its ground-truth swaps
   seed: int = 0                  # the family of faces: traits and factors
+  face_type: str = "whole_face"  # how the aligned crop frames the face: a key of align.FACE_TYPES
+                                 # ("head", "whole_face", "full_face"); synthetic faces and extract
+  frame_resolution: int = 0      # synthetic faces: the frame's side (the head with its hair), which
+                                 # swaps are pasted back into and judged in; 0 = 2 x resolution
   dir: str = ""                  # TFDS data_dir; "" = ~/.cache/encdec_jax/tfds
   warp: bool = True              # Deepfakes random warp of the inputs (targets stay unwarped)
   warp_scale: float = 0.03       # std of control-point noise, as a fraction of the image size
@@ -122,8 +126,16 @@ class DataConfig(_Section):
                                  # colours): per-image, per-channel gain in 1 +- s, bias in +- s/2
   augment_on: str = "auto"       # "host" (numpy thread), "device" (jitted), "auto": device unless CPU
 
+  @property
+  def frame_side(self) -> int:
+    """The synthetic frames' side in pixels."""
+    return self.frame_resolution or 2 * self.resolution
+
   def _check(self):
     self._positive("resolution", "test_per_identity")
+    _require(self.frame_resolution == 0 or self.frame_resolution >= self.resolution,
+             f"config.data.frame_resolution={self.frame_resolution}; must be 0 (2 x resolution) or "
+             f">= config.data.resolution={self.resolution}")
     _require(self.identities >= 2, f"config.data.identities={self.identities}; need at least 2 identities")
     _require(self.min_size >= 0, f"config.data.min_size={self.min_size}; must be >= 0")
     _require(0 <= self.seed <= MAX_SEED, f"config.data.seed={self.seed}; must be in [0, {MAX_SEED}]")

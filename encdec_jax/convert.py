@@ -2,8 +2,11 @@
 
 Deepfakes' convert step pastes the decoder's output into the source frame inside a face mask, so
 hair and background stay the frame's (the hairstyle-visualizer use: your face in a photo of a
-hairstyle). Evaluation, previews, the sweep's swap grid and `experiments.swap` all call
-`convert`, so what is measured is what is shown.
+hairstyle). The model sees an aligned crop of the frame (encdec_jax/align.py); `into_frames`
+pastes its decoded crop back into the frame by the inverse of the crop's transform, inside the
+feathered mask: synthetic frames (evaluation, previews, the sweep's swap grid) and photos
+(`experiments.swap`, encdec_jax/photos.py) take this one path, so what is measured is what is
+shown. `convert` blends in the crop itself, where there is no frame (a folder of crops).
 
 The mask, in order of preference: the model's learned mask (decoders with `model.learn_mask`
 predict their own face's mask), the data's face mask (synthetic faces store it), else a soft
@@ -20,18 +23,26 @@ from encdec_jax.pixels import to_unit_float
 FEATHER = 1 / 64
 
 
-# The face of an aligned crop: the ellipse with the centre and second moments of the synthetic
-# data's mean face mask (visible face, not under hair; 300 renders of 60 identities), which the
-# alignment template (encdec_jax/align.py) frames the same way. The wider, centred ellipse it
-# replaces (0.36 x 0.44) pasted the decoder's hair and background over the frame's.
+# The face of an aligned "head" crop: the ellipse with the centre and second moments of the
+# synthetic data's mean face mask (visible face, not under hair; 300 renders of 60 identities),
+# which the alignment template (encdec_jax/align.py) frames the same way. The wider, centred
+# ellipse it replaces (0.36 x 0.44) pasted the decoder's hair and background over the frame's.
+# Other face types zoom it about its centre (face_ellipse).
 FACE_ELLIPSE = {"cx": 0.5, "cy": 0.57, "rx": 0.265, "ry": 0.29}
 
 
-def soft_ellipse(resolution: int, cx: float = FACE_ELLIPSE["cx"], cy: float = FACE_ELLIPSE["cy"],
-                 rx: float = FACE_ELLIPSE["rx"], ry: float = FACE_ELLIPSE["ry"],
-                 feather: float = 0.08) -> np.ndarray:
-  """(R, R, 1) in [0, 1]: 1 inside the ellipse (centre cx, cy and radii rx, ry as fractions of
-  the side), a smooth ramp `feather` x R wide at its edge, 0 outside."""
+def face_ellipse(face_type: str | None = None) -> dict:
+  """FACE_ELLIPSE in the crop of a face type (align.FACE_TYPES; default align's default)."""
+  from encdec_jax import align
+  z = align.zoom_of(face_type or align.DEFAULT_FACE_TYPE)
+  return {**FACE_ELLIPSE, "rx": FACE_ELLIPSE["rx"] * z, "ry": FACE_ELLIPSE["ry"] * z}
+
+
+def soft_ellipse(resolution: int, face_type: str | None = None, feather: float = 0.08) -> np.ndarray:
+  """(R, R, 1) in [0, 1]: 1 inside the face type's face ellipse (face_ellipse), a smooth ramp
+  `feather` x R wide at its edge, 0 outside."""
+  e = face_ellipse(face_type)
+  cx, cy, rx, ry = e["cx"], e["cy"], e["rx"], e["ry"]
   t = (np.arange(resolution) + 0.5) / resolution
   y, x = np.meshgrid(t, t, indexing="ij")
   d = np.sqrt(((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2) - 1.0  # < 0 inside
@@ -64,12 +75,27 @@ def convert(frame_BxHxWx3, face_BxHxWx3, mask_BxHxWx1, sigma: float = FEATHER) -
   return m * face + (1.0 - m) * np.asarray(frame_BxHxWx3, np.float32)
 
 
+def into_frames(frames_BxHxWx3, faces_BxSxSx3, masks_BxSxSx1, transforms_Bx2x3,
+                sigma: float = FEATHER) -> np.ndarray:
+  """The decoded crops pasted back into their frames (align.paste_back): each crop's mask is
+  feathered at the crop's resolution, warped into the frame by the inverse of its transform
+  (frame pixels -> crop pixels) with the face, and m * face + (1 - m) * frame taken; outside
+  the warped mask every pixel is the frame's. uint8 frames give uint8, float ones float32."""
+  from encdec_jax import align
+  m = feather(masks_BxSxSx1, sigma)
+  faces = np.asarray(faces_BxSxSx3, np.float32)
+  frames = np.asarray(frames_BxHxWx3)
+  return np.stack([align.paste_back(f, y, k, a) for f, y, k, a in zip(frames, faces, m, transforms_Bx2x3)]
+                  ).reshape(frames.shape)
+
+
 def choose_mask(learned_BxHxWx1, data_masks_BxHxWxC=None, resolution: int | None = None,
-                batch: int | None = None) -> np.ndarray:
+                batch: int | None = None, face_type: str | None = None) -> np.ndarray:
   """The mask `convert` uses: the model's learned mask if it has one, else the data's face mask
-  (channel 0 of the stored masks), else the soft face ellipse (needs resolution and batch)."""
+  (channel 0 of the stored masks), else the face type's soft face ellipse (needs resolution and
+  batch)."""
   if learned_BxHxWx1 is not None:
     return np.clip(np.asarray(learned_BxHxWx1, np.float32), 0.0, 1.0)
   if data_masks_BxHxWxC is not None:
     return to_unit_float(data_masks_BxHxWxC)[..., :1]
-  return np.broadcast_to(soft_ellipse(resolution), (batch, resolution, resolution, 1))
+  return np.broadcast_to(soft_ellipse(resolution, face_type), (batch, resolution, resolution, 1))

@@ -27,11 +27,16 @@ def decode_batched(params, decode_all, x, batch: int = 64):
   return models.split_output(y)
 
 
-def converted(x, rgb_j, learned_j, data_masks):
-  """The convert of one decoder's outputs for inputs x: learned mask, else the data's, else the
-  soft ellipse."""
-  m = convert_lib.choose_mask(learned_j, data_masks, x.shape[1], len(x))
-  return convert_lib.convert(x, rgb_j, m)
+def converted(shown, rgb_j, learned_j, data_masks, transforms=None, face_type=None):
+  """The convert of one decoder's outputs (aligned crops) with the learned mask, else the data's,
+  else the face type's soft ellipse: pasted back into the frames `shown` by `transforms` (frame
+  pixels -> crop pixels; convert.into_frames, the path photos take), or, without transforms,
+  blended into the crops `shown` themselves."""
+  s = rgb_j.shape[1]
+  m = convert_lib.choose_mask(learned_j, data_masks, s, len(rgb_j), face_type)
+  if transforms is None:
+    return convert_lib.convert(shown, rgb_j, m)
+  return convert_lib.into_frames(shown, rgb_j, m, transforms)
 
 
 def take_off(rgb_BxHxWx3, shift_3) -> np.ndarray:

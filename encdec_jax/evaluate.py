@@ -1,9 +1,12 @@
 """Evaluation on held-out images: swaps as a user sees them, against the true face swap.
 
 For every identity i and every decoder j, `decode_all` gives decoder_j(encoder(x_i)) (the *raw*
-output). What a user sees is the *converted* swap (encdec_jax/convert.py): that output blended
-into x_i inside a face mask, so hair and background stay x_i's. The synthetic data stores what a
-perfect convert would produce, the *true face swap* (x_i's frame with j's face), and its mask.
+output) of the aligned crop x_i. What a user sees is the *converted* swap (encdec_jax/convert.py):
+that output pasted back into x_i's frame inside a face mask, so hair and background stay the
+frame's. The synthetic data stores what a perfect convert would produce, the *true face swap*
+(x_i's frame with j's face), and its mask; pixel metrics compare whole frames, and the judges
+read the aligned crop of the converted frame (judges.judged_view), as they read the data. Data
+without frames (a folder of crops) converts and is judged in the crop itself.
 
 Scalars are named `eval/<metric>` (means) and `eval/<metric>/<i>` or `/<i>to<j>` (parts); what
 each metric means is in encdec_jax/metrics.py. `evaluate` is built from one function per family
@@ -30,16 +33,44 @@ from encdec_jax.pixels import to_unit_float
 class Source:
   """Identity i's held-out faces and what the data stores about them."""
   i: int
-  x: np.ndarray                    # (B, H, W, 3) in [0, 1]
-  data_masks: np.ndarray | None    # (B, H, W, C) uint8 (face, eyes, mouth), where the data has them
-  judge_mask: np.ndarray | None    # the face masks the judges read through
+  x: np.ndarray                    # (B, S, S, 3) in [0, 1]: the aligned crops the model sees
+  data_masks: np.ndarray | None    # (B, S, S, C) uint8 (face, eyes, mouth) of the crops, where the data has them
+  judge_mask: np.ndarray | None    # the crops' face masks the judges read through
   factors: np.ndarray | None       # (B, 7) true pose and expression factors
-  landmarks: np.ndarray | None     # (B, 4, 2) x_i's own landmarks
+  landmarks: np.ndarray | None     # (B, 4, 2) x_i's own landmarks (crop fractions)
+  frame: np.ndarray | None = None  # (B, F, F, 3) in [0, 1]: the frames the crops were cut from
+  frame_masks: np.ndarray | None = None  # (B, F, F, C) uint8: the frames' masks
+  transforms: np.ndarray | None = None   # (B, 2, 3) frame pixels -> crop pixels
 
   @functools.cached_property
   def face(self):
-    """(B, H, W, 1) in [0, 1]: the data's face mask, where it has one."""
+    """(B, S, S, 1) in [0, 1]: the crops' face mask, where the data has one."""
     return None if self.data_masks is None else to_unit_float(self.data_masks[..., :1])
+
+  @property
+  def shown(self) -> np.ndarray:
+    """What a swap is pasted into and compared in: the frames, else the crops."""
+    return self.x if self.frame is None else self.frame
+
+  @functools.cached_property
+  def shown_face(self):
+    """(B, H, W, 1): the face mask of `shown`, where the data has one."""
+    if self.frame is None:
+      return self.face
+    return None if self.frame_masks is None else to_unit_float(self.frame_masks[..., :1])
+
+  def convert(self, rgb, learned=None, into=None) -> np.ndarray:
+    """Decoded crops (B, S, S, 3) converted as a user sees them (decode.converted): pasted back
+    into `into` (images like `shown`, default `shown`) by the crops' transforms, or blended into
+    it where there are no frames."""
+    return converted(self.shown if into is None else into, rgb, learned, self.data_masks, self.transforms)
+
+  def judged(self, shown) -> np.ndarray:
+    """What the judges read of images shaped like `shown`: their aligned crops (as the data)."""
+    if self.frame is None:
+      return shown
+    from encdec_jax import align
+    return align.crops(shown, self.transforms, self.x.shape[1])
 
 
 def source(test: dict, i: int, judged: bool) -> tuple[Source, np.ndarray]:
@@ -50,42 +81,47 @@ def source(test: dict, i: int, judged: bool) -> tuple[Source, np.ndarray]:
   judge_mask = None
   if judged:  # inside the source's face mask, as the judges were fitted
     judge_mask = judges_lib.face_masks({"image": x, **({} if data_masks is None else {"mask": data_masks})})
+  framed = "frame" in test
   return Source(i, x, data_masks, judge_mask,
                 test["factors"][sel] if judged and "factors" in test else None,
-                test["landmarks"][sel] if "landmarks" in test else None), sel
+                test["landmarks"][sel] if "landmarks" in test else None,
+                to_unit_float(test["frame"][sel]) if framed else None,
+                test["frame_mask"][sel] if framed and "frame_mask" in test else None,
+                test["transform"][sel] if framed else None), sel
 
 
 def reconstruction_scores(s: Source, raw, conv, truth_known: bool) -> dict[str, float]:
-  """Decoder i on x_i: converted against x_i, raw, inside the face (per image), and its variation."""
-  out = {f"recon_{k}": v for k, v in _per_image(conv, s.x).items()}
+  """Decoder i on x_i: converted against x_i's frame, raw against the crop, inside the face (per
+  image), and its variation."""
+  out = {f"recon_{k}": v for k, v in _per_image(conv, s.shown).items()}
   out["raw_recon_mae"] = _per_image(raw, s.x)["mae"]
-  face = s.face
-  if face is not None:
-    out["recon_face_mae"] = _per_image(conv, s.x, face)["mae"]
-    if truth_known:
-      out["recon_variation"] = variation(raw, s.x, face.mean(0))
+  if s.shown_face is not None:
+    out["recon_face_mae"] = _per_image(conv, s.shown, s.shown_face)["mae"]
+  if s.face is not None and truth_known:
+    out["recon_variation"] = variation(raw, s.x, s.face.mean(0))
   return out
 
 
 def reconstruction_judged(judges, s: Source, conv) -> dict[str, float]:
   """The judges on A -> A at x_i's own landmarks: what the model can draw at all."""
-  scores = judges_lib.swap_samples(judges, conv, s.judge_mask, s.landmarks, s.i, s.i, s.factors)
+  scores = judges_lib.swap_samples(judges, s.judged(conv), s.judge_mask, s.landmarks, s.i, s.i, s.factors)
   return {"recon_" + k.replace("id_transfer", "id_accuracy"): v for k, v in scores.items() if k != "id_leak"}
 
 
 def swap_scores(s: Source, conv, raw, truth, truth_mask, full_head) -> dict[str, float]:
   """A converted swap against the true face swap (whole frame and face region), the bars of
   copying the input and of converting j's true full-head rendering, and the raw output against
-  that rendering (per image, the bars as means)."""
-  region = np.maximum(s.face, truth_mask)
+  that rendering (per image, the bars as means). conv, truth, truth_mask: like `s.shown`;
+  raw, full_head: crops."""
+  region = np.maximum(s.shown_face, truth_mask)
   out = {f"swap_{k}": v for k, v in _per_image(conv, truth).items()}
   out.update({f"swap_face_{k}": v for k, v in _per_image(conv, truth, region).items()})
-  out["swap_mae_input"] = mean_pair_metrics(s.x, truth)["mae"]
-  out["swap_face_mae_input"] = mean_pair_metrics(s.x, truth, region)["mae"]
-  oracle = converted(s.x, full_head, None, s.data_masks)
+  out["swap_mae_input"] = mean_pair_metrics(s.shown, truth)["mae"]
+  out["swap_face_mae_input"] = mean_pair_metrics(s.shown, truth, region)["mae"]
+  oracle = s.convert(full_head)
   out["swap_face_mae_oracle"] = mean_pair_metrics(oracle, truth, region)["mae"]
   out.update({f"raw_swap_{k}": v for k, v in _per_image(raw, full_head).items()})
-  out["swap_variation"] = variation(raw, full_head, truth_mask.mean(0))
+  out["swap_variation"] = variation(raw, full_head, s.judged(truth_mask).mean(0))
   return out
 
 
@@ -94,20 +130,20 @@ def swap_judged(judges, s: Source, j: int, conv, uncalibrated, truth, tone_regio
   """The judges on a converted swap i -> j; beside them, where given: the uncalibrated swap, the
   true swap itself (the ceiling), the swap with its tone gap matched, j's mean face converted (the
   bar) and the true swap blurred to the decoder's sharpness (what blur alone does). The swap's
-  own scores per image, the others as means."""
+  own scores per image, the others as means. Images like `s.shown`; the judges read s.judged."""
   score = lambda img, factors=s.factors: judges_lib.swap_scores(
-      judges, img, s.judge_mask, lms, s.i, j, factors)
-  out = dict(judges_lib.swap_samples(judges, conv, s.judge_mask, lms, s.i, j, s.factors))
+      judges, s.judged(img), s.judge_mask, lms, s.i, j, factors)
+  out = dict(judges_lib.swap_samples(judges, s.judged(conv), s.judge_mask, lms, s.i, j, s.factors))
   if uncalibrated is not None:
     out.update({f"{k}_uncalibrated": v for k, v in score(uncalibrated).items()
                 if k in ("attr_mae", "id_transfer")})
   if truth is not None:
     out["id_transfer_truth"] = score(truth, None)["id_transfer"]
     out["id_transfer_tone_matched"] = score(tone_matched(conv, truth, tone_region), None)["id_transfer"]
-    flat = converted(s.x, np.broadcast_to(mean_face, s.x.shape), None, s.data_masks)
+    flat = s.convert(np.broadcast_to(mean_face, s.x.shape))
     out.update({f"{k}_mean_face": v for k, v in score(flat).items() if k in ("attr_mae", "id_transfer")})
   if sigma is not None:  # converted: inside the face mask, the frame stays sharp
-    blurred = score(converted(truth, blur(truth, sigma), None, s.data_masks))
+    blurred = score(s.convert(blur(s.judged(truth), sigma), into=truth))
     out.update({f"blur_{k}": blurred[k] for k in ("attr_mae", "id_transfer") if k in blurred})
   return out
 
@@ -188,20 +224,20 @@ def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 6
       scores.add(i, {"blur_sigma": sigma})
     for j in range(num_identities):
       learned_j = None if learned is None else learned[j]
-      conv = converted(s.x, rgb[j], learned_j, s.data_masks)
+      conv = s.convert(rgb[j], learned_j)
       if j == i:
         scores.add(i, reconstruction_scores(s, rgb[i], conv, truth_known))
         if judged:
           scores.add(i, reconstruction_judged(judges, s, conv))
         continue
       pair = f"{i}to{j}"
-      raw_conv = None if shifts is None else converted(s.x, uncalibrated[j], learned_j, s.data_masks)
+      raw_conv = None if shifts is None else s.convert(uncalibrated[j], learned_j)
       truth = tone_region = None
       if truth_known:
         truth = to_unit_float(test["face_swaps"][sel, j])
         truth_mask = to_unit_float(test["face_swap_masks"][sel, j][..., :1])
         scores.add(pair, swap_scores(s, conv, rgb[j], truth, truth_mask, to_unit_float(test["swaps"][sel, j])))
-        tone_region = np.minimum(s.face, truth_mask)
+        tone_region = np.minimum(s.shown_face, truth_mask)
         gaps = {"swap_tone_gap": tone_gap(conv, truth, tone_region)}
         if shifts is not None:
           gaps["swap_tone_gap_uncalibrated"] = tone_gap(raw_conv, truth, tone_region)

@@ -22,6 +22,16 @@ def grid(rows_RxCxHxWx3, pad: int = 1, pad_value: float = 1.0) -> np.ndarray:
   return np.round(np.clip(out, 0, 1) * 255).astype(np.uint8)
 
 
+def fit(x_BxHxWxC, side: int) -> np.ndarray:
+  """Images shown at side x side (nearest neighbour: a crop beside its frame keeps its pixels)."""
+  x = np.asarray(x_BxHxWxC)
+  h, w = x.shape[1:3]
+  if (h, w) == (side, side):
+    return x
+  rows, cols = np.arange(side) * h // side, np.arange(side) * w // side
+  return x[:, rows][:, :, cols]
+
+
 def save_png(path: str, img_u8: np.ndarray, *, synthetic: bool = True, extra: dict | None = None,
              scale: int = 1) -> str:
   """Writes a PNG; `synthetic` images carry the provenance label in tEXt chunks."""

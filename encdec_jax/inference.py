@@ -1,8 +1,8 @@
 """Swapping images with a trained run: load a workdir, swap crops into an identity, blend, mark.
 
 The hairstyle-visualizer use: a face crop of A decoded as identity B and, by default, converted:
-blended back into A's crop inside a face mask (encdec_jax/convert.py), so that hair and
-background outside the face stay.
+pasted back into A's frame (or blended into the crop, where there is no frame) inside a face mask
+(encdec_jax/convert.py), so that hair and background outside the face stay.
 """
 from __future__ import annotations
 
@@ -95,13 +95,17 @@ def colour_shifts(run: Run, trn: dict | None = None, reuse: bool = True):
   return calibration.calibrate_params(run.params, run.compiled["decode_all"], trn, run.cfg.data.identities)
 
 
-def swap(run: Run, x_BxHxWx3: np.ndarray, to: int, blend: bool = True, masks=None, shift=None):
-  """-> (swapped (B, H, W, 3), mask used (B, H, W, 1) or None) at the input's resolution. With
-  `blend`, the convert (encdec_jax/convert.py) of the decoder's output: blended into the input
-  inside the learned mask if the model has one, else `masks` (the data's face masks), else the
-  soft ellipse over the face of an aligned crop (convert.FACE_ELLIPSE). `shift` (3,): a tone
-  colour shift (encdec_jax/calibration.py) taken off the decoder's output first."""
+def swap(run: Run, x_BxHxWx3: np.ndarray, to: int, blend: bool = True, masks=None, shift=None,
+         frames=None, transforms=None):
+  """-> (swapped, mask used (B, H, W, 1) or None). With `blend`, the convert
+  (encdec_jax/convert.py, decode.converted) of the decoder's output inside the learned mask if
+  the model has one, else `masks` (the data's face masks), else the soft ellipse over the face of
+  an aligned crop of the run's face type: pasted back into `frames` by `transforms` (frame pixels
+  -> crop pixels) when given (the swap is then frame-sized), else blended into the input crops.
+  Without `blend`, the decoder's output (crop-sized). `shift` (3,): a tone colour shift
+  (encdec_jax/calibration.py) taken off the decoder's output first."""
   from encdec_jax import convert
+  from encdec_jax.decode import converted
   b, h, _, _ = x_BxHxWx3.shape
   rgb, learned = decode(run, x_BxHxWx3, to)
   if shift is not None:
@@ -109,8 +113,9 @@ def swap(run: Run, x_BxHxWx3: np.ndarray, to: int, blend: bool = True, masks=Non
     rgb = take_off(rgb, shift)
   if not blend:
     return rgb, None
-  m = convert.choose_mask(learned, masks, h, b)
-  return convert.convert(x_BxHxWx3, rgb, m), m
+  m = convert.choose_mask(learned, masks, h, b, run.cfg.data.face_type)
+  shown = x_BxHxWx3 if transforms is None else frames
+  return converted(shown, rgb, m, None, transforms), m
 
 
 def decode(run: Run, x_BxHxWx3: np.ndarray, to: int):
@@ -127,8 +132,8 @@ def decode(run: Run, x_BxHxWx3: np.ndarray, to: int):
 def swap_rows(workdirs: list[str], per_identity: int = 3):
   """(rows, labels) of a swap grid over runs: fixed held-out faces (the first run's data), their
   true face swaps where the data has them, and each run's converted swap of them into the next
-  identity (one row per run; runs that cannot be loaded or have another image size are left
-  out). None when the first run cannot be loaded."""
+  identity, pasted back into the frame (one row per run; runs that cannot be loaded or have
+  another image size or face type are left out). None when the first run cannot be loaded."""
   from encdec_jax.data.loading import load_data
   try:
     first = load_run(workdirs[0])
@@ -138,10 +143,13 @@ def swap_rows(workdirs: list[str], per_identity: int = 3):
   n = first.cfg.data.identities
   picks = [k for i in range(n) for k in np.flatnonzero(test["identity"] == i)[:per_identity]]
   x = to_unit_float(test["image"][picks])
+  framed = "frame" in test
+  frames = to_unit_float(test["frame"][picks]) if framed else None
+  transforms = test["transform"][picks] if framed else None
   masks = test["mask"][picks] if "mask" in test else None
   ids = test["identity"][picks]
   target = (ids + 1) % n
-  rows, labels = [x], ["input"]
+  rows, labels = [x if frames is None else frames], ["input"]
   if "face_swaps" in test:
     rows.append(to_unit_float(test["face_swaps"][picks, target]))
     labels.append("true face swap")
@@ -150,15 +158,18 @@ def swap_rows(workdirs: list[str], per_identity: int = 3):
       run = first if w == workdirs[0] else load_run(w)
     except Exception:  # noqa: BLE001
       continue
-    if run.cfg.data.resolution != first.cfg.data.resolution:
+    if (run.cfg.data.resolution, run.cfg.data.face_type) != (first.cfg.data.resolution,
+                                                               first.cfg.data.face_type):
       continue
-    out = np.zeros_like(x)
+    out = np.zeros_like(rows[0])
     shifts = colour_shifts(run, trn if run.cfg.data == first.cfg.data else None)
     for s in np.unique(ids):  # one batched call per source identity (its target is the next)
       sel = ids == s
       t = int(target[sel][0])
       out[sel] = swap(run, x[sel], t, masks=None if masks is None else masks[sel],
-                      shift=None if shifts is None else shifts[int(s), t])[0]
+                      shift=None if shifts is None else shifts[int(s), t],
+                      frames=None if frames is None else frames[sel],
+                      transforms=None if transforms is None else transforms[sel])[0]
     rows.append(out)
     labels.append(os.path.basename(os.path.abspath(w)))
   return rows, labels

@@ -21,6 +21,9 @@ head (both the frame's) can tell them who it is.
               the 7 pose and expression factors (render.POSE_EXPRESSION), standardised by the
               training set's mean and std; only for data that stores factors (synthetic). The
               patches let it read smiles, blinks and brows, which global features do not.
+Where the data has frames (synthetic faces), the judges read what a user sees: the aligned crop
+of the frame (`judged_view`: align.crop by the example's transform), so a swap is judged after it
+was pasted back into its frame, and the judges are fitted and scored on crops cut the same way.
 Per factor, the regressor's held-out error (`attr_floors`) is compared with guessing the mean
 (`attr_guess`); a factor is *readable* when its floor is at most half its guess, and `attr_mae`
 averages the readable factors only (which ones is reported).
@@ -41,8 +44,9 @@ from encdec_jax.pixels import remap_bilinear, to_unit_float
 
 N_ATTR = len(R.POSE_EXPRESSION)
 FEATURES = 128     # random 3x3 conv filters of the identity features
-# (landmark, patch side as a fraction of the image) sampled on a PATCH_SAMPLES^2 grid; the nose
-# patch covers most of the face (pose), the others the expression's details.
+# (landmark, patch side as a fraction of a "head" crop: times the face type's zoom, at most the
+# whole crop) sampled on a PATCH_SAMPLES^2 grid; the nose patch covers most of the face (pose),
+# the others the expression's details.
 PATCHES = ((0, 0.25), (1, 0.25), (2, 0.7), (3, 0.35))  # align.LANDMARK_NAMES indices
 PATCH_SAMPLES = 12
 NOISE = 0.03       # sd of the pixel noise on the judges' noisy training copies (see train_judges)
@@ -52,7 +56,7 @@ READABLE = 0.5     # a factor is scored if its floor is <= this x guessing the m
 def is_readable(floor, guess):
   """Whether the judge reads a factor well enough to score it (works on arrays too)."""
   return floor <= READABLE * guess
-VERSION = 3        # of the judges' form: caches of another version are refitted, never misread
+VERSION = 4        # of the judges' form (4: patches zoomed with the face type): caches of another version are refitted, never misread
 
 
 def scored_factors(readable) -> dict[str, np.ndarray]:
@@ -85,15 +89,26 @@ def features(p: dict, x_BxHxWx3) -> jax.Array:
 _features = jax.jit(features)
 
 
-def patch_features(x_BxHxWx3, landmarks_Bx4x2) -> np.ndarray:
+def judged_view(d: dict, resolution: int | None = None) -> dict:
+  """Arrays as the judges see them: where there are frames, `image` is the aligned crop of each
+  frame (align.crop by its transform; float32), else the arrays as they are."""
+  if "frame" not in d:
+    return d
+  from encdec_jax import align
+  r = resolution or d["image"].shape[1]
+  return {**d, "image": align.crops(d["frame"], d["transform"], r)}
+
+
+def patch_features(x_BxHxWx3, landmarks_Bx4x2, scale: float = 1.0) -> np.ndarray:
   """Pixels sampled (bilinear) on a PATCH_SAMPLES^2 grid over a square around each landmark of
-  PATCHES: (B, len(PATCHES) * PATCH_SAMPLES^2 * 3)."""
+  PATCHES, each side times `scale` (at most 1): (B, len(PATCHES) * PATCH_SAMPLES^2 * 3)."""
   x = np.asarray(x_BxHxWx3, np.float32)
   lm = np.asarray(landmarks_Bx4x2, np.float32)
   b, h, w, _ = x.shape
   t = (np.arange(PATCH_SAMPLES) + 0.5) / PATCH_SAMPLES - 0.5
   out = []
   for k, side in PATCHES:
+    side = min(1.0, side * scale)
     cy = lm[:, k, 1, None, None] * h - 0.5 + t[None, :, None] * side * h
     cx = lm[:, k, 0, None, None] * w - 0.5 + t[None, None, :] * side * w
     shape = (b, PATCH_SAMPLES, PATCH_SAMPLES)
@@ -114,6 +129,7 @@ class Judges:
   attr_guess: np.ndarray | None   # (7,) what guessing the training mean scores there
   patch_stats: dict | None = None  # mu, sd of the patch features
   attr_range: np.ndarray | None = None  # (2, 7) standardised min and max of the training factors
+  patch_scale: float = 1.0      # the face type's zoom (align.FACE_TYPES): patches cover the same face
 
   @property
   def readable(self) -> np.ndarray | None:
@@ -130,7 +146,7 @@ class Judges:
     return None if self.attr_guess is None else float(self.attr_guess[self.readable].mean())
 
   def _patches(self, x_face, landmarks):
-    return (patch_features(x_face, landmarks) - self.patch_stats["mu"]) / self.patch_stats["sd"]
+    return (patch_features(x_face, landmarks, self.patch_scale) - self.patch_stats["mu"]) / self.patch_stats["sd"]
 
   def identify(self, x_BxHxWx3, mask_BxHxWxC) -> np.ndarray:
     """Identity of the face inside the mask."""
@@ -199,13 +215,18 @@ def face_masks(d: dict) -> np.ndarray:
 
 
 def train_judges(train: dict, test: dict, num_identities: int, seed: int = 0,
-                 extra: dict | None = None) -> Judges:
+                 extra: dict | None = None, patch_scale: float = 1.0) -> Judges:
   """Fits both judges on `train` (arrays with image, identity[, mask, factors, landmarks]) plus
   `extra` (more such arrays: face swaps of the training images, labelled with the face's
   identity), each image in its `training_copies` (rendered, softened, both noisy), face region
   only, and scores them on `test`'s
-  real images. The readouts are closed-form ridge regressions: nothing trains for steps."""
-  if extra is not None:
+  real images. The readouts are closed-form ridge regressions: nothing trains for steps.
+  `patch_scale`: the crops' zoom (align.FACE_TYPES). Where the arrays have frames, the judges read
+  their crops (judged_view)."""
+  train, test = judged_view(train), judged_view(test)
+  if extra is not None:  # images as floats in [0, 1] on both sides (judged views are floats)
+    unit = lambda d: {**d, "image": to_unit_float(d["image"])}
+    train, extra = unit(train), unit(extra)
     train = {k: np.concatenate([train[k], extra[k]]) for k in train if k in extra}
   r = train["image"].shape[1]
   if r % 8:
@@ -222,11 +243,11 @@ def train_judges(train: dict, test: dict, num_identities: int, seed: int = 0,
   f = (f - f.mean(0)) / (f.std(0) + 1e-6)
   ids = np.concatenate([train["identity"]] * k)
   j = Judges(p, _ridge_cv(f, np.eye(num_identities)[ids], k), None, num_identities, None, None, 0.0,
-             None, None)
+             None, None, patch_scale=float(patch_scale))
   xt = to_unit_float(test["image"])
   j.accuracy = float((j.identify(xt, face_masks(test)) == test["identity"]).mean())
   if "factors" in train and "landmarks" in train:
-    pf = patch_features(x, np.concatenate([train["landmarks"]] * k)).astype(np.float64)
+    pf = patch_features(x, np.concatenate([train["landmarks"]] * k), j.patch_scale).astype(np.float64)
     j.patch_stats = {"mu": pf.mean(0).astype(np.float32), "sd": (pf.std(0) + 1e-6).astype(np.float32)}
     pf = (pf - j.patch_stats["mu"]) / j.patch_stats["sd"]
     fa = train["factors"][:, :N_ATTR].astype(np.float64)
@@ -268,7 +289,7 @@ def save(j: Judges, path: str) -> None:
   meta = {"version": VERSION, "num_identities": j.num_identities, "accuracy": j.accuracy,
           "attr_mean": _list(j.attr_mean), "attr_std": _list(j.attr_std),
           "attr_floors": _list(j.attr_floors), "attr_guess": _list(j.attr_guess),
-          "attr_range": _list(j.attr_range)}
+          "attr_range": _list(j.attr_range), "patch_scale": j.patch_scale}
   with open(os.path.join(tmp, "judges.json"), "w") as f:
     json.dump(meta, f, indent=1)
   shutil.rmtree(path, ignore_errors=True)
@@ -289,7 +310,7 @@ def load(path: str) -> Judges | None:
   return Judges(tree["feats"], tree["classifier"], tree.get("regressor"), meta["num_identities"],
                 _vec(meta["attr_mean"]), _vec(meta["attr_std"]), meta["accuracy"],
                 _vec(meta["attr_floors"]), _vec(meta["attr_guess"]), tree.get("patch_stats"),
-                _vec(meta.get("attr_range")))
+                _vec(meta.get("attr_range")), float(meta.get("patch_scale", 1.0)))
 
 
 def describe(j: Judges) -> str:
@@ -309,26 +330,29 @@ def for_config(cfg, train: dict, test: dict) -> Judges | None:
   images (synthetic.training_face_swaps), so the frame cannot tell them the identity."""
   if not cfg.eval.judges:
     return None
+  from encdec_jax.align import zoom_of
   from encdec_jax.data import loading, synthetic
   s = loading.synthetic_settings(cfg)
   extra = (lambda: synthetic.training_face_swaps(**s)) if s else None
   return get(train, test, cfg.data.identities, cfg.data.dir or synthetic.default_data_dir(),
-             loading.dataset_key(cfg), extra=extra)
+             loading.dataset_key(cfg), extra=extra, patch_scale=zoom_of(cfg.data.face_type))
 
 
 def get(train: dict, test: dict, num_identities: int, data_dir: str, dataset_name: str,
-        verbose: bool = True, extra=None) -> Judges:
+        verbose: bool = True, extra=None, patch_scale: float = 1.0) -> Judges:
   """The cached judges of this dataset, fitted (and cached) on first use; `extra`: a function
   giving more training arrays (see train_judges), called only when fitting."""
   from encdec_jax.cachelock import cache_lock
   path = cache_dir(data_dir, dataset_name)
+  fit = lambda: train_judges(train, test, num_identities, extra=extra() if extra else None,
+                             patch_scale=patch_scale)
   if jax.process_count() > 1:  # Orbax synchronises processes: multi-host runs do not cache
-    j = train_judges(train, test, num_identities, extra=extra() if extra else None)
+    j = fit()
   else:
     with cache_lock(path, "the judges"):  # concurrent runs fit them once
       j = load(path)
       if j is None:
-        j = train_judges(train, test, num_identities, extra=extra() if extra else None)
+        j = fit()
         save(j, path)
   if verbose:
     print(f"judges ({dataset_name}): {describe(j)}")

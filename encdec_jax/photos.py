@@ -172,40 +172,44 @@ def choose_faces(detected: list[Face], min_face: float, largest: bool, min_score
   return Found(keep[:1] if largest else keep, problems, len(faces))
 
 
-def residual(face: Face, size: int) -> float:
-  """How far the face's landmarks are from the template after alignment: RMS distance in
-  template units (a fraction of the crop side). A similarity cannot bend a face, so a profile, an
-  odd detection or a face that is not one leaves a large residual."""
-  a = align.align_transform(face.landmarks(), size)
+def residual(face: Face, size: int, face_type: str = align.DEFAULT_FACE_TYPE) -> float:
+  """How far the face's landmarks are from the template after alignment: RMS distance in units
+  of the "head" template (a fraction of its crop side), so every face type gives the same value.
+  A similarity cannot bend a face, so a profile, an odd detection or a face that is not one
+  leaves a large residual."""
+  a = align.align_transform(face.landmarks(), size, face_type)
   lm = face.landmarks()
   moved = lm @ a[:, :2].T + a[:, 2]
-  return float(np.sqrt(((moved - align.template_px(size)) ** 2).sum(1).mean()) / size)
+  rms = np.sqrt(((moved - align.template_px(size, face_type)) ** 2).sum(1).mean()) / size
+  return float(rms / align.zoom_of(face_type))
 
 
-def alignment(face: Face, size: int, source: str, detector: str) -> dict:
+def alignment(face: Face, size: int, source: str, detector: str,
+              face_type: str = align.DEFAULT_FACE_TYPE) -> dict:
   """The JSON written next to a crop: where it came from and how it was cut."""
-  a = align.align_transform(face.landmarks(), size)
+  a = align.align_transform(face.landmarks(), size, face_type)
   return {"source": source, "detector": detector, "score": round(face.score, 5),
-          "residual": round(residual(face, size), 5),
+          "residual": round(residual(face, size, face_type), 5),
           "box": [round(v, 2) for v in face.box],
           "points": np.round(face.points, 2).tolist(),
           "landmarks": np.round(face.landmarks(), 2).tolist(),
-          "size": size, "transform": np.round(a, 6).tolist(),
-          "template": align.TEMPLATE.tolist()}
+          "size": size, "transform": np.round(a, 6).tolist(), "face_type": face_type,
+          "template": align.template(face_type).tolist()}
 
 
-def paste_swap(photo_u8: np.ndarray, face: Face, decode, size: int, blend: bool = True) -> np.ndarray:
-  """The photo with one face swapped: aligned crop -> decode(crop (1, S, S, 3) floats) ->
-  (decoded (1, S, S, 3), mask (1, S, S, 1) or None) -> converted inside the feathered mask and
-  warped back. Without `blend` the whole crop square is pasted (its edge feathered)."""
+def paste_swap(photo_u8: np.ndarray, face: Face, decode, size: int, blend: bool = True,
+               face_type: str = align.DEFAULT_FACE_TYPE) -> np.ndarray:
+  """The photo with one face swapped: aligned crop (of the run's face type) -> decode(crop
+  (1, S, S, 3) floats) -> (decoded (1, S, S, 3), mask (1, S, S, 1) or None) -> pasted back by
+  convert.into_frames, the path synthetic frames take. Without `blend` the whole crop square is
+  pasted (its edge feathered)."""
   from encdec_jax import convert
-  a = align.align_transform(face.landmarks(), size)
+  a = align.align_transform(face.landmarks(), size, face_type)
   x = to_unit_float(align.crop(photo_u8, a, size)[None])
   rgb, mask = decode(x)
   if not blend:
     mask = np.pad(np.ones((1, size - 2, size - 2, 1), np.float32), ((0, 0), (1, 1), (1, 1), (0, 0)))
-  m = convert.feather(mask)
-  return align.paste_back(photo_u8, np.asarray(rgb)[0], m[0], a)
+  return convert.into_frames(photo_u8[None], rgb, mask, a[None])[0]
 
 
 def is_crop(path: str, resolution: int) -> bool:

@@ -137,12 +137,17 @@ def parse_config_json(raw: bytes, path: str) -> dict:
   return d
 
 
+# Fields added with a change of the data itself: a run saved without them trained on other data,
+# which no value of the field brings back (synthetic_faces 2.x framed whole heads, uncropped).
+BEFORE_FIELD = {"data.face_type": "head shots, before face types (synthetic_faces 2.x)"}
+
+
 def config_diff(saved: dict, cfg_dict: dict) -> tuple[dict, dict, list[str]]:
   """(old flat, new flat, sorted differing fields that matter for a resume). A field added since
-  the saved run was started compares as its default."""
+  the saved run was started compares as its default, or as BEFORE_FIELD says."""
   old, new = flatten(saved), flatten(cfg_dict)
   for k in set(new) - set(old):
-    old[k] = default_for(k)
+    old[k] = BEFORE_FIELD[k] if k in BEFORE_FIELD else default_for(k)
   diff = sorted(k for k in set(old) | set(new)
                 if old.get(k) != new.get(k) and not may_change_on_resume(k))
   return old, new, diff

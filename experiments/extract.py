@@ -1,11 +1,13 @@
 """Detect and align the faces of a folder of photos into training crops.
 
   python -m experiments.extract --input=photos/alice --output=faces/alice [--size=64]
-      [--min_face=40] [--min_score=0] [--largest]
+      [--face_type=whole_face] [--min_face=40] [--min_score=0] [--largest]
 
 Every readable image of --input (png, jpg, jpeg, webp, bmp; EXIF rotation applied) goes through
 the face detector (MTCNN, weights shipped in its package); each face whose box is at least
---min_face px on its longer side is aligned to the template of encdec_jax/align.py and written
+--min_face px on its longer side is aligned to the template of encdec_jax/align.py, framed as
+--face_type (the synthetic faces' default framing, config.data.face_type; train with the same
+face type: the image folders refuse crops of another), and written
 as --output/<photo>_<k>.png (k = 0 for the largest face), with its alignment (source, box,
 landmarks, transform, detector score, alignment residual) in <photo>_<k>.json beside it; faces
 scoring below --min_score are left out. --output then feeds
@@ -29,6 +31,8 @@ _INPUT = flags.DEFINE_string("input", None, "folder of photos", required=True)
 _OUTPUT = flags.DEFINE_string("output", None, "folder for the aligned crops (one identity)",
                               required=True)
 _SIZE = flags.DEFINE_integer("size", 64, "side of the crops in pixels (>= data.resolution)")
+_FACE_TYPE = flags.DEFINE_string("face_type", "whole_face", "how the crop frames the face: "
+                                 "head, whole_face or full_face (encdec_jax/align.py FACE_TYPES)")
 _MIN_FACE = flags.DEFINE_float("min_face", 40, "skip faces whose detector box is smaller (px, "
                                "longer side)")
 _MIN_SCORE = flags.DEFINE_float("min_score", 0.0, "skip faces whose detector score is lower (the "
@@ -49,6 +53,8 @@ def main(argv):
     sys.exit(f"error: --size={_SIZE.value}; must be at least 16")
   from tqdm.auto import tqdm
   from encdec_jax import align, images, photos
+  if _FACE_TYPE.value not in align.FACE_TYPES:
+    sys.exit(f"error: --face_type={_FACE_TYPE.value!r}; valid: {', '.join(sorted(align.FACE_TYPES))}")
   problem = photos.output_problem(_INPUT.value, _OUTPUT.value, "crops")
   if problem:
     sys.exit(f"error: {problem}")
@@ -81,7 +87,7 @@ def main(argv):
     rec["detected"] = found.detected
     for k, face in enumerate(found.faces):
       out = f"{stems[name]}_{k}"
-      info = photos.alignment(face, _SIZE.value, rec["file"], detector.version)
+      info = photos.alignment(face, _SIZE.value, rec["file"], detector.version, _FACE_TYPE.value)
       crop = align.crop(photo, info["transform"], _SIZE.value)
       images.save_png(os.path.join(_OUTPUT.value, out + ".png"), crop, synthetic=False)
       with open(os.path.join(_OUTPUT.value, out + ".json"), "w") as f:
@@ -90,7 +96,8 @@ def main(argv):
       written += 1
   seconds = time.perf_counter() - t0
   summary = photos.summarize(records)
-  report = {"input": os.path.basename(os.path.realpath(_INPUT.value)), "size": _SIZE.value, "min_face": _MIN_FACE.value,
+  report = {"input": os.path.basename(os.path.realpath(_INPUT.value)), "size": _SIZE.value,
+            "face_type": _FACE_TYPE.value, "min_face": _MIN_FACE.value,
             "largest": _LARGEST.value, "threshold": _THRESHOLD.value, "min_score": _MIN_SCORE.value,
             "detector": detector.version,
             "photos": len(names), "crops": written, "seconds": round(seconds, 2),

@@ -10,8 +10,9 @@ Each readable image of --input (png, jpg, jpeg, webp, bmp) is written as PNG to 
   and, by default, blended into the input inside the face mask (the learned mask if the model
   has one, else a soft ellipse over the face of an aligned crop);
 - a photo goes through the face detector; every face (or the largest, --largest) at least
-  --min_face px is aligned as experiments.extract aligns it, swapped and blended the same way,
-  and warped back into the photo with the inverse transform and the feathered mask: outside the
+  --min_face px is aligned as experiments.extract aligns it (the run's config.data.face_type),
+  swapped and pasted back into the photo as evaluation pastes synthetic swaps into their frames
+  (encdec_jax/convert.py into_frames): warped back with the inverse transform and the feathered mask: outside the
   mask the photo keeps its own pixels (encdec_jax/photos.py).
 --input_kind=auto takes an image for an aligned crop when experiments.extract wrote an alignment
 next to it or when it is square and at most 4x the run's resolution on a side, else a photo.
@@ -86,7 +87,7 @@ def main(argv):
   def decode(x):
     rgb, learned = inference.decode(run, x, to)
     rgb = rgb if shift is None else take_off(rgb, shift)
-    return rgb, convert.choose_mask(learned, None, r, len(x))
+    return rgb, convert.choose_mask(learned, None, r, len(x), run.cfg.data.face_type)
 
   records = photos.unsupported_records(other, kind=None, output=None)
   for name in tqdm(names, desc=f"swap into {run.identities[to]}", unit="img"):
@@ -117,7 +118,8 @@ def main(argv):
       if not found.faces:
         continue
       for face in found.faces:
-        u8 = photos.paste_swap(u8, face, decode, r, blend=_BLEND.value)
+        u8 = photos.paste_swap(u8, face, decode, r, blend=_BLEND.value,
+                               face_type=run.cfg.data.face_type)
       faces = len(found.faces)
     if _MARK.value:
       u8 = images.corner_mark(u8)

@@ -29,15 +29,24 @@ def test_identities_and_factors_change_the_image():
 
 
 def test_stored_swaps_equal_fresh_renderings(tiny_data):
+  """Each example is its frame and the aligned crop its landmarks cut (as a photo's are); the
+  full-head swaps are rendered in that crop."""
+  from encdec_jax.data import synthetic
   _, test = tiny_data
-  res = test["image"].shape[1]
-  c = sf.SyntheticFacesConfig(name="x", resolution=res, identities=2)
+  res, fr = test["image"].shape[1], test["frame"].shape[1]
   for row in (0, len(test["image"]) - 1):
     i, k = int(test["identity"][row]), int(test["index"][row])
     f = sf.example_factors(0, "test", i, k)
     np.testing.assert_allclose(test["factors"][row], f.astype(np.float32))
-    for j in range(c.identities):
-      fresh = R.to_uint8(R.render(R.identity_traits(0, j), f, res).image)
+    ti = R.identity_traits(0, i)
+    frame = R.render(ti, f, fr)
+    np.testing.assert_array_equal(test["frame"][row], R.to_uint8(frame.image))
+    a = synthetic.transform(ti, f, res, fr, "whole_face")
+    np.testing.assert_allclose(test["transform"][row], a, atol=1e-5)
+    view = R.crop_view(fr, a)
+    np.testing.assert_array_equal(test["image"][row], R.to_uint8(R.render(ti, f, res, view=view).image))
+    for j in range(2):
+      fresh = R.to_uint8(R.render(R.identity_traits(0, j), f, res, view=view).image)
       np.testing.assert_array_equal(test["swaps"][row, j], fresh)
     np.testing.assert_array_equal(test["swaps"][row, i], test["image"][row])
 
@@ -46,17 +55,20 @@ def test_stored_face_swaps_are_the_frame_with_the_other_face(tiny_data):
   """The true face swap of x_i into j: x_i's frame (hair, background, ears) with j's face; its
   own identity's is x_i itself (swapping i into i gives back the source)."""
   _, test = tiny_data
-  res = test["image"].shape[1]
+  res, fr = test["image"].shape[1], test["frame"].shape[1]
   for row in (0, len(test["image"]) - 1):
     i, k = int(test["identity"][row]), int(test["index"][row])
     f = sf.example_factors(0, "test", i, k)
     j = 1 - i
-    fresh = R.render(R.identity_traits(0, i), f, res, face=R.identity_traits(0, j))
+    fresh = R.render(R.identity_traits(0, i), f, fr, face=R.identity_traits(0, j))
     np.testing.assert_array_equal(test["face_swaps"][row, j], R.to_uint8(fresh.image))
     np.testing.assert_array_equal(test["face_swap_masks"][row, j], R.to_uint8(fresh.mask))
-    np.testing.assert_allclose(test["face_swap_landmarks"][row, j], fresh.landmarks)
-    np.testing.assert_array_equal(test["face_swaps"][row, i], test["image"][row])
-    np.testing.assert_array_equal(test["face_swap_masks"][row, i], test["mask"][row])
+    # Its landmarks in the source's crop: where the judges look for j's eyes, nose and mouth.
+    in_crop = R.render(R.identity_traits(0, i), f, res, face=R.identity_traits(0, j),
+                       view=R.crop_view(fr, test["transform"][row]))
+    np.testing.assert_allclose(test["face_swap_landmarks"][row, j], in_crop.landmarks, atol=1e-4)
+    np.testing.assert_array_equal(test["face_swaps"][row, i], test["frame"][row])
+    np.testing.assert_array_equal(test["face_swap_masks"][row, i], test["frame_mask"][row])
 
 
 def test_face_swap_changes_the_face_and_keeps_the_frame():
@@ -90,14 +102,14 @@ def test_dataset_version_is_in_the_cache_path(tmp_path):
   """A cache of another version is another folder (TFDS): an old one, even damaged, is never
   read; the data is built again beside it. The judges' key names the version too."""
   import shutil
-  b = sf.builder(16, 2, 0, 64, 8, str(tmp_path))
+  b = sf.builder(16, 2, 0, 64, 8, 32, "whole_face", str(tmp_path))
   b.download_and_prepare()
   want = sf.load_split(b, "test")
   old = b.data_path.parent / "1.0.0"
   shutil.move(str(b.data_path), str(old))  # the cache as an older release left it ...
   for f in old.glob("*.tfrecord*"):
     f.write_bytes(b"damaged")  # ... and unreadable
-  b = sf.builder(16, 2, 0, 64, 8, str(tmp_path))
+  b = sf.builder(16, 2, 0, 64, 8, 32, "whole_face", str(tmp_path))
   b.download_and_prepare()
   assert b.data_path.name == sf.VERSION != "1.0.0"
   got = sf.load_split(b, "test")
@@ -110,7 +122,7 @@ def test_dataset_version_is_in_the_cache_path(tmp_path):
 
 def test_dataset_is_deterministic(tiny_data, tmp_path):
   train, _ = tiny_data
-  b = sf.builder(16, 2, 0, 64, 8, str(tmp_path))
+  b = sf.builder(16, 2, 0, 64, 8, 32, "whole_face", str(tmp_path))
   again = sf.load_split(b, "train")
   for k in ("image", "mask", "identity", "factors", "landmarks"):
     np.testing.assert_array_equal(again[k], train[k])
@@ -227,7 +239,7 @@ def test_two_processes_preparing_the_same_dataset_both_read_it(tmp_path):
       import multiprocessing as mp
       def load(d):
           from encdec_jax.data import synthetic_faces as sf
-          b = sf.builder(16, 2, 5, 16, 2, d)
+          b = sf.builder(16, 2, 5, 16, 2, 32, "whole_face", d)
           return len(sf.load_split(b, "train")["image"])
       if __name__ == "__main__":
           with mp.get_context("spawn").Pool(2) as p:
@@ -237,3 +249,31 @@ def test_two_processes_preparing_the_same_dataset_both_read_it(tmp_path):
   r = subprocess.run([sys.executable, str(tmp_path / "race.py")], cwd=root, capture_output=True,
                      text=True, timeout=300, env=dict(os.environ, PYTHONPATH=root))
   assert r.returncode == 0 and "loaded [32, 32]" in r.stdout, r.stderr[-3000:]
+
+
+def test_face_types_fill_the_crop_and_the_crop_is_the_photo_paths():
+  """The default face type's crops: the visible face covers at least 55% of the crop and the
+  eyes are at least 10 px apart at 32 px (the head shot: 21%, 5.5 px). Each crop is rendered
+  through its transform; align.crop of a 4x frame by the same transform (the photo path) gives
+  the same image to within resampling."""
+  from encdec_jax import align
+  from encdec_jax.data import synthetic
+  stats = {}
+  for face_type in ("head", "whole_face"):
+    cover, eyes = [], []
+    for i in range(4):
+      t = R.identity_traits(0, i)
+      for k in range(6):
+        f = synthetic.example_factors(0, "train", i, k)
+        a = synthetic.transform(t, f, 32, 64, face_type)
+        c = R.render(t, f, 32, view=R.crop_view(64, a))
+        cover.append(c.mask[..., 0].mean())
+        eyes.append(np.linalg.norm(np.diff(c.landmarks[:2] * 32, axis=0)))
+        if face_type == "whole_face" and k == 0:
+          big = R.to_uint8(R.render(t, f, 256).image)
+          a4 = synthetic.transform(t, f, 32, 256, face_type)
+          cut = align.crop(big, a4, 32) / 255.0
+          assert np.abs(cut - c.image).mean() < 0.02, (i, np.abs(cut - c.image).mean())
+    stats[face_type] = (np.mean(cover), np.mean(eyes))
+  assert stats["whole_face"][0] >= 0.55 and stats["whole_face"][1] >= 10, stats
+  assert stats["head"][0] < 0.3 and stats["head"][1] < 6, stats

@@ -9,7 +9,8 @@ from tests.helpers import init_params
 
 def test_three_identities_score_every_ordered_pair(tiny_config):
   """N = 3: six swap pairs, each with its own keys; the headline is their mean. A decoder that
-  copies its input scores exactly the copying baseline on every pair, and reconstructs perfectly."""
+  copies its input scores the copying baseline on every pair, and reconstructs, up to the
+  resampling of its crop pasted back into the frame."""
   from encdec_jax.data import loading
   cfg = assemble.checked_config(tiny_config(**{"data.identities": 3, "data.train_per_identity": 8,
                                                "data.test_per_identity": 4, "train.batch_size": 2}))
@@ -19,10 +20,10 @@ def test_three_identities_score_every_ordered_pair(tiny_config):
   pairs = [f"{i}to{j}" for i in range(3) for j in range(3) if i != j]
   assert sorted(k.split("/")[-1] for k in out if k.startswith("eval/swap_face_mae/")) == sorted(pairs)
   for p in pairs:
-    assert out[f"eval/swap_face_mae/{p}"] == pytest.approx(out[f"eval/swap_face_mae_input/{p}"], abs=1e-7)
+    assert out[f"eval/swap_face_mae/{p}"] == pytest.approx(out[f"eval/swap_face_mae_input/{p}"], rel=0.05)  # 3.1% at most measured (16 px crops)
     assert out[f"eval/swap_face_mae/{p}"] > 0.01  # the true face swap is not the input
   assert out["eval/swap_face_mae"] == pytest.approx(np.mean([out[f"eval/swap_face_mae/{p}"] for p in pairs]))
-  assert [out[f"eval/recon_mae/{i}"] for i in range(3)] == pytest.approx([0, 0, 0], abs=1e-7)
+  assert max(out[f"eval/recon_mae/{i}"] for i in range(3)) < 0.2 * out["eval/swap_mae_input"]  # 0.10x measured
 
 
 def test_dfaker_2x_output_is_scored_and_swapped_at_the_data_size(tiny_config, tiny_data):

@@ -13,7 +13,7 @@ def judge_data(data_dir):
   test set (64 at 16 px) is too small and too coarse for the judges (at 256 per identity the
   identity judge scored 92% on held-out faces)."""
   from encdec_jax.data import synthetic_faces
-  b = synthetic_faces.builder(32, 2, 0, 600, 32, data_dir)
+  b = synthetic_faces.builder(32, 2, 0, 600, 32, 64, "whole_face", data_dir)
   return synthetic_faces.load_split(b, "train"), synthetic_faces.load_split(b, "test")
 
 
@@ -21,20 +21,24 @@ def judge_data(data_dir):
 def judges(judge_data):
   from encdec_jax.data import synthetic
   train, test = judge_data
-  return judges_lib.train_judges(train, test, 2, extra=synthetic.training_face_swaps(0, 2, 32, 600))
+  return judges_lib.train_judges(train, test, 2, extra=synthetic.training_face_swaps(0, 2, 32, 600, 64, "whole_face"),
+                                 patch_scale=1.9)
 
 
 def test_judges_are_accurate_on_held_out_renderings(judges, judge_data):
   """Identity: every held-out rendering right from its face alone. Pose/expression: the floor of
-  every factor against guessing the mean, measured here (256 per identity, 32 px): yaw 0.11/0.89,
-  pitch 0.22/0.95, roll 0.14/0.87, smile 0.24/0.83, mouth_open 0.17/0.86, blink 0.27/0.66,
-  brow_raise 0.45/0.87. Pose and mouth must be readable; attr_mae averages the readable ones."""
+  every factor against guessing the mean, measured here (600 per identity, 32 px whole_face
+  crops of 64 px frames): yaw 0.07, pitch 0.15, smile 0.15, mouth_open 0.11, blink 0.12,
+  brow_raise 0.29 (guessing 0.6 to 0.9). Roll is not read (0.91): the aligned crop turns every
+  face upright, and a swap pasted back by the same transform keeps its frame's roll exactly.
+  Pose (yaw, pitch) and the expression must be readable; attr_mae averages the readable ones."""
   _, test = judge_data
   assert judges.accuracy == 1.0
   truth = (test["factors"][:, :7] - judges.attr_mean) / judges.attr_std
   np.testing.assert_allclose(judges.attr_guess, np.abs(truth).mean(0), rtol=1e-5)
   readable = dict(zip(R.POSE_EXPRESSION, judges.readable))
-  assert all(readable[n] for n in ("yaw", "pitch", "roll", "smile", "mouth_open")), judges.attr_floors
+  assert all(readable[n] for n in ("yaw", "pitch", "smile", "mouth_open", "blink")), judges.attr_floors
+  assert not readable["roll"], judges.attr_floors
   assert judges.attr_floor == pytest.approx(judges.attr_floors[judges.readable].mean())
   assert judges.attr_floor < 0.5 * judges.attr_guess_mean
 
@@ -42,10 +46,11 @@ def test_judges_are_accurate_on_held_out_renderings(judges, judge_data):
 def test_identity_judge_reads_the_face_not_the_hair(judges, judge_data):
   """Renders with j's face and i's hair (the true face swaps) are recognised as j: hair cannot
   decide identity. Measured: 100%."""
+  from encdec_jax import align
   _, test = judge_data
   n = len(test["image"])
   other = 1 - test["identity"]
-  faces = test["face_swaps"][np.arange(n), other].astype(np.float32) / 255
+  faces = align.crops(test["face_swaps"][np.arange(n), other], test["transform"], 32)  # as judged
   assert (judges.identify(faces, test["mask"]) == other).mean() >= 0.95  # inside the frame's mask
 
 
@@ -54,7 +59,10 @@ def _lookup_decode_all(test, mode, seed=0):
   mask the convert uses (the source's) and noise outside (where a mask-trained decoder is never
   trained); 'lighter': the same, lighter by a constant inside the face; 'copy': every decoder
   returns its input."""
+  from encdec_jax import align
   table = {test["image"][k].tobytes(): k for k in range(len(test["image"]))}
+  r = test["image"].shape[1]
+  truth = [align.crops(test["face_swaps"][:, j], test["transform"], r) for j in range(2)]  # in the crops
 
   def decode_all(params, x):
     rng = np.random.default_rng(seed)  # the same noise for the same inputs
@@ -64,7 +72,7 @@ def _lookup_decode_all(test, mode, seed=0):
     rows = [table[im.tobytes()] for im in np.round(x * 255).astype(np.uint8)]
     out = []
     for j in range(2):
-      face = test["face_swaps"][rows, j].astype(np.float32) / 255
+      face = truth[j][rows]
       m = test["mask"][rows][..., :1].astype(np.float32) / 255
       face = np.clip(face + 0.12, 0, 1) if mode == "lighter" else face
       out.append(m * face + (1 - m) * rng.uniform(size=face.shape).astype(np.float32))
@@ -80,7 +88,7 @@ def test_tone_matched_transfer_separates_a_tone_fault_from_a_face_fault(judges, 
   _, test = judge_data
   light = evaluate.evaluate(None, _lookup_decode_all(test, "lighter"), test, 2, judges=judges)
   assert light["eval/id_transfer"] < 0.8, light["eval/id_transfer"]  # the tone alone fails it
-  assert light["eval/id_transfer_tone_matched"] >= 0.95
+  assert light["eval/id_transfer_tone_matched"] >= 0.9  # 0.94 measured
   copy = evaluate.evaluate(None, _lookup_decode_all(test, "copy"), test, 2, judges=judges)
   assert copy["eval/id_transfer"] <= 0.05
   assert copy["eval/id_transfer_tone_matched"] <= 0.9
@@ -119,17 +127,19 @@ def test_perfect_model_scores_full_transfer_and_the_floor(judges, judge_data):
   for k in ("attr_mae", "expr_mae", "pose_mae", "swap_face_mae", "recon_expr_mae"):
     assert 0.0 < m[f"eval/{k}_se"] < 0.3 * m[f"eval/{k}"], (k, m[f"eval/{k}_se"], m[f"eval/{k}"])
   assert 0.0 <= m["eval/id_transfer_se"] <= 0.05
-  # A decoder that ignores its input (j's mean face in x_i's frame) gets the pose from the mask's
-  # outline: better than guessing, far worse than the perfect swap. Measured: 0.55 against 0.85
-  # and 0.24. (Its id_transfer, 0.5 here, is reported too: the judge reads both blurred mean faces
-  # of this family as one identity.)
-  assert m["eval/attr_mae"] + 0.15 < m["eval/attr_mae_mean_face"] < m["eval/attr_mae_guess"] - 0.15, m
+  # A decoder that ignores its input (j's mean face in x_i's frame): a little better than guessing
+  # (the crop's outline still shows some pose), far worse than the perfect swap. Measured: 0.78
+  # against 0.84 and 0.15. (Its id_transfer is reported too: the judge may read both blurred mean
+  # faces of a family as one identity.)
+  assert m["eval/attr_mae"] + 0.3 < m["eval/attr_mae_mean_face"] < m["eval/attr_mae_guess"], m
   assert 0.0 <= m["eval/id_transfer_mean_face"] <= 1.0
   # The judge on the true face swaps is the ceiling of id_transfer; the perfect model reaches it.
   assert m["eval/id_transfer_truth"] >= 0.95
   assert abs(m["eval/id_transfer"] - m["eval/id_transfer_truth"]) <= 0.05
-  # Far better than copying on the face, which the noise outside the mask never reaches.
-  assert m["eval/swap_face_mae"] < 0.3 * m["eval/swap_face_mae_input"], m
+  # Far better than copying on the face, which the noise outside the mask never reaches (not 0:
+  # the crop does not hold the chin and the cheeks' edges, which stay the frame's; 0.028 against
+  # 0.076 measured).
+  assert m["eval/swap_face_mae"] < 0.5 * m["eval/swap_face_mae_input"], m
   assert m["eval/swap_face_mae"] <= m["eval/swap_face_mae_oracle"] + 0.01
   # Its reconstructions are exact inside the mask: the convert gives the source back.
   assert m["eval/recon_face_mae"] < 0.02
@@ -154,11 +164,12 @@ def test_copying_model_scores_zero_transfer_and_the_copying_baseline(judges, jud
   _, test = judge_data
   m = evaluate.evaluate(None, _lookup_decode_all(test, "copy"), test, 2, judges=judges)
   assert m["eval/id_transfer"] <= 0.05 and m["eval/id_leak"] >= 0.95
-  assert m["eval/swap_mae"] == pytest.approx(m["eval/swap_mae_input"], abs=1e-6)
-  assert m["eval/swap_face_mae"] == pytest.approx(m["eval/swap_face_mae_input"], abs=1e-6)
+  # Its swap is the frame with its own crop pasted back: the frame, up to the crop's resampling.
+  assert m["eval/swap_mae"] == pytest.approx(m["eval/swap_mae_input"], abs=1e-3)
+  assert m["eval/swap_face_mae"] == pytest.approx(m["eval/swap_face_mae_input"], abs=3e-3)
   # Swapping i into i (the reconstruction) of a copying model gives back the source exactly, and
   # the judges read it as they read real faces: its identity, its expression to their floor.
-  assert m["eval/recon_mae"] == pytest.approx(0.0, abs=1e-6)
+  assert m["eval/recon_mae"] < 0.003  # the frame, up to the pasted crop's resampling
   assert m["eval/recon_id_accuracy"] == pytest.approx(m["eval/judge_accuracy"], abs=0.1)
   assert abs(m["eval/recon_attr_mae"] - m["eval/attr_mae_floor"]) < 0.1, m
   assert m["eval/swap_face_mae_input"] > 2 * m["eval/swap_mae_input"]  # the face is where swaps differ
@@ -240,19 +251,23 @@ def test_judges_cache_roundtrip_and_version(judges, tmp_path, judge_data):
 
 
 def test_preview_shows_input_true_face_swaps_converted_and_raw(judge_data):
-  """Columns: input | true face swap into 0, 1 | converted swap into 0, 1 | raw output 0, 1."""
+  """Columns: input frame | its crop | true face swap into 0, 1 | converted swap into 0, 1 (pasted
+  back into the frame) | raw output 0, 1 (crops shown at the frame's size)."""
   _, test = judge_data
   decode_all = _lookup_decode_all(test, "perfect")
   g = preview.preview_grid(None, decode_all, test, 2, per_identity=1)
-  assert g.shape == (2 * 33 + 1, 7 * 33 + 1, 3)
-  cell = lambda r, c: g[1 + 33 * r:33 * (r + 1), 1 + 33 * c:33 * (c + 1)]
+  assert g.shape == (2 * 65 + 1, 8 * 65 + 1, 3)
+  cell = lambda r, c: g[1 + 65 * r:65 * (r + 1), 1 + 65 * c:65 * (c + 1)]
   row0 = np.flatnonzero(test["identity"] == 0)[0]
-  np.testing.assert_array_equal(cell(0, 0), test["image"][row0])
-  np.testing.assert_array_equal(cell(0, 2), test["face_swaps"][row0, 1])
+  np.testing.assert_array_equal(cell(0, 0), test["frame"][row0])
+  np.testing.assert_array_equal(cell(0, 1), np.repeat(np.repeat(test["image"][row0], 2, 0), 2, 1))
+  np.testing.assert_array_equal(cell(0, 3), test["face_swaps"][row0, 1])
   x = test["image"][row0:row0 + 1].astype(np.float32) / 255
   raw = np.asarray(decode_all(None, x))[1]
-  conv = convert.convert(x, raw, test["mask"][row0:row0 + 1, ..., :1].astype(np.float32) / 255)
-  np.testing.assert_array_equal(cell(0, 4), np.round(conv[0] * 255).astype(np.uint8))
+  conv = convert.into_frames(test["frame"][row0:row0 + 1].astype(np.float32) / 255, raw,
+                             test["mask"][row0:row0 + 1, ..., :1].astype(np.float32) / 255,
+                             test["transform"][row0:row0 + 1])
+  np.testing.assert_array_equal(cell(0, 5), np.round(conv[0] * 255).astype(np.uint8))
 
 
 def test_pose_expression_estimates_stay_in_the_factors_range(judges, judge_data):
@@ -271,14 +286,15 @@ def test_pose_expression_estimates_stay_in_the_factors_range(judges, judge_data)
 def test_pose_expression_judge_is_not_fooled_by_invisible_noise(judges, judge_data):
   """Held-out renderings with pixel noise of sd 0.025 (face MAE 0.02: invisible at 32 px, smaller
   than any decoder's error) are the same faces: the judge reads them near its floor and far from
-  guessing. Measured: 0.27 against the floor 0.23 (a judge fitted without noisy copies: 0.67
-  against 0.18, as bad as a reconstruction that visibly draws the expression). Its identity
-  judge too: every noisy face still recognised."""
+  guessing. Measured: 0.23 against the floor 0.15 and guessing 0.8 (whole_face crops; on head
+  shots 0.27 against 0.23; a judge fitted without noisy copies: 0.67 against 0.18, as bad as a
+  reconstruction that visibly draws the expression). Its identity judge too: every noisy face
+  still recognised."""
   _, test = judge_data
-  x = test["image"].astype(np.float32) / 255
+  x = judges_lib.judged_view(test)["image"]  # the crops of the frames, as everything is judged
   noisy = np.clip(x + np.random.default_rng(1).normal(0, 0.025, x.shape), 0, 1).astype(np.float32)
   truth = (test["factors"][:, :7] - judges.attr_mean) / judges.attr_std
   err = np.abs(judges.attributes(noisy, test["mask"], test["landmarks"]) - truth).mean(0)
-  assert err[judges.readable].mean() < 1.4 * judges.attr_floor, (err, judges.attr_floors)
+  assert err[judges.readable].mean() < judges.attr_floor + 0.15 * judges.attr_guess_mean, (err, judges.attr_floors)
   assert err[judges.readable].mean() < 0.4 * judges.attr_guess_mean
   assert (judges.identify(noisy, test["mask"]) == test["identity"]).mean() >= 0.95

@@ -102,15 +102,16 @@ def test_paste_swap_changes_the_face_only_or_with_noblend_the_whole_crop():
 
   def decode(x):  # a decoder that paints everything white, and has no learned mask
     seen.append(x.shape)
-    return np.ones_like(x), convert.choose_mask(None, None, 32, len(x))
+    return np.ones_like(x), convert.choose_mask(None, None, 32, len(x), "head")
 
-  a = align.align_transform(face.landmarks(), 32)
-  inside = _mask_in_photo(a, convert.feather(convert.soft_ellipse(32)[None])[0], 180, 200)
-  blended = photos.paste_swap(p.image, face, decode, 32)
+  # The head framing: the face ellipse well inside the crop square.
+  a = align.align_transform(face.landmarks(), 32, "head")
+  inside = _mask_in_photo(a, convert.feather(convert.soft_ellipse(32, "head")[None])[0], 180, 200)
+  blended = photos.paste_swap(p.image, face, decode, 32, face_type="head")
   assert seen == [(1, 32, 32, 3)]
   changed = (blended != p.image).any(-1)
   assert not changed[inside == 0].any() and (blended[inside > 0.99] >= 250).all()
-  square = photos.paste_swap(p.image, face, decode, 32, blend=False)
+  square = photos.paste_swap(p.image, face, decode, 32, blend=False, face_type="head")
   changed_sq = (square != p.image).any(-1)
   # Without the blend the whole crop square is pasted: its area in the photo, (32 / scale)^2.
   assert changed_sq.sum() == pytest.approx((32 / align.scale_of(a)) ** 2, rel=0.15)
@@ -176,8 +177,9 @@ def test_detection_and_alignment_on_synthetic_composites(synthetic_detector):
     assert len(faces) == 1
     truth = p.landmarks[0]
     # Alignment error: where the true landmarks land in the crop cut by the detected landmarks,
-    # against where they land in the crop cut by the true ones, as a fraction of the crop side.
-    a, t = align.align_transform(faces[0].landmarks(), 64), align.align_transform(truth, 64)
+    # against where they land in the crop cut by the true ones, as a fraction of the side of a
+    # "head" crop (a closer face type multiplies it by its zoom).
+    a, t = align.align_transform(faces[0].landmarks(), 64, "head"), align.align_transform(truth, 64, "head")
     errs.append(np.abs(align.apply(a, truth) - align.apply(t, truth)).max() / 64)
     lm_errs.append(np.linalg.norm(faces[0].landmarks() - truth, axis=1).mean()
                    / np.linalg.norm(truth[1] - truth[0]))

@@ -173,7 +173,7 @@ def test_tiny_sweep_end_to_end_writes_report(tmp_path, data_dir):
   assert "![swap_face_mae](swap_face_mae.png)" in md
   report = (out / "report.md").read_text()
   heads = ("| run | loss | model.bottleneck | swap_face_mae | swap_mae | swap_face_ssim | id_transfer | id_leak "
-           "| attr_mae | pose_mae |")  # at 16 px the judge reads no expression factor: no expr_mae
+           "| attr_mae | expr_mae | pose_mae |")  # 16 px crops of 32 px frames: the judge reads some expression
   assert heads in report, report
   # Every cell of the report's table is the run's own eval.json, to the printed precision, with its
   # standard error over the held-out faces.
@@ -258,7 +258,7 @@ def test_train_cli_accepts_agent_style_overrides(tmp_path, data_dir):
   ev = subprocess.run([sys.executable, "-m", "experiments.evaluate", f"--workdir={tmp_path}"],
                       cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert ev.returncode == 0, ev.stderr[-3000:]
-  assert "eval/id_transfer=" in ev.stdout and "judges (synthetic_faces_2.1.0_r16" in ev.stdout
+  assert "eval/id_transfer=" in ev.stdout and "judges (synthetic_faces_3.0.0_r16_n2_s0_t64_h8_f32_whole_face" in ev.stdout
   # Evaluate cannot write eval.json (here: a folder in its way): one line, the metrics kept on screen.
   os.replace(tmp_path / "eval.json", tmp_path / "eval.saved")
   os.mkdir(tmp_path / "eval.json")

@@ -34,7 +34,7 @@ def test_golden_first_step_and_single_compile(trainer_and_source):
   # initialisation, the data renderer, the augmentation, the loss or the optimizer change:
   # re-derive them then with `pytest tests/train_test.py -k golden`, whose failure prints them.
   got = (float(m["train/loss"]), float(m["train/grad_norm"]), float(kernel(state).ravel()[:8].sum()))
-  want = (0.3922029733657837, 0.11106138676404953, 0.5415735840797424)
+  want = (0.34925562143325806, 0.15252141654491425, 0.541548490524292)  # synthetic_faces 3.0.0
   for g, w, rtol in zip(got, want, (2e-4, 2e-3, 1e-5)):
     np.testing.assert_allclose(g, w, rtol=rtol, err_msg=f"now {got!r}")
   # Adam's first step moves every parameter with a gradient by lr (bias-corrected m / sqrt(v) = +-1).

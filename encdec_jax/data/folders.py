@@ -127,14 +127,15 @@ def load_image(path: str, resolution: int, min_size: int) -> tuple[np.ndarray, l
   return np.asarray(im, dtype=np.uint8).copy(), notes
 
 
-def crop_landmarks(path: str, resolution: int, square: bool = True) -> tuple[np.ndarray, str]:
+def crop_landmarks(path: str, resolution: int, square: bool = True,
+                   face_type: str = "whole_face") -> tuple[np.ndarray, str]:
   """(landmarks (4, 2) in pixels of the crop at `resolution`, where from): "json", those of the
   JSON experiments.extract wrote beside the crop (through its transform, scaled from its size);
   else the template's and why (no JSON, a malformed one, align.landmarks_problem). `square`:
   whether the image was square (a centre-cropped one no longer fits its JSON)."""
   from encdec_jax import align
   meta = os.path.splitext(path)[0] + ".json"
-  template = align.template_px(resolution).astype(np.float32)
+  template = align.template_px(resolution, face_type).astype(np.float32)
   if not os.path.exists(meta):
     return template, "no landmark file"
   if not square:
@@ -150,7 +151,7 @@ def crop_landmarks(path: str, resolution: int, square: bool = True) -> tuple[np.
   if not (size > 0 and np.isfinite(a).all() and np.isfinite(lm).all()):
     return template, "landmark file with non-finite values"
   crop = ((lm @ a[:, :2].T + a[:, 2]) + 0.5) * resolution / size - 0.5  # photo px -> crop px
-  why = align.landmarks_problem(crop, resolution)
+  why = align.landmarks_problem(crop, resolution, face_type)
   if why:
     return template, f"implausible landmarks: {why}"
   return crop.astype(np.float32), "json"
@@ -205,7 +206,36 @@ class Scan:
     return dataclasses.asdict(self)
 
 
-def fingerprint(root: str, resolution: int, min_size: int) -> tuple[str, list]:
+def json_face_type(info: dict) -> str | None:
+  """The face type an extract JSON says its crop was cut as: its `face_type`, else "head" for
+  the JSONs written before face types (their `template` is the head template), else None."""
+  if isinstance(info.get("face_type"), str):
+    return info["face_type"]
+  return "head" if "template" in info else None
+
+
+def check_face_types(root: str, s: "Scan", face_type: str) -> None:
+  """DataError naming the crops whose extract JSON says another face type than the run's: a
+  model trains on one framing, and the convert pastes back by it."""
+  wrong = []
+  for files in s.files.values():
+    for rel in files:
+      meta = os.path.splitext(os.path.join(root, rel))[0] + ".json"
+      try:
+        with open(meta) as f:
+          got = json_face_type(json.load(f))
+      except (OSError, ValueError, AttributeError):
+        continue  # no JSON or a malformed one: the template's landmarks (crop_landmarks says why)
+      if got is not None and got != face_type:
+        wrong.append(f"{printable(rel)} ({got})")
+  if wrong:
+    raise DataError(f"{len(wrong)} crop(s) under {root} were extracted as another face type than "
+                    f"config.data.face_type={face_type!r}: {', '.join(wrong[:3])}"
+                    f"{', ...' if len(wrong) > 3 else ''}; extract them again with "
+                    f"--face_type={face_type} or set config.data.face_type to theirs")
+
+
+def fingerprint(root: str, resolution: int, min_size: int, face_type: str = "whole_face") -> tuple[str, list]:
   entries = []
   for ident in identity_folders(root):
     for dirpath, dirnames, names in os.walk(os.path.join(root, ident)):
@@ -218,7 +248,7 @@ def fingerprint(root: str, resolution: int, min_size: int) -> tuple[str, list]:
         except OSError:  # a broken link: its name still counts
           entry = (-1, -1)
         entries.append((printable(os.path.relpath(p, root)), *entry))
-  h = hashlib.sha1(json.dumps([os.path.abspath(root), resolution, min_size, VERSION, entries])
+  h = hashlib.sha1(json.dumps([os.path.abspath(root), resolution, min_size, VERSION, face_type, entries])
                    .encode()).hexdigest()[:12]
   return h, entries
 
@@ -341,6 +371,7 @@ def _define_builder():
     min_size: int = 32
     test_per_identity: int = 8
     scan_json: str = ""        # the Scan (accepted files), as JSON
+    face_type: str = "whole_face"  # the crops' framing (align.FACE_TYPES): the template's landmarks
 
   class FaceFolders(tfds.core.GeneratorBasedBuilder):
     """Aligned face crops from ROOT/<identity>/ folders, checked by scan()."""
@@ -376,7 +407,7 @@ def _define_builder():
       for k, (i, rel) in enumerate(items):
         img, notes = load_image(os.path.join(c.root, rel), c.resolution, c.min_size)
         square = not any(n.startswith("centre-cropped") for n in notes)
-        lm, source = crop_landmarks(os.path.join(c.root, rel), c.resolution, square)
+        lm, source = crop_landmarks(os.path.join(c.root, rel), c.resolution, square, c.face_type)
         # TFDS keys and text are UTF-8: a name that is not keeps its escapes there.
         yield printable(rel), {"image": img, "identity": i, "index": k, "path": printable(rel),
                                "landmarks": lm, "aligned_json": source == "json",
@@ -386,7 +417,7 @@ def _define_builder():
 
 
 def load(root: str, resolution: int, min_size: int, test_per_identity: int, batch_size: int,
-         data_dir: str, report_path: str = "") -> tuple[dict, dict, Scan]:
+         data_dir: str, report_path: str = "", face_type: str = "whole_face") -> tuple[dict, dict, Scan]:
   """Scans, checks, prepares (TFDS, cached per folder fingerprint) and reads both splits:
   (train arrays, test arrays, scan). Masks: face, eye and mouth regions placed from each crop's
   landmarks (data/regions.py)."""
@@ -400,11 +431,12 @@ def load(root: str, resolution: int, min_size: int, test_per_identity: int, batc
       json.dump({"summary": s.summary(), **s.to_json()}, f, indent=1)
     os.replace(tmp, report_path)
   check_scan(s, test_per_identity + batch_size)
+  check_face_types(root, s, face_type)
   cls, cfg_cls = _builder_class()
-  fp, _ = fingerprint(root, resolution, min_size)
+  fp, _ = fingerprint(root, resolution, min_size, face_type)
   cfg = cfg_cls(name=f"r{resolution}_h{test_per_identity}_{fp}", root=os.path.abspath(root),
                 resolution=resolution, min_size=min_size, test_per_identity=test_per_identity,
-                scan_json=json.dumps(s.to_json()))
+                scan_json=json.dumps(s.to_json()), face_type=face_type)
   b = cls(config=cfg, data_dir=data_dir)
   from encdec_jax.cachelock import cache_lock
   with cache_lock(str(b.data_path), "the image-folder dataset"):  # concurrent runs prepare it once
@@ -418,7 +450,7 @@ def load(root: str, resolution: int, min_size: int, test_per_identity: int, batc
     arrays = {k: v[order] for k, v in arrays.items()}
     # Real crops have no drawn masks: the face, eye and mouth regions placed from each crop's
     # landmarks (data/regions.py), which the mask-weighted loss, the convert and the judges use.
-    arrays["mask"] = np.stack([np.round(masks_from_landmarks(lm, resolution) * 255).astype(np.uint8)
+    arrays["mask"] = np.stack([np.round(masks_from_landmarks(lm, resolution, face_type) * 255).astype(np.uint8)
                                for lm in arrays["landmarks"]]) if n else np.zeros(
                                    arrays["image"].shape, np.uint8)
     out.append(arrays)

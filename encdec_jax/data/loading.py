@@ -27,6 +27,9 @@ def check_data_config(cfg: ExperimentConfig) -> None:
   d = cfg.data
   if d.name not in DATASETS:
     raise ConfigError(f"config.data.name={d.name!r}; valid: {sorted(DATASETS)}")
+  from encdec_jax.align import FACE_TYPES
+  if d.face_type not in FACE_TYPES:
+    raise ConfigError(f"config.data.face_type={d.face_type!r}; valid: {sorted(FACE_TYPES)}")
   if d.name == "folders":
     if not d.root:
       raise ConfigError("config.data.root is empty; data.name='folders' reads ROOT/<identity>/*.png|jpg")
@@ -63,14 +66,14 @@ def load_data(cfg: ExperimentConfig, workdir: str | None = None, need_masks: boo
     try:
       train, test, scan = folders.load(d.root, d.resolution, d.min_size, d.test_per_identity,
                                        cfg.train.batch_size, d.dir or synthetic.default_data_dir(),
-                                       report)
+                                       report, d.face_type)
     except folders.DataError as e:
       raise ConfigError(str(e)) from None
     print(scan.summary() + (f" (details: {report})" if report else ""))
     return train, test
   from encdec_jax.data import synthetic_faces
   b = synthetic_faces.builder(d.resolution, d.identities, d.seed, d.train_per_identity,
-                              d.test_per_identity, d.dir)
+                              d.test_per_identity, d.frame_side, d.face_type, d.dir)
   return synthetic_faces.load_split(b, "train"), synthetic_faces.load_split(b, "test")
 
 
@@ -82,11 +85,13 @@ def dataset_key(cfg: ExperimentConfig) -> str:
     return read_arrays(cfg, meta_only=True)[2]["dataset_key"]
   if d.name == "folders":
     from encdec_jax.data import folders
-    fp, _ = folders.fingerprint(d.root, d.resolution, folders.min_side(d.resolution, d.min_size))
+    fp, _ = folders.fingerprint(d.root, d.resolution, folders.min_side(d.resolution, d.min_size),
+                                d.face_type)
     return f"folders_r{d.resolution}_h{d.test_per_identity}_{fp}"
   from encdec_jax.data import synthetic
   return f"synthetic_faces_{synthetic.VERSION}_" + synthetic.config_name(
-      d.resolution, d.identities, d.seed, d.train_per_identity, d.test_per_identity)
+      d.resolution, d.identities, d.seed, d.train_per_identity, d.test_per_identity, d.frame_side,
+      d.face_type)
 
 
 def synthetic_settings(cfg: ExperimentConfig) -> dict | None:
@@ -96,7 +101,8 @@ def synthetic_settings(cfg: ExperimentConfig) -> dict | None:
     return read_arrays(cfg, meta_only=True)[2].get("synthetic")
   if d.name == "synthetic_faces":
     return {"seed": d.seed, "identities": d.identities, "resolution": d.resolution,
-            "train_per_identity": d.train_per_identity}
+            "train_per_identity": d.train_per_identity, "frame_resolution": d.frame_side,
+            "face_type": d.face_type}
   return None
 
 

@@ -35,12 +35,15 @@ def _soft(resolution, cx, cy, rx, ry, angle):
   return k * k * (3 - 2 * k)
 
 
-def masks_from_landmarks(landmarks_4x2, resolution: int) -> np.ndarray:
+def masks_from_landmarks(landmarks_4x2, resolution: int, face_type: str = align.DEFAULT_FACE_TYPE) -> np.ndarray:
   """(R, R, 3) float32 in [0, 1]: face, eye and mouth regions (the synthetic data's channels)
-  for a crop whose landmarks (eyes, nose, mouth centre; pixels, x right, y down) are given."""
-  from encdec_jax.convert import FACE_ELLIPSE
+  for a crop whose landmarks (eyes, nose, mouth centre; pixels, x right, y down) are given. The
+  face ellipse and the template zoom together, so the face type changes only where the template
+  puts a face that has no landmarks."""
+  from encdec_jax.convert import face_ellipse
+  FACE_ELLIPSE = face_ellipse(face_type)
   lm = np.asarray(landmarks_4x2, np.float64)
-  a = align.similarity(align.template_px(resolution), lm)  # template -> these landmarks
+  a = align.similarity(align.template_px(resolution, face_type), lm)  # template -> these landmarks
   scale = float(np.sqrt(abs(np.linalg.det(a[:, :2]))))
   turn = float(np.arctan2(a[1, 0], a[0, 0]))
   centre = a @ np.array([FACE_ELLIPSE["cx"] * resolution - 0.5, FACE_ELLIPSE["cy"] * resolution - 0.5, 1.0])

@@ -129,8 +129,28 @@ FACE_TRAITS = ("face_power", "skin", "eye_dx", "eye_y", "eye_w", "eye_h", "iris"
 FRAME_TRAITS = ("face_w", "face_h", "hair_style", "hair")
 
 
-def render(traits: Traits, factors: np.ndarray, resolution: int, face: Traits | None = None) -> Rendering:
+def frame_view(resolution: int) -> np.ndarray:
+  """(2, 3): a resolution x resolution frame's pixels (centres at integers) -> image coordinates
+  ([-1, 1], the whole head shot)."""
+  return np.array([[2.0 / resolution, 0.0, 1.0 / resolution - 1.0],
+                   [0.0, 2.0 / resolution, 1.0 / resolution - 1.0]])
+
+
+def crop_view(frame_resolution: int, a_2x3) -> np.ndarray:
+  """(2, 3): an aligned crop's pixels -> image coordinates, for the crop that `a` (frame pixels
+  -> crop pixels, encdec_jax/align.py) cuts from a frame_resolution frame."""
+  a = np.vstack([np.asarray(a_2x3, np.float64), [0.0, 0.0, 1.0]])
+  return frame_view(frame_resolution) @ np.linalg.inv(a)
+
+
+def render(traits: Traits, factors: np.ndarray, resolution: int, face: Traits | None = None,
+           view: np.ndarray | None = None) -> Rendering:
   """Renders one face. Deterministic: the same inputs give the same pixels.
+
+  `view` (2, 3): output pixels -> image coordinates, default frame_view(resolution) (the head
+  shot). With crop_view, the output is an aligned crop of the frame rendered directly (as a
+  camera of higher resolution would give it, not resampled); landmarks are in the output's
+  fractions either way.
 
   `face`: whose FACE_TRAITS are painted (default `traits`). render(i, f, r, face=j) is the true
   face swap of i's image into j: i's frame (head size, hair, neck and ears, background, pose,
@@ -139,9 +159,11 @@ def render(traits: Traits, factors: np.ndarray, resolution: int, face: Traits | 
   f = dict(zip(FACTOR_NAMES, np.asarray(factors, dtype=np.float64)))
   t = traits
   ft = traits if face is None else face
-  px = 2.0 / resolution
-  g = (np.arange(resolution) + 0.5) * px - 1.0
-  X, Y = np.meshgrid(g, g)  # image coordinates
+  v = frame_view(resolution) if view is None else np.asarray(view, np.float64)
+  px = float(np.sqrt(abs(np.linalg.det(v[:, :2]))))  # image units per output pixel
+  U, V = np.meshgrid(np.arange(resolution, dtype=np.float64), np.arange(resolution, dtype=np.float64))
+  X = v[0, 0] * U + v[0, 1] * V + v[0, 2]  # image coordinates
+  Y = v[1, 0] * U + v[1, 1] * V + v[1, 2]
 
   # Head frame: undo jitter, scale and roll (the head rotates about its centre).
   cx0, cy0 = f["shift_x"], 0.04 + f["shift_y"]
@@ -280,7 +302,8 @@ def render(traits: Traits, factors: np.ndarray, resolution: int, face: Traits | 
   lm = np.array(landmarks)
   ix = cx0 + s * (cr * lm[:, 0] - sr * lm[:, 1])
   iy = cy0 + s * (sr * lm[:, 0] + cr * lm[:, 1])
-  lm_img = np.stack([(ix + 1) / 2, (iy + 1) / 2], axis=-1)
+  out_px = np.linalg.solve(v[:, :2], np.stack([ix - v[0, 2], iy - v[1, 2]]))  # (2, 4)
+  lm_img = (out_px.T + 0.5) / resolution
   mask[..., 1:] *= face_cov[..., None]
   return Rendering(np.clip(img, 0, 1), np.clip(mask, 0, 1), lm_img.astype(np.float32))
 

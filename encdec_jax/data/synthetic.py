@@ -1,5 +1,14 @@
 """What the synthetic faces are, in pure numpy (no TensorFlow): their version, the name of a set
-of settings, each example's factors, and face swaps of training examples for the judges.
+of settings, each example's factors, its frame and aligned crop, and face swaps of training
+examples for the judges.
+
+A synthetic example is what a face-swap pipeline makes of one photo: the *frame* (the head shot
+with hair and background, at the frame resolution) and its *aligned crop* (data.resolution, the
+face type's framing: encdec_jax/align.py), cut by the similarity transform that takes the
+frame's landmarks to the template, as experiments.extract cuts a photo. The crop is rendered
+through that transform (a sharper camera, not a resampling: tests/data_test.py checks it against
+align.crop of a 4x frame). The model trains on crops; its swaps are pasted back into the frame
+(encdec_jax/convert.py) and judged there.
 
 encdec_jax/data/synthetic_faces.py stores them as a TFDS dataset; this module is what a machine
 without TensorFlow (a typical JAX GPU container) needs to use an exported copy.
@@ -10,17 +19,21 @@ import os
 
 import numpy as np
 
+from encdec_jax import align
 from encdec_jax.data import render as R
 
+# 3.0.0: frames and aligned crops (face types), true face swaps in the frame;
 # 2.1.0: stored as array_record, read back with numpy and PIL (no TensorFlow), the same arrays;
 # 2.0.0: true face swaps (+ masks, landmarks); masks are of the visible face (not under hair);
 # brow colour is a face trait. A cache of another version lives in another folder: never misread.
-VERSION = "2.1.0"
+VERSION = "3.0.0"
 _SPLIT_IDS = {"train": 0, "test": 1}
 
 
-def config_name(resolution, identities, seed, train_per_identity, test_per_identity) -> str:
-  return f"r{resolution}_n{identities}_s{seed}_t{train_per_identity}_h{test_per_identity}"
+def config_name(resolution, identities, seed, train_per_identity, test_per_identity,
+                frame_resolution, face_type) -> str:
+  return (f"r{resolution}_n{identities}_s{seed}_t{train_per_identity}_h{test_per_identity}"
+          f"_f{frame_resolution}_{face_type}")
 
 
 def example_factors(seed: int, split: str, identity: int, index: int) -> np.ndarray:
@@ -32,14 +45,34 @@ def default_data_dir() -> str:
   return os.path.join(os.path.expanduser("~"), ".cache", "encdec_jax", "tfds")
 
 
-def training_face_swaps(seed: int, identities: int, resolution: int, train_per_identity: int) -> dict:
+def landmarks_px(traits: R.Traits, factors: np.ndarray, frame_resolution: int) -> np.ndarray:
+  """(4, 2) the face's landmarks in frame pixels (they do not depend on the resolution: a 4 px
+  rendering gives them cheaply)."""
+  return R.render(traits, factors, 4).landmarks * frame_resolution - 0.5
+
+
+def transform(traits: R.Traits, factors: np.ndarray, resolution: int, frame_resolution: int,
+              face_type: str) -> np.ndarray:
+  """(2, 3) frame pixels -> crop pixels: the aligned crop of this face, as photos are aligned."""
+  return align.align_transform(landmarks_px(traits, factors, frame_resolution), resolution, face_type)
+
+
+def crop_landmarks(landmarks_frame_fractions, a_2x3, frame_resolution: int, resolution: int) -> np.ndarray:
+  """Landmarks given in frame fractions, in the crop's fractions."""
+  px = np.asarray(landmarks_frame_fractions, np.float64) * frame_resolution - 0.5
+  return ((align.apply(a_2x3, px) + 0.5) / resolution).astype(np.float32)
+
+
+def training_face_swaps(seed: int, identities: int, resolution: int, train_per_identity: int,
+                        frame_resolution: int, face_type: str) -> dict:
   """Every training example's frame with another identity's face (identity i's k-th example gets
-  the face of the (k mod (N-1))-th other identity), labelled with that face's identity: arrays
-  image, mask, landmarks (uint8 / float32), identity, factors. `mask` is the frame's own (the
-  example's), as when a swap is judged inside its source's mask; `landmarks` are the face's.
-  Fitted on together with the real training images, the judges cannot use the frame (head size,
-  hairline, hair, the mask's outline) to tell identities apart: in the data alone frame and
-  identity always go together."""
+  the face of the (k mod (N-1))-th other identity), labelled with that face's identity, seen as
+  a swap is judged: the aligned crop of the frame (align.crop, by the example's own transform).
+  Arrays image, mask, landmarks (uint8 / float32; crop), identity, factors. `mask` is the
+  example's own crop mask, as when a swap is judged inside its source's mask; `landmarks` are
+  the face's. Fitted on together with the real training images, the judges cannot use the
+  frame (head size, hairline, hair, the mask's outline) to tell identities apart: in the data
+  alone frame and identity always go together."""
   traits = [R.identity_traits(seed, i) for i in range(identities)]
   out = {k: [] for k in ("image", "mask", "landmarks", "identity", "factors")}
   for i in range(identities):
@@ -47,9 +80,12 @@ def training_face_swaps(seed: int, identities: int, resolution: int, train_per_i
     for k in range(train_per_identity):
       j = others[k % len(others)]
       f = example_factors(seed, "train", i, k)
-      r = R.render(traits[i], f, resolution, face=traits[j])
-      frame_mask = R.render(traits[i], f, resolution).mask
-      for key, v in (("image", R.to_uint8(r.image)), ("mask", R.to_uint8(frame_mask)),
-                     ("landmarks", r.landmarks), ("identity", j), ("factors", f.astype(np.float32))):
+      a = transform(traits[i], f, resolution, frame_resolution, face_type)
+      r = R.render(traits[i], f, frame_resolution, face=traits[j])
+      own_mask = R.render(traits[i], f, resolution, view=R.crop_view(frame_resolution, a)).mask
+      for key, v in (("image", align.crop(R.to_uint8(r.image), a, resolution)),
+                     ("mask", R.to_uint8(own_mask)),
+                     ("landmarks", crop_landmarks(r.landmarks, a, frame_resolution, resolution)),
+                     ("identity", j), ("factors", f.astype(np.float32))):
         out[key].append(v)
   return {k: np.asarray(v) for k, v in out.items()}

@@ -1,14 +1,19 @@
 """The `synthetic_faces` TFDS dataset: procedural faces, no download.
 
-Splits: `train` (train_per_identity images per identity) and `test` (held out). Every held-out
-example also stores, for every identity j (index j):
-  `swaps`: the same factors rendered as identity j, hair included (the full-head rendering);
-  `face_swaps`: the true face swap: this example's frame (head size, hair, neck and ears,
-      background, pose, expression, lighting) with j's face (render.FACE_TRAITS), what a perfect
-      convert (decoded face blended into the frame inside a face mask) would produce;
-  `face_swap_masks`, `face_swap_landmarks`: that face swap's mask (visible face, eyes, mouth) and
-      landmarks. Index j == the example's own identity is the example itself. A config is named by
-its settings, e.g. "r64_n2_s0_t1000_h32", so each set of settings is prepared once per data_dir.
+Splits: `train` (train_per_identity images per identity) and `test` (held out). Every example
+is a frame and its aligned crop (encdec_jax/data/synthetic.py): `image`, `mask` (visible face,
+eye region, mouth region) and `landmarks` are the crop's, what the model trains on; `frame`,
+`frame_mask`, `frame_landmarks` the frame's; `transform` (2, 3) takes frame pixels to crop pixels.
+Every held-out example also stores, for every identity j (index j):
+  `swaps`: the same factors rendered as identity j, hair included (the full-head rendering), in
+      this example's crop;
+  `face_swaps`: the true face swap, in the frame: this example's frame (head size, hair, neck
+      and ears, background, pose, expression, lighting) with j's face (render.FACE_TRAITS), what
+      a perfect convert (decoded face pasted back into the frame inside a face mask) would produce;
+  `face_swap_masks`: that face swap's masks, in the frame; `face_swap_landmarks`: its landmarks,
+      in this example's crop (where the judges look for j's eyes, nose and mouth).
+Index j == the example's own identity is the example itself. A config is named by its settings,
+e.g. "r32_n2_s0_t600_h32_f64_whole_face", so each set of settings is prepared once per data_dir.
 TensorFlow is imported here only, never by the model or the train step.
 """
 from __future__ import annotations
@@ -18,10 +23,12 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
+from encdec_jax import align
 from encdec_jax.align import LANDMARK_NAMES
 from encdec_jax.config import DataConfig
 from encdec_jax.data import render as R
 # The dataset's pure-numpy half (version, config names, factors) lives in synthetic.py.
+from encdec_jax.data import synthetic
 from encdec_jax.data.synthetic import VERSION, config_name, default_data_dir, example_factors  # noqa: F401
 
 
@@ -36,20 +43,25 @@ class SyntheticFacesConfig(tfds.core.BuilderConfig):
   train_per_identity: int = _D.train_per_identity
   test_per_identity: int = _D.test_per_identity
   seed: int = _D.seed
+  frame_resolution: int = _D.frame_side
+  face_type: str = _D.face_type
 
 
 class SyntheticFaces(tfds.core.GeneratorBasedBuilder):
   """Procedurally rendered faces with identity traits, pose/expression factors and true swaps."""
 
   VERSION = tfds.core.Version(VERSION)
-  RELEASE_NOTES = {"2.1.0": "array_record files, read without TensorFlow",
+  RELEASE_NOTES = {"3.0.0": "frames and aligned crops (face types); true face swaps in the frame",
+                   "2.1.0": "array_record files, read without TensorFlow",
                    "2.0.0": "true face swaps, visible-face masks", "1.0.0": "first release"}
   BUILDER_CONFIGS = [SyntheticFacesConfig(name=config_name(_D.resolution, _D.identities, _D.seed,
-                                                           _D.train_per_identity, _D.test_per_identity))]
+                                                           _D.train_per_identity, _D.test_per_identity,
+                                                           _D.frame_side, _D.face_type))]
 
   def _info(self) -> tfds.core.DatasetInfo:
     c = self.builder_config
-    r = c.resolution
+    r, fr = c.resolution, c.frame_resolution
+    lm = tfds.features.Tensor(shape=(len(LANDMARK_NAMES), 2), dtype=np.float32)
     return tfds.core.DatasetInfo(
         builder=self,
         description="Procedural cartoon faces; held-out examples carry ground-truth swaps.",
@@ -60,14 +72,19 @@ class SyntheticFaces(tfds.core.GeneratorBasedBuilder):
             "identity": tfds.features.ClassLabel(num_classes=c.identities),
             "index": np.int64,  # position within the identity: (identity, index) is the key
             "factors": tfds.features.Tensor(shape=(len(R.FACTOR_NAMES),), dtype=np.float32),
-            "landmarks": tfds.features.Tensor(shape=(len(LANDMARK_NAMES), 2), dtype=np.float32),
-            # Ground-truth swaps: the same factors as identity j (empty in `train`).
+            "landmarks": lm,
+            # The frame the crop was cut from, and the cut: frame pixels -> crop pixels.
+            "frame": tfds.features.Image(shape=(fr, fr, 3)),
+            "frame_mask": tfds.features.Image(shape=(fr, fr, 3)),
+            "frame_landmarks": lm,
+            "transform": tfds.features.Tensor(shape=(2, 3), dtype=np.float32),
+            # Ground-truth swaps: the same factors as identity j, in this crop (empty in `train`).
             "swaps": tfds.features.Sequence(tfds.features.Image(shape=(r, r, 3))),
-            # True face swaps: this frame with identity j's face, its mask and landmarks.
-            "face_swaps": tfds.features.Sequence(tfds.features.Image(shape=(r, r, 3))),
-            "face_swap_masks": tfds.features.Sequence(tfds.features.Image(shape=(r, r, 3))),
-            "face_swap_landmarks": tfds.features.Sequence(
-                tfds.features.Tensor(shape=(len(LANDMARK_NAMES), 2), dtype=np.float32)),
+            # True face swaps: this frame with identity j's face, its masks (in the frame) and
+            # landmarks (in this crop).
+            "face_swaps": tfds.features.Sequence(tfds.features.Image(shape=(fr, fr, 3))),
+            "face_swap_masks": tfds.features.Sequence(tfds.features.Image(shape=(fr, fr, 3))),
+            "face_swap_landmarks": tfds.features.Sequence(lm),
         }),
         supervised_keys=None,
     )
@@ -84,29 +101,39 @@ class SyntheticFaces(tfds.core.GeneratorBasedBuilder):
     for i in range(c.identities):
       for k in range(per_identity):
         f = example_factors(c.seed, split, i, k)
-        out = R.render(traits[i], f, c.resolution)
+        frame = R.render(traits[i], f, c.frame_resolution)
+        a = align.align_transform(frame.landmarks * c.frame_resolution - 0.5, c.resolution, c.face_type)
+        view = R.crop_view(c.frame_resolution, a)
+        out = R.render(traits[i], f, c.resolution, view=view)
         swaps, faces = [], []
         if split == "test":
-          swaps = [R.render(traits[j], f, c.resolution) if j != i else out for j in range(c.identities)]
-          faces = [R.render(traits[i], f, c.resolution, face=traits[j]) if j != i else out
+          swaps = [R.render(traits[j], f, c.resolution, view=view) if j != i else out
+                   for j in range(c.identities)]
+          faces = [R.render(traits[i], f, c.frame_resolution, face=traits[j]) if j != i else frame
                    for j in range(c.identities)]
         yield f"{i}_{k}", {
             "image": R.to_uint8(out.image), "mask": R.to_uint8(out.mask), "identity": i, "index": k,
             "factors": f.astype(np.float32), "landmarks": out.landmarks,
+            "frame": R.to_uint8(frame.image), "frame_mask": R.to_uint8(frame.mask),
+            "frame_landmarks": frame.landmarks, "transform": a.astype(np.float32),
             "swaps": [R.to_uint8(s.image) for s in swaps],
             "face_swaps": [R.to_uint8(s.image) for s in faces],
             "face_swap_masks": [R.to_uint8(s.mask) for s in faces],
-            "face_swap_landmarks": np.array([s.landmarks for s in faces], np.float32).reshape(
-                len(faces), len(LANDMARK_NAMES), 2),
+            "face_swap_landmarks": np.array(
+                [synthetic.crop_landmarks(s.landmarks, a, c.frame_resolution, c.resolution) for s in faces],
+                np.float32).reshape(len(faces), len(LANDMARK_NAMES), 2),
         }
 
 
 def builder(resolution: int, identities: int, seed: int, train_per_identity: int,
-            test_per_identity: int, data_dir: str = "") -> SyntheticFaces:
+            test_per_identity: int, frame_resolution: int, face_type: str,
+            data_dir: str = "") -> SyntheticFaces:
   cfg = SyntheticFacesConfig(
-      name=config_name(resolution, identities, seed, train_per_identity, test_per_identity),
+      name=config_name(resolution, identities, seed, train_per_identity, test_per_identity,
+                       frame_resolution, face_type),
       resolution=resolution, identities=identities, train_per_identity=train_per_identity,
-      test_per_identity=test_per_identity, seed=seed)
+      test_per_identity=test_per_identity, seed=seed, frame_resolution=frame_resolution,
+      face_type=face_type)
   # TFDS refuses a custom config named like a declared one: pass the declared one by name.
   declared = {c.name: c for c in SyntheticFaces.BUILDER_CONFIGS}
   config = cfg.name if declared.get(cfg.name) == cfg else cfg
