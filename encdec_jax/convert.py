@@ -21,6 +21,19 @@ from encdec_jax.pixels import to_unit_float
 
 # Gaussian sigma of the feathered edge, as a fraction of the image side (1 px at 64 px).
 FEATHER = 1 / 64
+# Pasted back into a frame, the mask also fades to 0 over this fraction of the crop's side at
+# the crop's edges (3.2 px at 32 px): where the face runs past the crop (chin, cheeks, forehead),
+# a face cut at the crop's border would leave the square's outline in the frame.
+BORDER = 0.1
+
+
+def border_fade(size: int, width: float = BORDER) -> np.ndarray:
+  """(S, S, 1) in [0, 1]: 0 at the crop's edges, rising smoothly to 1 at `width` x S inside."""
+  t = (np.arange(size) + 0.5) / size
+  d = np.minimum(t, 1 - t) / width  # distance from the nearest edge, in widths
+  r = np.clip(d, 0.0, 1.0)
+  ramp = r * r * (3 - 2 * r)
+  return np.minimum(ramp[:, None], ramp[None, :])[..., None].astype(np.float32)
 
 
 # The face of an aligned "head" crop: the ellipse with the centre and second moments of the
@@ -78,11 +91,12 @@ def convert(frame_BxHxWx3, face_BxHxWx3, mask_BxHxWx1, sigma: float = FEATHER) -
 def into_frames(frames_BxHxWx3, faces_BxSxSx3, masks_BxSxSx1, transforms_Bx2x3,
                 sigma: float = FEATHER) -> np.ndarray:
   """The decoded crops pasted back into their frames (align.paste_back): each crop's mask is
-  feathered at the crop's resolution, warped into the frame by the inverse of its transform
-  (frame pixels -> crop pixels) with the face, and m * face + (1 - m) * frame taken; outside
-  the warped mask every pixel is the frame's. uint8 frames give uint8, float ones float32."""
+  feathered at the crop's resolution and faded to 0 at the crop's edges (border_fade), warped
+  into the frame by the inverse of its transform (frame pixels -> crop pixels) with the face,
+  and m * face + (1 - m) * frame taken; outside the warped mask every pixel is the frame's.
+  uint8 frames give uint8, float ones float32."""
   from encdec_jax import align
-  m = feather(masks_BxSxSx1, sigma)
+  m = feather(masks_BxSxSx1, sigma) * border_fade(np.shape(masks_BxSxSx1)[1])
   faces = np.asarray(faces_BxSxSx3, np.float32)
   frames = np.asarray(frames_BxHxWx3)
   return np.stack([align.paste_back(f, y, k, a) for f, y, k, a in zip(frames, faces, m, transforms_Bx2x3)]

@@ -56,7 +56,8 @@ READABLE = 0.5     # a factor is scored if its floor is <= this x guessing the m
 def is_readable(floor, guess):
   """Whether the judge reads a factor well enough to score it (works on arrays too)."""
   return floor <= READABLE * guess
-VERSION = 4        # of the judges' form (4: patches zoomed with the face type): caches of another version are refitted, never misread
+
+VERSION = 5        # of the judges' form: caches of another version are refitted, never misread
 
 
 def scored_factors(readable) -> dict[str, np.ndarray]:

@@ -3,9 +3,10 @@ metric table is checked against (tests/metrics_test.py).
 
 Scalars are named `eval/<metric>` (the mean over identities or ordered pairs) and, per part,
 `eval/<metric>/<i>` or `eval/<metric>/<i>to<j>`. "Converted" is what a user sees: the decoder's
-output blended into the source frame inside the face mask (encdec_jax/convert.py). The "true face
-swap" is what a perfect convert would produce, stored by the synthetic data: the source's frame
-with the target's face.
+output (an aligned crop) pasted back into the source frame inside the face mask
+(encdec_jax/convert.py). The "true face swap" is what a perfect convert would produce, stored by
+the synthetic data: the source's frame with the target's face. Pixel metrics compare frames;
+the judges read the aligned crop of a frame, as the model does.
 """
 from __future__ import annotations
 
@@ -28,12 +29,13 @@ REGISTRY = (
     Metric("swap_face_mae_input, swap_mae_input", "",
            "what copying the input scores on the same region: the bar a swap must beat"),
     Metric("swap_face_mae_oracle", "",
-           "what converting the target's true full-head rendering scores: a decoder that draws "
-           "identity j exactly as trained (its own head size and hairline) gets this far"),
+           "what converting the target's true full-head rendering (in the source's crop) scores: a "
+           "decoder that draws identity j exactly as trained (its own head size and hairline) gets "
+           "this far"),
     Metric("raw_swap_{mae,ssim,psnr}", "lower MAE, higher SSIM and PSNR",
-           "the raw decoder output (no convert) against the target's full-head rendering"),
+           "the raw decoder output (no convert) against the target's full-head rendering, in the crop"),
     Metric("recon_{mae,ssim,psnr}, recon_face_mae, raw_recon_mae", "lower MAE, higher SSIM and PSNR",
-           "decoder i on encoder(x_i): converted, converted inside the face, raw"),
+           "decoder i on encoder(x_i): converted (in the frame), converted inside the face, raw (in the crop)"),
     Metric("id_transfer", "higher",
            "share of converted swaps into j that the identity judge, reading the face region "
            "only, recognises as j (papers' identity retrieval)"),
@@ -45,7 +47,9 @@ REGISTRY = (
            "`attr_mae` over the readable expression factors (smile, mouth_open, blink, brow_raise): "
            "did the swap keep the source's expression"),
     Metric("pose_mae", "lower",
-           "`attr_mae` over the readable pose factors (yaw, pitch, roll): did it keep the pose"),
+           "`attr_mae` over the readable pose factors (yaw, pitch; roll where read: an aligned crop "
+           "turns faces upright, and the paste-back restores the frame's roll exactly): did it keep "
+           "the pose"),
     Metric("judge_accuracy, {attr,expr,pose}_mae_floor, attr_floor/<factor>, "
            "{attr,expr,pose}_mae_guess, attr_guess/<factor>", "",
            "the judges' own scores on real held-out renderings, and what guessing the mean scores"),
@@ -53,8 +57,8 @@ REGISTRY = (
            "the identity judge on the true face swaps themselves: the most `id_transfer` can show"),
     Metric("attr_mae_mean_face, id_transfer_mean_face", "",
            "what a decoder that ignores its input scores: j's mean held-out face converted into the "
-           "source's frame. The mask's outline gives the judge the pose, so this, not guessing, is "
-           "the `attr_mae` a swap must beat"),
+           "source's frame. The crop's outline may give the judge some pose, so this, not guessing, "
+           "is the `attr_mae` a swap must beat"),
     Metric("swap_variation, recon_variation", "higher",
            "how much the raw decoder output varies from input to input inside the face, over how "
            "much the truth does: near 1 it draws what it is given, near 0 it paints one face "

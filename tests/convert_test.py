@@ -85,7 +85,8 @@ def test_paste_back_puts_the_face_where_the_true_face_swap_has_it():
     mask = render.render(ti, f, 32, view=view).mask[..., :1]
     frame = render.render(ti, f, 64)
     truth = render.render(ti, f, 64, face=tj)
-    warped = align.warp(convert.feather(mask[None])[0], align.invert(a), 64, 64, "zero")[..., 0]
+    pasted_mask = convert.feather(mask[None])[0] * convert.border_fade(32)
+    warped = align.warp(pasted_mask, align.invert(a), 64, 64, "zero")[..., 0]
     region = (np.maximum(frame.mask[..., 0], truth.mask[..., 0]) > 0.5) & (warped > 0.99)
     assert region.mean() > 0.1
     paste = lambda t: convert.into_frames(frame.image[None], decoded[None], mask[None], t[None])[0]
@@ -95,8 +96,17 @@ def test_paste_back_puts_the_face_where_the_true_face_swap_has_it():
     off = a.copy()
     off[0, 2] += 2.0  # the crop two pixels to the side
     assert np.abs(paste(off) - truth.image)[region].mean() > 3 * err, k
-    # Outside the warped mask, the frame's own pixels.
+    # Outside the warped mask (feathered, and faded at the crop's edges), the frame's own pixels.
     np.testing.assert_array_equal(got[warped == 0], frame.image.astype(np.float32)[warped == 0])
     # A photo (uint8) takes the same path to the same pixels.
     u8 = convert.into_frames(render.to_uint8(frame.image)[None], decoded[None], mask[None], a[None])[0]
     assert u8.dtype == np.uint8 and np.abs(u8 / 255.0 - got).max() <= 1 / 255 + 1e-6
+
+
+def test_border_fade_leaves_no_square_in_the_frame():
+  """The pasted mask is 0 at the crop's edges and 1 inside BORDER of them: a face that runs past
+  the crop fades into the frame instead of ending in the crop's square."""
+  f = convert.border_fade(32)
+  assert f.shape == (32, 32, 1) and f[0].max() < 0.1 and f[:, -1].max() < 0.1  # at the edge pixels' centres
+  inner = int(np.ceil(32 * convert.BORDER))
+  assert f[inner:-inner, inner:-inner].min() == 1.0 and np.all(np.diff(f[:16, 16, 0]) >= 0)

@@ -2,6 +2,7 @@
 import io
 import json
 import os
+import re
 import shutil
 import struct
 import zlib
@@ -262,3 +263,22 @@ def test_landmarks_that_pass_the_check_give_face_masks_near_the_templates():
     assert 0.2 * base < area < 4.1 * base, (s, area / base)
   for s in (lo * 0.9, hi * 1.1):
     assert "eye distance" in align.landmarks_problem(centre + (t - centre) * s, 32)
+
+
+def test_crops_of_another_face_type_are_refused_by_name(tmp_path):
+  """A model trains on one framing and the convert pastes back by it: crops that
+  experiments.extract cut as another face type are named, with the fix, before anything is
+  prepared. JSONs from before face types (a `template`, no `face_type`) were head crops."""
+  root = tmp_path / "root"
+  (root / "a").mkdir(parents=True)
+  for name, info in (("new.json", {"face_type": "whole_face"}), ("old.json", {"template": [[0.4, 0.5]]}),
+                     ("bad.json", "{ cut"), ("head.json", {"face_type": "head"})):
+    (root / "a" / name).write_text(info if isinstance(info, str) else json.dumps(info))
+  s = folders.Scan(str(root), ["a"], {"a": ["a/new.png", "a/none.png", "a/bad.png"]}, [], [], [])
+  folders.check_face_types(str(root), s, "whole_face")  # no JSON or a malformed one: not refused
+  for extra, named in (("a/old.png", "a/old.png (head)"), ("a/head.png", "a/head.png (head)")):
+    s.files["a"] = ["a/new.png", extra]
+    with pytest.raises(folders.DataError, match=re.escape(named) + ".*--face_type=whole_face"):
+      folders.check_face_types(str(root), s, "whole_face")
+  s.files["a"] = ["a/old.png", "a/head.png", "a/none.png"]
+  folders.check_face_types(str(root), s, "head")  # the run that asks for their face type takes them

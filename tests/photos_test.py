@@ -233,13 +233,14 @@ def test_extract_cli_lists_every_bad_input_and_its_crops_feed_the_folders(tmp_pa
   # Each crop has its alignment beside it, and the transform cuts that crop from the photo.
   info = json.load(open(out / "two_1.json"))
   assert info["source"] == "two.png" and info["size"] == 32 and len(info["points"]) == 5
+  assert info["face_type"] == "whole_face" == rep["face_type"]  # the synthetic faces' default framing
   again = align.crop(two.image, np.array(info["transform"]), 32)
   np.testing.assert_array_equal(again, np.asarray(Image.open(out / "two_1.png")))
   # The second face of two.png is identity 1's, at 150..254: its box says so.
   assert 140 < info["box"][0] < info["box"][2] < 260
   # The EXIF-rotated photo was turned upright first: its crop is upright like the others.
   rot = json.load(open(out / "rotated_0.json"))
-  up = align.align_transform(composites.random_photo(2, 0).landmarks[0], 32)
+  up = align.align_transform(composites.random_photo(2, 0).landmarks[0], 32, "whole_face")
   assert np.abs(np.array(rot["transform"]) - up).max() < 0.3 * np.abs(up).max()
   # The crop folder feeds data.name=folders as it is (the JSON files are ignored there).
   s = folders.scan(str(tmp_path / "faces"), 16, 8)

@@ -66,13 +66,16 @@ def crop_landmarks(landmarks_frame_fractions, a_2x3, frame_resolution: int, reso
 def training_face_swaps(seed: int, identities: int, resolution: int, train_per_identity: int,
                         frame_resolution: int, face_type: str) -> dict:
   """Every training example's frame with another identity's face (identity i's k-th example gets
-  the face of the (k mod (N-1))-th other identity), labelled with that face's identity, seen as
-  a swap is judged: the aligned crop of the frame (align.crop, by the example's own transform).
-  Arrays image, mask, landmarks (uint8 / float32; crop), identity, factors. `mask` is the
-  example's own crop mask, as when a swap is judged inside its source's mask; `landmarks` are
-  the face's. Fitted on together with the real training images, the judges cannot use the
-  frame (head size, hairline, hair, the mask's outline) to tell identities apart: in the data
-  alone frame and identity always go together."""
+  the face of the (k mod (N-1))-th other identity), labelled with that face's identity, as a
+  perfect convert makes it and as a swap is judged: the true face swap in the example's crop,
+  pasted back into its frame (convert.into_frames, inside the example's own mask), then the
+  aligned crop of that frame (align.crop). Arrays image, mask, landmarks (uint8 / float32; crop),
+  identity, factors. `mask` is the example's own crop mask, as when a swap is judged inside its
+  source's mask; `landmarks` are the face's. Fitted on together with the real training images,
+  the judges cannot use the frame (head size, hairline, hair, the mask's outline, the frame's
+  face where the convert fades into it at the crop's edges) to tell identities apart or to read
+  pose and expression: in the data alone frame and identity always go together."""
+  from encdec_jax import convert
   traits = [R.identity_traits(seed, i) for i in range(identities)]
   out = {k: [] for k in ("image", "mask", "landmarks", "identity", "factors")}
   for i in range(identities):
@@ -81,11 +84,12 @@ def training_face_swaps(seed: int, identities: int, resolution: int, train_per_i
       j = others[k % len(others)]
       f = example_factors(seed, "train", i, k)
       a = transform(traits[i], f, resolution, frame_resolution, face_type)
-      r = R.render(traits[i], f, frame_resolution, face=traits[j])
-      own_mask = R.render(traits[i], f, resolution, view=R.crop_view(frame_resolution, a)).mask
-      for key, v in (("image", align.crop(R.to_uint8(r.image), a, resolution)),
-                     ("mask", R.to_uint8(own_mask)),
-                     ("landmarks", crop_landmarks(r.landmarks, a, frame_resolution, resolution)),
-                     ("identity", j), ("factors", f.astype(np.float32))):
+      view = R.crop_view(frame_resolution, a)
+      face = R.render(traits[i], f, resolution, face=traits[j], view=view)
+      own_mask = R.render(traits[i], f, resolution, view=view).mask
+      frame = R.to_uint8(R.render(traits[i], f, frame_resolution).image)
+      pasted = convert.into_frames(frame[None], face.image[None], own_mask[None, ..., :1], a[None])[0]
+      for key, v in (("image", align.crop(pasted, a, resolution)), ("mask", R.to_uint8(own_mask)),
+                     ("landmarks", face.landmarks), ("identity", j), ("factors", f.astype(np.float32))):
         out[key].append(v)
   return {k: np.asarray(v) for k, v in out.items()}
