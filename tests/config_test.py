@@ -111,6 +111,15 @@ def test_resume_with_a_field_added_since_means_its_default(tmp_path):
   new["data"]["augment_on"] = "device"
   with pytest.raises(config_lib.ConfigError, match=r"data.augment_on \('auto' -> 'device'\)"):
     workdir_lib.check_workdir(str(tmp_path), new)
+  # A run saved before face types trained on head shots that no face type brings back: refused.
+  new = original.get_config("tiny").to_dict()
+  for face_type in ("whole_face", "head"):
+    old = json.loads(json.dumps(new))
+    del old["data"]["face_type"]
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    new["data"]["face_type"] = face_type
+    with pytest.raises(config_lib.ConfigError, match=r"data.face_type \('head shots, before face types"):
+      workdir_lib.check_workdir(str(tmp_path), new)
 
 
 def test_every_config_field_has_its_readme_line():
