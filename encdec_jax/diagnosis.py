@@ -19,7 +19,7 @@ ONE_FACE = 0.25  # swap_variation below this: the decoders paint one face whatev
 
 def threshold(r: dict) -> float:
   """Halfway between the judge's floor and what a decoder that ignores its input scores (j's mean
-  face converted into the source's frame: it gets the pose from the mask's outline); where that
+  face converted into the source's frame: the crop's outline may show it some pose); where that
   was not measured, guessing the mean."""
   bar = r.get("eval/attr_mae_mean_face", r["eval/attr_mae_guess"])
   return (r["eval/attr_mae_floor"] + bar) / 2
@@ -34,7 +34,7 @@ def diagnose(r: dict) -> str | None:
   expression = [n for n in EXPRESSION if f"eval/attr_floor/{n}" in r]
   if expression and not any(is_readable(r[f"eval/attr_floor/{n}"], r[f"eval/attr_guess/{n}"])
                             for n in expression):
-    # Pose alone can be read from the frame around a blank face (the mask's outline): no verdict.
+    # Pose alone can be read from the outline around a blank face: no verdict.
     return "no verdict: the judge reads no expression at this resolution"
   mid = threshold(r)
   if r.get("eval/blur_attr_mae", 0.0) >= mid:  # the true swap, only blurred, already fails

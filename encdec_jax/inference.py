@@ -129,8 +129,30 @@ def decode(run: Run, x_BxHxWx3: np.ndarray, to: int):
   return models.split_output(np.asarray(y))
 
 
+# The expressions a swap grid shows, per identity, where the data knows its faces' factors: the
+# held-out face with the most closed eyes, then the widest smile, then the most open mouth.
+GRID_EXPRESSIONS = ("blink", "smile", "mouth_open")
+
+
+def grid_picks(test: dict, i: int, per_identity: int) -> list[int]:
+  """Rows of `test` that a swap grid shows for identity i: with factors, the faces that show
+  GRID_EXPRESSIONS most (distinct faces, then the first others), else the first per_identity."""
+  rows = np.flatnonzero(test["identity"] == i)
+  if "factors" not in test:
+    return list(rows[:per_identity])
+  from encdec_jax.data.render import FACTOR_NAMES
+  picks = []
+  for name in GRID_EXPRESSIONS[:per_identity]:
+    order = rows[np.argsort(-test["factors"][rows, FACTOR_NAMES.index(name)], kind="stable")]
+    picks.append(next(int(k) for k in order if k not in picks))
+  picks += [int(k) for k in rows if k not in picks][:per_identity - len(picks)]
+  return picks
+
+
 def swap_rows(workdirs: list[str], per_identity: int = 3):
-  """(rows, labels) of a swap grid over runs: fixed held-out faces (the first run's data), their
+  """(rows, labels) of a swap grid over runs: fixed held-out faces (the first run's data; on
+  synthetic faces per identity the most closed eyes, the widest smile, the most open mouth:
+  GRID_EXPRESSIONS), their
   true face swaps where the data has them, and each run's converted swap of them into the next
   identity, pasted back into the frame (one row per run; runs that cannot be loaded or have
   another image size or face type are left out). None when the first run cannot be loaded."""
@@ -141,7 +163,7 @@ def swap_rows(workdirs: list[str], per_identity: int = 3):
     return None
   trn, test = load_data(first.cfg)
   n = first.cfg.data.identities
-  picks = [k for i in range(n) for k in np.flatnonzero(test["identity"] == i)[:per_identity]]
+  picks = [k for i in range(n) for k in grid_picks(test, i, per_identity)]
   x = to_unit_float(test["image"][picks])
   framed = "frame" in test
   frames = to_unit_float(test["frame"][picks]) if framed else None

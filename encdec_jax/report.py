@@ -145,15 +145,16 @@ def _write_full_report(results, out_dir, param_keys, best, heads, figures, metri
   grid = swap_grid(results, out_dir)
   if grid:
     lines += ["", "## The same held-out faces, swapped by every run", "",
-              "Top row: inputs (identity i); second row: the true face swap into the next identity "
+              "Top row: inputs (identity i; on synthetic faces three each: the held-out faces with "
+              "the most closed eyes, the widest smile and the most open mouth); second row: the true face swap into the next identity "
               "(the input's frame with that identity's face); then one row per run: its converted "
-              "swap of each input (decoded as the next identity, blended into the input inside the "
-              "face mask" + ("; runs with `eval.tone=train`: its colour calibrated first" if any(
+              "swap of each input (decoded as the next identity, pasted back into the input's frame "
+              "inside the face mask" + ("; runs with `eval.tone=train`: its colour calibrated first" if any(
                   "eval/tone_shift" in r for r in results) else "") + ").", "", f"![swap grid]({grid})"]
   diag = [r for r in results if diagnose(r)]
   if diag:
     bar = ("what j's mean face scores converted into the source's frame (a decoder that ignores "
-           "its input; it gets the pose from the mask's outline)"
+           "its input; the crop's outline may show it some pose)"
            if "eval/attr_mae_mean_face" in results[0] else "guessing the mean")
     mid = f"halfway between the judge's floor and {bar}"
     lines += ["", "## Why the swaps fail (or not)", "",

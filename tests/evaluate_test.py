@@ -81,3 +81,20 @@ def test_a_decoder_that_copies_its_input_shows_the_sources_tone(tiny_config):
   a, b = out["eval/swap_tone_gap/0to1"], out["eval/swap_tone_gap/1to0"]
   assert abs(a) > 0.01 and a * b < 0
   assert out["eval/swap_tone_gap"] == pytest.approx((abs(a) + abs(b)) / 2)
+
+
+def test_swap_grid_shows_each_identitys_most_expressive_faces(tiny_data):
+  """The grid's inputs per identity: the most closed eyes, the widest smile, the most open mouth
+  (three distinct held-out faces of that identity); without factors (image folders), the first."""
+  from encdec_jax.data.render import FACTOR_NAMES
+  _, test = tiny_data
+  for i in (0, 1):
+    rows = np.flatnonzero(test["identity"] == i)
+    picks = inference.grid_picks(test, i, 3)
+    assert len(set(picks)) == 3 and set(picks) <= set(rows.tolist())
+    for n, (k, name) in enumerate(zip(picks, inference.GRID_EXPRESSIONS)):
+      col = FACTOR_NAMES.index(name)
+      left = [r for r in rows if r not in picks[:n]]  # the faces not shown already
+      assert test["factors"][k, col] == test["factors"][left, col].max(), name
+  plain = {k: v for k, v in test.items() if k != "factors"}
+  assert inference.grid_picks(plain, 1, 2) == list(np.flatnonzero(test["identity"] == 1)[:2])
