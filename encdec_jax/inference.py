@@ -150,17 +150,23 @@ def grid_picks(test: dict, i: int, per_identity: int) -> list[int]:
 
 
 def swap_rows(workdirs: list[str], per_identity: int = 3):
-  """(rows, labels) of a swap grid over runs: fixed held-out faces (the first run's data; on
+  """(rows, labels, left_out) of a swap grid over runs: fixed held-out faces (the first run's data; on
   synthetic faces per identity the most closed eyes, the widest smile, the most open mouth:
   GRID_EXPRESSIONS), their
   true face swaps where the data has them, and each run's converted swap of them into the next
-  identity, pasted back into the frame (one row per run; runs that cannot be loaded or have
-  another image size or face type are left out). None when the first run cannot be loaded."""
+  identity, pasted back into the frame (one row per run), and `left_out`: "run: why" for each run
+  that could not be loaded or has another image size or face type. The faces come from the first
+  run that loads; rows is None when none does (a report without its grid beats no report)."""
   from encdec_jax.data.loading import load_data
-  try:
-    first = load_run(workdirs[0])
-  except Exception:  # noqa: BLE001 - a report without its grid beats no report
-    return None
+  left_out, loaded = [], {}
+  for w in workdirs:
+    try:
+      loaded[w] = load_run(w)
+    except Exception as e:  # noqa: BLE001 - a report without a run's row beats no report
+      left_out.append(f"{os.path.basename(os.path.abspath(w))}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+  if not loaded:
+    return None, None, left_out
+  first = next(iter(loaded.values()))
   trn, test = load_data(first.cfg)
   n = first.cfg.data.identities
   picks = [k for i in range(n) for k in grid_picks(test, i, per_identity)]
@@ -175,13 +181,11 @@ def swap_rows(workdirs: list[str], per_identity: int = 3):
   if "face_swaps" in test:
     rows.append(to_unit_float(test["face_swaps"][picks, target]))
     labels.append("true face swap")
-  for w in workdirs:
-    try:
-      run = first if w == workdirs[0] else load_run(w)
-    except Exception:  # noqa: BLE001
-      continue
+  for w, run in loaded.items():
     if (run.cfg.data.resolution, run.cfg.data.face_type) != (first.cfg.data.resolution,
                                                                first.cfg.data.face_type):
+      left_out.append(f"{os.path.basename(os.path.abspath(w))}: another resolution or face type "
+                      f"({run.cfg.data.resolution} px {run.cfg.data.face_type})")
       continue
     out = np.zeros_like(rows[0])
     shifts = colour_shifts(run, trn if run.cfg.data == first.cfg.data else None)
@@ -194,4 +198,4 @@ def swap_rows(workdirs: list[str], per_identity: int = 3):
                       transforms=None if transforms is None else transforms[sel])[0]
     rows.append(out)
     labels.append(os.path.basename(os.path.abspath(w)))
-  return rows, labels
+  return rows, labels, left_out

@@ -105,10 +105,12 @@ def _meaning_line(key: str) -> str:
   return f"- `{key}`: {m.meaning if m else ''}" + (f" ({better} is better)" if better else "")
 
 
-def swap_grid(results: list[dict], out_dir: str, per_identity: int = 3) -> str | None:
-  """swap_grid.png over the sweep's runs (inference.swap_rows); None if none can be loaded."""
-  got = inference.swap_rows([os.path.join(out_dir, r["run"]) for r in results], per_identity)
-  return None if got is None else plots.swap_grid(*got, out_dir)
+def swap_grid(results: list[dict], out_dir: str, per_identity: int = 3) -> tuple[str | None, list[str]]:
+  """(swap_grid.png over the sweep's runs or None if none can be loaded, "run: why" for each run
+  left out of it): inference.swap_rows."""
+  rows, labels, left_out = inference.swap_rows(
+      [os.path.join(out_dir, r["run"]) for r in results if "run" in r], per_identity)
+  return (None if rows is None else plots.swap_grid(rows, labels, out_dir)), left_out
 
 
 def eval_curves(results: list[dict], out_dir: str) -> dict:
@@ -142,8 +144,10 @@ def _write_full_report(results, out_dir, param_keys, best, heads, figures, metri
     lines += [f"- `{r['run']}`: {r.get('error', 'failed')}" for r in failed]
   lines += [""] + table(results, ["run", *param_keys, *heads])
   lines += [""] + [f"![{os.path.splitext(p)[0]}]({p})" for p in figures]
-  grid = swap_grid(results, out_dir)
-  if grid:
+  grid, left_out = swap_grid(results, out_dir)
+  if grid is None:
+    lines += ["", "No swap grid: no run could be loaded (a checkpoint is needed)."]
+  else:
     lines += ["", "## The same held-out faces, swapped by every run", "",
               "Top row: inputs (identity i; on synthetic faces three each: the held-out faces with "
               "the most closed eyes, the widest smile and the most open mouth); second row: the true face swap into the next identity "
@@ -151,6 +155,8 @@ def _write_full_report(results, out_dir, param_keys, best, heads, figures, metri
               "swap of each input (decoded as the next identity, pasted back into the input's frame "
               "inside the face mask" + ("; runs with `eval.tone=train`: its colour calibrated first" if any(
                   "eval/tone_shift" in r for r in results) else "") + ").", "", f"![swap grid]({grid})"]
+  if left_out:
+    lines += ["", "Left out of the swap grid:"] + [f"- `{w}`" for w in left_out]
   diag = [r for r in results if diagnose(r)]
   if diag:
     bar = ("what j's mean face scores converted into the source's frame (a decoder that ignores "

@@ -229,6 +229,15 @@ def test_tiny_sweep_end_to_end_writes_report(tmp_path, data_dir):
     sweep.run_sweep(str(path), str(out), progress=False, config_overrides={
         "config.data.dir": data_dir, "config.train.steps": 4, "config.train.lr": 0.05})
   assert os.path.getmtime(out / results[0]["run"] / "eval.json") == mtime
+  # A run whose checkpoints are gone is named in the report's grid section, not silently dropped;
+  # the grid takes its faces from the next run that loads.
+  from encdec_jax import report as report_lib
+  (first / "checkpoints").rename(first / "moved")
+  try:
+    grid_path, left_out = report_lib.swap_grid(results, str(out))
+  finally:
+    (first / "moved").rename(first / "checkpoints")
+  assert grid_path is not None and len(left_out) == 1 and left_out[0].startswith(f"{results[0]['run']}: "), left_out
 
 
 def test_bad_sweep_parameter_fails_before_training(tmp_path):
