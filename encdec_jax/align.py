@@ -32,8 +32,8 @@ TEMPLATE = np.array([[0.413, 0.474],   # left eye (image left)
 # head shot, "head") about FACE_CENTRE, the centre of the visible face (convert.FACE_ELLIPSE).
 # DeepFaceLab's "wf"/"f" and faceswap's "face" centering crop the face the same way: the model
 # spends its pixels on the face that the convert pastes, not on hair and background. Measured
-# (BENCHMARKS.md, "Face types"; tests/align_test.py): at "whole_face" the visible face covers
-# most of the crop and the eyes are 10.6 px apart at 32 px (5.6 at "head").
+# (BENCHMARKS.md, "Face types"; tests/data_test.py): at "whole_face" the visible face covers
+# 67% of the crop and the eyes are 10.5 px apart at 32 px (21% and 5.5 px at "head").
 FACE_TYPES = {"head": 1.0, "whole_face": 1.9, "full_face": 2.3}
 DEFAULT_FACE_TYPE = "whole_face"
 FACE_CENTRE = np.array([0.5, 0.57])
