@@ -149,13 +149,26 @@ def grid_picks(test: dict, i: int, per_identity: int) -> list[int]:
   return picks
 
 
+# What a grid's rows must share with its first run: the same people (data set, family, identities)
+# at the same crop. Augmentation, split sizes and the data's folder may differ.
+GRID_SAME_DATA = ("name", "root", "seed", "identities", "resolution", "face_type")
+
+
+def grid_mismatch(first, other) -> str | None:
+  """Why a run with data config `other` cannot be a row of a grid of `first`'s faces, or None:
+  the GRID_SAME_DATA fields that differ, "field (first's -> other's)"."""
+  diff = [f"data.{f} ({getattr(first, f)!r} -> {getattr(other, f)!r})" for f in GRID_SAME_DATA
+          if getattr(first, f) != getattr(other, f)]
+  return "other data: " + ", ".join(diff) if diff else None
+
+
 def swap_rows(workdirs: list[str], per_identity: int = 3):
   """(rows, labels, left_out) of a swap grid over runs: fixed held-out faces (the first run's data; on
   synthetic faces per identity the most closed eyes, the widest smile, the most open mouth:
   GRID_EXPRESSIONS), their
   true face swaps where the data has them, and each run's converted swap of them into the next
   identity, pasted back into the frame (one row per run), and `left_out`: "run: why" for each run
-  that could not be loaded or has another image size or face type. The faces come from the first
+  that could not be loaded or was trained on other people or crops (grid_mismatch). The faces come from the first
   run that loads; rows is None when none does (a report without its grid beats no report)."""
   from encdec_jax.data.loading import load_data
   left_out, loaded = [], {}
@@ -182,10 +195,9 @@ def swap_rows(workdirs: list[str], per_identity: int = 3):
     rows.append(to_unit_float(test["face_swaps"][picks, target]))
     labels.append("true face swap")
   for w, run in loaded.items():
-    if (run.cfg.data.resolution, run.cfg.data.face_type) != (first.cfg.data.resolution,
-                                                               first.cfg.data.face_type):
-      left_out.append(f"{os.path.basename(os.path.abspath(w))}: another resolution or face type "
-                      f"({run.cfg.data.resolution} px {run.cfg.data.face_type})")
+    why = grid_mismatch(first.cfg.data, run.cfg.data)
+    if why:
+      left_out.append(f"{os.path.basename(os.path.abspath(w))}: {why}")
       continue
     out = np.zeros_like(rows[0])
     shifts = colour_shifts(run, trn if run.cfg.data == first.cfg.data else None)

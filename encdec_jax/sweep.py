@@ -117,8 +117,24 @@ def enumerate_runs(sweep: dict, max_runs: int | None = None, seed: int = 0) -> l
   return [{k: number(v["value"]) for k, v in r.config.items()} for r in runs]
 
 
+def short_keys(keys) -> dict[str, str]:
+  """Each key's shortest dotted tail (without "config.") that no other key ends in: "seed" and
+  "data.seed" for config.seed and config.data.seed, "bottleneck" alone for config.model.bottleneck."""
+  bare = {k: k.removeprefix("config.") for k in keys}
+  out = {}
+  for k, b in bare.items():
+    parts = b.split(".")
+    for n in range(1, len(parts) + 1):
+      tail = ".".join(parts[-n:])
+      if tail not in {".".join(o.split(".")[-n:]) for kk, o in bare.items() if kk != k}:
+        break
+    out[k] = tail
+  return out
+
+
 def run_name(i: int, params: dict[str, Any]) -> str:
-  parts = [f"{k.split('.')[-1]}={v}" for k, v in params.items()]
+  short = short_keys(params)
+  parts = [f"{short[k]}={v}" for k, v in params.items()]
   return re.sub(r"[^A-Za-z0-9_.=+-]", "_", f"{i:02d}_" + "_".join(parts))[:120]
 
 

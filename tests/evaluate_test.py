@@ -98,3 +98,15 @@ def test_swap_grid_shows_each_identitys_most_expressive_faces(tiny_data):
       assert test["factors"][k, col] == test["factors"][left, col].max(), name
   plain = {k: v for k, v in test.items() if k != "factors"}
   assert inference.grid_picks(plain, 1, 2) == list(np.flatnonzero(test["identity"] == 1)[:2])
+
+
+def test_swap_grid_rows_need_the_same_people_not_the_same_augmentation():
+  """A run of another family decodes the first run's faces with decoders of other people: left
+  out, naming the field; warp or split sizes differ without changing who is shown."""
+  from encdec_jax.config import DataConfig
+  first = DataConfig(resolution=32)
+  assert inference.grid_mismatch(first, DataConfig(resolution=32, warp=False, train_per_identity=9)) is None
+  why = inference.grid_mismatch(first, DataConfig(resolution=32, seed=1))
+  assert why == "other data: data.seed (0 -> 1)", why
+  assert "data.face_type ('whole_face' -> 'full_face')" in inference.grid_mismatch(
+      first, DataConfig(resolution=32, face_type="full_face"))

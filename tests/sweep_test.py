@@ -240,6 +240,11 @@ def test_tiny_sweep_end_to_end_writes_report(tmp_path, data_dir):
   assert grid_path is not None and len(left_out) == 1 and left_out[0].startswith(f"{results[0]['run']}: "), left_out
 
 
+def test_run_names_tell_apart_keys_with_the_same_last_part():
+  assert sweep.run_name(3, {"config.data.seed": 0, "config.seed": 1}) == "03_data.seed=0_seed=1"
+  assert sweep.run_name(0, {"config.model.bottleneck": 16, "config.loss": "ssim:1.0"}) == "00_bottleneck=16_loss=ssim_1.0"
+
+
 def test_bad_sweep_parameter_fails_before_training(tmp_path):
   spec = {"method": "grid", "parameters": {"config.model.bottleneck": {"values": [0, 8]}},
           "command": [f"--config={ROOT}/experiments/configs/original.py:tiny"]}
