@@ -15,7 +15,7 @@ Outcomes a report lists, per photo (PROBLEMS):
 | problem | what happens |
 |---|---|
 | `unreadable` | not an image, truncated, not a regular file: skipped |
-| `too_large` | a header claiming more than folders.MAX_PIXELS (64 MP): refused before decoding |
+| `too_large` | a header claiming more than image_files.MAX_PIXELS (64 MP): refused before decoding |
 | `no_face` | nothing detected: skipped |
 | `too_small` | faces whose box's longer side is below --min_face: not used (the others are) |
 | `several_faces` | every face used, or only the largest with --largest |
@@ -32,6 +32,7 @@ import stat
 import numpy as np
 
 from encdec_jax import align
+from encdec_jax.data import image_files
 from encdec_jax.pixels import to_unit_float
 
 PROBLEMS = ("unreadable", "too_large", "no_face", "too_small", "low_score", "several_faces",
@@ -40,12 +41,11 @@ PROBLEMS = ("unreadable", "too_large", "no_face", "too_small", "low_score", "sev
 
 def list_inputs(folder: str) -> tuple[list[str], list[str]]:
   """(image names, other files' names) of a folder, sorted; hidden files are neither."""
-  from encdec_jax.data import folders
   names, other = [], []
   for n in sorted(os.listdir(folder)):
     if n.startswith("."):
       continue
-    if n.lower().endswith(folders.IMAGE_EXTENSIONS):
+    if n.lower().endswith(image_files.IMAGE_EXTENSIONS):
       names.append(n)
     elif os.path.isfile(os.path.join(folder, n)):
       other.append(n)
@@ -54,9 +54,8 @@ def list_inputs(folder: str) -> tuple[list[str], list[str]]:
 
 def unsupported_records(other: list[str], **fields) -> list[dict]:
   """The report's records of files that are not images of a supported type."""
-  from encdec_jax.data import folders
-  why = f"not one of {', '.join(folders.IMAGE_EXTENSIONS)}: not opened"
-  return [{"file": folders.printable(n), **fields, "problems": {"unsupported": why}} for n in other]
+  why = f"not one of {', '.join(image_files.IMAGE_EXTENSIONS)}: not opened"
+  return [{"file": image_files.printable(n), **fields, "problems": {"unsupported": why}} for n in other]
 
 
 def is_rotation(note: str) -> bool:
@@ -129,16 +128,15 @@ class Mtcnn:
 
 def load_photo(path: str) -> tuple[np.ndarray, list[str]]:
   """-> ((H, W, 3) uint8 RGB, notes), EXIF orientation applied; ValueError with the reason for a
-  file that must be skipped (as the image folders decide: encdec_jax/data/folders.py), a
-  folders.TooLarge for one over the pixel limit."""
-  from encdec_jax.data import folders
+  file that must be skipped (as the image folders decide: encdec_jax/data/image_files.py), a
+  image_files.TooLarge for one over the pixel limit."""
   try:
     mode = os.stat(path).st_mode
   except OSError as e:
     raise ValueError(f"cannot be read ({e.strerror})") from None
   if not stat.S_ISREG(mode):
     raise ValueError("not a regular file (a folder, FIFO, socket or device): not opened")
-  im, notes = folders.open_rgb(path)
+  im, notes = image_files.open_rgb(path)
   return np.asarray(im, np.uint8).copy(), notes
 
 
@@ -277,8 +275,7 @@ def output_names(names: list[str]) -> dict[str, str]:
 
 def problem_of(e: ValueError) -> str:
   """The report's name for a photo that load_photo refused."""
-  from encdec_jax.data import folders
-  return "too_large" if isinstance(e, folders.TooLarge) else "unreadable"
+  return "too_large" if isinstance(e, image_files.TooLarge) else "unreadable"
 
 
 def summarize(records: list[dict]) -> dict:

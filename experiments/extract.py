@@ -58,10 +58,10 @@ def main(argv):
   problem = photos.output_problem(_INPUT.value, _OUTPUT.value, "crops")
   if problem:
     sys.exit(f"error: {problem}")
-  from encdec_jax.data import folders
+  from encdec_jax.data import image_files
   names, other = photos.list_inputs(_INPUT.value)
   if not names:
-    sys.exit(f"error: --input={_INPUT.value!r} holds no images ({', '.join(folders.IMAGE_EXTENSIONS)})")
+    sys.exit(f"error: --input={_INPUT.value!r} holds no images ({', '.join(image_files.IMAGE_EXTENSIONS)})")
   try:
     detector = photos.Mtcnn(_THRESHOLD.value)
   except ValueError as e:
@@ -70,7 +70,7 @@ def main(argv):
   os.makedirs(_OUTPUT.value, exist_ok=True)
   records, written, t0 = photos.unsupported_records(other, crops=[], notes=[]), 0, time.perf_counter()
   for name in tqdm(names, desc="extract", unit="photo"):
-    rec = {"file": folders.printable(name), "crops": [], "problems": {}, "notes": []}
+    rec = {"file": image_files.printable(name), "crops": [], "problems": {}, "notes": []}
     records.append(rec)
     try:
       photo, notes = photos.load_photo(os.path.join(_INPUT.value, name))

@@ -52,7 +52,7 @@ def main(argv):
   from tqdm.auto import tqdm
   from encdec_jax import convert, images, inference, photos
   from encdec_jax.pixels import to_unit_float
-  from encdec_jax.data import folders
+  from encdec_jax.data import image_files
   if not os.path.isdir(_INPUT.value):
     sys.exit(f"error: --input={_INPUT.value!r} is not a directory")
   problem = photos.output_problem(_INPUT.value, _OUTPUT.value, "swaps")
@@ -91,14 +91,14 @@ def main(argv):
 
   records = photos.unsupported_records(other, kind=None, output=None)
   for name in tqdm(names, desc=f"swap into {run.identities[to]}", unit="img"):
-    rec = {"file": folders.printable(name), "kind": "crop" if crop[name] else "photo",
+    rec = {"file": image_files.printable(name), "kind": "crop" if crop[name] else "photo",
            "problems": {}, "output": None}
     records.append(rec)
     if crop[name]:
       try:
         if not os.path.isfile(paths[name]):  # a folder, FIFO or device named like an image
           raise ValueError("not a regular file: not opened")
-        x, _ = folders.load_image(paths[name], r, max(8, r // 4))
+        x, _ = image_files.load_image(paths[name], r, max(8, r // 4))
       except ValueError as e:
         rec["problems"][photos.problem_of(e)] = str(e)
         continue

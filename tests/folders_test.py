@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from encdec_jax import assemble, config as config_lib, train
-from encdec_jax.data import folders, loading
+from encdec_jax.data import folders, image_files, loading
 from encdec_jax.data import render as R
 
 GOOD_PER_IDENTITY = 14  # tiny config: 8 held out + batch 4, and a margin
@@ -104,11 +104,11 @@ def test_conversions_give_the_right_pixels(root):
   gray = np.asarray(_face(0, 100).convert("L").resize((16, 16), Image.Resampling.LANCZOS), np.float32)
   for name, want in [("rgba.png", face), ("gray.png", np.repeat(gray[..., None], 3, -1)),
                      ("sixteen.png", np.repeat(gray[..., None], 3, -1))]:
-    img, _ = folders.load_image(os.path.join(root, "alice", name), 16, 8)
+    img, _ = image_files.load_image(os.path.join(root, "alice", name), 16, 8)
     assert img.shape == (16, 16, 3) and img.dtype == np.uint8
     assert np.abs(img.astype(np.float32) - want).mean() < 2.0, name
   # EXIF orientation 6 = rotate 90 degrees clockwise for display: the 48x32 image becomes 32x48.
-  img, notes = folders.load_image(os.path.join(root, "alice", "exif_rotated.jpg"), 32, 8)
+  img, notes = image_files.load_image(os.path.join(root, "alice", "exif_rotated.jpg"), 32, 8)
   upright = np.asarray(_face(0, 101, 48).crop((0, 8, 48, 40)).rotate(-90, expand=True))  # 32 x 48
   want = np.asarray(Image.fromarray(upright).crop((0, 8, 32, 40)))
   assert np.abs(img.astype(np.float32) - want).mean() < 12.0

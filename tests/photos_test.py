@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from encdec_jax import align, calibration, convert, decode, photos
-from encdec_jax.data import composites, folders, render
+from encdec_jax.data import composites, folders, image_files, render
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SYNTHETIC_THRESHOLD = 0.3  # the cartoon faces score lower than real ones (photos.Mtcnn)
@@ -373,7 +373,7 @@ def _swap_crops_cli(tmp_path, workdir, crops, run):
     np.testing.assert_allclose(inference.colour_shifts(r_, reuse=False), stored, atol=1e-6)
   shift = calibration.into(stored, 1)
   assert np.abs(shift).max() > 1e-4
-  x = folders.load_image(str(inp / "face0.png"), 16, 8)[0][None].astype(np.float32) / 255
+  x = image_files.load_image(str(inp / "face0.png"), 16, 8)[0][None].astype(np.float32) / 255
   y = decode.take_off(np.asarray(r_.model.apply(r_.params, x, 1, method="swap")), shift)
   want = convert.convert(x, y, convert.soft_ellipse(16)[None])[0]
   keep = np.ones((16, 16), bool)
@@ -409,13 +409,13 @@ def test_reports_name_files_not_paths_and_an_invalid_exif_orientation_is_not_app
   bad.parent.mkdir()
   bad.write_bytes(b"\xff\xd8 not a jpeg")
   with pytest.raises(ValueError) as e:
-    folders.open_rgb(str(bad))
+    image_files.open_rgb(str(bad))
   assert "secret_user" not in str(e.value) and "not a readable image" in str(e.value)
   img = np.zeros((8, 12, 3), np.uint8)
   exif = Image.Exif()
   exif[0x0112] = 9  # not an orientation (1-8)
   Image.fromarray(img).save(tmp_path / "nine.jpg", exif=exif)
-  im, notes = folders.open_rgb(str(tmp_path / "nine.jpg"))
+  im, notes = image_files.open_rgb(str(tmp_path / "nine.jpg"))
   assert im.size == (12, 8) and notes == ["EXIF orientation 9 is not valid (1-8): ignored"]
 
 

@@ -12,7 +12,7 @@ Every file's fate is decided by `scan()` before any training, and written to the
 | not square | centre-cropped to a square |
 | any size above min_size | resized to data.resolution (Lanczos) |
 | truncated or corrupt, not an image despite its name | skipped, reason logged |
-| header claims more than MAX_PIXELS (decompression bomb) | skipped before decoding |
+| header claims more than image_files.MAX_PIXELS (decompression bomb) | skipped before decoding |
 | short side below min_size | skipped (upscaling it would be mostly blur) |
 | byte-identical to an earlier file of the same identity | skipped as a duplicate |
 | byte-identical to a file of another identity | skipped in both (which identity is it?) |
@@ -22,7 +22,8 @@ Every file's fate is decided by `scan()` before any training, and written to the
 | a name that is not valid UTF-8 | used as any other file; listed with \\x escapes |
 | an identity folder left with fewer than needed images, or only one identity | ConfigError naming it |
 
-Files are never executed or unpickled: images are decoded by Pillow, examples stored by TFDS.
+Files are never executed or unpickled: images are decoded by Pillow (encdec_jax/data/image_files.py),
+examples stored by TFDS.
 """
 from __future__ import annotations
 
@@ -31,20 +32,14 @@ import hashlib
 import json
 import os
 import stat
-import warnings
 
 import numpy as np
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-MAX_PIXELS = 64 * 1024 * 1024   # a header claiming more is refused before decoding
+from encdec_jax.data.image_files import IMAGE_EXTENSIONS, load_image, min_side, printable
+
 VERSION = "1.3.0"  # 1.3.0: implausible landmarks fall back to the template, each crop's source kept;
                    # 1.2.0: landmarks per crop, face/eye/mouth masks from them (data/regions.py);
                    # 1.1.0: the face mask is convert.FACE_ELLIPSE (was wider)
-
-
-def printable(name: str) -> str:
-  """A file name as text, whatever its bytes: one that is not valid UTF-8 keeps \\x escapes."""
-  return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 class DataError(ValueError):
@@ -57,74 +52,6 @@ def identity_folders(root: str) -> list[str]:
     raise DataError(f"data.root={root!r} is not a directory")
   return sorted(d for d in os.listdir(root)
                 if not d.startswith(".") and os.path.isdir(os.path.join(root, d)))
-
-
-class TooLarge(ValueError):
-  """An image whose header claims more than MAX_PIXELS (or Pillow's own bomb limit)."""
-
-
-def open_rgb(path: str):
-  """-> (PIL RGB image, notes on conversions): decoded whole, EXIF orientation applied, converted
-  to 8-bit RGB (the module table). Raises ValueError with the reason when the file must be
-  skipped: unreadable, not an image, or a header claiming more than MAX_PIXELS."""
-  from PIL import Image, ImageOps
-  notes = []
-  with warnings.catch_warnings():
-    warnings.simplefilter("error", Image.DecompressionBombWarning)
-    try:
-      with Image.open(path) as im:
-        w, h = im.size  # header only
-        if w * h > MAX_PIXELS:
-          raise TooLarge(f"header claims {w}x{h} pixels, over the {MAX_PIXELS} limit")
-        im.load()  # decodes: truncated or corrupt data fails here
-        orientation = _exif_orientation(im)
-        if orientation in range(2, 9):
-          im = ImageOps.exif_transpose(im)
-          notes.append(f"EXIF orientation {orientation} applied")
-        elif orientation not in (None, 1):
-          notes.append(f"EXIF orientation {orientation!r} is not valid (1-8): ignored")
-        im = _to_rgb(im, notes)
-    except ValueError:
-      raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-      raise TooLarge(f"header claims too many pixels (decompression bomb): {_no_path(e, path)}") from None
-    except (OSError, SyntaxError) as e:
-      if "truncated" in str(e):  # the header read, the pixel data ends early
-        raise ValueError("truncated: the image data ends before its last pixel") from None
-      raise ValueError(f"not a readable image ({type(e).__name__}: {_no_path(e, path)})") from None
-  return im, notes
-
-
-def _no_path(e: Exception, path: str) -> str:
-  """PIL's message without the folders above the file (reports get shared; a path can name the
-  user): the file's name stays."""
-  msg = str(e)
-  for p in sorted({path, os.path.abspath(path), os.path.realpath(path)}, key=len, reverse=True):
-    msg = msg.replace(p, os.path.basename(path))
-  return msg
-
-
-def min_side(resolution: int, min_size: int) -> int:
-  """The smallest short side an image may have (config.data.min_size; 0: max(8, resolution/2))."""
-  return min_size or max(8, resolution // 2)
-
-
-def load_image(path: str, resolution: int, min_size: int) -> tuple[np.ndarray, list[str]]:
-  """-> (uint8 (resolution, resolution, 3), notes on conversions). Raises ValueError with the
-  reason when the file must be skipped."""
-  from PIL import Image
-  im, notes = open_rgb(path)
-  w, h = im.size
-  if min(w, h) < min_size:
-    raise ValueError(f"too small: {w}x{h}, short side below min_size={min_size}")
-  if w != h:
-    s = min(w, h)
-    left, top = (w - s) // 2, (h - s) // 2
-    im = im.crop((left, top, left + s, top + s))
-    notes.append(f"centre-cropped from {w}x{h}")
-  if im.size != (resolution, resolution):
-    im = im.resize((resolution, resolution), Image.Resampling.LANCZOS)
-  return np.asarray(im, dtype=np.uint8).copy(), notes
 
 
 def crop_landmarks(path: str, resolution: int, square: bool = True,
@@ -155,37 +82,6 @@ def crop_landmarks(path: str, resolution: int, square: bool = True,
   if why:
     return template, f"implausible landmarks: {why}"
   return crop.astype(np.float32), "json"
-
-
-def _exif_orientation(im):
-  try:
-    return im.getexif().get(0x0112)
-  except Exception:  # noqa: BLE001 - a broken EXIF block is no orientation
-    return None
-
-
-def _to_rgb(im, notes):
-  from PIL import Image
-  mode = im.mode
-  if mode == "RGB":
-    return im
-  if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-    a = np.asarray(im, dtype=np.float64)
-    top = 65535.0 if mode.startswith("I;16") or a.max() > 255 else 255.0
-    a = np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    notes.append(f"{mode} scaled to 8 bits")
-    return Image.fromarray(a, "L").convert("RGB")
-  if mode == "P":
-    im = im.convert("RGBA")
-    mode = "RGBA"
-    notes.append("palette expanded")
-  if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-    rgba = im.convert("RGBA")
-    black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-    notes.append(f"{mode}: alpha composited over black")
-    return Image.alpha_composite(black, rgba).convert("RGB")
-  notes.append(f"{mode} converted to RGB")
-  return im.convert("RGB")
 
 
 @dataclasses.dataclass

@@ -84,8 +84,8 @@ def dataset_key(cfg: ExperimentConfig) -> str:
   if d.name == "arrays":
     return read_arrays(cfg, meta_only=True)[2]["dataset_key"]
   if d.name == "folders":
-    from encdec_jax.data import folders
-    fp, _ = folders.fingerprint(d.root, d.resolution, folders.min_side(d.resolution, d.min_size),
+    from encdec_jax.data import folders, image_files
+    fp, _ = folders.fingerprint(d.root, d.resolution, image_files.min_side(d.resolution, d.min_size),
                                 d.face_type)
     return f"folders_r{d.resolution}_h{d.test_per_identity}_{fp}"
   from encdec_jax.data import synthetic
