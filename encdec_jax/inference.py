@@ -163,20 +163,21 @@ def grid_mismatch(first, other) -> str | None:
 
 
 def swap_rows(workdirs: list[str], per_identity: int = 3):
-  """(rows, labels, left_out) of a swap grid over runs: fixed held-out faces (the first run's data; on
-  synthetic faces per identity the most closed eyes, the widest smile, the most open mouth:
-  GRID_EXPRESSIONS), their
-  true face swaps where the data has them, and each run's converted swap of them into the next
-  identity, pasted back into the frame (one row per run), and `left_out`: "run: why" for each run
-  that could not be loaded or was trained on other people or crops (grid_mismatch). The faces come from the first
-  run that loads; rows is None when none does (a report without its grid beats no report)."""
+  """(rows, labels, left_out) of a swap grid over runs: fixed held-out faces (the data of the
+  first run that loads; on synthetic faces per identity the most closed eyes, the widest smile,
+  the most open mouth: GRID_EXPRESSIONS), their true face swaps where the data has them, and
+  each run's converted swap of them into the next identity, pasted back into the frame (one row
+  per run); `left_out`: "run: why" for each run that could not be loaded or was trained on other
+  people or crops (grid_mismatch). rows is None when no run loads (a report without its grid
+  beats no report)."""
   from encdec_jax.data.loading import load_data
   left_out, loaded = [], {}
   for w in workdirs:
     try:
       loaded[w] = load_run(w)
     except Exception as e:  # noqa: BLE001 - a report without a run's row beats no report
-      left_out.append(f"{os.path.basename(os.path.abspath(w))}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+      why = str(e).splitlines()[0] if str(e) else type(e).__name__
+      left_out.append(f"{os.path.basename(os.path.abspath(w))}: {why}")
   if not loaded:
     return None, None, left_out
   first = next(iter(loaded.values()))

@@ -150,7 +150,8 @@ def _write_full_report(results, out_dir, param_keys, best, heads, figures, metri
   else:
     lines += ["", "## The same held-out faces, swapped by every run", "",
               "Top row: inputs (identity i; on synthetic faces three each: the held-out faces with "
-              "the most closed eyes, the widest smile and the most open mouth); second row: the true face swap into the next identity "
+              "the most closed eyes, the widest smile and the most open mouth); second row: the "
+              "true face swap into the next identity "
               "(the input's frame with that identity's face); then one row per run: its converted "
               "swap of each input (decoded as the next identity, pasted back into the input's frame "
               "inside the face mask" + ("; runs with `eval.tone=train`: its colour calibrated first" if any(
