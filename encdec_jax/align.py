@@ -224,11 +224,3 @@ def crops(frames_BxHxWxC, transforms_Bx2x3, size: int) -> np.ndarray:
   return np.stack([crop(x, a, size) for x, a in zip(f, transforms_Bx2x3)]).reshape(
       (len(f), size, size, f.shape[-1]))
 
-
-def paste_backs(frames_BxHxWx3, faces_BxSxSx3, masks_BxSxSx1, transforms_Bx2x3) -> np.ndarray:
-  """`paste_back` of every decoded crop into its frame: (B, H, W, 3) float32 in [0, 1]."""
-  from encdec_jax.pixels import to_unit_float
-  f = to_unit_float(frames_BxHxWx3)
-  return np.stack([paste_back(x, y, m, a) for x, y, m, a in
-                   zip(f, np.asarray(faces_BxSxSx3, np.float32), masks_BxSxSx1, transforms_Bx2x3)]
-                  ).reshape(f.shape)
