@@ -77,7 +77,10 @@ def feather(mask_BxHxWx1: np.ndarray, sigma: float = FEATHER) -> np.ndarray:
   s = sigma * max(h, w)
   if s < 0.25:
     return m
-  return np.einsum("ih,jw,bhwc->bijc", _gaussian_matrix(h, s), _gaussian_matrix(w, s), m)
+  # Rows, then columns: two matrix products (a three-operand einsum sums over every (h, w) pair
+  # per output pixel, 30x slower at 32 px).
+  rows = np.einsum("ih,bhwc->biwc", _gaussian_matrix(h, s), m)
+  return np.einsum("jw,biwc->bijc", _gaussian_matrix(w, s), rows)
 
 
 def convert(frame_BxHxWx3, face_BxHxWx3, mask_BxHxWx1, sigma: float = FEATHER) -> np.ndarray:
