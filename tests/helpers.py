@@ -45,6 +45,13 @@ def init_params(model, cfg):
   return init(jax.random.key(0), x)
 
 
+def jit_quick(f, **kw):
+  """jax.jit(f) compiled with XLA's backend optimisation off, at each call's shapes: for tests
+  of values, not speed (a 32 px MS-SSIM and its gradient compile in a fraction of the time)."""
+  from encdec_jax import models
+  return jax.jit(f, compiler_options=models.INIT_COMPILER_OPTIONS, **kw)
+
+
 def quick_jit(f, *args):
   """f compiled for `args` with XLA's backend optimisation off: the same function, compiled in a
   fraction of the time, for tests that check structure or equality rather than speed."""

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from encdec_jax import config as config_lib, losses
+from tests.helpers import jit_quick
 
 
 def _rand(shape, seed):
@@ -172,13 +173,13 @@ def test_ms_ssim_against_tensorflow(size, kinds):
   win = losses.structural.ms_ssim_window(size)
   assert win == (4 if size == 64 else 11)
   ref = tf.image.ssim_multiscale(a, b, max_val=1.0, filter_size=win, filter_sigma=1.5).numpy()
-  np.testing.assert_allclose(1 - np.asarray(jax.jit(losses.LOSSES["ms_ssim"])(a, b)), ref, atol=2e-4)
+  np.testing.assert_allclose(1 - np.asarray(jit_quick(losses.LOSSES["ms_ssim"])(a, b)), ref, atol=2e-4)
 
 
 @pytest.mark.parametrize("name", sorted(losses.LOSSES))
 def test_identical_inputs_zero_loss_finite_grads(name):
-  fn = jax.jit(losses.LOSSES[name])
-  grad = jax.jit(jax.grad(lambda p, x: losses.LOSSES[name](p, x).sum()))
+  fn = jit_quick(losses.LOSSES[name])
+  grad = jit_quick(jax.grad(lambda p, x: losses.LOSSES[name](p, x).sum()))
   for x in (jnp.asarray(_rand((2, 32, 32, 3), 4)), jnp.full((2, 32, 32, 3), 0.5)):
     assert float(jnp.max(jnp.abs(fn(x, x)))) < 1e-4, name
     assert bool(jnp.all(jnp.isfinite(grad(x, x)))), name
@@ -193,8 +194,8 @@ def test_gradient_matches_finite_differences(name):
   a, b = _pair(("noise", "noise"), (1, size, size, 3), seed=3)
   a = np.clip(a, 0.05, 0.95)
   v = np.random.default_rng(9).normal(size=a.shape).astype(np.float32)
-  f = jax.jit(lambda x: losses.LOSSES[name](x, jnp.asarray(b))[0])
-  g = np.asarray(jax.jit(jax.grad(f))(jnp.asarray(a)))
+  loss = lambda x: losses.LOSSES[name](x, jnp.asarray(b))[0]  # noqa: E731
+  f, g = jit_quick(loss), np.asarray(jit_quick(jax.grad(loss))(jnp.asarray(a)))
   eps = 1e-2 if name == "ms_ssim" else 1e-3  # 1 - MS-SSIM sums float32 round-off of many terms
   fd = (float(f(jnp.asarray(a + eps * v))) - float(f(jnp.asarray(a - eps * v)))) / (2 * eps)
   np.testing.assert_allclose(float(np.sum(g * v)), fd, rtol=3e-2, atol=1e-4)
@@ -221,7 +222,7 @@ def test_vmap_over_a_leading_axis_equals_per_slice_calls(name):
   a, b = _pair(("noise", "noise"), (2, 32, 32, 3), seed=11)
   a2, b2 = np.stack([a, b]), np.stack([b, a])  # (2, B, H, W, C)
   fn = losses.LOSSES[name]
-  out = jax.jit(jax.vmap(fn))(a2, b2)
+  out = jit_quick(jax.vmap(fn))(a2, b2)
   np.testing.assert_allclose(out, np.stack([fn(a, b), fn(b, a)]), rtol=1e-4, atol=1e-6)  # jit vs eager rounding
 
 

@@ -6,7 +6,7 @@ import pytest
 from encdec_jax import models
 from experiments import flops
 from encdec_jax.config import ModelConfig
-from tests.helpers import init_params
+from tests.helpers import init_params, jit_quick
 
 TINY = ModelConfig(width=1 / 16, bottleneck=16, resolution=16, num_identities=3, conv_impl="xla")
 
@@ -22,8 +22,9 @@ def test_s2d_strided_conv_equals_direct(h, cin, cout, k):
   w = jax.random.normal(jax.random.key(1), (k, k, cin, cout))
   p = k // 2
   direct = jax.lax.conv_general_dilated(x, w, (2, 2), ((p, p), (p, p)), dimension_numbers=models.CONV_DIMENSIONS)
-  np.testing.assert_allclose(models.strided_conv_s2d(x, w, p), direct, atol=2e-5, rtol=1e-5)
-  np.testing.assert_allclose(models.conv_im2col(x, w, 2, p), direct, atol=2e-5, rtol=1e-5)
+  s2d, im2col = jit_quick(lambda x, w: (models.strided_conv_s2d(x, w, p), models.conv_im2col(x, w, 2, p)))(x, w)
+  np.testing.assert_allclose(s2d, direct, atol=2e-5, rtol=1e-5)
+  np.testing.assert_allclose(im2col, direct, atol=2e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("h,k,cin,cout", [(8, 3, 3, 4), (5, 5, 3, 4), (4, 1, 3, 4), (8, 5, 6, 3), (7, 3, 5, 2)])
@@ -35,8 +36,8 @@ def test_im2col_stride1_equals_xla(h, k, cin, cout):
   xla = lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), ((p, p), (p, p)),
                                                   dimension_numbers=models.CONV_DIMENSIONS)
   ours = lambda x, w: models.conv_im2col(x, w, 1, p)
-  np.testing.assert_allclose(ours(x, w), xla(x, w), atol=2e-5, rtol=1e-5)
-  grads = [jax.grad(lambda x, w: jnp.sum(jnp.sin(f(x, w))), (0, 1))(x, w) for f in (ours, xla)]
+  np.testing.assert_allclose(jit_quick(ours)(x, w), xla(x, w), atol=2e-5, rtol=1e-5)
+  grads = [jit_quick(jax.grad(lambda x, w: jnp.sum(jnp.sin(f(x, w))), (0, 1)))(x, w) for f in (ours, xla)]
   for a, b in zip(*grads):
     np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-5)
 
@@ -48,10 +49,10 @@ def test_conv_impls_same_function_same_params():
     m, p = _init(cfg)
     outs.append((p, m))
   x = jax.random.uniform(jax.random.key(2), (2, 3, 32, 32, 3))
-  ref = jax.jit(outs[0][1].apply)(outs[0][0], x)
+  ref = jit_quick(outs[0][1].apply)(outs[0][0], x)
   for p, m in outs[1:]:
     assert jax.tree.structure(p) == jax.tree.structure(outs[0][0])
-    np.testing.assert_allclose(jax.jit(m.apply)(outs[0][0], x), ref, atol=1e-5)
+    np.testing.assert_allclose(jit_quick(m.apply)(outs[0][0], x), ref, atol=1e-5)
 
 
 def test_encoder_shared_decoders_per_identity():
@@ -63,7 +64,7 @@ def test_encoder_shared_decoders_per_identity():
   def loss_identity0(params):  # only identity 0's reconstruction
     return jnp.mean(m.apply(params, x)[0])
 
-  g = jax.jit(jax.grad(loss_identity0))(params)["params"]
+  g = jit_quick(jax.grad(loss_identity0))(params)["params"]
   norm = lambda t: float(sum(jnp.sum(jnp.abs(a)) for a in jax.tree.leaves(t)))
   assert norm(g["encoder"]) > 0 and norm(g["decoders_0"]) > 0
   assert norm(g["decoders_1"]) == 0 and norm(g["decoders_2"]) == 0
@@ -78,7 +79,7 @@ def test_shapes_and_swap_range(res, n):
   m, params = _init(cfg)
   x = jax.random.uniform(jax.random.key(3), (n, 2, res, res, 3))
 
-  @jax.jit
+  @jit_quick
   def outputs(params, x):
     return (m.apply(params, x), m.apply(params, x[0], 1, method="swap"),
             m.apply(params, x[0], method="decode_all"))
