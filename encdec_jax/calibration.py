@@ -23,9 +23,12 @@ from encdec_jax.pixels import to_unit_float
 PER_IDENTITY = 256  # training faces per identity that calibrate; the first ones, in stored order
 
 
-def calibrate(decode, trn: dict, num_identities: int, per_identity: int = PER_IDENTITY) -> np.ndarray:
+def calibrate(decode, trn: dict, num_identities: int, per_identity: int = PER_IDENTITY,
+              face_type: str | None = None) -> np.ndarray:
   """(N, N, 3) float32 shifts[i, j] (module docstring); zero on the diagonal. `decode(x_BxHxWx3)`
-  -> (RGB of every decoder (N, B, H, W, 3), their learned masks (N, B, H, W, 1) or None)."""
+  -> (RGB of every decoder (N, B, H, W, 3), their learned masks (N, B, H, W, 1) or None).
+  `face_type`: the crops' (config.data.face_type), whose soft ellipse is the mask where the
+  model learns none and the data stores none, as in the convert."""
   n = num_identities
   decoded = np.zeros((n, n, 3))
   own = np.zeros((n, 3))
@@ -37,7 +40,8 @@ def calibrate(decode, trn: dict, num_identities: int, per_identity: int = PER_ID
     data_masks = trn["mask"][sel] if "mask" in trn else None
     rgb, learned = decode(x)
     for j in range(n):
-      m = convert.choose_mask(None if learned is None else learned[j], data_masks, x.shape[1], len(x))
+      m = convert.choose_mask(None if learned is None else learned[j], data_masks, x.shape[1], len(x),
+                              face_type)
       decoded[i, j] = np.asarray(mean_colour(rgb[j], m))
       if j == i:
         own[i] = np.asarray(mean_colour(x, m))

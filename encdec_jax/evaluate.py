@@ -41,6 +41,8 @@ class Source:
   frame: np.ndarray | None = None  # (B, F, F, 3) in [0, 1]: the frames the crops were cut from
   frame_masks: np.ndarray | None = None  # (B, F, F, C) uint8: the frames' masks
   transforms: np.ndarray | None = None   # (B, 2, 3) frame pixels -> crop pixels
+  face_type: str | None = None     # the crops' face type: its soft ellipse is the convert's mask
+                                   # where there is neither a learned nor a data mask
 
   @functools.cached_property
   def face(self):
@@ -63,7 +65,8 @@ class Source:
     """Decoded crops (B, S, S, 3) converted as a user sees them (decode.converted): pasted back
     into `into` (images like `shown`, default `shown`) by the crops' transforms, or blended into
     it where there are no frames."""
-    return converted(self.shown if into is None else into, rgb, learned, self.data_masks, self.transforms)
+    return converted(self.shown if into is None else into, rgb, learned, self.data_masks, self.transforms,
+                     self.face_type)
 
   def judged(self, shown) -> np.ndarray:
     """What the judges read of images shaped like `shown`: their aligned crops (as the data)."""
@@ -73,8 +76,9 @@ class Source:
     return align.crops(shown, self.transforms, self.x.shape[1])
 
 
-def source(test: dict, i: int, judged: bool) -> tuple[Source, np.ndarray]:
-  """(identity i's Source, the boolean selection of its rows in `test`)."""
+def source(test: dict, i: int, judged: bool, face_type: str | None = None) -> tuple[Source, np.ndarray]:
+  """(identity i's Source, the boolean selection of its rows in `test`); `face_type`: the
+  crops' (config.data.face_type)."""
   sel = test["identity"] == i
   x = to_unit_float(test["image"][sel])
   data_masks = test["mask"][sel] if "mask" in test else None
@@ -87,7 +91,7 @@ def source(test: dict, i: int, judged: bool) -> tuple[Source, np.ndarray]:
                 test["landmarks"][sel] if "landmarks" in test else None,
                 to_unit_float(test["frame"][sel]) if framed else None,
                 test["frame_mask"][sel] if framed and "frame_mask" in test else None,
-                test["transform"][sel] if framed else None), sel
+                test["transform"][sel] if framed else None, face_type), sel
 
 
 def reconstruction_scores(s: Source, raw, conv, truth_known: bool) -> dict[str, float]:
@@ -197,7 +201,8 @@ class _Scores:
 
 
 def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 64,
-             judges=None, probes=None, shifts=None, samples: dict | None = None) -> dict[str, float]:
+             judges=None, probes=None, shifts=None, samples: dict | None = None,
+             face_type: str | None = None) -> dict[str, float]:
   """Scalars for the held-out split `test` (arrays with 'image', 'identity', and where the data
   has them 'mask', 'swaps', 'face_swaps', 'face_swap_masks', 'face_swap_landmarks' and
   'factors'). On image folders (no true swaps) reconstruction and, with judges, identity
@@ -206,14 +211,15 @@ def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 6
   encdec_jax/calibration.py, taken off every swap before it is converted and scored; the shifts
   and the uncalibrated swaps' tone gap, identity transfer and pose/expression error are reported
   beside. `samples`: a dict filled with the per-image scores, name -> [one array per identity or
-  pair, in the order of the parts], for comparisons of runs on the same faces."""
+  pair, in the order of the parts], for comparisons of runs on the same faces. `face_type`: the
+  crops' (config.data.face_type), whose soft ellipse converts where no mask is learned or stored."""
   scores = _Scores()
   truth_known = "face_swaps" in test
   judged = judges is not None
   mean_faces = ([to_unit_float(test["image"][test["identity"] == j]).mean(0) for j in range(num_identities)]
                 if truth_known and judged else None)
   for i in range(num_identities):
-    s, sel = source(test, i, judged)
+    s, sel = source(test, i, judged, face_type)
     rgb, learned = decode_batched(params, decode_all, s.x, batch)
     uncalibrated = rgb
     if shifts is not None:

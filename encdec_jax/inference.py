@@ -92,7 +92,8 @@ def colour_shifts(run: Run, trn: dict | None = None, reuse: bool = True):
   from encdec_jax.decode import make_decode_all
   if "decode_all" not in run.compiled:  # compiled only when no stored shifts serve
     run.compiled["decode_all"] = make_decode_all(run.model)
-  return calibration.calibrate_params(run.params, run.compiled["decode_all"], trn, run.cfg.data.identities)
+  return calibration.calibrate_params(run.params, run.compiled["decode_all"], trn, run.cfg.data.identities,
+                                      face_type=run.cfg.data.face_type)
 
 
 def swap(run: Run, x_BxHxWx3: np.ndarray, to: int, blend: bool = True, masks=None, shift=None,

@@ -11,12 +11,13 @@ from encdec_jax.pixels import to_unit_float
 
 
 def preview_grid(params, decode_all, test: dict, num_identities: int, per_identity: int = 3,
-                 shifts=None) -> np.ndarray:
+                 shifts=None, face_type: str | None = None) -> np.ndarray:
   """Rows: held-out faces. Columns: input frame | its aligned crop (the model's input) | true
   face swap into 0..N-1 | converted swap into 0..N-1 | raw decoder output 0..N-1 (frames and
   true face swaps only where the data has them; crops shown at the frame's size). `shifts`: the
   (N, N, 3) colour calibration (encdec_jax/calibration.py), taken off the swaps (converted and
-  raw)."""
+  raw). `face_type`: the crops' (config.data.face_type), for the convert's mask where no mask is
+  learned or stored."""
   rows = []
   framed = "frame" in test
   for i in range(num_identities):
@@ -28,8 +29,8 @@ def preview_grid(params, decode_all, test: dict, num_identities: int, per_identi
     rgb, learned = decode_batched(params, decode_all, x)
     if shifts is not None:
       rgb = calibrated(rgb, shifts[i], i)
-    conv = [converted(shown, rgb[j], None if learned is None else learned[j], data_masks, transforms)
-            for j in range(num_identities)]
+    conv = [converted(shown, rgb[j], None if learned is None else learned[j], data_masks, transforms,
+                      face_type) for j in range(num_identities)]
     truth = ([to_unit_float(test["face_swaps"][sel, j]) for j in range(num_identities)]
              if "face_swaps" in test else [])
     side = shown.shape[1]

@@ -206,7 +206,8 @@ class _Loop:
     """Member params' colour shifts (encdec_jax/calibration.py) where config.eval.tone asks for them."""
     if self.cfg.eval.tone == "none":
       return None
-    return calibration.calibrate_params(params, self.prog.decode_all, self.trn, self.cfg.data.identities)
+    return calibration.calibrate_params(params, self.prog.decode_all, self.trn, self.cfg.data.identities,
+                                        face_type=self.cfg.data.face_type)
 
   def evaluate(self, state, i: int, step: int, samples: dict | None = None) -> dict:
     params = self.prog.member_params(state, i)
@@ -214,7 +215,8 @@ class _Loop:
     if shifts is not None:  # swaps of this checkpoint (experiments.swap, the sweep's grid) reuse them
       self.folders[i].write_tone(step, shifts)
     return eval_lib.evaluate(params, self.prog.decode_all, self.test, self.cfg.data.identities,
-                             judges=self.judges, probes=self.probe, shifts=shifts, samples=samples)
+                             judges=self.judges, probes=self.probe, shifts=shifts, samples=samples,
+                             face_type=self.cfg.data.face_type)
 
   def fail(self, state, i: int) -> None:
     """Member i stopped on a NaN/Inf: its first bad step's loss terms, recomputed from the state
@@ -276,7 +278,8 @@ class _Loop:
           for i in self.alive():
             params = prog.member_params(state, i)
             self.folders[i].preview(done, preview_grid(
-                params, prog.decode_all, self.test, self.cfg.data.identities, shifts=self.colour_shifts(params)))
+                params, prog.decode_all, self.test, self.cfg.data.identities,
+                shifts=self.colour_shifts(params), face_type=self.cfg.data.face_type))
         if self.cfg.eval.every and done % self.cfg.eval.every == 0 and done != tc.steps:
           for i in self.alive():
             self.folders[i].log(done, self.evaluate(state, i, done))

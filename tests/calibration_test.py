@@ -36,11 +36,13 @@ def test_calibrate_against_a_numpy_reference(tiny_data):
   assert abs(got[0, 1]).max() > 0.01 and abs(got[1, 0]).max() > 0.01  # it measured something
 
 
-def test_calibrate_without_masks_weights_the_face_ellipse(tiny_data):
+@pytest.mark.parametrize("face_type", [None, "head"])
+def test_calibrate_without_masks_weights_the_face_types_ellipse(tiny_data, face_type):
+  """No learned and no stored mask: the run's face type's soft ellipse (the default's for None)."""
   trn, _ = tiny_data
   bare = {k: trn[k] for k in ("image", "identity")}
-  got = calibration.calibrate_params(None, _affine, bare, 2, per_identity=3)
-  e = convert.soft_ellipse(trn["image"].shape[1])[None]
+  got = calibration.calibrate_params(None, _affine, bare, 2, per_identity=3, face_type=face_type)
+  e = convert.soft_ellipse(trn["image"].shape[1], face_type)[None]
   x0 = trn["image"][np.flatnonzero(trn["identity"] == 0)[:3]] / 255.0
   x1 = trn["image"][np.flatnonzero(trn["identity"] == 1)[:3]] / 255.0
   mc = lambda a: (a * e).sum((0, 1, 2)) / (e.sum() * len(a))  # noqa: E731

@@ -110,3 +110,25 @@ def test_swap_grid_rows_need_the_same_people_not_the_same_augmentation():
   assert why == "other data: data.seed (0 -> 1)", why
   assert "data.face_type ('whole_face' -> 'full_face')" in inference.grid_mismatch(
       first, DataConfig(resolution=32, face_type="full_face"))
+
+
+def test_without_masks_the_swaps_are_converted_inside_the_runs_face_type(tiny_data):
+  """Data with neither a learned nor a stored mask (the soft-ellipse fallback): the evaluation
+  converts inside the run's face type's ellipse, not the default's. A decoder that paints every
+  pixel white scores each face type's own convert."""
+  _, test = tiny_data
+  test = {k: v for k, v in test.items() if k != "mask"}
+  white = lambda params, x: np.ones((2,) + np.shape(x), np.float32)  # noqa: E731
+  got = {ft: evaluate.evaluate(None, white, test, 2, face_type=ft)["eval/swap_mae"]
+         for ft in ("head", "full_face")}
+  s, _ = evaluate.source(test, 0, False, "head")
+  assert s.face_type == "head"
+  frames = s.shown
+  want = {}
+  for ft in ("head", "full_face"):
+    m = convert.choose_mask(None, None, s.x.shape[1], len(s.x), ft)
+    out = convert.into_frames(frames, np.ones_like(s.x), m, s.transforms)
+    want[ft] = float(np.abs(out - frames).mean())  # how much of the frame the white face covers
+  assert want["head"] != pytest.approx(want["full_face"], rel=0.05)
+  assert got["head"] != pytest.approx(got["full_face"], rel=0.02)
+  assert (got["head"] > got["full_face"]) == (want["head"] > want["full_face"])
