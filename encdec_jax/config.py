@@ -120,6 +120,8 @@ class DataConfig(_Section):
   dir: str = ""                  # TFDS data_dir; "" = ~/.cache/encdec_jax/tfds
   warp: bool = True              # Deepfakes random warp of the inputs (targets stay unwarped)
   warp_scale: float = 0.03       # std of control-point noise, as a fraction of the image size
+  warp_anneal: int = 0           # the warp's noise falls linearly from warp_scale at step 0 to none
+                                 # at this step (and after it); 0 = the same at every step
   flip: bool = True
   color_jitter: float = 0.05     # per-image gain and bias, on inputs and targets alike
   input_jitter: float = 0.0      # colour jitter of the encoder's inputs only (targets keep their
@@ -142,6 +144,8 @@ class DataConfig(_Section):
     _require(0 <= self.color_jitter < 1, f"config.data.color_jitter={self.color_jitter}; must be in [0, 1)")
     _require(0 <= self.input_jitter < 1, f"config.data.input_jitter={self.input_jitter}; must be in [0, 1)")
     _require(0 <= self.warp_scale < 0.2, f"config.data.warp_scale={self.warp_scale}; must be in [0, 0.2)")
+    _require(self.warp_anneal >= 0,
+             f"config.data.warp_anneal={self.warp_anneal}; must be >= 0 (0: no annealing)")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,7 +13,7 @@ mesh's data axis splits each member's batch as for one run.
   per-member arrays (step.hyperparameters), traced values of the step, so a new value does not
   recompile, and the optimizer state has exactly one run's layout.
 - Batches: each member's come from the input pipeline keyed by its (seed, data.warp_scale,
-  data.input_jitter), shared by members with equal keys; the device path's arithmetic (one
+  data.warp_anneal, data.input_jitter), shared by members with equal keys; the device path's arithmetic (one
   Augment: the switches, equal in a group) is unchanged.
 - Every member is still a run: its own workdir, config.json, metrics.jsonl, previews,
   checkpoints (the unpadded k-sized state, in one run's format: it restores, evaluates, swaps
@@ -44,8 +44,9 @@ from encdec_jax.step import adam, hyperparameters, make_step
 
 # The fields members of one group may differ in (and the run-naming fields that change nothing).
 MEMBER_FIELDS = ("seed", "loss", "model.bottleneck", "mask.enabled", "mask.eye_multiplier",
-                 "mask.mouth_multiplier", "mask.learned_weight", "train.lr", "train.b1", "train.b2", "train.warmdown",
-                 "train.clip_norm", "train.init_from", "data.warp_scale", "data.input_jitter")
+                 "mask.mouth_multiplier", "mask.learned_weight", "train.lr", "train.b1", "train.b2",
+                 "train.warmdown", "train.clip_norm", "train.init_from", "data.warp_scale",
+                 "data.warp_anneal", "data.input_jitter")
 _FREE = ("wandb.name", "wandb.group")
 # Architectures whose model.bottleneck is only the hidden size of Dense -> Dense: zero-padded
 # units there change nothing. (In df, liae and iae it also sets conv channel counts.)
@@ -100,7 +101,7 @@ def group_runs(cfgs: list[ExperimentConfig], max_members: int) -> list[list[int]
 
 def _source_key(c: ExperimentConfig):
   """Members with equal keys see the same batches."""
-  return (c.seed, c.data.warp_scale, c.data.input_jitter)
+  return (c.seed, c.data.warp_scale, c.data.warp_anneal, c.data.input_jitter)
 
 
 def _terms(cfgs):
@@ -219,7 +220,7 @@ class Group:
 
   def batches(self, trn: dict, start: int):
     self.sources = {}
-    for c in self.cfgs:  # one pipeline per distinct (seed, warp_scale, input_jitter), shared
+    for c in self.cfgs:  # one pipeline per distinct (seed, warp_scale, warp_anneal, input_jitter), shared
       if _source_key(c) not in self.sources:
         self.sources[_source_key(c)] = train_source(c, trn, c.seed)
     iters = {k: src.iterate(start, raw=self.augment_on_device) for k, src in self.sources.items()}

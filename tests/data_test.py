@@ -1,6 +1,9 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
+from encdec_jax import config as config_lib
 from encdec_jax.data import pipeline, render as R, synthetic_faces as sf
 from encdec_jax.data.pipeline import Augment, TrainSource
 
@@ -277,3 +280,22 @@ def test_face_types_fill_the_crop_and_the_crop_is_the_photo_paths():
     stats[face_type] = (np.mean(cover), np.mean(eyes))
   assert stats["whole_face"][0] >= 0.55 and stats["whole_face"][1] >= 10, stats
   assert stats["head"][0] < 0.3 and stats["head"][1] < 6, stats
+
+
+def test_warp_anneal_shrinks_the_same_draws_to_none(tiny_data):
+  """data.warp_anneal=k: at step s the warp's noise is the unannealed draw x (1 - s/k), none from
+  step k on, and every other draw is unchanged (a resumed run sees the same batches)."""
+  train, _ = tiny_data
+  plain = pipeline.Augment(warp=True, warp_scale=0.05, flip=True, color_jitter=0.05)
+  annealed = dataclasses.replace(plain, warp_anneal=8)
+  for step, f in ((0, 1.0), (2, 0.75), (8, 0.0), (11, 0.0)):
+    a, b = _source(train, plain).raw_batch(step), _source(train, annealed).raw_batch(step)
+    for k in a:
+      want = a[k] * f if k in ("warp_y", "warp_x") else a[k]
+      np.testing.assert_allclose(b[k], want, atol=1e-12, err_msg=k)
+  assert np.abs(_source(train, plain).raw_batch(2)["warp_y"]).max() > 0.01
+  late = _source(train, dataclasses.replace(annealed, flip=False, color_jitter=0.0)).batch(8)
+  np.testing.assert_allclose(late["inputs"], late["targets"], atol=1e-6)  # no warp left
+  assert pipeline.Augment.from_config(config_lib.DataConfig(warp_anneal=8)).warp_anneal == 8
+  with pytest.raises(config_lib.ConfigError, match=r"config.data.warp_anneal=-1; must be >= 0"):
+    config_lib.DataConfig(warp_anneal=-1)

@@ -2,9 +2,10 @@
 
 `TrainSource.batch(step)` returns, for every identity, B images drawn without replacement within
 an epoch (a permutation per (seed, identity, epoch)), augmented with an rng seeded by
-(seed, step): the Deepfakes random warp and `input_jitter` on the inputs only, and flip and
-colour jitter on inputs and targets alike. A run that restarts at step k therefore sees exactly
-the batches it would have seen. Pure numpy: no TensorFlow at training time.
+(seed, step): the Deepfakes random warp (annealed to none by step `warp_anneal`, where set) and
+`input_jitter` on the inputs only, and flip and colour jitter on inputs and targets alike. A run
+that restarts at step k therefore sees exactly the batches it would have seen. Pure numpy: no
+TensorFlow at training time.
 """
 from __future__ import annotations
 
@@ -25,10 +26,15 @@ class Augment:
   flip: bool = True
   color_jitter: float = 0.05
   input_jitter: float = 0.0
+  warp_anneal: int = 0  # the step by which the warp's noise has fallen linearly to none (0: never)
 
   @classmethod
   def from_config(cls, c: DataConfig) -> "Augment":
-    return cls(c.warp, c.warp_scale, c.flip, c.color_jitter, c.input_jitter)
+    return cls(c.warp, c.warp_scale, c.flip, c.color_jitter, c.input_jitter, c.warp_anneal)
+
+  def warp_factor(self, step: int) -> float:
+    """What the drawn warp noise is multiplied by at `step`: 1 - step / warp_anneal, down to 0."""
+    return 1.0 if self.warp_anneal <= 0 else max(0.0, 1.0 - step / self.warp_anneal)
 
 
 def _bilinear_resize_grid(g_Bx5x5, size: int, xp=np):
@@ -138,6 +144,8 @@ class TrainSource:
       rng = np.random.default_rng([self.seed, 32452843, i, step])
       idx = self.indices(i, step)[self.rows]
       p = {k: v[self.rows] for k, v in draw_augment(rng, self.batch_size, self.aug).items()}
+      f = self.aug.warp_factor(step)  # the draws stay the same: only the warp's size anneals
+      p["warp_y"], p["warp_x"] = p["warp_y"] * f, p["warp_x"] * f
       parts.append(dict(p, images=self.images[i][idx], masks=self.masks[i][idx]))
     return {k: np.stack([p[k] for p in parts]) for k in parts[0]}
 
