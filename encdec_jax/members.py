@@ -13,8 +13,8 @@ mesh's data axis splits each member's batch as for one run.
   per-member arrays (step.hyperparameters), traced values of the step, so a new value does not
   recompile, and the optimizer state has exactly one run's layout.
 - Batches: each member's come from the input pipeline keyed by its (seed, data.warp_scale,
-  data.warp_anneal, data.input_jitter), shared by members with equal keys; the device path's arithmetic (one
-  Augment: the switches, equal in a group) is unchanged.
+  data.warp_anneal, data.input_jitter), shared by members with equal keys; the device path's
+  arithmetic (one Augment: the switches, equal in a group) is unchanged.
 - Every member is still a run: its own workdir, config.json, metrics.jsonl, previews,
   checkpoints (the unpadded k-sized state, in one run's format: it restores, evaluates, swaps
   and resumes alone), eval.json and W&B run. A group trains in the one training loop
@@ -220,7 +220,7 @@ class Group:
 
   def batches(self, trn: dict, start: int):
     self.sources = {}
-    for c in self.cfgs:  # one pipeline per distinct (seed, warp_scale, warp_anneal, input_jitter), shared
+    for c in self.cfgs:  # one pipeline per distinct _source_key, shared
       if _source_key(c) not in self.sources:
         self.sources[_source_key(c)] = train_source(c, trn, c.seed)
     iters = {k: src.iterate(start, raw=self.augment_on_device) for k, src in self.sources.items()}
