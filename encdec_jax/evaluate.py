@@ -141,8 +141,12 @@ def swap_judged(judges, s: Source, j: int, conv, uncalibrated, truth, tone_regio
   if uncalibrated is not None:
     out.update({f"{k}_uncalibrated": v for k, v in score(uncalibrated).items()
                 if k in ("attr_mae", "id_transfer")})
-  if truth is not None:
-    out["id_transfer_truth"] = score(truth, None)["id_transfer"]
+  if truth is not None:  # the judges on the true face swaps: what a perfect swap shows here
+    for k, v in score(truth).items():
+      if k.startswith("attr_err/"):
+        out[k.replace("attr_err/", "attr_err_truth/")] = v
+      elif k in ("id_transfer", "attr_mae", "expr_mae", "pose_mae"):
+        out[f"{k}_truth"] = v
     out["id_transfer_tone_matched"] = score(tone_matched(conv, truth, tone_region), None)["id_transfer"]
     flat = s.convert(np.broadcast_to(mean_face, s.x.shape))
     out.update({f"{k}_mean_face": v for k, v in score(flat).items() if k in ("attr_mae", "id_transfer")})

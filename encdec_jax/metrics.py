@@ -53,8 +53,10 @@ REGISTRY = (
     Metric("judge_accuracy, {attr,expr,pose}_mae_floor, attr_floor/<factor>, "
            "{attr,expr,pose}_mae_guess, attr_guess/<factor>", "",
            "the judges' own scores on real held-out renderings, and what guessing the mean scores"),
-    Metric("id_transfer_truth", "",
-           "the identity judge on the true face swaps themselves: the most `id_transfer` can show"),
+    Metric("id_transfer_truth, {attr,expr,pose}_mae_truth, attr_err_truth/<factor>", "",
+           "the judges on the true face swaps themselves: the most `id_transfer` can show, and the "
+           "least pose/expression error (above the floor where the judge reads a face in another "
+           "identity's frame less well than on real renderings)"),
     Metric("attr_mae_mean_face, id_transfer_mean_face", "",
            "what a decoder that ignores its input scores: j's mean held-out face converted into the "
            "source's frame. The crop's outline may give the judge some pose, so this, not guessing, "
@@ -111,6 +113,7 @@ REFERENCES = {
                  ("eval/attr_mae_mean_face", "j's mean face, converted"),
                  ("eval/attr_mae_guess", "guessing the mean")),
     "expr_mae": (("eval/expr_mae_floor", "judge's floor (real faces)"),
+                 ("eval/expr_mae_truth", "the true face swaps"),
                  ("eval/expr_mae_guess", "guessing the mean")),
     "pose_mae": (("eval/pose_mae_floor", "judge's floor (real faces)"),
                  ("eval/pose_mae_guess", "guessing the mean")),

@@ -92,9 +92,13 @@ def _judges_lines(results: list[dict]) -> list[str]:
                + (f" Left out (the judge's floor is above half of guessing): {', '.join(left)}." if left else "")
                + "".join(f" `{m}`: floor {r[f'eval/{m}_floor']:.3f} against {r[f'eval/{m}_guess']:.3f}."
                          for m in ("expr_mae", "pose_mae") if f"eval/{m}_floor" in r))
-    err = lambda n: np.mean([x.get(f"eval/attr_err/{n}", np.nan) for x in results])
-    out += ["", "| factor | judge's floor | guessing the mean | runs' mean error |", "|---|---|---|---|"]
-    out += [f"| {n} | {f:.2f} | {g:.2f} | {err(n):.2f} |" for n, f, g in rows]
+    err = lambda n, k="attr_err": np.mean([x.get(f"eval/{k}/{n}", np.nan) for x in results])  # noqa: E731
+    out += ["", "The true face swaps, judged as the swaps are: the least error a perfect swap shows "
+            "(above the floor where the judge reads a face in another identity's frame less well).",
+            "", "| factor | judge's floor | the true face swaps | guessing the mean | runs' mean error |",
+            "|---|---|---|---|---|"]
+    out += [f"| {n} | {f:.2f} | {err(n, 'attr_err_truth'):.2f} | {g:.2f} | {err(n):.2f} |"
+            for n, f, g in rows]
   return out
 
 

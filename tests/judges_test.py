@@ -133,9 +133,14 @@ def test_perfect_model_scores_full_transfer_and_the_floor(judges, judge_data):
   # faces of a family as one identity.)
   assert m["eval/attr_mae"] + 0.3 < m["eval/attr_mae_mean_face"] < m["eval/attr_mae_guess"], m
   assert 0.0 <= m["eval/id_transfer_mean_face"] <= 1.0
-  # The judge on the true face swaps is the ceiling of id_transfer; the perfect model reaches it.
+  # The judge on the true face swaps is the ceiling of id_transfer and, on pose and expression,
+  # what a perfect swap can show; the perfect model (the truth's crop pasted back) reaches both.
   assert m["eval/id_transfer_truth"] >= 0.95
   assert abs(m["eval/id_transfer"] - m["eval/id_transfer_truth"]) <= 0.05
+  for part in ("attr", "expr", "pose"):
+    assert abs(m[f"eval/{part}_mae"] - m[f"eval/{part}_mae_truth"]) < 0.1, m
+    assert m[f"eval/{part}_mae_truth"] < 0.5 * m[f"eval/{part}_mae_guess"], m
+  assert m["eval/attr_err_truth/yaw"] < 0.5 * m["eval/attr_guess/yaw"], m  # per factor too
   # Far better than copying on the face, which the noise outside the mask never reaches (not 0:
   # the crop does not hold the chin and the cheeks' edges, which stay the frame's; 0.028 against
   # 0.076 measured).

@@ -175,6 +175,7 @@ def test_tiny_sweep_end_to_end_writes_report(tmp_path, data_dir):
   heads = ("| run | loss | model.bottleneck | swap_face_mae | swap_mae | swap_face_ssim | id_transfer | id_leak "
            "| attr_mae | expr_mae | pose_mae |")  # 16 px crops of 32 px frames: the judge reads some expression
   assert heads in report, report
+  assert "| factor | judge's floor | the true face swaps | guessing the mean | runs' mean error |" in report
   # Every cell of the report's table is the run's own eval.json, to the printed precision, with its
   # standard error over the held-out faces.
   lines = report.splitlines()
