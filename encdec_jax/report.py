@@ -97,7 +97,8 @@ def _judges_lines(results: list[dict]) -> list[str]:
             "(above the floor where the judge reads a face in another identity's frame less well).",
             "", "| factor | judge's floor | the true face swaps | guessing the mean | runs' mean error |",
             "|---|---|---|---|---|"]
-    out += [f"| {n} | {f:.2f} | {err(n, 'attr_err_truth'):.2f} | {g:.2f} | {err(n):.2f} |"
+    cell = lambda v: "-" if np.isnan(v) else f"{v:.2f}"  # noqa: E731 - runs evaluated before the column
+    out += [f"| {n} | {f:.2f} | {cell(err(n, 'attr_err_truth'))} | {g:.2f} | {cell(err(n))} |"
             for n, f, g in rows]
   return out
 

@@ -76,8 +76,9 @@ def test_warp_strength_is_a_member_field_each_member_warped_as_its_run(tiny_conf
   from encdec_jax.program import train_source
   cfgs = [assemble.checked_config(tiny_config(**o)) for o in ({}, {"data.warp_scale": 0.1},
                                                               {"data.warp_scale": 0.0},
-                                                              {"data.input_jitter": 0.3})]
-  assert members.group_runs(cfgs, 8) == [[0, 1, 2, 3]]
+                                                              {"data.input_jitter": 0.3},
+                                                              {"data.warp_scale": 0.1, "data.warp_anneal": 4})]
+  assert members.group_runs(cfgs, 8) == [[0, 1, 2, 3, 4]]
   g = members.Group(cfgs)
   trn, _ = tiny_data
   got = jax.device_get(next(g.batches(trn, 3)))
@@ -92,6 +93,8 @@ def test_warp_strength_is_a_member_field_each_member_warped_as_its_run(tiny_conf
   # input_jitter: the same targets as the plain member, inputs recoloured
   np.testing.assert_array_equal(got["targets"][3], got["targets"][0])
   assert np.abs(got["inputs"][3] - got["inputs"][0]).mean() > 0.02
+  # warp_anneal: its own pipeline, at step 3 of 4 a quarter of member 1's warp
+  assert 0 < d(4, 2) < 0.5 * d(1, 2)
 
 
 def test_groups_are_runs_that_differ_only_in_member_fields(tiny_config):
