@@ -74,10 +74,9 @@ def test_a_bottleneck_member_is_a_k_sized_model_and_its_padding_stays_zero(group
 
 def test_warp_strength_is_a_member_field_each_member_warped_as_its_run(tiny_config, tiny_data):
   from encdec_jax.program import train_source
-  cfgs = [assemble.checked_config(tiny_config(**o)) for o in ({}, {"data.warp_scale": 0.1},
-                                                              {"data.warp_scale": 0.0},
-                                                              {"data.input_jitter": 0.3},
-                                                              {"data.warp_scale": 0.1, "data.warp_anneal": 4})]
+  overrides = ({}, {"data.warp_scale": 0.1}, {"data.warp_scale": 0.0}, {"data.input_jitter": 0.3},
+               {"data.warp_scale": 0.1, "data.warp_anneal": 4})
+  cfgs = [assemble.checked_config(tiny_config(**o)) for o in overrides]
   assert members.group_runs(cfgs, 8) == [[0, 1, 2, 3, 4]]
   g = members.Group(cfgs)
   trn, _ = tiny_data
