@@ -25,9 +25,13 @@ def checked_config(cd) -> ExperimentConfig:
   cfg = config_lib.from_config_dict(cd)
   models.check_model_config(cfg.model)
   try:
-    losses.parse_loss_spec(cfg.loss)
+    terms = losses.parse_loss_spec(cfg.loss)
   except losses.LossSpecError as e:
     raise ConfigError(f"config.loss: {e}") from None
+  critics = [t.name for t in terms if losses.is_adversary(t.name)]
+  if critics and not cfg.model.critic_width:
+    raise ConfigError(f"config.loss has {critics[0]!r}, which trains the model's identity critic, "
+                      "but config.model.critic_width=0 (no critic); set it, e.g. 64")
   loading.check_data_config(cfg)
   _one_of("data.augment_on", cfg.data.augment_on, device_augment.AUGMENT_ON)
   _one_of("train.nonfinite", cfg.train.nonfinite, state_lib.NONFINITE_MODES)

@@ -78,6 +78,8 @@ class ModelConfig(_Section):
   d_dims: int = 64               # df/liae: decoder widths d_dims x (8, 4, 2) (DeepFaceLab)
   upscale: str = "shuffle"       # upscale blocks: "shuffle" (pixel shuffle) or "resize" (NN + conv)
   pixel_norm: bool = False       # pixel norm before the bottleneck (DeepFaceLab's "-u")
+  critic_width: int = 0          # > 0: an identity critic on the shared code (hidden width), which
+                                 # the loss term identity_adversary trains; 0: none (no params)
   # Not config keys: the data's, copied here so that the model sees one value (from_config_dict).
   resolution: int = 64
   num_identities: int = 2
@@ -85,6 +87,8 @@ class ModelConfig(_Section):
   def _check(self):
     self._positive("bottleneck", "e_dims", "d_dims", "resolution")
     _require(self.width > 0, f"config.model.width={self.width}; must be > 0")
+    _require(self.critic_width >= 0, f"config.model.critic_width={self.critic_width}; must be >= 0 "
+             "(0: no identity critic)")
     _require(self.dtype in DTYPES, f"config.model.dtype={self.dtype!r}; valid: {sorted(DTYPES)}")
 
   @property

@@ -134,3 +134,21 @@ def test_each_architecture_learns(arch, tiny_config, tiny_data):
   assert np.all(np.isfinite(losses)), arch
   # Measured (sum of 2 identities' MAE): every architecture falls by 20-32% in 120 steps.
   assert losses[-20:].mean() < 0.85 * losses[:10].mean(), (arch, losses[:10].mean(), losses[-20:].mean())
+
+
+@pytest.mark.parametrize("arch", ["original", "liae"])
+def test_identity_critic_is_its_own_group_on_the_shared_code(arch):
+  """model.critic_width > 0 adds one parameter group, 'critic', reading the shared code (what
+  `reconstruct` returns) and naming one of N identities; without it there is none."""
+  cfg = _cfg(arch, critic_width=8)
+  m = models.build_model(cfg)
+  abstract = lambda c: jax.eval_shape(  # noqa: E731
+      lambda: models.build_model(c).init(jax.random.key(0), jnp.zeros((N, 1, 16, 16, 3))))
+  with_critic, without = abstract(cfg)["params"], abstract(_cfg(arch))["params"]
+  assert set(with_critic) - set(without) == {"critic"}
+  x = jnp.zeros((N, 3, 16, 16, 3))
+  _, z = jax.eval_shape(lambda p: m.apply(p, x, method="reconstruct"), {"params": with_critic})
+  logits = jax.eval_shape(lambda p: m.apply(p, jnp.zeros((5,) + z.shape[2:]), method="critic_logits"),
+                          {"params": with_critic})
+  assert logits.shape == (5, N)
+  assert with_critic["critic"]["Dense_0"]["kernel"].shape == (int(np.prod(z.shape[2:])), 8)

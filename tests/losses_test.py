@@ -369,3 +369,43 @@ def test_latent_terms_join_a_spec_and_the_loss():
   mae = float(jnp.abs(x * 0.5 - x).mean((1, 2, 3, 4)).sum())
   np.testing.assert_allclose(float(loss), mae + 0.5 * lm, rtol=1e-5)
   np.testing.assert_allclose(float(metrics["train/latent_match"]), lm, rtol=1e-5)
+
+
+def test_identity_adversary_trains_the_critic_to_tell_and_the_encoder_to_hide():
+  """The critic's weights learn only its cross-entropy on the codes; the encoder learns only to
+  make the (frozen) critic's answer uniform; the value is both, written out with numpy."""
+  from encdec_jax.losses import compose
+
+  class Fake:  # codes = the inputs' means x params["enc"]; the critic: codes @ params["critic"]
+    def apply(self, params, x, method=None):
+      if method == "reconstruct":
+        return x * params["scale"], x.mean((2, 3, 4))[..., None] * params["enc"]
+      assert method == "critic_logits"
+      return x @ params["critic"]
+
+  terms = losses.parse_loss_spec("mae,identity_adversary:0.7")
+  assert [losses.is_adversary(t.name) for t in terms] == [False, True]
+  rng = np.random.default_rng(2)
+  x = jnp.asarray(rng.uniform(size=(2, 4, 8, 8, 3)), jnp.float32)
+  params = {"scale": jnp.float32(0.5), "enc": jnp.asarray(rng.normal(size=3), jnp.float32),
+            "critic": jnp.asarray(rng.normal(size=(3, 2)), jnp.float32)}
+  settings = compose.loss_settings(terms, config_lib.MaskConfig(enabled=False))
+  loss_fn = compose.make_loss_fn(Fake(), terms)
+  (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, {"inputs": x, "targets": x}, settings)
+
+  labels = np.repeat(np.arange(2), 4)
+  codes = lambda enc: x.mean((2, 3, 4)).reshape(8, 1) * enc  # noqa: E731
+  ce = lambda logits: -jax.nn.log_softmax(logits)[np.arange(8), labels].mean()  # noqa: E731
+  kl = lambda logits: -jax.nn.log_softmax(logits).mean() - np.log(2)  # noqa: E731
+  logits = np.asarray(codes(params["enc"]) @ params["critic"], np.float64)
+  logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+  want = -logp[np.arange(8), labels].mean() + (-logp.mean() - np.log(2))  # numpy, by hand
+  np.testing.assert_allclose(float(metrics["train/identity_adversary"]), want, rtol=1e-5)
+  np.testing.assert_allclose(float(metrics["train/critic_acc"]), (logits.argmax(1) == labels).mean())
+  mae = float(jnp.abs(x * 0.5 - x).mean((1, 2, 3, 4)).sum())
+  np.testing.assert_allclose(float(loss), mae + 0.7 * want, rtol=1e-5)
+  critic_grad = jax.grad(lambda w: 0.7 * ce(codes(params["enc"]) @ w))(params["critic"])
+  np.testing.assert_allclose(grads["critic"], critic_grad, rtol=1e-5, atol=1e-7)
+  enc_grad = jax.grad(lambda e: 0.7 * kl(codes(e) @ params["critic"]))(params["enc"])
+  np.testing.assert_allclose(grads["enc"], enc_grad, rtol=1e-5, atol=1e-7)
+  assert np.abs(np.asarray(enc_grad)).max() > 1e-3  # the encoder is pulled, not left alone

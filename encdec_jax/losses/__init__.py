@@ -11,6 +11,8 @@ A missing weight is 1. Weights must be > 0; parameter names are each loss's keyw
 LATENT_LOSSES (losses/latent.py) are terms on the shared latent, not on images, and SWAP_LOSSES
 (losses/swap.py) terms on the model's swaps (identity i's codes decoded by j); both go in the same
 spec beside at least one image loss: "ssim,mae,latent_match:1", "ssim,mae,swap_tone".
+ADVERSARY_LOSSES (losses/latent.py) train the model's identity critic against the encoder
+("ssim,mae,identity_adversary:0.1", with config.model.critic_width > 0).
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from encdec_jax.losses.frequency import ffl, laploss
-from encdec_jax.losses.latent import LATENT_LOSSES
+from encdec_jax.losses.latent import ADVERSARY_LOSSES, LATENT_LOSSES
 from encdec_jax.losses.pixel import (l_inf_norm, logcosh, mae, mse, pixel_gradient_diff, robust,
                                      smooth_l1)
 from encdec_jax.losses.structural import gmsd, ms_ssim, ssim
@@ -51,11 +53,16 @@ LOSSES: dict[str, Callable] = {
 }
 # Terms on the shared latent (losses/latent.py): codes (N, B, ...) -> scalar. A spec may mix both.
 # Terms on the swap path (losses/swap.py): the model's swaps -> scalar.
-ALL_LOSSES: dict[str, Callable] = {**LOSSES, **LATENT_LOSSES, **SWAP_LOSSES}
+# Terms that train the model's identity critic against the encoder (losses/latent.py).
+ALL_LOSSES: dict[str, Callable] = {**LOSSES, **LATENT_LOSSES, **SWAP_LOSSES, **ADVERSARY_LOSSES}
 
 
 def is_latent(name: str) -> bool:
   return name in LATENT_LOSSES
+
+
+def is_adversary(name: str) -> bool:
+  return name in ADVERSARY_LOSSES
 
 
 def is_swap(name: str) -> bool:
@@ -161,7 +168,7 @@ def parse_loss_spec(spec: str) -> tuple[LossTerm, ...]:
     terms.append(LossTerm(name, w, tuple(sorted(params.items()))))
   if not any(is_image(t.name) for t in terms):
     raise LossSpecError(f"loss spec {spec!r} has no image loss (only terms on the latent or the "
-                        f"swaps: {', '.join(sorted({**LATENT_LOSSES, **SWAP_LOSSES}))}); "
+                        f"swaps: {', '.join(sorted({**LATENT_LOSSES, **SWAP_LOSSES, **ADVERSARY_LOSSES}))}); "
                         f"add one, e.g. 'mae,{spec}'")
   return tuple(terms)
 

@@ -15,8 +15,8 @@ import jax.numpy as jnp
 
 from encdec_jax import models
 from encdec_jax.config import ExperimentConfig, MaskConfig
-from encdec_jax.losses import (LossTerm, combined_loss, is_image, is_latent, is_swap, mask_weights,
-                               mse, parse_loss_spec)
+from encdec_jax.losses import (ADVERSARY_LOSSES, LossTerm, combined_loss, is_adversary, is_image,
+                               is_latent, is_swap, mask_weights, mse, parse_loss_spec)
 from encdec_jax.losses.swap import RECODES, SWAP_SHARE, SwapPair, mean_colour, through_encoder
 
 
@@ -57,10 +57,12 @@ def make_loss_fn(model, loss_terms):
   swap terms (losses/swap.py): the first `swap_rows(B)` codes of identity i decoded by every
   decoder j != i, each pair's term added (decoder j gets its gradient, the encoder too unless the
   term has encoder=0; a term in swap.RECODES also reads the swaps' codes, the encoder's weights
-  frozen there)."""
+  frozen there), plus the adversary terms (losses/latent.py: the model's identity critic on the
+  codes; metric train/critic_acc)."""
   unit = tuple(LossTerm(t.name, 1.0, t.params) for t in loss_terms if is_image(t.name))
   latent = [(k, t) for k, t in enumerate(loss_terms) if is_latent(t.name)]
   swaps = [(k, t) for k, t in enumerate(loss_terms) if is_swap(t.name)]
+  adversaries = [(k, t) for k, t in enumerate(loss_terms) if is_adversary(t.name)]
 
   def loss_fn(params, batch, s):
     out, z = model.apply(params, batch["inputs"], method="reconstruct")
@@ -88,6 +90,9 @@ def make_loss_fn(model, loss_terms):
     for k, t in latent:
       parts[t.key] = t.on_codes(z)
       loss = loss + s["term_weights"][k] * parts[t.key]
+    for k, t in adversaries:
+      parts[t.key], parts["critic_acc"] = _critic_term(model, params, z, ADVERSARY_LOSSES[t.name])
+      loss = loss + s["term_weights"][k] * parts[t.key]
     if swaps:
       parts.update(_swap_terms(model, params, z, batch, swaps, side))
       for k, t in swaps:
@@ -97,6 +102,17 @@ def make_loss_fn(model, loss_terms):
     return loss, metrics
 
   return loss_fn
+
+
+def _critic_term(model, params, z, term):
+  """An adversary term on the codes z (N, B, ...): the critic reads them with their gradient
+  stopped (it learns), and with its own weights frozen (the encoder learns)."""
+  n, b = z.shape[:2]
+  flat = z.reshape((n * b,) + z.shape[2:])
+  labels = jnp.repeat(jnp.arange(n), b)
+  critic = model.apply(params, jax.lax.stop_gradient(flat), method="critic_logits")
+  frozen = model.apply(jax.lax.stop_gradient(params), flat, method="critic_logits")
+  return term(critic, frozen, labels)
 
 
 def _swap_terms(model, params, z, batch, swaps, side) -> dict:

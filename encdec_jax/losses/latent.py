@@ -23,9 +23,23 @@ latent_match: how much of the code tells the identity. A swap decodes A's code w
   It does not close a third: the ratio is also smallest when the code varies in ways the decoders
   ignore, so a model can meet it by painting one mean face whatever the input. It is a loss to
   compare against, not a recipe (BENCHMARKS.md, "Recipe").
+
+identity_adversary: an identity critic (models.IdentityCritic, config.model.critic_width) learns
+  to name the identity from each code, while the encoder learns to leave it guessing (DeepFaceLab's
+  "true face", as one loss in one step): the critic's cross-entropy on the codes with their
+  gradient stopped (only the critic learns from it) plus, through the critic with its weights
+  frozen, the divergence of its answer from the uniform one (only the encoder learns from it):
+
+      CE(critic(sg(z)), identity) + [mean_k -log softmax(critic_sg(z))_k - log N]
+
+  The second part is >= 0, 0 when the critic cannot tell; at that balance the first is log N.
+  The term's weight sets the encoder's pull against the images' losses (Adam scales the critic's
+  own updates, so the weight hardly changes how fast the critic learns). Unlike latent_match it
+  reads identity the way a network can, not only in the codes' first two moments.
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import jax
@@ -49,3 +63,21 @@ def latent_match(z_NxBx___, *, spread: float = 1.0):
 
 
 LATENT_LOSSES: dict[str, Callable] = {"latent_match": latent_match}
+
+
+def identity_adversary(critic_logits_MxN, encoder_logits_MxN, labels_M):
+  """(the term's value, the critic's accuracy) from the critic's logits on the codes with their
+  gradient stopped, the frozen critic's logits on the live codes, and each code's identity
+  (module docstring)."""
+  critic = jnp.asarray(critic_logits_MxN, jnp.float32)
+  n = critic.shape[-1]
+  logp = jax.nn.log_softmax(critic, axis=-1)
+  ce = -jnp.take_along_axis(logp, labels_M[:, None], axis=-1).mean()
+  fooled = -jax.nn.log_softmax(jnp.asarray(encoder_logits_MxN, jnp.float32), axis=-1).mean() - math.log(n)
+  accuracy = (critic.argmax(-1) == labels_M).mean()
+  return ce + fooled, accuracy
+
+
+# Terms on the codes that train a network of their own (the model's critic): (critic's logits,
+# the frozen critic's logits, labels) -> (value, critic accuracy); built by losses/compose.py.
+ADVERSARY_LOSSES: dict[str, Callable] = {"identity_adversary": identity_adversary}

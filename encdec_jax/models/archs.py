@@ -9,6 +9,9 @@ One interface (the train step, evaluation and sweeps never special-case an archi
   __call__(x_NxBxHxWxC) -> (N, B, H', W', C): identity i's images reconstructed as identity i;
   reconstruct(x_NxBxHxWxC) -> (that, z (N, B, ...)): also the shared codes (the latent losses');
   decode_all(x_BxHxWxC) -> (N, B, H', W', C): x swapped into every identity (i == own: recon).
+  critic_logits(z_Bx___) -> (B, N)       with cfg.critic_width > 0: the identity critic's logits
+                                         on shared codes (its params: the "critic" group), which
+                                         the loss term identity_adversary trains.
 Outputs are sigmoid images, 3 channels or 4 with cfg.learn_mask (channel 3: predicted face mask).
 H' = output_scale * H: 2 for dfaker, 1 for the rest. `constraints(cfg)` lists what a config
 violates, so a bad resolution is refused before anything is compiled.
@@ -41,7 +44,10 @@ class EncDec(nn.Module):
     return self.decoders[identity](c)
 
   def __call__(self, x_NxBxHxWxC):
-    return self.reconstruct(x_NxBxHxWxC)[0]
+    out, z = self.reconstruct(x_NxBxHxWxC)
+    if self.cfg.critic_width:  # creates the critic's params at init (the output does not use it)
+      self.critic_logits(z.reshape((-1,) + z.shape[2:]))
+    return out
 
   def reconstruct(self, x_NxBxHxWxC):
     n, b = x_NxBxHxWxC.shape[:2]
@@ -55,6 +61,10 @@ class EncDec(nn.Module):
   def decode_all(self, x_BxHxWxC):
     z = self.encode(x_BxHxWxC)
     return jnp.stack([self.decode(self.code(z, j), j) for j in range(self.cfg.num_identities)])
+
+  @nn.compact
+  def critic_logits(self, z_Bx___):
+    return IdentityCritic(self.cfg.critic_width, self.cfg.num_identities, name="critic")(z_Bx___)
 
   @classmethod
   def constraints(cls, cfg: ModelConfig) -> list[str]:
@@ -70,6 +80,21 @@ class EncDec(nn.Module):
   def _kw(self):
     c = self.cfg
     return dict(impl=c.conv_impl, dtype=c.compute_dtype)
+
+
+class IdentityCritic(nn.Module):
+  """Which identity a shared code is: flattened code -> Dense(width) -> leaky ReLU -> Dense(width)
+  -> leaky ReLU -> Dense(N) logits, in float32 (DeepFaceLab's "true face" discriminator reads the
+  code the same way, as a small network of its own)."""
+  width: int
+  num_identities: int
+
+  @nn.compact
+  def __call__(self, z):
+    x = z.reshape(z.shape[0], -1).astype(jnp.float32)
+    for _ in range(2):
+      x = nn.leaky_relu(nn.Dense(self.width)(x), 0.2)
+    return nn.Dense(self.num_identities)(x)
 
 
 class ConvEncoder(nn.Module):
