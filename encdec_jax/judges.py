@@ -276,8 +276,10 @@ def _list(v):
 
 
 def save(j: Judges, path: str) -> None:
-  """Orbax checkpoint of the arrays plus judges.json (version, accuracy, floors, statistics)."""
+  """Orbax checkpoint of the arrays plus judges.json (version, accuracy, floors, statistics).
+  `path` may be relative (a relative config.data.dir): Orbax takes only absolute ones."""
   import orbax.checkpoint as ocp
+  path = os.path.abspath(path)
   tmp = path + ".tmp"
   shutil.rmtree(tmp, ignore_errors=True)
   os.makedirs(tmp)
@@ -300,6 +302,7 @@ def save(j: Judges, path: str) -> None:
 def load(path: str) -> Judges | None:
   """The judges saved at `path`, or None if there are none of this VERSION."""
   import orbax.checkpoint as ocp
+  path = os.path.abspath(path)
   meta_path = os.path.join(path, "judges.json")
   if not os.path.exists(meta_path):
     return None

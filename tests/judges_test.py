@@ -1,5 +1,8 @@
 """The swap judges: accurate on real renderings, blind to hair, and the metrics they give are the
 right ones for stand-in models whose answers are known."""
+import os
+
+import jax
 import numpy as np
 import pytest
 
@@ -303,3 +306,22 @@ def test_pose_expression_judge_is_not_fooled_by_invisible_noise(judges, judge_da
   assert err[judges.readable].mean() < judges.attr_floor + 0.15 * judges.attr_guess_mean, (err, judges.attr_floors)
   assert err[judges.readable].mean() < 0.4 * judges.attr_guess_mean
   assert (judges.identify(noisy, test["mask"]) == test["identity"]).mean() >= 0.95
+
+
+def test_judges_saved_and_loaded_at_a_relative_path(tmp_path, monkeypatch):
+  """A relative config.data.dir puts the judges' cache at a relative path: saved and read back
+  the same (Orbax refuses relative paths; a run failed there after its training)."""
+  rng = np.random.default_rng(0)
+  arr = lambda *shape: rng.normal(size=shape).astype(np.float32)  # noqa: E731
+  j = judges_lib.Judges({"filters": arr(3, 3, 3, 4), "mu": arr(4), "sd": arr(4)}, arr(4, 2), arr(5, 7), 2,
+                        arr(7), arr(7), 0.97, arr(7), arr(7), {"mu": arr(5), "sd": arr(5)}, arr(2, 7), 1.9)
+  monkeypatch.chdir(tmp_path)
+  path = judges_lib.cache_dir("tfds", "some_dataset")
+  assert not os.path.isabs(path)
+  judges_lib.save(j, path)
+  back = judges_lib.load(path)
+  assert back is not None and back.accuracy == j.accuracy and back.patch_scale == j.patch_scale
+  for a, b in zip(jax.tree.leaves((j.feats, j.classifier, j.regressor, j.patch_stats)),
+                  jax.tree.leaves((back.feats, back.classifier, back.regressor, back.patch_stats))):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  np.testing.assert_array_equal(back.attr_floors, j.attr_floors)
