@@ -246,6 +246,22 @@ def test_run_names_tell_apart_keys_with_the_same_last_part():
   assert sweep.run_name(0, {"config.model.bottleneck": 16, "config.loss": "ssim:1.0"}) == "00_bottleneck=16_loss=ssim_1.0"
 
 
+def test_an_override_of_a_swept_parameter_is_refused_before_training(tmp_path):
+  """--set of a key the sweep varies would make duplicate runs named by values they do not have;
+  a key the sweep holds constant may be overridden (as the recipes' --set train.steps=900)."""
+  spec = {"method": "grid", "parameters": {"config.model.bottleneck": {"values": [8, 16]},
+                                           "config.train.steps": {"value": 4}},
+          "command": [f"--config={ROOT}/experiments/configs/original.py:tiny"]}
+  path = tmp_path / "s.yaml"
+  path.write_text(yaml.safe_dump(spec))
+  with pytest.raises(sweep.SweepError, match=r"model.bottleneck=\.\.\. sets config.model.bottleneck, "
+                                              r"which the sweep varies \(8, 16\)"):
+    sweep.run_sweep(str(path), str(tmp_path / "out"), progress=False, config_overrides={"model.bottleneck": 12})
+  assert not (tmp_path / "out").exists()
+  with pytest.raises(ValueError, match="config.train.steps=-1"):  # a constant: overridden, then checked
+    sweep.run_sweep(str(path), str(tmp_path / "out"), progress=False, config_overrides={"train.steps": -1})
+
+
 def test_bad_sweep_parameter_fails_before_training(tmp_path):
   spec = {"method": "grid", "parameters": {"config.model.bottleneck": {"values": [0, 8]}},
           "command": [f"--config={ROOT}/experiments/configs/original.py:tiny"]}
