@@ -371,16 +371,19 @@ def swap_samples(j: Judges, swaps_BxHxWx3: np.ndarray, masks_BxHxWxC: np.ndarray
   should be): recognised as the target (`id_transfer`, 0 or 1), as the source (`id_leak`), and the
   pose/expression error against the source's factors, per factor (`attr_err/<factor>`), over the
   readable ones (`attr_mae`), and over the readable expression (`expr_mae`) and pose (`pose_mae`)
-  factors, where any is readable."""
+  factors, where any is readable; and the signed error per factor (`attr_bias/<factor>`: the
+  judge's reading minus the truth, > 0 where the swaps show more of the factor than the source)."""
   x = np.clip(np.asarray(swaps_BxHxWx3, np.float32), 0.0, 1.0)
   ids = j.identify(x, masks_BxHxWxC)
   out = {"id_transfer": (ids == target_identity).astype(np.float32),
          "id_leak": (ids == source_identity).astype(np.float32)}
   if j.regressor is not None and source_factors is not None and landmarks_Bx4x2 is not None:
     truth = (source_factors[:, :N_ATTR] - j.attr_mean) / j.attr_std
-    err = np.abs(j.attributes(x, masks_BxHxWxC, landmarks_Bx4x2) - truth)  # (B, 7)
+    signed = j.attributes(x, masks_BxHxWxC, landmarks_Bx4x2) - truth  # (B, 7)
+    err = np.abs(signed)
     out.update({name: err[:, sel].mean(1) for name, sel in scored_factors(j.readable).items()})
     out.update({f"attr_err/{n}": err[:, k] for k, n in enumerate(R.POSE_EXPRESSION)})
+    out.update({f"attr_bias/{n}": signed[:, k] for k, n in enumerate(R.POSE_EXPRESSION)})
   return out
 
 

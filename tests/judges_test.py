@@ -325,3 +325,32 @@ def test_judges_saved_and_loaded_at_a_relative_path(tmp_path, monkeypatch):
                   jax.tree.leaves((back.feats, back.classifier, back.regressor, back.patch_stats))):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   np.testing.assert_array_equal(back.attr_floors, j.attr_floors)
+
+
+def test_signed_bias_keeps_the_direction_the_error_drops():
+  """attr_bias/<factor> is the judge's reading minus the truth, per image: a judge that reads
+  every face with +0.5 std of smile and -0.25 of yaw gives exactly that, where attr_err gives
+  only sizes (and a mix of over- and under-readings averages to 0 bias, not to 0 error)."""
+  n_attr = len(R.POSE_EXPRESSION)
+  mean, std = np.linspace(0.1, 0.7, n_attr).astype(np.float32), np.full(n_attr, 2.0, np.float32)
+  factors = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
+  truth = (factors[:, :n_attr] - mean) / std
+  shift = np.zeros(n_attr, np.float32)
+  shift[R.POSE_EXPRESSION.index("smile")], shift[R.POSE_EXPRESSION.index("yaw")] = 0.5, -0.25
+  wobble = np.where(np.arange(6)[:, None] % 2 == 0, 0.3, -0.3) * (np.arange(n_attr) == R.POSE_EXPRESSION.index("blink"))
+
+  class Judge:  # reads the truth, shifted
+    attr_mean, attr_std, regressor, readable = mean, std, np.zeros(1), np.ones(n_attr, bool)
+
+    def identify(self, x, masks):
+      return np.zeros(len(x), int)
+
+    def attributes(self, x, masks, landmarks):
+      return truth + shift + wobble
+
+  out = judges_lib.swap_samples(Judge(), np.zeros((6, 4, 4, 3)), np.ones((6, 4, 4, 1)), np.zeros((6, 4, 2)),
+                                0, 1, factors)
+  for k, n in enumerate(R.POSE_EXPRESSION):
+    np.testing.assert_allclose(out[f"attr_bias/{n}"], shift[k] + wobble[:, k], atol=1e-6)
+    np.testing.assert_allclose(out[f"attr_err/{n}"], np.abs(shift[k] + wobble[:, k]), atol=1e-6)
+  assert abs(out["attr_bias/blink"].mean()) < 1e-6 and out["attr_err/blink"].mean() > 0.29
