@@ -24,15 +24,22 @@ _H = flags.DEFINE_integer("height", 160, "photo height (px)")
 _W = flags.DEFINE_integer("width", 208, "photo width (px)")
 
 
+def names_error(names: list[str]) -> str | None:
+  """Why --names cannot be the folders inside --output (one line), or None."""
+  bad = [n for n in names if not n or n in (".", "..") or os.sep in n or "/" in n or n.startswith(".")]
+  if bad or len(set(names)) != len(names):
+    return (f"error: --names={','.join(names)!r}: need distinct plain folder names (not empty, '.', "
+            f"'..', hidden or a path; bad: {bad or 'repeated'}), each a folder inside --output")
+  return None
+
+
 def main(argv):
   del argv
   _cli.start()
   from encdec_jax import images
   from encdec_jax.data import composites
-  bad = [n for n in _NAMES.value if not n or n in (".", "..") or os.sep in n or "/" in n or n.startswith(".")]
-  if bad or len(set(_NAMES.value)) != len(_NAMES.value):
-    sys.exit(f"error: --names={','.join(_NAMES.value)!r}: need distinct plain folder names (not "
-             f"empty, '.', '..', hidden or a path; bad: {bad or 'repeated'}), each a folder inside --output")
+  if names_error(_NAMES.value):
+    sys.exit(names_error(_NAMES.value))
   if min(_H.value, _W.value) < 128:
     sys.exit(f"error: --height={_H.value} --width={_W.value}: both must be at least 128 (the face tile)")
   for ident, name in enumerate(_NAMES.value):
