@@ -46,8 +46,9 @@ REGISTRY = (
     Metric("attr_bias/<factor>, recon_attr_bias/<factor>", "",
            "the judge's signed error per factor (its reading of the swap, or of the "
            "reconstruction, minus the source's factor; > 0: more of it than the source shows), "
-           "per direction in `attr_bias/<factor>/<i>to<j>`: a decoder that draws every face with "
-           "more smile shows here as a constant, where `attr_err` mixes it with the misses"),
+           "per direction in `attr_bias/<factor>/<i>to<j>` (read those: the mean over directions "
+           "can cancel): a decoder that draws every face with more smile shows there as a "
+           "constant, where `attr_err` mixes it with the misses"),
     Metric("expr_mae", "lower",
            "`attr_mae` over the readable expression factors (smile, mouth_open, blink, brow_raise): "
            "did the swap keep the source's expression"),
