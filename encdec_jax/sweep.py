@@ -158,14 +158,13 @@ def run_sweep(sweep_path: str, out_dir: str, *, max_runs: int | None = None,
   axes = [k for k in (runs[0] if runs else {}) if len({repr(r[k]) for r in runs}) > 1]
   # An override of a swept parameter would give every run the same value under names that say
   # otherwise: duplicate runs, misreported. Overriding a constant (`value:`) is fine.
-  set_keys = {k.removeprefix("config."): k for k in (config_overrides or {})}
-  for k in axes:
-    if k.removeprefix("config.") in set_keys:
-      values = [r[k] for r in runs]
-      raise SweepError(
-          f"the override {set_keys[k.removeprefix('config.')]}=... sets {k}, which the sweep varies "
-          f"({', '.join(dict.fromkeys(map(repr, values)))}): every run would get the same value under "
-          f"a name that says otherwise. Change it in a copy of {sweep_path} instead.")
+  overridden = {k.removeprefix("config.") for k in (config_overrides or {})}
+  clash = [k for k in axes if k.removeprefix("config.") in overridden]
+  if clash:
+    values = ", ".join(dict.fromkeys(repr(r[clash[0]]) for r in runs))
+    raise SweepError(f"--set {clash[0].removeprefix('config.')}=... would set {clash[0]}, which the sweep "
+                     f"varies ({values}): every run would get the same value under a name that says "
+                     f"otherwise. Change it in a copy of {sweep_path} instead.")
   configs = []
   for i, params in enumerate(runs):  # validate every run before training the first
     cfg = override(base, {**params, **(config_overrides or {})})

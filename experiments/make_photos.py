@@ -38,8 +38,9 @@ def main(argv):
   _cli.start()
   from encdec_jax import images
   from encdec_jax.data import composites
-  if names_error(_NAMES.value):
-    sys.exit(names_error(_NAMES.value))
+  err = names_error(_NAMES.value)
+  if err:
+    sys.exit(err)
   if min(_H.value, _W.value) < 128:
     sys.exit(f"error: --height={_H.value} --width={_W.value}: both must be at least 128 (the face tile)")
   for ident, name in enumerate(_NAMES.value):

@@ -254,7 +254,7 @@ def test_an_override_of_a_swept_parameter_is_refused_before_training(tmp_path):
           "command": [f"--config={ROOT}/experiments/configs/original.py:tiny"]}
   path = tmp_path / "s.yaml"
   path.write_text(yaml.safe_dump(spec))
-  with pytest.raises(sweep.SweepError, match=r"model.bottleneck=\.\.\. sets config.model.bottleneck, "
+  with pytest.raises(sweep.SweepError, match=r"--set model.bottleneck=\.\.\. would set config.model.bottleneck, "
                                               r"which the sweep varies \(8, 16\)"):
     sweep.run_sweep(str(path), str(tmp_path / "out"), progress=False, config_overrides={"model.bottleneck": 12})
   assert not (tmp_path / "out").exists()
