@@ -343,7 +343,7 @@ def for_config(cfg, train: dict, test: dict) -> Judges | None:
   from encdec_jax.align import zoom_of
   from encdec_jax.data import loading, synthetic
   s = loading.synthetic_settings(cfg)
-  extra = (lambda: synthetic.training_face_swaps(**s)) if s else None
+  extra = (lambda: synthetic.training_face_swaps(**s, frames=synthetic.split_frames(train, s))) if s else None
   return get(train, test, cfg.data.identities, cfg.data.dir or synthetic.default_data_dir(),
              loading.dataset_key(cfg), extra=extra, patch_scale=zoom_of(cfg.data.face_type))
 

@@ -24,8 +24,8 @@ def judge_data(data_dir):
 def judges(judge_data):
   from encdec_jax.data import synthetic
   train, test = judge_data
-  return judges_lib.train_judges(train, test, 2, extra=synthetic.training_face_swaps(0, 2, 32, 600, 64, "whole_face"),
-                                 patch_scale=1.9)
+  swaps = synthetic.training_face_swaps(0, 2, 32, 600, 64, "whole_face", frames=train["frame"])
+  return judges_lib.train_judges(train, test, 2, extra=swaps, patch_scale=1.9)
 
 
 def test_judges_are_accurate_on_held_out_renderings(judges, judge_data):

@@ -63,8 +63,20 @@ def crop_landmarks(landmarks_frame_fractions, a_2x3, frame_resolution: int, reso
   return ((align.apply(a_2x3, px) + 0.5) / resolution).astype(np.float32)
 
 
+def split_frames(train: dict, s: dict) -> np.ndarray | None:
+  """The frames of `train` where it is the whole training split of the synthetic_faces settings
+  `s` (loading.synthetic_settings), identity-major: what training_face_swaps may take instead of
+  rendering them again. None otherwise (a subset, another order, no frames)."""
+  n, per = s["identities"], s["train_per_identity"]
+  if "frame" not in train or "index" not in train or len(train["identity"]) != n * per:
+    return None
+  ordered = (np.array_equal(train["identity"], np.repeat(np.arange(n), per))
+             and np.array_equal(train["index"], np.tile(np.arange(per), n)))
+  return train["frame"] if ordered else None
+
+
 def training_face_swaps(seed: int, identities: int, resolution: int, train_per_identity: int,
-                        frame_resolution: int, face_type: str) -> dict:
+                        frame_resolution: int, face_type: str, frames: np.ndarray | None = None) -> dict:
   """Every training example's frame with another identity's face (identity i's k-th example gets
   the face of the (k mod (N-1))-th other identity), labelled with that face's identity, as a
   perfect convert makes it and as a swap is judged: the true face swap in the example's crop,
@@ -74,8 +86,15 @@ def training_face_swaps(seed: int, identities: int, resolution: int, train_per_i
   source's mask; `landmarks` are the face's. Fitted on together with the real training images,
   the judges cannot use the frame (head size, hairline, hair, the mask's outline, the frame's
   face where the convert fades into it at the crop's edges) to tell identities apart or to read
-  pose and expression: in the data alone frame and identity always go together."""
+  pose and expression: in the data alone frame and identity always go together.
+
+  `frames`: the training split's frames (uint8), identity-major as load_split orders them: the
+  pixels this would render (the dataset rendered them the same way), so not rendered again."""
   from encdec_jax import convert
+  if frames is not None and frames.shape != (identities * train_per_identity, frame_resolution,
+                                             frame_resolution, 3):
+    raise ValueError(f"frames: shape {frames.shape}, expected ({identities * train_per_identity}, "
+                     f"{frame_resolution}, {frame_resolution}, 3) (the training split, identity-major)")
   traits = [R.identity_traits(seed, i) for i in range(identities)]
   out = {k: [] for k in ("image", "mask", "landmarks", "identity", "factors")}
   for i in range(identities):
@@ -87,7 +106,8 @@ def training_face_swaps(seed: int, identities: int, resolution: int, train_per_i
       view = R.crop_view(frame_resolution, a)
       face = R.render(traits[i], f, resolution, face=traits[j], view=view)
       own_mask = R.render(traits[i], f, resolution, view=view).mask
-      frame = R.to_uint8(R.render(traits[i], f, frame_resolution).image)
+      frame = (R.to_uint8(R.render(traits[i], f, frame_resolution).image) if frames is None
+               else frames[i * train_per_identity + k])
       pasted = convert.into_frames(frame[None], face.image[None], own_mask[None, ..., :1], a[None])[0]
       for key, v in (("image", align.crop(pasted, a, resolution)), ("mask", R.to_uint8(own_mask)),
                      ("landmarks", face.landmarks), ("identity", j), ("factors", f.astype(np.float32))):
