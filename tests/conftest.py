@@ -32,7 +32,15 @@ from experiments.configs import original  # noqa: E402
 
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp("tfds"))
+  """One TFDS folder for the whole run, shared by the xdist workers: the tiny dataset and its judges
+  are prepared once, not once per worker (their cache locks make concurrent preparation safe:
+  data_test, judges_test). No test writes into it but through those caches."""
+  root = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    root = root.parent  # the run's folder; each worker's basetemp is a folder inside it
+  path = root / "tfds_shared"
+  path.mkdir(exist_ok=True)
+  return str(path)
 
 
 @pytest.fixture
