@@ -75,6 +75,9 @@ def write_report(results: list[dict], out_dir: str, param_keys: list[str], metri
   _write_full_report(results, out_dir, param_keys, best, heads, figures, metric)
 
 
+MAX_BIAS_DIRECTIONS = 4  # swap directions the per-factor table shows signed errors for (N=2: 2)
+
+
 def _judges_lines(results: list[dict]) -> list[str]:
   r = results[0]
   if "eval/judge_accuracy" not in r:
@@ -93,12 +96,23 @@ def _judges_lines(results: list[dict]) -> list[str]:
                + "".join(f" `{m}`: floor {r[f'eval/{m}_floor']:.3f} against {r[f'eval/{m}_guess']:.3f}."
                          for m in ("expr_mae", "pose_mae") if f"eval/{m}_floor" in r))
     err = lambda n, k="attr_err": np.mean([x.get(f"eval/{k}/{n}", np.nan) for x in results])  # noqa: E731
+    # The signed error per direction (attr_bias/<factor>/<i>to<j>), where there are few directions:
+    # one sign in a direction is a decoder drawing the factor more or less than the source shows.
+    dirs = sorted({k.split("/")[3] for x in results for k in x
+                   if k.startswith("eval/attr_bias/") and k.count("/") == 3})
+    dirs = dirs if len(dirs) <= MAX_BIAS_DIRECTIONS else []
     out += ["", "The true face swaps, judged as the swaps are: the least error a perfect swap shows "
-            "(above the floor where the judge reads a face in another identity's frame less well).",
-            "", "| factor | judge's floor | the true face swaps | guessing the mean | runs' mean error |",
-            "|---|---|---|---|---|"]
+            "(above the floor where the judge reads a face in another identity's frame less well)."
+            + (" The signed columns: the judge's reading of the swaps minus the source's truth, per "
+               "direction (`attr_bias`); one sign is a decoder drawing the factor more (+) or less (-) "
+               "than the source shows, not misses both ways." if dirs else ""),
+            "", "| factor | judge's floor | the true face swaps | guessing the mean | runs' mean error |"
+            + "".join(f" signed, {d} |" for d in dirs),
+            "|---|---|---|---|---|" + "---|" * len(dirs)]
     cell = lambda v: "-" if np.isnan(v) else f"{v:.2f}"  # noqa: E731 - runs evaluated before the column
+    signed = lambda v: "-" if np.isnan(v) else f"{v:+.2f}"  # noqa: E731
     out += [f"| {n} | {f:.2f} | {cell(err(n, 'attr_err_truth'))} | {g:.2f} | {cell(err(n))} |"
+            + "".join(f" {signed(err(f'{n}/{d}', 'attr_bias'))} |" for d in dirs)
             for n, f, g in rows]
   return out
 

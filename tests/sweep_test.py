@@ -175,7 +175,17 @@ def test_tiny_sweep_end_to_end_writes_report(tmp_path, data_dir):
   heads = ("| run | loss | model.bottleneck | swap_face_mae | swap_mae | swap_face_ssim | id_transfer | id_leak "
            "| attr_mae | expr_mae | pose_mae |")  # 16 px crops of 32 px frames: the judge reads some expression
   assert heads in report, report
-  assert "| factor | judge's floor | the true face swaps | guessing the mean | runs' mean error |" in report
+  factor_head = ("| factor | judge's floor | the true face swaps | guessing the mean | runs' mean error "
+                 "| signed, 0to1 | signed, 1to0 |")
+  assert factor_head in report, report
+  # The signed columns: the mean over runs of each run's eval.json signed error in that direction.
+  evs = [json.loads((out / r["run"] / "eval.json").read_text()) for r in results]
+  lines_ = report.splitlines()
+  k = lines_.index(factor_head) + 2
+  for ln in lines_[k:k + 7]:
+    cells = [c.strip() for c in ln.strip("|").split("|")]
+    for d, got in zip(("0to1", "1to0"), cells[5:]):
+      assert got == f"{np.mean([e[f'eval/attr_bias/{cells[0]}/{d}'] for e in evs]):+.2f}", (cells, d)
   # Every cell of the report's table is the run's own eval.json, to the printed precision, with its
   # standard error over the held-out faces.
   lines = report.splitlines()
@@ -376,6 +386,27 @@ def test_diagnosis_names_the_cause_from_reconstructions_and_swaps():
   best = report._best(runs, {"name": "eval/id_transfer", "goal": "maximize"})
   assert "**a**" in best and "one face whatever the input" in best
   assert "diagnosis" not in report._best(runs[1:], {"name": "eval/id_transfer", "goal": "maximize"})
+
+
+def test_factor_table_shows_the_signed_error_per_direction_for_few_directions():
+  """The report's per-factor table: a signed column per swap direction (the mean over runs of
+  attr_bias/<factor>/<i>to<j>), '-' where a run has none (evaluated before the column), and no
+  signed columns past MAX_BIAS_DIRECTIONS directions (3 identities: 6)."""
+  from encdec_jax import report
+  from encdec_jax.data.render import POSE_EXPRESSION
+  base = {"eval/judge_accuracy": 1.0, "eval/attr_mae_floor": 0.2, "eval/attr_mae_guess": 0.8}
+  for n in POSE_EXPRESSION:
+    base.update({f"eval/attr_floor/{n}": 0.1, f"eval/attr_guess/{n}": 0.8, f"eval/attr_err/{n}": 0.3})
+  signed = lambda v01, v10: {**base, **{f"eval/attr_bias/{n}/{d}": v for n in POSE_EXPRESSION  # noqa: E731
+                                        for d, v in (("0to1", v01), ("1to0", v10))}}
+  row = lambda lines: next(ln for ln in lines if ln.startswith("| smile |"))  # noqa: E731
+  lines = report._judges_lines([signed(0.5, -0.25), signed(0.3, -0.05)])
+  assert "| runs' mean error | signed, 0to1 | signed, 1to0 |" in "\n".join(lines)
+  assert row(lines) == "| smile | 0.10 | - | 0.80 | 0.30 | +0.40 | -0.15 |"
+  assert row(report._judges_lines([base, signed(0.5, -0.25)])).endswith("| 0.30 | - | - |")
+  many = {**base, **{f"eval/attr_bias/smile/{i}to{j}": 0.1 for i in range(3) for j in range(3) if i != j}}
+  lines = report._judges_lines([many])
+  assert "signed" not in "\n".join(lines) and row(lines) == "| smile | 0.10 | - | 0.80 | 0.30 |"
 
 
 def test_curves_plot_each_runs_evaluations_against_steps(tmp_path):
