@@ -110,7 +110,7 @@ def _judges_lines(results: list[dict]) -> list[str]:
             + "".join(f" signed, {d} |" for d in dirs),
             "|---|---|---|---|---|" + "---|" * len(dirs)]
     cell = lambda v: "-" if np.isnan(v) else f"{v:.2f}"  # noqa: E731 - runs evaluated before the column
-    signed = lambda v: "-" if np.isnan(v) else f"{v:+.2f}"  # noqa: E731
+    signed = lambda v: "-" if np.isnan(v) else f"{0.0 if abs(v) < 0.005 else v:+.2f}"  # noqa: E731 - no -0.00
     out += [f"| {n} | {f:.2f} | {cell(err(n, 'attr_err_truth'))} | {g:.2f} | {cell(err(n))} |"
             + "".join(f" {signed(err(f'{n}/{d}', 'attr_bias'))} |" for d in dirs)
             for n, f, g in rows]
