@@ -105,14 +105,14 @@ def devices_row() -> str:
           f"the train step ran on {', '.join(where)}" + ("" if on_accel else " (no accelerator)"))
 
 
-def bench_cmd(dry: bool, sets: list[str], extra: list[str]) -> list[str]:
+def bench_cmd(dry: bool, sets: list[str], extra: list[str], torch_python: str = "") -> list[str]:
   cmd = [sys.executable, "-m", "experiments.bench", *extra]
   if dry:
     return cmd + ["--variant=tiny", "--steps=1", "--warmup=1", "--rounds=1", "--torch_python=",
                   "--ceiling_n=512"]
   cmd += ["--rounds=2", "--warmup=3", "--steps=10", "--set=model.conv_impl=xla", *[f"--set={s}" for s in sets]]
-  if _TORCH.value:
-    cmd += [f"--torch_python={_TORCH.value}", "--peer=experiments/peers/torch_original_gpu.py"]
+  if torch_python:
+    cmd += [f"--torch_python={torch_python}", "--peer=experiments/peers/torch_original_gpu.py"]
   else:
     cmd += ["--torch_python="]
   return cmd
@@ -177,9 +177,10 @@ def sweep_yaml(dry: bool, folder: str) -> str:
   return path
 
 
-def check(data: str, dry: bool, work: str) -> list[tuple[str, str, str]]:
-  """[(part, result, how it ended)] for every part."""
-  budgets = {k: v * _SCALE.value for k, v in (DRY_BUDGETS if dry else BUDGETS).items()}
+def check(data: str, dry: bool, work: str, scale: float = 1.0, torch_python: str = "") -> list[tuple[str, str, str]]:
+  """[(part, result, how it ended)] for every part; `scale` multiplies every part's time budget,
+  `torch_python` runs the PyTorch peer in the benches ('' skips it)."""
+  budgets = {k: v * scale for k, v in (DRY_BUDGETS if dry else BUDGETS).items()}
   os.makedirs(work, exist_ok=True)
   log = lambda part: os.path.join(work, part.replace(" ", "_") + ".log")  # noqa: E731
   rows = []
@@ -195,12 +196,12 @@ def check(data: str, dry: bool, work: str) -> list[tuple[str, str, str]]:
   print(f"devices: {time.time() - t:.0f} s", flush=True)
   for part, sets in (("bench fp32 batch 16", ["model.dtype=float32", "train.batch_size=16"]),
                      ("bench bf16 batch 256", ["model.dtype=bfloat16", "train.batch_size=256"])):
-    out, cut, rc = run_part(bench_cmd(dry, sets, []), budgets[part], log(part), stop=signal.SIGKILL)
+    out, cut, rc = run_part(bench_cmd(dry, sets, [], torch_python), budgets[part], log(part), stop=signal.SIGKILL)
     rows.append((part, bench_row(out), ended(cut, rc, budgets[part])))
     print(f"{part}: {rows[-1][1]}", flush=True)
   k = 2 if dry else 8
   sets = [] if dry else ["model.dtype=bfloat16"]
-  out, cut, rc = run_part(bench_cmd(dry, sets, [f"--members={k}"]), budgets["members"], log("members"),
+  out, cut, rc = run_part(bench_cmd(dry, sets, [f"--members={k}"], torch_python), budgets["members"], log("members"),
                           stop=signal.SIGKILL)
   rows.append(("members", members_row(out, k), ended(cut, rc, budgets["members"])))
   print(f"members: {rows[-1][1]}", flush=True)
@@ -246,7 +247,7 @@ def main(argv):
     sys.exit(f"error: --data={_DATA.value!r} must hold small.npz and full.npz: write them with "
              f"python -m experiments.gpu_check --export=DIR where TensorFlow is installed")
   work = _WORKDIR.value or tempfile.mkdtemp(prefix="gpu_check_")
-  rows = check(_DATA.value, _DRY.value, work)
+  rows = check(_DATA.value, _DRY.value, work, _SCALE.value, _TORCH.value)
   text = (f"# gpu_check{' (dry: tiny settings)' if _DRY.value else ''}\n\n{table(rows)}")
   with open(_OUT.value, "w") as f:
     f.write(text)
