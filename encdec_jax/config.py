@@ -163,6 +163,8 @@ class TrainConfig(_Section):
   warmdown: float = 0.0          # the last fraction of train.steps over which lr falls linearly to 0
                                  # (0: constant lr; a resumed run that extends steps re-times it)
   clip_norm: float = 0.0         # the gradient's global norm is clipped to this before Adam (0: off)
+  critic_lr_scale: float = 1.0   # the identity critic (model.critic_width > 0) learns at lr x this:
+                                 # a critic that keeps up with the encoder it is trained against
   log_every: int = 50
   preview_every: int = 1000
   checkpoint_every: int = 1000
@@ -177,6 +179,8 @@ class TrainConfig(_Section):
     self._positive("batch_size", "log_every", "preview_every", "checkpoint_every", "keep_checkpoints")
     _require(self.lr > 0, f"config.train.lr={self.lr}; must be > 0")
     _require(0 <= self.warmdown <= 1, f"config.train.warmdown={self.warmdown}; must be in [0, 1]")
+    _require(self.critic_lr_scale > 0,
+             f"config.train.critic_lr_scale={self.critic_lr_scale}; must be > 0 (1: the critic at lr)")
     _require(self.clip_norm >= 0, f"config.train.clip_norm={self.clip_norm}; must be >= 0 (0: off)")
     _require(0 <= self.b1 < 1 and 0 <= self.b2 < 1,
              f"config.train.b1/b2=({self.b1}, {self.b2}); must be in [0, 1)")

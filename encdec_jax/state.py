@@ -49,12 +49,27 @@ def clip_by_norm(grads, clip_norm):
   return jax.tree.map(lambda g: g * scale.astype(g.dtype), grads)
 
 
-def adam_update(grads, opt_state, params, step, lr, b1, b2, steps, warmdown, clip_norm=0.0):
+def adam_update(grads, opt_state, params, step, lr, b1, b2, steps, warmdown, clip_norm=0.0,
+                critic_lr_scale=1.0):
   """One Adam update at `lr_at(step, ...)` of the gradient clipped to `clip_norm` (0: not
   clipped): the state has make_optimizer's layout (the lr is a scale after Adam's moments, not
-  state), so a checkpoint restores whatever the schedule or the clipping."""
+  state), so a checkpoint restores whatever the schedule or the clipping. The identity critic's
+  params (the "critic" group, models.IdentityCritic), where the model has them, move at
+  `critic_lr_scale` x that lr (config.train.critic_lr_scale)."""
   grads = clip_by_norm(grads, clip_norm)
-  return optax.adam(lr_at(step, lr, steps, warmdown), b1=b1, b2=b2).update(grads, opt_state, params)
+  updates, opt_state = optax.adam(lr_at(step, lr, steps, warmdown), b1=b1, b2=b2).update(
+      grads, opt_state, params)
+  return scale_critic(updates, critic_lr_scale), opt_state
+
+
+def scale_critic(updates, scale):
+  """`updates` with the critic group's (updates["params"]["critic"]) multiplied by `scale`; the
+  same tree where the model has no critic or `scale` is the python number 1."""
+  inner = updates.get("params", {}) if isinstance(updates, dict) else {}
+  if "critic" not in inner or (isinstance(scale, (int, float)) and scale == 1):
+    return updates
+  critic = jax.tree.map(lambda u: u * jnp.asarray(scale, u.dtype), inner["critic"])
+  return {**updates, "params": {**inner, "critic": critic}}
 
 
 def init_state(model, tx, cfg: ExperimentConfig, rng) -> TrainState:

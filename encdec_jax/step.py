@@ -14,12 +14,12 @@ from encdec_jax.config import ExperimentConfig
 from encdec_jax.losses import LossTerm, compose, parse_loss_spec
 from encdec_jax.state import NONFINITE_MODES, TrainState, adam_update
 
-ADAM_FIELDS = ("lr", "b1", "b2", "warmdown", "clip_norm")  # of config.train, per run or member
+ADAM_FIELDS = ("lr", "b1", "b2", "warmdown", "clip_norm", "critic_lr_scale")  # of config.train, per run or member
 
 
 def hyperparameters(cfgs: list[ExperimentConfig], loss_terms, members: bool) -> dict:
   """The numbers a step reads, {"loss": compose.loss_settings, "lr", "b1", "b2", "warmdown",
-  "clip_norm"}, for the terms `loss_terms` (each config weights them by its own config.loss, 0
+  "clip_norm", "critic_lr_scale"}, for the terms `loss_terms` (each config weights them by its own config.loss, 0
   for a term it does not use). One run (members=False, one config): python values, constants of
   the compiled step. Members (encdec_jax/members.py, any number): arrays with a leading member
   axis, passed to the step as an argument, so a new value does not recompile."""
@@ -44,7 +44,7 @@ def adam(steps: int):
   """update_fn for make_step: Adam at the step's learning rate (state.adam_update) with the
   arguments in h (hyperparameters); `steps` is train.steps, equal for every member."""
   return lambda g, o, p, h, i: adam_update(g, o, p, i, h["lr"], h["b1"], h["b2"], steps,
-                                           h["warmdown"], h["clip_norm"])
+                                           h["warmdown"], h["clip_norm"], h["critic_lr_scale"])
 
 
 def make_step(loss_fn, update_fn, nonfinite: str, members: bool = False):
