@@ -1,7 +1,8 @@
 """Architectures: every one a shared encoder and per-identity parts, composed from blocks.py.
 
 One interface (the train step, evaluation and sweeps never special-case an architecture):
-  encode(x_BxHxWxC) -> z                 the shared encoder;
+  encode(x_BxHxWxC) -> z                 the shared encoder (of encoder_input(x): with
+                                         cfg.input_norm "image", each image standardised);
   code(z, identity) -> c                 the intermediate that decodes as `identity`
                                          (per-identity and/or shared Dense layers; z for Original);
   decode(c, identity) -> image           decoder `identity`, or the one shared decoder;
@@ -19,6 +20,7 @@ violates, so a bad resolution is refused before anything is compiled.
 from __future__ import annotations
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from encdec_jax.config import ModelConfig
@@ -35,7 +37,7 @@ class EncDec(nn.Module):
   # Defaults: a shared `encoder` and per-identity `decoders`; architectures with one shared
   # decoder or an intermediate override decode / code.
   def encode(self, x):
-    return self.encoder(x)
+    return self.encoder(encoder_input(x, self.cfg.input_norm))
 
   def code(self, z, identity: int):
     return z
@@ -80,6 +82,23 @@ class EncDec(nn.Module):
   def _kw(self):
     c = self.cfg
     return dict(impl=c.conv_impl, dtype=c.compute_dtype)
+
+
+# The floor of a channel's std in encoder_input's "image" mode (pixels in [0, 1]): a flat channel
+# is divided by 0.01, not by zero.
+INPUT_STD_FLOOR = 0.01
+
+
+def encoder_input(x_BxHxWxC, mode: str):
+  """What the shared encoder reads (config.model.input_norm): the images themselves ("none"), or
+  each image standardised per channel over its pixels ("image"): (x - mean) / sqrt(var +
+  INPUT_STD_FLOOR^2), in float32, cast back to x's dtype."""
+  if mode == "none":
+    return x_BxHxWxC
+  x = jnp.asarray(x_BxHxWxC, jnp.float32)
+  mean = x.mean((1, 2), keepdims=True)
+  var = jnp.square(x - mean).mean((1, 2), keepdims=True)
+  return ((x - mean) * jax.lax.rsqrt(var + INPUT_STD_FLOOR ** 2)).astype(x_BxHxWxC.dtype)
 
 
 class IdentityCritic(nn.Module):
