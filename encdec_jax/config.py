@@ -25,7 +25,7 @@ class ConfigError(ValueError):
 
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-INPUT_NORMS = ("none", "image")  # config.model.input_norm
+INPUT_NORMS = ("none", "image", "local")  # config.model.input_norm
 MAX_SEED = 2 ** 31 - 1  # seeds (config.seed, config.data.seed) are in [0, MAX_SEED]: numpy's
                         # generators refuse negatives, JAX's keys take 32 bits
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool}
@@ -81,10 +81,12 @@ class ModelConfig(_Section):
   pixel_norm: bool = False       # pixel norm before the bottleneck (DeepFaceLab's "-u")
   critic_width: int = 0          # > 0: an identity critic on the shared code (hidden width), which
                                  # the loss term identity_adversary trains; 0: none (no params)
-  input_norm: str = "none"       # what the encoder sees: "none" (the crop), or "image": each crop
+  input_norm: str = "none"       # what the encoder sees: "none" (the crop); "image": each crop
                                  # standardised per channel (its own mean and std), so the code gets
-                                 # the face's shapes without its tone or contrast (decoders still
-                                 # draw colours)
+                                 # the face's shapes without its tone or contrast; "local": the crop
+                                 # and, as 3 more channels, its local contrast normalisation (a dark
+                                 # face's open mouth as strong as a pale one's). Decoders still draw
+                                 # colours
   # Not config keys: the data's, copied here so that the model sees one value (from_config_dict).
   resolution: int = 64
   num_identities: int = 2

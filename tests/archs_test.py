@@ -169,3 +169,19 @@ def test_input_norm_image_makes_the_code_blind_to_each_images_tone_and_contrast(
     codes[mode] = [np.asarray(m.apply(p, v, method="encode")) for v in (x, moved)]
   gap = {k: np.abs(a - b).max() / np.abs(a).max() for k, (a, b) in codes.items()}
   assert gap["image"] < 0.01 and gap["none"] > 0.1, gap
+
+
+def test_input_norm_local_adds_the_crops_local_contrast_blind_to_gain_and_offset():
+  """model.input_norm="local": the encoder reads 6 channels, the crop itself and its local contrast
+  normalisation, which a per-channel gain (> 0) and offset leave unchanged up to the contrast's
+  floor; a flat crop's normalisation is 0 (the blur keeps a flat image flat at the edges)."""
+  from encdec_jax.models.archs import encoder_input
+  rng = np.random.default_rng(1)
+  x = jnp.asarray(rng.uniform(0.0, 1.0, (2, 16, 16, 3)), jnp.float32)
+  moved = 0.8 * x + 0.1
+  a, b = np.asarray(encoder_input(x, "local")), np.asarray(encoder_input(moved, "local"))
+  assert a.shape == (2, 16, 16, 6)
+  np.testing.assert_array_equal(a[..., :3], np.asarray(x))
+  np.testing.assert_allclose(a[..., 3:], b[..., 3:], atol=0.02)
+  assert np.abs(a[..., 3:]).mean() > 0.5  # a textured crop's contrast is of order 1
+  np.testing.assert_allclose(encoder_input(jnp.full((1, 16, 16, 3), 0.4), "local")[..., 3:], 0.0, atol=1e-5)

@@ -2,7 +2,8 @@
 
 One interface (the train step, evaluation and sweeps never special-case an architecture):
   encode(x_BxHxWxC) -> z                 the shared encoder (of encoder_input(x): with
-                                         cfg.input_norm "image", each image standardised);
+                                         cfg.input_norm, each image standardised or with its
+                                         local contrast normalisation beside it);
   code(z, identity) -> c                 the intermediate that decodes as `identity`
                                          (per-identity and/or shared Dense layers; z for Original);
   decode(c, identity) -> image           decoder `identity`, or the one shared decoder;
@@ -87,15 +88,37 @@ class EncDec(nn.Module):
 # The floor of a channel's std in encoder_input's "image" mode (pixels in [0, 1]): a flat channel
 # is divided by 0.01, not by zero.
 INPUT_STD_FLOOR = 0.01
+# "local" mode: the Gaussian window of the local mean and contrast (sigma, a fraction of the crop's
+# side: 2 px at 32 px, about a mouth's height), and the contrast's floor (flat skin is not blown up
+# into noise; an open mouth on dark lips, a step of ~0.15, is well above it).
+LOCAL_SIGMA = 1 / 16
+LOCAL_FLOOR = 0.02
+
+
+def _gaussian_blur(x_BxHxWxC, sigma: float):
+  """Separable Gaussian blur of sigma x the side, rows and columns renormalised at the edges (a
+  flat image stays flat)."""
+  def matrix(n):
+    i = jnp.arange(n, dtype=jnp.float32)
+    k = jnp.exp(-0.5 * ((i[:, None] - i[None, :]) / (sigma * n)) ** 2)
+    return k / k.sum(1, keepdims=True)
+  _, h, w, _ = x_BxHxWxC.shape
+  return jnp.einsum("jw,biwc->bijc", matrix(w), jnp.einsum("ih,bhwc->biwc", matrix(h), x_BxHxWxC))
 
 
 def encoder_input(x_BxHxWxC, mode: str):
-  """What the shared encoder reads (config.model.input_norm): the images themselves ("none"), or
-  each image standardised per channel over its pixels ("image"): (x - mean) / sqrt(var +
-  INPUT_STD_FLOOR^2), in float32, cast back to x's dtype."""
+  """What the shared encoder reads (config.model.input_norm): the images themselves ("none");
+  each image standardised per channel over its pixels ("image": (x - mean) / sqrt(var +
+  INPUT_STD_FLOOR^2)); or the images with their local contrast normalisation as 3 more channels
+  ("local": (x - m) / sqrt(v + LOCAL_FLOOR^2), m and v the Gaussian-weighted local mean and
+  variance). Computed in float32, cast back to x's dtype."""
   if mode == "none":
     return x_BxHxWxC
   x = jnp.asarray(x_BxHxWxC, jnp.float32)
+  if mode == "local":
+    d = x - _gaussian_blur(x, LOCAL_SIGMA)
+    lcn = d * jax.lax.rsqrt(_gaussian_blur(d * d, LOCAL_SIGMA) + LOCAL_FLOOR ** 2)
+    return jnp.concatenate([x, lcn], -1).astype(x_BxHxWxC.dtype)
   mean = x.mean((1, 2), keepdims=True)
   var = jnp.square(x - mean).mean((1, 2), keepdims=True)
   return ((x - mean) * jax.lax.rsqrt(var + INPUT_STD_FLOOR ** 2)).astype(x_BxHxWxC.dtype)
