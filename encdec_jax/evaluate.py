@@ -132,7 +132,9 @@ def swap_scores(s: Source, conv, raw, truth, truth_mask, full_head) -> dict[str,
 def swap_judged(judges, s: Source, j: int, conv, uncalibrated, truth, tone_region, lms,
                 mean_face, sigma) -> dict[str, float]:
   """The judges on a converted swap i -> j; beside them, where given: the uncalibrated swap, the
-  true swap itself (the ceiling), the swap with its tone gap matched, j's mean face converted (the
+  true swap itself (the ceiling), the true swap's crop pasted back into the source's frame as a
+  decoded crop is (`_pasted`: a perfect decoder through this convert, the frame's head outline and
+  the crop's edge included), the swap with its tone gap matched, j's mean face converted (the
   bar) and the true swap blurred to the decoder's sharpness (what blur alone does). The swap's
   own scores per image, the others as means. Images like `s.shown`; the judges read s.judged."""
   score = lambda img, factors=s.factors: judges_lib.swap_scores(
@@ -141,12 +143,14 @@ def swap_judged(judges, s: Source, j: int, conv, uncalibrated, truth, tone_regio
   if uncalibrated is not None:
     out.update({f"{k}_uncalibrated": v for k, v in score(uncalibrated).items()
                 if k in ("attr_mae", "id_transfer")})
-  if truth is not None:  # the judges on the true face swaps: what a perfect swap shows here
-    for k, v in score(truth).items():
-      if k.startswith("attr_err/"):
-        out[k.replace("attr_err/", "attr_err_truth/")] = v
-      elif k in ("id_transfer", "attr_mae", "expr_mae", "pose_mae"):
-        out[f"{k}_truth"] = v
+  if truth is not None:  # the judges on the true face swaps (what a perfect swap shows here), and
+    # on their crops pasted back (what a perfect decoder shows through this convert)
+    for name, img in (("truth", truth), ("pasted", s.convert(s.judged(truth)))):
+      for k, v in score(img).items():
+        if k.startswith("attr_err/"):
+          out[k.replace("attr_err/", f"attr_err_{name}/")] = v
+        elif k in ("id_transfer", "attr_mae", "expr_mae", "pose_mae"):
+          out[f"{k}_{name}"] = v
     out["id_transfer_tone_matched"] = score(tone_matched(conv, truth, tone_region), None)["id_transfer"]
     flat = s.convert(np.broadcast_to(mean_face, s.x.shape))
     out.update({f"{k}_mean_face": v for k, v in score(flat).items() if k in ("attr_mae", "id_transfer")})

@@ -63,6 +63,10 @@ REGISTRY = (
            "the judges on the true face swaps themselves: the most `id_transfer` can show, and the "
            "least pose/expression error (above the floor where the judge reads a face in another "
            "identity's frame less well than on real renderings)"),
+    Metric("id_transfer_pasted, {attr,expr,pose}_mae_pasted, attr_err_pasted/<factor>", "",
+           "the judges on the true face swaps' crops pasted back into the source's frames as a "
+           "decoded crop is: what a perfect decoder scores through this convert (the frame's head "
+           "outline and the crop's edge included)"),
     Metric("attr_mae_mean_face, id_transfer_mean_face", "",
            "what a decoder that ignores its input scores: j's mean held-out face converted into the "
            "source's frame. The crop's outline may give the judge some pose, so this, not guessing, "
@@ -120,8 +124,10 @@ REFERENCES = {
                  ("eval/attr_mae_guess", "guessing the mean")),
     "expr_mae": (("eval/expr_mae_floor", "judge's floor (real faces)"),
                  ("eval/expr_mae_truth", "the true face swaps"),
+                 ("eval/expr_mae_pasted", "the true swap's crop, pasted"),
                  ("eval/expr_mae_guess", "guessing the mean")),
     "pose_mae": (("eval/pose_mae_floor", "judge's floor (real faces)"),
+                 ("eval/pose_mae_pasted", "the true swap's crop, pasted"),
                  ("eval/pose_mae_guess", "guessing the mean")),
     "id_transfer": (("eval/id_transfer_truth", "the true face swaps"),
                     ("eval/id_transfer_mean_face", "j's mean face, converted")),

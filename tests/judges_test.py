@@ -144,6 +144,13 @@ def test_perfect_model_scores_full_transfer_and_the_floor(judges, judge_data):
     assert abs(m[f"eval/{part}_mae"] - m[f"eval/{part}_mae_truth"]) < 0.1, m
     assert m[f"eval/{part}_mae_truth"] < 0.5 * m[f"eval/{part}_mae_guess"], m
   assert m["eval/attr_err_truth/yaw"] < 0.5 * m["eval/attr_guess/yaw"], m  # per factor too
+  # The true swap's crop pasted back as a decoded crop is: what this stand-in draws inside the
+  # mask (outside it noise, which the feathered edge lets in a little), so its scores are the
+  # stand-in's: within 0.01, and one face of 64 on the identity judge.
+  for k in ("attr_mae", "expr_mae", "pose_mae", "id_transfer", "attr_err/yaw", "attr_err/smile"):
+    pasted = k.replace("attr_err/", "attr_err_pasted/") if "/" in k else f"{k}_pasted"
+    tol = 1 / 64 + 1e-9 if k == "id_transfer" else 0.01
+    assert m[f"eval/{pasted}"] == pytest.approx(m[f"eval/{k}"], abs=tol), (k, m[f"eval/{pasted}"], m[f"eval/{k}"])
   # Far better than copying on the face, which the noise outside the mask never reaches (not 0:
   # the crop does not hold the chin and the cheeks' edges, which stay the frame's; 0.028 against
   # 0.076 measured).
