@@ -189,7 +189,7 @@ class TrainConfig(_Section):
     _require(self.lr > 0, f"config.train.lr={self.lr}; must be > 0")
     _require(0 <= self.warmdown <= 1, f"config.train.warmdown={self.warmdown}; must be in [0, 1]")
     _require(self.critic_lr_scale > 0,
-             f"config.train.critic_lr_scale={self.critic_lr_scale}; must be > 0 (1: the critic at lr)")
+             f"config.train.critic_lr_scale={self.critic_lr_scale}; must be > 0 (1: at train.lr)")
     _require(self.clip_norm >= 0, f"config.train.clip_norm={self.clip_norm}; must be >= 0 (0: off)")
     _require(0 <= self.b1 < 1 and 0 <= self.b2 < 1,
              f"config.train.b1/b2=({self.b1}, {self.b2}); must be in [0, 1)")

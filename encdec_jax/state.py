@@ -1,6 +1,7 @@
 """What a run trains: its state (params, Adam state, non-finite counters) and its optimizer."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import flax
@@ -65,7 +66,7 @@ def adam_update(grads, opt_state, params, step, lr, b1, b2, steps, warmdown, cli
 def scale_critic(updates, scale):
   """`updates` with the critic group's (updates["params"]["critic"]) multiplied by `scale`; the
   same tree where the model has no critic or `scale` is the python number 1."""
-  inner = updates.get("params", {}) if isinstance(updates, dict) else {}
+  inner = updates.get("params", {}) if isinstance(updates, Mapping) else {}
   if "critic" not in inner or (isinstance(scale, (int, float)) and scale == 1):
     return updates
   critic = jax.tree.map(lambda u: u * jnp.asarray(scale, u.dtype), inner["critic"])

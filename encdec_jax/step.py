@@ -14,15 +14,16 @@ from encdec_jax.config import ExperimentConfig
 from encdec_jax.losses import LossTerm, compose, parse_loss_spec
 from encdec_jax.state import NONFINITE_MODES, TrainState, adam_update
 
-ADAM_FIELDS = ("lr", "b1", "b2", "warmdown", "clip_norm", "critic_lr_scale")  # of config.train, per run or member
+# Of config.train, per run or member: Adam's arguments (state.adam_update).
+ADAM_FIELDS = ("lr", "b1", "b2", "warmdown", "clip_norm", "critic_lr_scale")
 
 
 def hyperparameters(cfgs: list[ExperimentConfig], loss_terms, members: bool) -> dict:
-  """The numbers a step reads, {"loss": compose.loss_settings, "lr", "b1", "b2", "warmdown",
-  "clip_norm", "critic_lr_scale"}, for the terms `loss_terms` (each config weights them by its own config.loss, 0
-  for a term it does not use). One run (members=False, one config): python values, constants of
-  the compiled step. Members (encdec_jax/members.py, any number): arrays with a leading member
-  axis, passed to the step as an argument, so a new value does not recompile."""
+  """The numbers a step reads, {"loss": compose.loss_settings, and ADAM_FIELDS}, for the terms
+  `loss_terms` (each config weights them by its own config.loss, 0 for a term it does not use).
+  One run (members=False, one config): python values, constants of the compiled step. Members
+  (encdec_jax/members.py, any number): arrays with a leading member axis, passed to the step as
+  an argument, so a new value does not recompile."""
   if not members and len(cfgs) != 1:
     raise ValueError(f"one run's hyperparameters need one config, got {len(cfgs)}")
   per = []

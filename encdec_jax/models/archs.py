@@ -27,6 +27,7 @@ import jax.numpy as jnp
 from encdec_jax.config import ModelConfig
 from encdec_jax.models.blocks import (ConvBlock, ResidualBlock, Upscale, ch, dense_bottleneck,
                                       output_head)
+from encdec_jax.pixels import gaussian_blur
 
 
 class EncDec(nn.Module):
@@ -95,17 +96,6 @@ LOCAL_SIGMA = 1 / 16
 LOCAL_FLOOR = 0.02
 
 
-def _gaussian_blur(x_BxHxWxC, sigma: float):
-  """Separable Gaussian blur of sigma x the side, rows and columns renormalised at the edges (a
-  flat image stays flat)."""
-  def matrix(n):
-    i = jnp.arange(n, dtype=jnp.float32)
-    k = jnp.exp(-0.5 * ((i[:, None] - i[None, :]) / (sigma * n)) ** 2)
-    return k / k.sum(1, keepdims=True)
-  _, h, w, _ = x_BxHxWxC.shape
-  return jnp.einsum("jw,biwc->bijc", matrix(w), jnp.einsum("ih,bhwc->biwc", matrix(h), x_BxHxWxC))
-
-
 def encoder_input(x_BxHxWxC, mode: str):
   """What the shared encoder reads (config.model.input_norm): the images themselves ("none");
   each image standardised per channel over its pixels ("image": (x - mean) / sqrt(var +
@@ -116,8 +106,9 @@ def encoder_input(x_BxHxWxC, mode: str):
     return x_BxHxWxC
   x = jnp.asarray(x_BxHxWxC, jnp.float32)
   if mode == "local":
-    d = x - _gaussian_blur(x, LOCAL_SIGMA)
-    lcn = d * jax.lax.rsqrt(_gaussian_blur(d * d, LOCAL_SIGMA) + LOCAL_FLOOR ** 2)
+    blur = lambda a: gaussian_blur(a, LOCAL_SIGMA * a.shape[1], xp=jnp)  # noqa: E731
+    d = x - blur(x)
+    lcn = d * jax.lax.rsqrt(blur(d * d) + LOCAL_FLOOR ** 2)
     return jnp.concatenate([x, lcn], -1).astype(x_BxHxWxC.dtype)
   mean = x.mean((1, 2), keepdims=True)
   var = jnp.square(x - mean).mean((1, 2), keepdims=True)
