@@ -174,6 +174,9 @@ class TrainConfig(_Section):
   clip_norm: float = 0.0         # the gradient's global norm is clipped to this before Adam (0: off)
   critic_lr_scale: float = 1.0   # the identity critic (model.critic_width > 0) learns at lr x this:
                                  # a critic that keeps up with the encoder it is trained against
+  encoder_lr_scale: float = 1.0  # the shared encoder (its "encoder" params) learns at lr x this; 0
+                                 # freezes it: a run from train.init_from fits its decoders to the
+                                 # pretrained code (faceswap's "freeze weights")
   log_every: int = 50
   preview_every: int = 1000
   checkpoint_every: int = 1000
@@ -190,6 +193,9 @@ class TrainConfig(_Section):
     _require(0 <= self.warmdown <= 1, f"config.train.warmdown={self.warmdown}; must be in [0, 1]")
     _require(self.critic_lr_scale > 0,
              f"config.train.critic_lr_scale={self.critic_lr_scale}; must be > 0 (1: at train.lr)")
+    _require(self.encoder_lr_scale >= 0,
+             f"config.train.encoder_lr_scale={self.encoder_lr_scale}; must be >= 0 (0: the encoder "
+             "frozen, 1: at train.lr)")
     _require(self.clip_norm >= 0, f"config.train.clip_norm={self.clip_norm}; must be >= 0 (0: off)")
     _require(0 <= self.b1 < 1 and 0 <= self.b2 < 1,
              f"config.train.b1/b2=({self.b1}, {self.b2}); must be in [0, 1)")

@@ -45,7 +45,8 @@ from encdec_jax.step import adam, hyperparameters, make_step
 # The fields members of one group may differ in (and the run-naming fields that change nothing).
 MEMBER_FIELDS = ("seed", "loss", "model.bottleneck", "mask.enabled", "mask.eye_multiplier",
                  "mask.mouth_multiplier", "mask.learned_weight", "train.lr", "train.b1", "train.b2",
-                 "train.warmdown", "train.clip_norm", "train.critic_lr_scale", "train.init_from",
+                 "train.warmdown", "train.clip_norm", "train.critic_lr_scale", "train.encoder_lr_scale",
+                 "train.init_from",
                  "data.warp_scale", "data.warp_anneal", "data.input_jitter")
 _FREE = ("wandb.name", "wandb.group")
 # Architectures whose model.bottleneck is only the hidden size of Dense -> Dense: zero-padded

@@ -51,26 +51,28 @@ def clip_by_norm(grads, clip_norm):
 
 
 def adam_update(grads, opt_state, params, step, lr, b1, b2, steps, warmdown, clip_norm=0.0,
-                critic_lr_scale=1.0):
+                critic_lr_scale=1.0, encoder_lr_scale=1.0):
   """One Adam update at `lr_at(step, ...)` of the gradient clipped to `clip_norm` (0: not
   clipped): the state has make_optimizer's layout (the lr is a scale after Adam's moments, not
   state), so a checkpoint restores whatever the schedule or the clipping. The identity critic's
   params (the "critic" group, models.IdentityCritic), where the model has them, move at
-  `critic_lr_scale` x that lr (config.train.critic_lr_scale)."""
+  `critic_lr_scale` x that lr (config.train.critic_lr_scale), and the shared encoder's (the
+  "encoder" group) at `encoder_lr_scale` x (config.train.encoder_lr_scale; 0 freezes it)."""
   grads = clip_by_norm(grads, clip_norm)
   updates, opt_state = optax.adam(lr_at(step, lr, steps, warmdown), b1=b1, b2=b2).update(
       grads, opt_state, params)
-  return scale_critic(updates, critic_lr_scale), opt_state
+  return scale_groups(updates, {"critic": critic_lr_scale, "encoder": encoder_lr_scale}), opt_state
 
 
-def scale_critic(updates, scale):
-  """`updates` with the critic group's (updates["params"]["critic"]) multiplied by `scale`; the
-  same tree where the model has no critic or `scale` is the python number 1."""
+def scale_groups(updates, scales: Mapping):
+  """`updates` with each named param group's (updates["params"][name]) multiplied by its scale;
+  a group the model does not have, or whose scale is the python number 1, is left as it is (so
+  single runs at the defaults compile the plain Adam update)."""
   inner = updates.get("params", {}) if isinstance(updates, Mapping) else {}
-  if "critic" not in inner or (isinstance(scale, (int, float)) and scale == 1):
-    return updates
-  critic = jax.tree.map(lambda u: u * jnp.asarray(scale, u.dtype), inner["critic"])
-  return {**updates, "params": {**inner, "critic": critic}}
+  scaled = {name: jax.tree.map(lambda u, s=s: u * jnp.asarray(s, u.dtype), inner[name])
+            for name, s in scales.items()
+            if name in inner and not (isinstance(s, (int, float)) and s == 1)}
+  return {**updates, "params": {**inner, **scaled}} if scaled else updates
 
 
 def init_state(model, tx, cfg: ExperimentConfig, rng) -> TrainState:

@@ -15,7 +15,7 @@ from encdec_jax.losses import LossTerm, compose, parse_loss_spec
 from encdec_jax.state import NONFINITE_MODES, TrainState, adam_update
 
 # Of config.train, per run or member: Adam's arguments (state.adam_update).
-ADAM_FIELDS = ("lr", "b1", "b2", "warmdown", "clip_norm", "critic_lr_scale")
+ADAM_FIELDS = ("lr", "b1", "b2", "warmdown", "clip_norm", "critic_lr_scale", "encoder_lr_scale")
 
 
 def hyperparameters(cfgs: list[ExperimentConfig], loss_terms, members: bool) -> dict:
@@ -45,7 +45,8 @@ def adam(steps: int):
   """update_fn for make_step: Adam at the step's learning rate (state.adam_update) with the
   arguments in h (hyperparameters); `steps` is train.steps, equal for every member."""
   return lambda g, o, p, h, i: adam_update(g, o, p, i, h["lr"], h["b1"], h["b2"], steps,
-                                           h["warmdown"], h["clip_norm"], h["critic_lr_scale"])
+                                           h["warmdown"], h["clip_norm"], h["critic_lr_scale"],
+                                           h["encoder_lr_scale"])
 
 
 def make_step(loss_fn, update_fn, nonfinite: str, members: bool = False):

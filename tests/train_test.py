@@ -151,27 +151,32 @@ def test_clip_norm_is_optaxs_clip_by_global_norm_before_adam():
     assemble.checked_config(config_lib.override(config_lib.default_config_dict(), {"train.clip_norm": -1.0}))
 
 
-def test_critic_lr_scale_moves_only_the_critic_group_faster():
-  """train.critic_lr_scale: the critic group's Adam update is `scale` x Adam's, every other
-  group's is Adam's, the state is Adam's (one step's moments); a traced scale (members) gives
-  the same; scale 1 leaves the update tree as it was."""
+def test_lr_scales_move_only_their_own_group():
+  """train.critic_lr_scale / encoder_lr_scale: the critic group's Adam update is its scale x
+  Adam's, the encoder's its own (0: frozen), every other group's is Adam's, the state is Adam's
+  (one step's moments); traced scales (members) give the same; scales of 1 leave the update tree
+  as it was."""
   import jax.numpy as jnp
   import optax
   from encdec_jax.state import adam_update
   params = {"params": {"encoder": {"w": np.linspace(-1, 1, 6, dtype=np.float32)},
+                       "decoders_0": {"b": np.linspace(1, 2, 4, dtype=np.float32)},
                        "critic": {"Dense_0": {"kernel": np.ones((2, 3), np.float32)}}}}
   grads = jax.tree.map(lambda p: np.cos(np.arange(p.size, dtype=np.float32) + 1).reshape(p.shape), params)
   adam = optax.adam(1e-3, b1=0.5, b2=0.999)
   state = adam.init(params)
   ref, ref_state = adam.update(grads, state, params)
-  for scale in (4.0, jnp.float32(4.0)):
-    got, got_state = adam_update(grads, state, params, 0, 1e-3, 0.5, 0.999, 10, 0.0, 0.0, scale)
-    np.testing.assert_allclose(got["params"]["encoder"]["w"], ref["params"]["encoder"]["w"], rtol=1e-6)
-    np.testing.assert_allclose(got["params"]["critic"]["Dense_0"]["kernel"],
-                               4.0 * ref["params"]["critic"]["Dense_0"]["kernel"], rtol=1e-6)
+  r = ref["params"]
+  for critic, encoder in ((4.0, 0.0), (jnp.float32(4.0), jnp.float32(0.0)), (1.0, 0.25)):
+    got, got_state = adam_update(grads, state, params, 0, 1e-3, 0.5, 0.999, 10, 0.0, 0.0, critic, encoder)
+    g = got["params"]
+    np.testing.assert_allclose(g["encoder"]["w"], float(encoder) * r["encoder"]["w"], rtol=1e-6)
+    np.testing.assert_allclose(g["decoders_0"]["b"], r["decoders_0"]["b"], rtol=1e-6)
+    np.testing.assert_allclose(g["critic"]["Dense_0"]["kernel"],
+                               float(critic) * r["critic"]["Dense_0"]["kernel"], rtol=1e-6)
     for a, b in zip(jax.tree.leaves(got_state), jax.tree.leaves(ref_state)):
       np.testing.assert_allclose(a, b, rtol=1e-6)
-  same, _ = adam_update(grads, state, params, 0, 1e-3, 0.5, 0.999, 10, 0.0, 0.0, 1.0)
+  same, _ = adam_update(grads, state, params, 0, 1e-3, 0.5, 0.999, 10, 0.0, 0.0, 1.0, 1.0)
   for a, b in zip(jax.tree.leaves(same), jax.tree.leaves(ref)):
     np.testing.assert_allclose(a, b, rtol=1e-6)
 
