@@ -21,19 +21,21 @@ from encdec_jax.pixels import gaussian_blur, to_unit_float
 
 # Gaussian sigma of the feathered edge, as a fraction of the image side (1 px at 64 px).
 FEATHER = 1 / 64
-# Pasted back into a frame, the mask also fades to 0 over this fraction of the crop's side at
-# the crop's edges (3.2 px at 32 px): where the face runs past the crop (chin, cheeks, forehead),
-# a face cut at the crop's border would leave the square's outline in the frame.
+# Pasted back into a frame, the mask also fades to 0 at the circle inscribed in the crop, over
+# this fraction of the crop's side (3.2 px at 32 px): where the face runs past the crop (chin,
+# cheeks, forehead), the swap ends in a rounded outline, as a face does. (A fade to the crop's
+# edges, this project's earlier convert, left the crop's square in every swap whose face differs
+# in tone from its frame's, and its outline turned with the head: a pose cue in the frame.)
 BORDER = 0.1
 
 
 def border_fade(size: int, width: float = BORDER) -> np.ndarray:
-  """(S, S, 1) in [0, 1]: 0 at the crop's edges, rising smoothly to 1 at `width` x S inside."""
-  t = (np.arange(size) + 0.5) / size
-  d = np.minimum(t, 1 - t) / width  # distance from the nearest edge, in widths
-  r = np.clip(d, 0.0, 1.0)
-  ramp = r * r * (3 - 2 * r)
-  return np.minimum(ramp[:, None], ramp[None, :])[..., None].astype(np.float32)
+  """(S, S, 1) in [0, 1]: 0 on and outside the circle inscribed in the crop, rising smoothly
+  (with the distance inside it) to 1 at `width` x S inside it."""
+  t = (np.arange(size) + 0.5) / size - 0.5
+  inside = 0.5 - np.sqrt(t[:, None] ** 2 + t[None, :] ** 2)  # distance inside the circle, in sides
+  r = np.clip(inside / width, 0.0, 1.0)
+  return (r * r * (3 - 2 * r))[..., None].astype(np.float32)
 
 
 # The face of an aligned "head" crop: the ellipse with the centre and second moments of the
@@ -84,7 +86,8 @@ def convert(frame_BxHxWx3, face_BxHxWx3, mask_BxHxWx1, sigma: float = FEATHER) -
 def into_frames(frames_BxHxWx3, faces_BxSxSx3, masks_BxSxSx1, transforms_Bx2x3,
                 sigma: float = FEATHER) -> np.ndarray:
   """The decoded crops pasted back into their frames (align.paste_back): each crop's mask is
-  feathered at the crop's resolution and faded to 0 at the crop's edges (border_fade), warped
+  feathered at the crop's resolution and faded to 0 at the circle inscribed in the crop
+  (border_fade), warped
   into the frame by the inverse of its transform (frame pixels -> crop pixels) with the face,
   and m * face + (1 - m) * frame taken; outside the warped mask every pixel is the frame's.
   uint8 frames give uint8, float ones float32."""

@@ -57,7 +57,8 @@ def is_readable(floor, guess):
   """Whether the judge reads a factor well enough to score it (works on arrays too)."""
   return floor <= READABLE * guess
 
-VERSION = 5        # of the judges' form: caches of another version are refitted, never misread
+VERSION = 6        # of the judges' form: caches of another version are refitted, never misread
+                   # (6: their pasted training swaps fade at the crop's inscribed circle, convert.BORDER)
 
 
 def scored_factors(readable) -> dict[str, np.ndarray]:

@@ -199,8 +199,8 @@ def paste_swap(photo_u8: np.ndarray, face: Face, decode, size: int, blend: bool 
                face_type: str = align.DEFAULT_FACE_TYPE) -> np.ndarray:
   """The photo with one face swapped: aligned crop (of the run's face type) -> decode(crop
   (1, S, S, 3) floats) -> (decoded (1, S, S, 3), mask (1, S, S, 1) or None) -> pasted back by
-  convert.into_frames, the path synthetic frames take. Without `blend` the whole crop square is
-  pasted (its edge feathered)."""
+  convert.into_frames, the path synthetic frames take. Without `blend` the whole crop is
+  pasted, up to the circle inscribed in it (convert.border_fade)."""
   from encdec_jax import convert
   a = align.align_transform(face.landmarks(), size, face_type)
   x = to_unit_float(align.crop(photo_u8, a, size)[None])

@@ -88,11 +88,11 @@ def test_paste_back_puts_the_face_where_the_true_face_swap_has_it():
     pasted_mask = convert.feather(mask[None])[0] * convert.border_fade(32)
     warped = align.warp(pasted_mask, align.invert(a), 64, 64, "zero")[..., 0]
     region = (np.maximum(frame.mask[..., 0], truth.mask[..., 0]) > 0.5) & (warped > 0.99)
-    assert region.mean() > 0.1
+    assert region.mean() > 0.06  # 0.087 to 0.131 of the frame measured
     paste = lambda t: convert.into_frames(frame.image[None], decoded[None], mask[None], t[None])[0]
     got = paste(a)
     err = np.abs(got - truth.image)[region].mean()
-    assert err < 0.012, (k, err)  # 0.005 to 0.009 measured
+    assert err < 0.016, (k, err)  # 0.008 to 0.013 measured (resampling, most of it at the eyes and mouth)
     off = a.copy()
     off[0, 2] += 2.0  # the crop two pixels to the side
     assert np.abs(paste(off) - truth.image)[region].mean() > 3 * err, k
@@ -104,9 +104,17 @@ def test_paste_back_puts_the_face_where_the_true_face_swap_has_it():
 
 
 def test_border_fade_leaves_no_square_in_the_frame():
-  """The pasted mask is 0 at the crop's edges and 1 inside BORDER of them: a face that runs past
-  the crop fades into the frame instead of ending in the crop's square."""
-  f = convert.border_fade(32)
-  assert f.shape == (32, 32, 1) and f[0].max() < 0.1 and f[:, -1].max() < 0.1  # at the edge pixels' centres
-  inner = int(np.ceil(32 * convert.BORDER))
-  assert f[inner:-inner, inner:-inner].min() == 1.0 and np.all(np.diff(f[:16, 16, 0]) >= 0)
+  """The pasted mask is 0 outside the circle inscribed in the crop (its corners and edges), 1
+  inside BORDER of that circle, and rises with the distance inside it: a face that runs past the
+  crop fades into the frame in a rounded outline instead of ending in the crop's square."""
+  f = convert.border_fade(32)[..., 0]
+  assert f.shape == (32, 32)
+  assert f[0].max() < 0.1 and f[-1].max() < 0.1 and f[:, 0].max() < 0.1 and f[:, -1].max() < 0.1
+  t = (np.arange(32) + 0.5) / 32 - 0.5
+  radius = np.sqrt(t[:, None] ** 2 + t[None, :] ** 2)
+  assert np.all(f[radius >= 0.5] == 0) and np.all(f[radius <= 0.5 - convert.BORDER] == 1)
+  order = np.argsort(radius.ravel())
+  assert np.all(np.diff(f.ravel()[order]) <= 1e-6)  # never rises going outwards
+  # A square fade would keep the corners' diagonal at the level of the edges' middles: this one
+  # is lower along the diagonal than along the axis at the same distance from the edge.
+  assert f[3, 3] < 0.5 * f[3, 16]

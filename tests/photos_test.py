@@ -113,8 +113,9 @@ def test_paste_swap_changes_the_face_only_or_with_noblend_the_whole_crop():
   assert not changed[inside == 0].any() and (blended[inside > 0.99] >= 250).all()
   square = photos.paste_swap(p.image, face, decode, 32, blend=False, face_type="head")
   changed_sq = (square != p.image).any(-1)
-  # Without the blend the whole crop square is pasted: its area in the photo, (32 / scale)^2.
-  assert changed_sq.sum() == pytest.approx((32 / align.scale_of(a)) ** 2, rel=0.15)
+  # Without the blend the whole crop is pasted up to the circle inscribed in it: its area in the
+  # photo, pi / 4 x (32 / scale)^2.
+  assert changed_sq.sum() == pytest.approx(np.pi / 4 * (32 / align.scale_of(a)) ** 2, rel=0.15)
   assert changed_sq.sum() > 1.5 * changed.sum()
 
 
