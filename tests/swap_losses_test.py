@@ -48,6 +48,37 @@ def test_swap_cycle_against_numpy_reference():
   assert float(losses.SWAP_LOSSES["swap_cycle"](pair._replace(recoded=jnp.asarray(target)))) == 0.0
 
 
+def test_swap_structure_against_numpy_reference():
+  """1 - the mask-weighted correlation of the luminances per feature region, averaged; 0 for a
+  swap that is the source in another tone and contrast (gain and offset, per channel alike);
+  higher for one that darkens where the source is light."""
+  rng = np.random.default_rng(7)
+  swaps = rng.uniform(size=(2, 6, 6, 4)).astype(np.float32)  # a 4th channel (learned mask) is ignored
+  src = rng.uniform(size=(2, 6, 6, 3)).astype(np.float32)
+  w = rng.uniform(size=(2, 6, 6, 2)).astype(np.float32)
+  luma = np.array([0.299, 0.587, 0.114], np.float32)
+  ys, yx = swaps[..., :3] @ luma, src @ luma
+
+  def corr(a, b, m):
+    ma, mb = (m * a).sum() / m.sum(), (m * b).sum() / m.sum()
+    cov = (m * (a - ma) * (b - mb)).sum() / m.sum()
+    return cov / np.sqrt((m * (a - ma) ** 2).sum() / m.sum() * (m * (b - mb) ** 2).sum() / m.sum())
+  both = 1 - np.mean([corr(ys[b], yx[b], w[b, ..., r]) for b in range(2) for r in range(2)])
+  mouth = 1 - np.mean([corr(ys[b], yx[b], w[b, ..., 1]) for b in range(2)])
+  pair = SwapPair(jnp.asarray(swaps), None, None, sources=jnp.asarray(src), feature_masks=jnp.asarray(w))
+  f = losses.SWAP_LOSSES["swap_structure"]
+  np.testing.assert_allclose(float(f(pair)), mouth, rtol=1e-4)  # the mouth region (channel 1) only
+  np.testing.assert_allclose(float(f(pair, eyes=1)), both, rtol=1e-4)
+  assert abs(mouth - both) > 0.01
+  same = pair._replace(swaps=jnp.asarray(0.2 + 0.5 * src))
+  assert abs(float(f(same))) < 1e-4
+  assert float(f(pair._replace(swaps=jnp.asarray(1.0 - src)))) > 1.9  # anti-correlated: 2
+  with pytest.raises(ValueError, match="eye and mouth masks"):
+    f(pair._replace(feature_masks=jnp.zeros((2, 6, 6, 0))))
+  with pytest.raises(losses.LossSpecError, match="out of range"):
+    losses.parse_loss_spec("mae,swap_structure(eyes=2)")
+
+
 def test_swap_terms_decode_each_identity_with_the_others_decoder():
   """make_loss_fn adds, for every ordered pair (i, j != i), the term on decoder j's output for the
   first swap_rows(B) codes of identity i, inside i's face masks, against j's own mean colour."""
@@ -96,6 +127,38 @@ def test_swap_terms_decode_each_identity_with_the_others_decoder():
     own = mean_colour(x[j], mn[j] * region)
     tone += float(jnp.abs(mean_colour(x[i, :k] * (j + 1) / 4, mn[i, :k] * region) - own).mean())
   np.testing.assert_allclose(float(metrics["train/swap_tone(common=1)"]), tone, rtol=1e-5)
+
+
+def test_swap_structure_compares_each_swap_with_its_source_target_inside_the_feature_masks():
+  """make_loss_fn's swap_structure: decoder j's swaps of i's first swap_rows(B) codes against i's
+  training targets (not the warped inputs the codes were read from), inside i's eye and mouth
+  masks (mask channels 1 and 2), summed over ordered pairs."""
+  from encdec_jax.losses import compose
+
+  class Fake:  # encoder: identity; decoder j: the image times (j + 1) / 4; no code step
+    def apply(self, params, x, *args, method=None):
+      if method == "reconstruct":
+        return jnp.stack([x[i] * (i + 1) / 4 * params for i in range(x.shape[0])]), x
+      j = args[0]
+      return method(type("M", (), {"code": lambda self, c, j: c,
+                                   "decode": lambda self, c, j: c * (j + 1) / 4 * params})(), x, j)
+
+  rng = np.random.default_rng(3)
+  x = jnp.asarray(rng.uniform(size=(2, 8, 8, 8, 3)), jnp.float32)
+  targets = jnp.clip(x + 0.3 * jnp.asarray(rng.normal(size=x.shape), jnp.float32), 0, 1)
+  masks = jnp.asarray(rng.uniform(size=(2, 8, 8, 8, 3)), jnp.float32)
+  terms = losses.parse_loss_spec("mae,swap_structure:0.5")
+  settings = compose.loss_settings(terms, config_lib.MaskConfig(enabled=False))
+  batch = {"inputs": x, "targets": targets, "masks": masks}
+  loss, metrics = compose.make_loss_fn(Fake(), terms)(1.0, batch, settings)
+  k = compose.swap_rows(8)
+  f = losses.SWAP_LOSSES["swap_structure"]
+  want = sum(float(f(SwapPair(x[i, :k] * (j + 1) / 4, None, None, sources=targets[i, :k],
+                              feature_masks=masks[i, :k, ..., 1:3]))) for i, j in ((0, 1), (1, 0)))
+  assert want > 0.05  # the targets differ from the inputs: a wiring to the inputs would read ~0
+  np.testing.assert_allclose(float(metrics["train/swap_structure"]), want, rtol=1e-5)
+  mae = sum(float(jnp.abs(x[i] * (i + 1) / 4 - targets[i]).mean()) for i in range(2))
+  np.testing.assert_allclose(float(loss), mae + 0.5 * want, rtol=1e-5)
 
 
 def test_swap_terms_need_masks():

@@ -150,7 +150,9 @@ def _swap_terms(model, params, z, batch, swaps, side) -> dict:
       for enc in through:
         codes = z[i, :k] if enc else jax.lax.stop_gradient(z[i, :k])
         swapped = model.apply(params, codes, j, method=_decode_as)
-        pair = SwapPair(swapped, resize(masks[i, :k]), own[j])
+        pair = SwapPair(swapped, resize(masks[i, :k]), own[j],
+                        sources=jax.lax.stop_gradient(resize(batch["targets"][i, :k])),
+                        feature_masks=resize(batch["masks"][i, :k, ..., 1:3]))
         if common:
           pair = pair._replace(region=region(i, j), target_colour_region=own_region(i, j))
         terms = [t for _, t in swaps if through_encoder(t.params) == enc]

@@ -31,6 +31,21 @@ swap_cycle: the encoder's code of j's swap should differ from j's mean code as i
   the second pass (E), so the encoder cannot meet the term by reading less from images: decoder j
   must draw what the encoder reads as i's pose and expression (a latent cycle consistency, with
   the identity's mean code, which a linear probe reads the identity from, moved to j's).
+
+swap_structure: 1 - the correlation between the luminance of j's swap and of i's source image
+  (its training target: the face the code was read from, unwarped), inside each of the source's
+  feature regions (the data's mouth mask, and with eyes=1 its eye mask), weighted by the
+  region's coverage; the mean over regions and images. A decoder only ever meets its own identity's codes, so nothing in its
+  training says what another identity's open mouth or closed eyes look like in its face;
+  swap_tone supervises the swap's colour, this its structure where the expression is drawn. A
+  correlation ignores gain and offset, so j's own tone and contrast are free; only where the
+  source is darker or lighter inside its mouth is asked for. Label-free: the source's pixels and
+  the masks the mask-weighted loss uses.
+
+  eyes=0 (the default) takes the mouth region only; eyes=1 the eye region too. An open mouth is
+  dark inside on any skin, but an open eye's whites are lighter than dark skin and about as light
+  as pale skin: asked to copy a dark face's eye pattern, decoders drew family 1's pale identity
+  with closed eyes (BENCHMARKS.md, "Recipe", round 14).
 """
 from __future__ import annotations
 
@@ -59,6 +74,8 @@ class SwapPair(NamedTuple):
   code_var: jax.Array = None     # (): the codes' mean variance per unit over the batch (no gradient)
   region: jax.Array = None       # (H, W, 1): 1 where both i's and j's batch-mean face masks are > 0.5
   target_colour_region: jax.Array = None  # (C,): j's mean face colour inside region (no gradient)
+  sources: jax.Array = None      # (k, H, W, C): i's training targets of those images (no gradient)
+  feature_masks: jax.Array = None  # (k, H, W, R): i's feature regions of those images (eyes, mouth)
 
 
 def mean_colour(images_BxHxWxC, mask_BxHxWx1):
@@ -87,7 +104,38 @@ def swap_cycle(p: SwapPair, *, encoder: int = ENCODER):
   return jnp.mean(d * d) / (p.code_var + 1e-8)
 
 
-SWAP_LOSSES: dict[str, Callable] = {"swap_tone": swap_tone, "swap_cycle": swap_cycle}
+# ITU-R BT.601 luma weights: the swap's and the source's brightness, whatever their colour.
+LUMA = (0.299, 0.587, 0.114)
+
+
+def weighted_correlation(a_BxHxW, b_BxHxW, w_BxHxW, eps: float = 1e-10):
+  """(B,): the correlation of a and b over each image's pixels, weighted by w (>= 0)."""
+  total = w_BxHxW.sum((1, 2)) + eps
+  mean = lambda v: (w_BxHxW * v).sum((1, 2)) / total  # noqa: E731
+  da = a_BxHxW - mean(a_BxHxW)[:, None, None]
+  db = b_BxHxW - mean(b_BxHxW)[:, None, None]
+  cov = mean(da * db)
+  return cov / jnp.sqrt(mean(da * da) * mean(db * db) + eps)
+
+
+def swap_structure(p: SwapPair, *, encoder: int = ENCODER, eyes: int = 0):
+  """1 - the mask-weighted correlation of the swaps' and the sources' luminance in the mouth
+  region (and the eye region with eyes=1), averaged over regions and images (module docstring).
+  p.feature_masks: (k, H, W, 2), the eye and the mouth region."""
+  del encoder
+  luma = jnp.asarray(LUMA, jnp.float32)
+  ys = jnp.asarray(p.swaps[..., :3], jnp.float32) @ luma
+  yx = jnp.asarray(p.sources[..., :3], jnp.float32) @ luma
+  w = jnp.asarray(p.feature_masks, jnp.float32)
+  if w.shape[-1] != 2:
+    raise ValueError("swap_structure needs the data's eye and mouth masks (3 mask channels: face, "
+                     f"eyes, mouth); this data has {w.shape[-1] + 1}")
+  corr = [weighted_correlation(ys, yx, w[..., r]) for r in ((0, 1) if eyes else (1,))]
+  return 1.0 - jnp.mean(jnp.stack(corr))
+
+
+SWAP_LOSSES: dict[str, Callable] = {"swap_tone": swap_tone, "swap_cycle": swap_cycle,
+                                    "swap_structure": swap_structure}
 # Terms that read SwapPair.recoded (a second encoder pass over the swaps).
 RECODES = frozenset({"swap_cycle"})
 # Share of each identity's batch decoded by every other decoder for the swap terms (at least one
