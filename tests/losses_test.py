@@ -410,3 +410,21 @@ def test_identity_adversary_trains_the_critic_to_tell_and_the_encoder_to_hide():
   enc_grad = jax.grad(lambda e: 0.7 * kl(codes(e) @ params["critic"]))(params["enc"])
   np.testing.assert_allclose(grads["enc"], enc_grad, rtol=1e-5, atol=1e-7)
   assert np.abs(np.asarray(enc_grad)).max() > 1e-3  # the encoder is pulled, not left alone
+
+
+def test_readme_loss_table_names_every_loss_and_its_parameters():
+  """The README's loss table: a row for every registered loss (ALL_LOSSES), each naming the
+  loss's own parameters; a loss added without its row, or a row left for a removed one, fails."""
+  import os
+  import re
+  text = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()
+  table = text.split("## Losses\n", 1)[1].split("\n\n| name |", 1)[1].split("\n\n", 1)[0]
+  rows = {}
+  for line in table.splitlines()[2:]:
+    cells = line.split("|")
+    for name in re.findall(r"`([a-z0-9_]+)`", cells[1]):
+      rows[name] = cells[2]
+  assert set(rows) == set(losses.ALL_LOSSES), (set(rows) ^ set(losses.ALL_LOSSES))
+  for name in losses.ALL_LOSSES:
+    for param in losses.loss_params(name):
+      assert f"`{param}`" in rows[name], (name, param)
