@@ -87,9 +87,9 @@ def into_frames(frames_BxHxWx3, faces_BxSxSx3, masks_BxSxSx1, transforms_Bx2x3,
                 sigma: float = FEATHER) -> np.ndarray:
   """The decoded crops pasted back into their frames (align.paste_back): each crop's mask is
   feathered at the crop's resolution and faded to 0 at the circle inscribed in the crop
-  (border_fade), warped
-  into the frame by the inverse of its transform (frame pixels -> crop pixels) with the face,
-  and m * face + (1 - m) * frame taken; outside the warped mask every pixel is the frame's.
+  (border_fade), warped into the frame by the inverse of its transform (frame pixels -> crop
+  pixels) with the face, and m * face + (1 - m) * frame taken; outside the warped mask every
+  pixel is the frame's.
   uint8 frames give uint8, float ones float32."""
   from encdec_jax import align
   m = feather(masks_BxSxSx1, sigma) * border_fade(np.shape(masks_BxSxSx1)[1])

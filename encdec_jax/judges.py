@@ -58,7 +58,7 @@ def is_readable(floor, guess):
   return floor <= READABLE * guess
 
 VERSION = 6        # of the judges' form: caches of another version are refitted, never misread
-                   # (6: their pasted training swaps fade at the crop's inscribed circle, convert.BORDER)
+                   # (6: their pasted training swaps fade at the crop's inscribed circle)
 
 
 def scored_factors(readable) -> dict[str, np.ndarray]:

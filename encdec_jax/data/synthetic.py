@@ -85,8 +85,8 @@ def training_face_swaps(seed: int, identities: int, resolution: int, train_per_i
   identity, factors. `mask` is the example's own crop mask, as when a swap is judged inside its
   source's mask; `landmarks` are the face's. Fitted on together with the real training images,
   the judges cannot use the frame (head size, hairline, hair, the mask's outline, the frame's
-  face where the convert fades into it at the crop's inscribed circle) to tell identities apart or to read
-  pose and expression: in the data alone frame and identity always go together.
+  face where the convert fades into it at the crop's inscribed circle) to tell identities apart
+  or to read pose and expression: in the data alone frame and identity always go together.
 
   `frames`: the training split's frames (uint8), identity-major as load_split orders them: the
   pixels this would render (the dataset rendered them the same way), so not rendered again."""

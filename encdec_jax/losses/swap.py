@@ -35,12 +35,13 @@ swap_cycle: the encoder's code of j's swap should differ from j's mean code as i
 swap_structure: 1 - the correlation between the luminance of j's swap and of i's source image
   (its training target: the face the code was read from, unwarped), inside each of the source's
   feature regions (the data's mouth mask, and with eyes=1 its eye mask), weighted by the
-  region's coverage; the mean over regions and images. A decoder only ever meets its own identity's codes, so nothing in its
-  training says what another identity's open mouth or closed eyes look like in its face;
-  swap_tone supervises the swap's colour, this its structure where the expression is drawn. A
-  correlation ignores gain and offset, so j's own tone and contrast are free; only where the
-  source is darker or lighter inside its mouth is asked for. Label-free: the source's pixels and
-  the masks the mask-weighted loss uses.
+  region's coverage; the mean over regions and images. A decoder only ever meets its own
+  identity's codes, so nothing in its training says what another identity's open mouth looks
+  like in its face; swap_tone supervises the swap's colour, this its structure where the
+  expression is drawn. A correlation ignores gain and offset, so j's own tone and contrast are
+  free; only where the source is darker or lighter inside its mouth is asked for. Label-free:
+  the source's pixels and the masks the mask-weighted loss uses. The true face swaps themselves
+  score 0.46-0.70 on it (identities' mouths differ): it cannot reach 0 without copying.
 
   eyes=0 (the default) takes the mouth region only; eyes=1 the eye region too. An open mouth is
   dark inside on any skin, but an open eye's whites are lighter than dark skin and about as light
@@ -75,7 +76,7 @@ class SwapPair(NamedTuple):
   region: jax.Array = None       # (H, W, 1): 1 where both i's and j's batch-mean face masks are > 0.5
   target_colour_region: jax.Array = None  # (C,): j's mean face colour inside region (no gradient)
   sources: jax.Array = None      # (k, H, W, C): i's training targets of those images (no gradient)
-  feature_masks: jax.Array = None  # (k, H, W, R): i's feature regions of those images (eyes, mouth)
+  feature_masks: jax.Array = None  # (k, H, W, 2): i's eye and mouth regions of those images
 
 
 def mean_colour(images_BxHxWxC, mask_BxHxWx1):
