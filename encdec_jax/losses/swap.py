@@ -46,7 +46,7 @@ swap_structure: 1 - the correlation between the luminance of j's swap and of i's
   eyes=0 (the default) takes the mouth region only; eyes=1 the eye region too. An open mouth is
   dark inside on any skin, but an open eye's whites are lighter than dark skin and about as light
   as pale skin: asked to copy a dark face's eye pattern, decoders drew family 1's pale identity
-  with closed eyes (BENCHMARKS.md, "Recipe", round 14).
+  with closed eyes (BENCHMARKS.md, "Recipe": swap_structure with the eyes).
 """
 from __future__ import annotations
 
