@@ -111,6 +111,6 @@ def swap_grid(rows, labels, out_dir: str) -> str:
   fig.tight_layout()
   name = "swap_grid.png"
   fig.savefig(os.path.join(out_dir, name), dpi=100, bbox_inches="tight", metadata={
-      "Software": "encdec_jax", "Description": image_lib.PROVENANCE})
+      "Software": "encdec_jax", "Description": image_lib.PROVENANCE, "encdec_jax:synthetic": "true"})
   plt.close(fig)
   return name

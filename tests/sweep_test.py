@@ -227,6 +227,7 @@ def test_tiny_sweep_end_to_end_writes_report(tmp_path, data_dir):
   from PIL import Image
   grid = Image.open(out / "swap_grid.png")
   assert grid.info.get("Software") == "encdec_jax" and "Synthetic" in grid.info.get("Description", "")
+  assert grid.info.get("encdec_jax:synthetic") == "true"  # as every image of a model's output
   # Re-running reads finished runs instead of training them again...
   # ... and a damaged tone.json (a 1x1 table) is calibrated again for the grid, never used.
   mtime = os.path.getmtime(out / results[0]["run"] / "eval.json")
