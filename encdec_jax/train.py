@@ -198,20 +198,25 @@ class _Loop:
     self.progress = progress and folders[0].main
     self.failed: dict[int, str] = {}
     self.stop_mode = self.cfg.train.nonfinite == "stop"
+    self.shifts: dict[int, tuple] = {}  # member -> (step, its colour shifts there)
 
   def alive(self):
     return [i for i in range(self.prog.m) if i not in self.failed]
 
-  def colour_shifts(self, params):
-    """Member params' colour shifts (encdec_jax/calibration.py) where config.eval.tone asks for them."""
+  def colour_shifts(self, params, i: int, step: int):
+    """Member i's colour shifts at `step` (encdec_jax/calibration.py) where config.eval.tone asks
+    for them; computed once per member and step (a preview and an evaluation of one step share them)."""
     if self.cfg.eval.tone == "none":
       return None
-    return calibration.calibrate_params(params, self.prog.decode_all, self.trn, self.cfg.data.identities,
-                                        face_type=self.cfg.data.face_type)
+    if self.shifts.get(i, (None,))[0] != step:
+      self.shifts[i] = (step, calibration.calibrate_params(
+          params, self.prog.decode_all, self.trn, self.cfg.data.identities,
+          face_type=self.cfg.data.face_type))
+    return self.shifts[i][1]
 
   def evaluate(self, state, i: int, step: int, samples: dict | None = None) -> dict:
     params = self.prog.member_params(state, i)
-    shifts = self.colour_shifts(params)
+    shifts = self.colour_shifts(params, i, step)
     if shifts is not None:  # swaps of this checkpoint (experiments.swap, the sweep's grid) reuse them
       self.folders[i].write_tone(step, shifts)
     return eval_lib.evaluate(params, self.prog.decode_all, self.test, self.cfg.data.identities,
@@ -279,7 +284,7 @@ class _Loop:
             params = prog.member_params(state, i)
             self.folders[i].preview(done, preview_grid(
                 params, prog.decode_all, self.test, self.cfg.data.identities,
-                shifts=self.colour_shifts(params), face_type=self.cfg.data.face_type))
+                shifts=self.colour_shifts(params, i, done), face_type=self.cfg.data.face_type))
         if self.cfg.eval.every and done % self.cfg.eval.every == 0 and done != tc.steps:
           for i in self.alive():
             self.folders[i].log(done, self.evaluate(state, i, done))

@@ -148,7 +148,7 @@ def test_a_diverging_run_is_reported_failed_and_the_sweep_goes_on(tmp_path, monk
   assert "Best by `eval/swap_face_mae` (minimize, the sweep's metric): **01_bottleneck=16**, 0.1600" in report
 
 
-def test_tiny_sweep_end_to_end_writes_report(tmp_path, data_dir):
+def test_tiny_sweep_end_to_end_writes_report(tmp_path, data_dir, monkeypatch):
   spec = {"name": "t", "method": "grid", "metric": {"name": "eval/swap_mae", "goal": "minimize"},
           "parameters": {"config.model.bottleneck": {"values": [8, 16]},
                          "config.loss": {"values": ["mae:1.0", "ssim:1.0,robust(alpha=0,scale=0.1):0.5"]},
@@ -159,9 +159,14 @@ def test_tiny_sweep_end_to_end_writes_report(tmp_path, data_dir):
   path = tmp_path / "s.yaml"
   path.write_text(yaml.safe_dump(spec))
   out = tmp_path / "out"
+  from encdec_jax import calibration
+  calls = []  # each run's colour shifts: once for its final step's preview and evaluation together
+  calibrate = calibration.calibrate_params
+  monkeypatch.setattr(calibration, "calibrate_params", lambda *a, **k: calls.append(1) or calibrate(*a, **k))
   results = sweep.run_sweep(str(path), str(out), progress=False, config_overrides={
       "config.data.dir": data_dir, "config.train.steps": 4})
   assert len(results) == 4 and not any("log_every" in r["run"] for r in results)
+  assert len(calls) == 4
   assert {(r["config.model.bottleneck"], r["config.loss"]) for r in results} == {
       (8, "mae:1.0"), (16, "mae:1.0"), (8, "ssim:1.0,robust(alpha=0,scale=0.1):0.5"),
       (16, "ssim:1.0,robust(alpha=0,scale=0.1):0.5")}
