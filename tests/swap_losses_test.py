@@ -79,6 +79,41 @@ def test_swap_structure_against_numpy_reference():
     losses.parse_loss_spec("mae,swap_structure(eyes=2)")
 
 
+def test_swap_mean_against_numpy_reference():
+  """(mean of half A of the swaps - j's mean image) x (the same for half B), weighted by `both`,
+  over channels and pixels, relative to j's targets' variance; a 4th channel is ignored."""
+  rng = np.random.default_rng(8)
+  swaps = rng.uniform(size=(5, 6, 6, 4)).astype(np.float32)
+  mean = rng.uniform(size=(6, 6, 3)).astype(np.float32)
+  both = rng.uniform(size=(6, 6, 1)).astype(np.float32)
+  d = swaps[..., :3] - mean
+  want = (both * d[:2].mean(0) * d[2:].mean(0)).sum() / 3 / both.sum() / 0.04
+  pair = SwapPair(jnp.asarray(swaps), None, None, target_mean=jnp.asarray(mean),
+                  target_var=jnp.float32(0.04), both=jnp.asarray(both))
+  f = losses.SWAP_LOSSES["swap_mean"]
+  np.testing.assert_allclose(float(f(pair)), want, rtol=1e-5)
+  # A constant offset of one standard deviation everywhere scores 1; one swap, its square.
+  shifted = pair._replace(swaps=jnp.broadcast_to(jnp.asarray(mean) + 0.2, (4, 6, 6, 3)))
+  np.testing.assert_allclose(float(f(shifted)), 1.0, rtol=1e-4)
+  np.testing.assert_allclose(float(f(shifted._replace(swaps=shifted.swaps[:1]))), 1.0, rtol=1e-4)
+
+
+def test_swap_mean_estimates_the_gap_of_the_means_whatever_the_swaps_spread():
+  """Over many batches the term averages to the squared gap between the swaps' expected image and
+  j's mean (0.1 here, relative 0.25), however widely the swaps spread around it (std 0.3): the
+  square of one batch's mean would add the spread over the batch (0.09 / 2 here) and pull every
+  swap toward one average face."""
+  rng = np.random.default_rng(9)
+  mean = jnp.full((4, 4, 3), 0.5, jnp.float32)
+  f = jax.jit(lambda s: losses.SWAP_LOSSES["swap_mean"](SwapPair(
+      s, None, None, target_mean=mean, target_var=jnp.float32(0.04), both=jnp.ones((4, 4, 1)))))
+  draws = 0.6 + 0.3 * rng.normal(size=(4000, 2, 4, 4, 3)).astype(np.float32)
+  got = np.mean([float(f(jnp.asarray(s))) for s in draws[:1500]])
+  naive = np.mean((draws.mean(1) - 0.5) ** 2) / 0.04  # what the square of the batch mean reads
+  np.testing.assert_allclose(got, 0.25, atol=0.05)
+  assert naive > 1.0
+
+
 def test_swap_terms_decode_each_identity_with_the_others_decoder():
   """make_loss_fn adds, for every ordered pair (i, j != i), the term on decoder j's output for the
   first swap_rows(B) codes of identity i, inside i's face masks, against j's own mean colour."""
@@ -132,7 +167,7 @@ def test_swap_terms_decode_each_identity_with_the_others_decoder():
 def test_swap_structure_compares_each_swap_with_its_source_target_inside_the_feature_masks():
   """make_loss_fn's swap_structure: decoder j's swaps of i's first swap_rows(B) codes against i's
   training targets (not the warped inputs the codes were read from), inside i's eye and mouth
-  masks (mask channels 1 and 2), summed over ordered pairs."""
+  masks (mask channels 1 and 2), summed over ordered pairs; swap_mean against j's targets' mean."""
   from encdec_jax.losses import compose
 
   class Fake:  # encoder: identity; decoder j: the image times (j + 1) / 4; no code step
@@ -159,6 +194,20 @@ def test_swap_structure_compares_each_swap_with_its_source_target_inside_the_fea
   np.testing.assert_allclose(float(metrics["train/swap_structure"]), want, rtol=1e-5)
   mae = sum(float(jnp.abs(x[i] * (i + 1) / 4 - targets[i]).mean()) for i in range(2))
   np.testing.assert_allclose(float(loss), mae + 0.5 * want, rtol=1e-5)
+  # swap_mean: the same swaps against j's targets' mean image (not its inputs'), over the product of
+  # both identities' batch-mean face masks (mask channel 0), relative to j's targets' variance there.
+  terms = losses.parse_loss_spec("mae,swap_mean:2")
+  _, metrics = compose.make_loss_fn(Fake(), terms)(1.0, batch, settings)
+  want = of_inputs = 0.0
+  for i, j in ((0, 1), (1, 0)):
+    both = masks[i, ..., :1].mean(0) * masks[j, ..., :1].mean(0)
+    for images in (targets, x):
+      var = (both * images[j].var(0)).mean(-1, keepdims=True).sum() / both.sum()
+      v = float(losses.SWAP_LOSSES["swap_mean"](SwapPair(
+          x[i, :k] * (j + 1) / 4, None, None, target_mean=images[j].mean(0), target_var=var, both=both)))
+      want, of_inputs = (want + v, of_inputs) if images is targets else (want, of_inputs + v)
+  assert abs(want - of_inputs) > 0.05  # a wiring to j's inputs would read another value
+  np.testing.assert_allclose(float(metrics["train/swap_mean"]), want, rtol=1e-5)
 
 
 def test_swap_terms_need_masks():

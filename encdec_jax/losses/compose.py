@@ -17,7 +17,7 @@ from encdec_jax import models
 from encdec_jax.config import ExperimentConfig, MaskConfig
 from encdec_jax.losses import (ADVERSARY_LOSSES, LossTerm, combined_loss, is_adversary, is_image,
                                is_latent, is_swap, mask_weights, mse, parse_loss_spec)
-from encdec_jax.losses.swap import RECODES, SWAP_SHARE, SwapPair, mean_colour, through_encoder
+from encdec_jax.losses.swap import MEANS, RECODES, SWAP_SHARE, SwapPair, mean_colour, through_encoder
 
 
 def needs_masks(cfg: ExperimentConfig) -> bool:
@@ -132,6 +132,13 @@ def _swap_terms(model, params, z, batch, swaps, side) -> dict:
     region = lambda i, j: ((mean_mask[i] > 0.5) & (mean_mask[j] > 0.5)).astype(jnp.float32)
     own_region = lambda i, j: jax.lax.stop_gradient(
         mean_colour(resize(batch["targets"][j]), resize(masks[j]) * region(i, j)))
+  if any(t.name in MEANS for _, t in swaps):  # j's mean image and its spread (no gradient)
+    face = [jax.lax.stop_gradient(resize(masks[j]).astype(jnp.float32).mean(0)) for j in range(n)]
+    own_images = [jax.lax.stop_gradient(resize(batch["targets"][j])[..., :3].astype(jnp.float32))
+                  for j in range(n)]
+    both = lambda i, j: face[i] * face[j]
+    spread = lambda i, j: ((both(i, j) * own_images[j].var(0)).mean(-1, keepdims=True).sum()
+                           / (both(i, j).sum() + 1e-6))
   recode = any(t.name in RECODES for _, t in swaps)
   if recode:  # the codes' statistics for swap_cycle, and the encoder with its weights frozen
     zs = jax.lax.stop_gradient(z.astype(jnp.float32))
@@ -143,6 +150,7 @@ def _swap_terms(model, params, z, batch, swaps, side) -> dict:
   # Terms with encoder=1 see swaps of codes with gradient; encoder=0 without it
   # (one more decode when a group has both kinds).
   through = sorted({through_encoder(t.params) for _, t in swaps})
+  swaps_of = lambda enc: [t for _, t in swaps if through_encoder(t.params) == enc]  # noqa: E731
   for i in range(n):
     for j in range(n):
       if i == j:
@@ -155,7 +163,10 @@ def _swap_terms(model, params, z, batch, swaps, side) -> dict:
                         feature_masks=resize(batch["masks"][i, :k, ..., 1:3]))
         if common:
           pair = pair._replace(region=region(i, j), target_colour_region=own_region(i, j))
-        terms = [t for _, t in swaps if through_encoder(t.params) == enc]
+        if any(t.name in MEANS for t in swaps_of(enc)):
+          pair = pair._replace(target_mean=own_images[j].mean(0), target_var=spread(i, j),
+                               both=both(i, j))
+        terms = swaps_of(enc)
         if any(t.name in RECODES for t in terms):
           rgb = models.to_resolution(models.split_output(swapped)[0], in_side)
           pair = pair._replace(recoded=model.apply(frozen, rgb, method="encode"),

@@ -47,6 +47,23 @@ swap_structure: 1 - the correlation between the luminance of j's swap and of i's
   dark inside on any skin, but an open eye's whites are lighter than dark skin and about as light
   as pale skin: asked to copy a dark face's eye pattern, decoders drew family 1's pale identity
   with closed eyes (BENCHMARKS.md, "Recipe": swap_structure with the eyes).
+
+swap_mean: the gap between the mean image of j's swaps and the mean image of j's own training
+  targets in the batch (no gradient), per pixel over the region both identities' faces cover
+  (the product of their batch-mean face masks), squared and relative to j's targets' variance
+  across the batch (1 = one standard deviation everywhere). The crops are aligned, so a mean image
+  is a face whose expression and pose are the batch's average. A decoder that paints i's codes
+  with a smile or a head tilt of its own (a per-direction offset: the judges read swaps into one
+  identity as smiling more than their sources and into the other as smiling less) moves the
+  swaps' mean away from j's. Label-free: it assumes only that the identities' frames share one
+  distribution of expression and pose, as the synthetic data's do (real footage of two people
+  need not; say so when you use it there).
+
+  The squared gap of means is estimated from two halves of the swaps, (mean of half A - j's mean)
+  x (mean of half B - j's mean): the halves are independent draws, so its expectation is the
+  squared gap of the expected means, and unlike the square of one batch mean it does not grow with
+  the swaps' own spread (which would pull every swap toward one average face). A single swap
+  (swap_rows 1) falls back to its square.
 """
 from __future__ import annotations
 
@@ -77,6 +94,10 @@ class SwapPair(NamedTuple):
   target_colour_region: jax.Array = None  # (C,): j's mean face colour inside region (no gradient)
   sources: jax.Array = None      # (k, H, W, C): i's training targets of those images (no gradient)
   feature_masks: jax.Array = None  # (k, H, W, 2): i's eye and mouth regions of those images
+  target_mean: jax.Array = None  # (H, W, C): j's targets' mean image in the batch (no gradient);
+                                 # only for terms in MEANS
+  target_var: jax.Array = None   # (): j's targets' variance across the batch, mean over `both`
+  both: jax.Array = None         # (H, W, 1): the product of i's and j's batch-mean face masks
 
 
 def mean_colour(images_BxHxWxC, mask_BxHxWx1):
@@ -135,10 +156,23 @@ def swap_structure(p: SwapPair, *, encoder: int = ENCODER, eyes: int = 0):
   return 1.0 - jnp.mean(jnp.stack(corr))
 
 
+def swap_mean(p: SwapPair, *, encoder: int = ENCODER):
+  """(mean of j's swaps - mean of j's targets)^2 per pixel and channel, weighted by p.both and
+  over j's targets' variance, from two independent halves of the swaps (module docstring)."""
+  del encoder
+  d = jnp.asarray(p.swaps[..., :3], jnp.float32) - jnp.asarray(p.target_mean, jnp.float32)[..., :3]
+  h = d.shape[0] // 2
+  sq = d[:h].mean(0) * d[h:].mean(0) if h else d[0] * d[0]
+  w = jnp.asarray(p.both, jnp.float32)
+  return (w * sq).mean(-1, keepdims=True).sum() / (w.sum() + 1e-6) / (p.target_var + 1e-8)
+
+
 SWAP_LOSSES: dict[str, Callable] = {"swap_tone": swap_tone, "swap_cycle": swap_cycle,
-                                    "swap_structure": swap_structure}
+                                    "swap_structure": swap_structure, "swap_mean": swap_mean}
 # Terms that read SwapPair.recoded (a second encoder pass over the swaps).
 RECODES = frozenset({"swap_cycle"})
+# Terms that read SwapPair.target_mean, target_var and both (j's mean image).
+MEANS = frozenset({"swap_mean"})
 # Share of each identity's batch decoded by every other decoder for the swap terms (at least one
 # image): a quarter keeps the extra decoder passes small.
 SWAP_SHARE = 0.25
