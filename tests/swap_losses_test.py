@@ -96,6 +96,19 @@ def test_swap_mean_against_numpy_reference():
   shifted = pair._replace(swaps=jnp.broadcast_to(jnp.asarray(mean) + 0.2, (4, 6, 6, 3)))
   np.testing.assert_allclose(float(f(shifted)), 1.0, rtol=1e-4)
   np.testing.assert_allclose(float(f(shifted._replace(swaps=shifted.swaps[:1]))), 1.0, rtol=1e-4)
+  # paired=1: each swap minus its source, against j's mean minus i's mean (of its other images).
+  src = rng.uniform(size=(5, 6, 6, 3)).astype(np.float32)
+  src_mean = rng.uniform(size=(6, 6, 3)).astype(np.float32)
+  dp = d - src + src_mean
+  want = (both * dp[:2].mean(0) * dp[2:].mean(0)).sum() / 3 / both.sum() / 0.04
+  paired = pair._replace(sources=jnp.asarray(src), source_mean=jnp.asarray(src_mean))
+  np.testing.assert_allclose(float(f(paired, paired=1)), want, rtol=1e-5)
+  # A swap that is its source moved by j's mean face minus i's scores 0 paired, whatever the
+  # sources' spread, where the unpaired form reads that spread.
+  follows = paired._replace(swaps=jnp.asarray(src - src_mean + mean))
+  assert abs(float(f(follows, paired=1))) < 1e-5 and abs(float(f(follows))) > 0.1
+  with pytest.raises(losses.LossSpecError, match="out of range"):
+    losses.parse_loss_spec("mae,swap_mean(paired=2)")
 
 
 def test_swap_mean_estimates_the_gap_of_the_means_whatever_the_swaps_spread():
@@ -208,6 +221,18 @@ def test_swap_structure_compares_each_swap_with_its_source_target_inside_the_fea
       want, of_inputs = (want + v, of_inputs) if images is targets else (want, of_inputs + v)
   assert abs(want - of_inputs) > 0.05  # a wiring to j's inputs would read another value
   np.testing.assert_allclose(float(metrics["train/swap_mean"]), want, rtol=1e-5)
+  # paired=1: each swap minus its source target, against j's mean minus the mean of i's targets
+  # that were not swapped (rows k on: independent of the swaps).
+  terms = losses.parse_loss_spec("mae,swap_mean(paired=1)")
+  _, metrics = compose.make_loss_fn(Fake(), terms)(1.0, batch, settings)
+  want = 0.0
+  for i, j in ((0, 1), (1, 0)):
+    both = masks[i, ..., :1].mean(0) * masks[j, ..., :1].mean(0)
+    var = (both * targets[j].var(0)).mean(-1, keepdims=True).sum() / both.sum()
+    want += float(losses.SWAP_LOSSES["swap_mean"](SwapPair(
+        x[i, :k] * (j + 1) / 4, None, None, target_mean=targets[j].mean(0), target_var=var, both=both,
+        sources=targets[i, :k], source_mean=targets[i, k:].mean(0)), paired=1))
+  np.testing.assert_allclose(float(metrics["train/swap_mean(paired=1)"]), want, rtol=1e-5)
 
 
 def test_swap_terms_need_masks():

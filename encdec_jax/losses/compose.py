@@ -165,7 +165,7 @@ def _swap_terms(model, params, z, batch, swaps, side) -> dict:
           pair = pair._replace(region=region(i, j), target_colour_region=own_region(i, j))
         if any(t.name in MEANS for t in swaps_of(enc)):
           pair = pair._replace(target_mean=own_images[j].mean(0), target_var=spread(i, j),
-                               both=both(i, j))
+                               both=both(i, j), source_mean=own_images[i][k if b > k else 0:].mean(0))
         terms = swaps_of(enc)
         if any(t.name in RECODES for t in terms):
           rgb = models.to_resolution(models.split_output(swapped)[0], in_side)

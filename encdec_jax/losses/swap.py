@@ -64,6 +64,11 @@ swap_mean: the gap between the mean image of j's swaps and the mean image of j's
   squared gap of the expected means, and unlike the square of one batch mean it does not grow with
   the swaps' own spread (which would pull every swap toward one average face). A single swap
   (swap_rows 1) falls back to its square.
+
+  paired=1 estimates the same gap from each swap minus its own source (i's training target),
+  against j's mean image minus the mean of i's images that were not swapped (independent of the
+  swaps): the expected value is unchanged, but where the swaps follow their sources the
+  expressions' spread cancels, and with it most of the estimate's noise.
 """
 from __future__ import annotations
 
@@ -98,6 +103,7 @@ class SwapPair(NamedTuple):
                                  # only for terms in MEANS
   target_var: jax.Array = None   # (): j's targets' variance across the batch, mean over `both`
   both: jax.Array = None         # (H, W, 1): the product of i's and j's batch-mean face masks
+  source_mean: jax.Array = None  # (H, W, C): i's targets' mean image over the rows not swapped
 
 
 def mean_colour(images_BxHxWxC, mask_BxHxWx1):
@@ -156,11 +162,14 @@ def swap_structure(p: SwapPair, *, encoder: int = ENCODER, eyes: int = 0):
   return 1.0 - jnp.mean(jnp.stack(corr))
 
 
-def swap_mean(p: SwapPair, *, encoder: int = ENCODER):
+def swap_mean(p: SwapPair, *, encoder: int = ENCODER, paired: int = 0):
   """(mean of j's swaps - mean of j's targets)^2 per pixel and channel, weighted by p.both and
-  over j's targets' variance, from two independent halves of the swaps (module docstring)."""
+  over j's targets' variance, from two independent halves of the swaps (module docstring).
+  paired=1: each swap minus its own source, against j's mean minus i's other images' mean."""
   del encoder
   d = jnp.asarray(p.swaps[..., :3], jnp.float32) - jnp.asarray(p.target_mean, jnp.float32)[..., :3]
+  if paired:
+    d = d - jnp.asarray(p.sources[..., :3], jnp.float32) + jnp.asarray(p.source_mean, jnp.float32)[..., :3]
   h = d.shape[0] // 2
   sq = d[:h].mean(0) * d[h:].mean(0) if h else d[0] * d[0]
   w = jnp.asarray(p.both, jnp.float32)
