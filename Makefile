@@ -1,5 +1,9 @@
 # make sweep: set up .venv (first time only) and run the default sweep on synthetic faces.
 # make test:  set up .venv (first time only) and run the test suite.
+# make recipe [FAMILY=1]: the best recipe measured, in two stages (README "The recipe"): the shared
+#   encoder and 8 decoders pretrained on 8 identities, then the pair from them
+#   (experiments/sweeps/recipe_swap_structure_adversary.yaml). Each stage resumes or re-uses a
+#   finished run. DATA=dir: the TFDS data dir of both (default ~/.cache/encdec_jax/tfds).
 # make bench: training speed against the PyTorch peer and the machine's matmul ceiling.
 # make gpu-check DATA=dir: on a GPU box, devices, speed, members and the recipe in one table
 #   (DATA written beforehand by `python -m experiments.gpu_check --export=dir`).
@@ -12,7 +16,11 @@ STAMP := $(VENV)/.installed
 TORCH_VENV := .venv-torch
 TEST_WORKERS ?= 2
 
-.PHONY: sweep test bench gpu-check install clean
+FAMILY ?= 0
+STAGE1 := sweeps_out/pretrain8$(if $(filter-out 0,$(FAMILY)),_s$(FAMILY),)
+DATA_SET := $(if $(DATA),--config.data.dir=$(DATA),)
+
+.PHONY: sweep test recipe bench gpu-check install clean
 
 install: $(STAMP)
 
@@ -28,6 +36,15 @@ $(STAMP): pyproject.toml
 
 sweep: $(STAMP)
 	$(PY) -m experiments.sweep $(ARGS)
+
+recipe: $(STAMP)
+	$(PY) -m experiments.train --config=experiments/configs/original.py:small --workdir=$(STAGE1) \
+	  --config.data.identities=8 --config.data.seed=$(FAMILY) --config.model.bottleneck=128 \
+	  --config.loss=ssim:1.0,mae:1.0 --config.train.steps=1800 --config.train.batch_size=8 \
+	  --config.train.clip_norm=1.0 --config.eval.judges=False $(DATA_SET)
+	$(PY) -m experiments.sweep --sweep=experiments/sweeps/recipe_swap_structure_adversary.yaml \
+	  --workdir=sweeps_out/recipe_family$(FAMILY) --set data.seed=$(FAMILY) --set train.init_from=$(STAGE1) \
+	  $(if $(DATA),--set data.dir=$(DATA),) $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15 tests $(ARGS)
