@@ -32,6 +32,33 @@ def test_default_yaml_grid_is_enumerated_by_the_sweeps_engine():
   assert ("expr_mae", "lower") in metrics.HEADLINE
 
 
+@pytest.mark.parametrize("family", [0, 1])
+def test_make_recipe_starts_stage_two_from_stage_one_on_the_same_family(family):
+  """`make recipe`: stage 1 (8 identities) trains into the folder stage 2's train.init_from reads,
+  both on the family's data (data.seed) and data dir, and each stage's config is valid."""
+  import shlex
+  from encdec_jax.assemble import checked_config
+  out = subprocess.run(["make", "-n", "recipe", f"FAMILY={family}", "DATA=/data/x"], cwd=ROOT,
+                       capture_output=True, text=True, check=True).stdout.replace("\\\n", " ")
+  train = next(shlex.split(ln) for ln in out.splitlines() if "experiments.train" in ln)
+  stage2 = next(shlex.split(ln) for ln in out.splitlines() if "experiments.sweep" in ln)
+  flag = lambda args, name: next(a.split("=", 1)[1] for a in args if a.startswith(f"--{name}="))  # noqa: E731
+  from experiments._cli import parse_set  # how the CLIs read a value: as YAML
+  sets = parse_set([stage2[k + 1] for k, a in enumerate(stage2) if a == "--set"])
+  overrides = parse_set([a[2:] for a in train if a.startswith("--config.")])
+  assert sets["config.train.init_from"] == flag(train, "workdir")
+  assert sets["config.data.seed"] == family == overrides["config.data.seed"]
+  assert sets["config.data.dir"] == overrides["config.data.dir"] == "/data/x"
+  assert (family == 1) == flag(train, "workdir").endswith("_s1")  # the families' stage 1s apart
+  cfg = checked_config(config_lib.override(sweep.load_config(os.path.join(ROOT, flag(train, "config"))),
+                                           overrides))
+  assert cfg.data.identities == 8 and not cfg.eval.judges
+  spec = sweep.load_sweep(os.path.join(ROOT, flag(stage2, "sweep")))
+  two = checked_config(config_lib.override(sweep.load_config(os.path.join(ROOT, sweep.base_config_arg(spec))),
+                                           {**sweep.enumerate_runs(spec)[0], **sets}))
+  assert two.model.bottleneck == cfg.model.bottleneck and two.data.identities == 2
+
+
 def test_losses_yaml_specs_all_parse():
   from encdec_jax import losses
   spec = sweep.load_sweep(os.path.join(ROOT, "experiments", "sweeps", "losses.yaml"))
