@@ -67,8 +67,12 @@ swap_mean: the gap between the mean image of j's swaps and the mean image of j's
 
   paired=1 estimates the same gap from each swap minus its own source (i's training target),
   against j's mean image minus the mean of i's images that were not swapped (independent of the
-  swaps): the expected value is unchanged, but where the swaps follow their sources the
-  expressions' spread cancels, and with it most of the estimate's noise.
+  swaps): the expected value is unchanged, and where a swap follows its source closely the
+  expressions' spread cancels. Where it does not, the difference carries both images' spread and
+  is noisier than the plain form.
+
+  Measured on the recipe (BENCHMARKS.md, "Recipe", round 15): worse at every weight in both forms,
+  and the per-direction offsets stay. Kept so that the row can be rerun.
 """
 from __future__ import annotations
 
@@ -180,7 +184,7 @@ SWAP_LOSSES: dict[str, Callable] = {"swap_tone": swap_tone, "swap_cycle": swap_c
                                     "swap_structure": swap_structure, "swap_mean": swap_mean}
 # Terms that read SwapPair.recoded (a second encoder pass over the swaps).
 RECODES = frozenset({"swap_cycle"})
-# Terms that read SwapPair.target_mean, target_var and both (j's mean image).
+# Terms that read SwapPair.target_mean, target_var, both and source_mean (the mean images).
 MEANS = frozenset({"swap_mean"})
 # Share of each identity's batch decoded by every other decoder for the swap terms (at least one
 # image): a quarter keeps the extra decoder passes small.
