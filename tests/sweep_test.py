@@ -1,4 +1,6 @@
-import itertools
+"""Local sweeps (encdec_jax/sweep.py): enumeration, run names and refusals, the tiny sweep end to
+end with its report, the agent-style train CLI, and the report's seed spread, paired differences,
+diagnosis and curves."""
 import json
 import os
 import subprocess
@@ -12,91 +14,6 @@ from encdec_jax import config as config_lib, sweep
 from experiments.configs import original
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT = os.path.join(ROOT, "experiments", "sweeps", "default.yaml")
-
-
-def test_default_yaml_grid_is_enumerated_by_the_sweeps_engine():
-  spec = sweep.load_sweep(DEFAULT)
-  runs = sweep.enumerate_runs(spec)
-  values = {k: v["values"] if "values" in v else [v["value"]] for k, v in spec["parameters"].items()}
-  want = [dict(zip(values, combo)) for combo in itertools.product(*values.values())]
-  key = lambda d: sorted((k, str(v)) for k, v in d.items())
-  assert sorted(map(key, runs)) == sorted(map(key, want))
-  # The mission's axes, each with two or more settings, and seeds for the spread.
-  assert all(len(values[k]) >= 2 for k in ("config.model.bottleneck", "config.loss", "config.seed"))
-  assert sweep.base_config_arg(spec) == "experiments/configs/original.py:small"
-  # It ranks by the swaps' expression error, a headline column of the report (which ranks by the
-  # YAML's metric, as a W&B agent's sweep does).
-  from encdec_jax import metrics
-  assert spec["metric"] == {"name": "eval/expr_mae", "goal": "minimize"}
-  assert ("expr_mae", "lower") in metrics.HEADLINE
-
-
-@pytest.mark.parametrize("family", [0, 1])
-def test_make_recipe_starts_stage_two_from_stage_one_on_the_same_family(family):
-  """`make recipe`: stage 1 (8 identities) trains into the folder stage 2's train.init_from reads,
-  both on the family's data (data.seed) and data dir, and each stage's config is valid."""
-  import shlex
-  from encdec_jax.assemble import checked_config
-  out = subprocess.run(["make", "-n", "recipe", f"FAMILY={family}", "DATA=/data/x"], cwd=ROOT,
-                       capture_output=True, text=True, check=True).stdout.replace("\\\n", " ")
-  train = next(shlex.split(ln) for ln in out.splitlines() if "experiments.train" in ln)
-  stage2 = next(shlex.split(ln) for ln in out.splitlines() if "experiments.sweep" in ln)
-  flag = lambda args, name: next(a.split("=", 1)[1] for a in args if a.startswith(f"--{name}="))  # noqa: E731
-  from experiments._cli import parse_set  # how the CLIs read a value: as YAML
-  sets = parse_set([stage2[k + 1] for k, a in enumerate(stage2) if a == "--set"])
-  overrides = parse_set([a[2:] for a in train if a.startswith("--config.")])
-  assert sets["config.train.init_from"] == flag(train, "workdir")
-  assert sets["config.data.seed"] == family == overrides["config.data.seed"]
-  assert sets["config.data.dir"] == overrides["config.data.dir"] == "/data/x"
-  assert (family == 1) == flag(train, "workdir").endswith("_s1")  # the families' stage 1s apart
-  cfg = checked_config(config_lib.override(sweep.load_config(os.path.join(ROOT, flag(train, "config"))),
-                                           overrides))
-  assert cfg.data.identities == 8 and not cfg.eval.judges
-  spec = sweep.load_sweep(os.path.join(ROOT, flag(stage2, "sweep")))
-  two = checked_config(config_lib.override(sweep.load_config(os.path.join(ROOT, sweep.base_config_arg(spec))),
-                                           {**sweep.enumerate_runs(spec)[0], **sets}))
-  assert two.model.bottleneck == cfg.model.bottleneck and two.data.identities == 2
-
-
-def test_losses_yaml_specs_all_parse():
-  from encdec_jax import losses
-  spec = sweep.load_sweep(os.path.join(ROOT, "experiments", "sweeps", "losses.yaml"))
-  runs = sweep.enumerate_runs(spec)
-  assert len(runs) == 6
-  for r in runs:
-    losses.parse_loss_spec(r["config.loss"])
-
-
-def test_archs_yaml_every_run_validates():
-  """The architecture is sweepable: every run of archs.yaml gives a valid config (no compile)."""
-  from encdec_jax import assemble, models
-  spec = sweep.load_sweep(os.path.join(ROOT, "experiments", "sweeps", "archs.yaml"))
-  runs = sweep.enumerate_runs(spec)
-  assert {r["config.model.arch"] for r in runs} == set(models.ARCHITECTURES)
-  for r in runs:
-    cfg = assemble.checked_config(config_lib.override(original.get_config("small"), r))
-    assert cfg.model.arch == r["config.model.arch"]
-
-
-@pytest.mark.parametrize("name", sorted(f for f in os.listdir(os.path.join(ROOT, "experiments", "sweeps"))
-                                        if f.endswith(".yaml")))
-def test_every_shipped_sweep_yaml_gives_valid_configs(name):
-  """A BENCHMARKS row's YAML must run as shipped: every run's config validates (no compile)."""
-  from encdec_jax import assemble
-  spec = sweep.load_sweep(os.path.join(ROOT, "experiments", "sweeps", name))
-  runs = sweep.enumerate_runs(spec)
-  assert runs
-  base = sweep.base_config_arg(spec)
-  path, _, variant = base.partition(":")
-  assert path == "experiments/configs/original.py", base
-  for r in runs:
-    cfg = assemble.checked_config(config_lib.override(original.get_config(variant or None), r))
-    for k, v in r.items():
-      got = cfg
-      for part in k.split(".")[1:]:
-        got = getattr(got, part)
-      assert got == v, (name, k, got, v)
 
 
 def test_random_sweeps_stop_at_run_cap_and_propose_the_same_runs_again():

@@ -71,7 +71,7 @@ swap_mean: the gap between the mean image of j's swaps and the mean image of j's
   expressions' spread cancels. Where it does not, the difference carries both images' spread and
   is noisier than the plain form.
 
-  Measured on the recipe (BENCHMARKS.md, "Recipe", round 15): worse at every weight in both forms,
+  Measured on the recipe (BENCHMARKS.md, "Recipe", its swap_mean row): worse at every weight in both forms,
   and the per-direction offsets stay. Kept so that the row can be rerun.
 """
 from __future__ import annotations
