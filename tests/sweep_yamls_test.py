@@ -35,7 +35,8 @@ def test_make_recipe_starts_stage_two_from_stage_one_on_the_same_family(family):
   both on the family's data (data.seed) and data dir, and each stage's config is valid."""
   import shlex
   from encdec_jax.assemble import checked_config
-  out = subprocess.run(["make", "-n", "recipe", f"FAMILY={family}", "DATA=/data/x"], cwd=ROOT,
+  env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+  out = subprocess.run(["make", "-n", "recipe", f"FAMILY={family}", "DATA=/data/x"], cwd=ROOT, env=env,
                        capture_output=True, text=True, check=True).stdout.replace("\\\n", " ")
   train = next(shlex.split(ln) for ln in out.splitlines() if "experiments.train" in ln)
   stage2 = next(shlex.split(ln) for ln in out.splitlines() if "experiments.sweep" in ln)
