@@ -127,18 +127,20 @@ def _swap_terms(model, params, z, batch, swaps, side) -> dict:
          for j in range(n)]
   # swap_tone(common=1) only: per pair, the pixels where both identities' mean face masks are > 0.5.
   common = any(dict(t.params).get("common") for _, t in swaps)
-  if common:
+  means = any(t.name in MEANS for _, t in swaps)
+  if common or means:  # each identity's batch-mean face mask (no gradient)
     mean_mask = [jax.lax.stop_gradient(resize(masks[j]).astype(jnp.float32).mean(0)) for j in range(n)]
+  if common:
     region = lambda i, j: ((mean_mask[i] > 0.5) & (mean_mask[j] > 0.5)).astype(jnp.float32)
     own_region = lambda i, j: jax.lax.stop_gradient(
         mean_colour(resize(batch["targets"][j]), resize(masks[j]) * region(i, j)))
-  if any(t.name in MEANS for _, t in swaps):  # j's mean image and its spread (no gradient)
-    face = [jax.lax.stop_gradient(resize(masks[j]).astype(jnp.float32).mean(0)) for j in range(n)]
+  if means:  # swap_mean: each identity's mean image and per-pixel variance (no gradient)
     own_images = [jax.lax.stop_gradient(resize(batch["targets"][j])[..., :3].astype(jnp.float32))
                   for j in range(n)]
-    both = lambda i, j: face[i] * face[j]
-    spread = lambda i, j: ((both(i, j) * own_images[j].var(0)).mean(-1, keepdims=True).sum()
-                           / (both(i, j).sum() + 1e-6))
+    mean_image = [x.mean(0) for x in own_images]
+    var_image = [x.var(0).mean(-1, keepdims=True) for x in own_images]
+    both = lambda i, j: mean_mask[i] * mean_mask[j]
+    spread = lambda i, j: (both(i, j) * var_image[j]).sum() / (both(i, j).sum() + 1e-6)
   recode = any(t.name in RECODES for _, t in swaps)
   if recode:  # the codes' statistics for swap_cycle, and the encoder with its weights frozen
     zs = jax.lax.stop_gradient(z.astype(jnp.float32))
@@ -164,7 +166,7 @@ def _swap_terms(model, params, z, batch, swaps, side) -> dict:
         if common:
           pair = pair._replace(region=region(i, j), target_colour_region=own_region(i, j))
         if any(t.name in MEANS for t in swaps_of(enc)):
-          pair = pair._replace(target_mean=own_images[j].mean(0), target_var=spread(i, j),
+          pair = pair._replace(target_mean=mean_image[j], target_var=spread(i, j),
                                both=both(i, j), source_mean=own_images[i][k if b > k else 0:].mean(0))
         terms = swaps_of(enc)
         if any(t.name in RECODES for t in terms):
