@@ -36,7 +36,7 @@ def converted(shown, rgb_j, learned_j, data_masks, transforms=None, face_type=No
   m = convert_lib.choose_mask(learned_j, data_masks, s, len(rgb_j), face_type)
   if transforms is None:
     return convert_lib.convert(shown, rgb_j, m)
-  return convert_lib.into_frames(shown, rgb_j, m, transforms)
+  return convert_lib.into_frames(shown, rgb_j, m, transforms, face_type=face_type)
 
 
 def take_off(rgb_BxHxWx3, shift_3) -> np.ndarray:

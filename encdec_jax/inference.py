@@ -116,7 +116,7 @@ def swap(run: Run, x_BxHxWx3: np.ndarray, to: int, blend: bool = True, masks=Non
     return rgb, None
   m = convert.choose_mask(learned, masks, h, b, run.cfg.data.face_type)
   shown = x_BxHxWx3 if transforms is None else frames
-  return converted(shown, rgb, m, None, transforms), m
+  return converted(shown, rgb, m, None, transforms, run.cfg.data.face_type), m
 
 
 def decode(run: Run, x_BxHxWx3: np.ndarray, to: int):

@@ -57,8 +57,9 @@ def is_readable(floor, guess):
   """Whether the judge reads a factor well enough to score it (works on arrays too)."""
   return floor <= READABLE * guess
 
-VERSION = 6        # of the judges' form: caches of another version are refitted, never misread
-                   # (6: their pasted training swaps fade at the crop's inscribed circle)
+VERSION = 7        # of the judges' form: caches of another version are refitted, never misread
+                   # (7: the frame's skin round their pasted training swaps takes the swap's
+                   # tone; 6: those swaps fade at the crop's inscribed circle)
 
 
 def scored_factors(readable) -> dict[str, np.ndarray]:

@@ -200,14 +200,15 @@ def paste_swap(photo_u8: np.ndarray, face: Face, decode, size: int, blend: bool 
   """The photo with one face swapped: aligned crop (of the run's face type) -> decode(crop
   (1, S, S, 3) floats) -> (decoded (1, S, S, 3), mask (1, S, S, 1) or None) -> pasted back by
   convert.into_frames, the path synthetic frames take. Without `blend` the whole crop is
-  pasted, up to the circle inscribed in it (convert.border_fade)."""
+  pasted, up to the circle inscribed in it (convert.border_fade), and the photo's skin round it
+  keeps its own tone (convert.carry_tone)."""
   from encdec_jax import convert
   a = align.align_transform(face.landmarks(), size, face_type)
   x = to_unit_float(align.crop(photo_u8, a, size)[None])
   rgb, mask = decode(x)
   if not blend:
     mask = np.pad(np.ones((1, size - 2, size - 2, 1), np.float32), ((0, 0), (1, 1), (1, 1), (0, 0)))
-  return convert.into_frames(photo_u8[None], rgb, mask, a[None])[0]
+  return convert.into_frames(photo_u8[None], rgb, mask, a[None], face_type=face_type, tone=blend)[0]
 
 
 def is_crop(path: str, resolution: int) -> bool:

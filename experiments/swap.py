@@ -13,7 +13,8 @@ Each readable image of --input (png, jpg, jpeg, webp, bmp) is written as PNG to 
   --min_face px is aligned as experiments.extract aligns it (the run's config.data.face_type),
   swapped and pasted back into the photo as evaluation pastes synthetic swaps into their frames
   (encdec_jax/convert.py into_frames): warped back with the inverse transform and the feathered mask: outside the
-  mask the photo keeps its own pixels (encdec_jax/photos.py).
+  mask the photo keeps its own pixels, but for its skin round the face, which takes the swap's tone
+  (convert.carry_tone; not with --noblend) (encdec_jax/photos.py).
 --input_kind=auto takes an image for an aligned crop when experiments.extract wrote an alignment
 next to it or when it is square and at most 4x the run's resolution on a side, else a photo.
 Every PNG carries provenance metadata (synthetic, made by encdec_jax, the run's folder name and

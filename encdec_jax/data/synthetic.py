@@ -108,7 +108,8 @@ def training_face_swaps(seed: int, identities: int, resolution: int, train_per_i
       own_mask = R.render(traits[i], f, resolution, view=view).mask
       frame = (R.to_uint8(R.render(traits[i], f, frame_resolution).image) if frames is None
                else frames[i * train_per_identity + k])
-      pasted = convert.into_frames(frame[None], face.image[None], own_mask[None, ..., :1], a[None])[0]
+      pasted = convert.into_frames(frame[None], face.image[None], own_mask[None, ..., :1], a[None],
+                                   face_type=face_type)[0]
       for key, v in (("image", align.crop(pasted, a, resolution)), ("mask", R.to_uint8(own_mask)),
                      ("landmarks", face.landmarks), ("identity", j), ("factors", f.astype(np.float32))):
         out[key].append(v)
