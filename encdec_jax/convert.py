@@ -74,16 +74,22 @@ def face_ellipse(face_type: str | None = None) -> dict:
   return {**FACE_ELLIPSE, "rx": FACE_ELLIPSE["rx"] * z, "ry": FACE_ELLIPSE["ry"] * z}
 
 
+def _smooth_inside(x, y, e: dict, rx, ry, feather: float) -> np.ndarray:
+  """1 inside the ellipse of centre e's and radii rx, ry (crop fractions; arrays allowed) at the
+  points (x, y), 0 outside, a smoothstep `feather` (in units of e's smaller radius) wide at its
+  edge."""
+  d = np.sqrt(((x - e["cx"]) / rx) ** 2 + ((y - e["cy"]) / ry) ** 2) - 1.0  # < 0 inside
+  s = np.clip(0.5 - d * min(e["rx"], e["ry"]) / feather, 0.0, 1.0)
+  return s * s * (3 - 2 * s)
+
+
 def soft_ellipse(resolution: int, face_type: str | None = None, feather: float = 0.08) -> np.ndarray:
   """(R, R, 1) in [0, 1]: 1 inside the face type's face ellipse (face_ellipse), a smooth ramp
   `feather` x R wide at its edge, 0 outside."""
   e = face_ellipse(face_type)
-  cx, cy, rx, ry = e["cx"], e["cy"], e["rx"], e["ry"]
   t = (np.arange(resolution) + 0.5) / resolution
   y, x = np.meshgrid(t, t, indexing="ij")
-  d = np.sqrt(((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2) - 1.0  # < 0 inside
-  s = np.clip(0.5 - d * min(rx, ry) / feather, 0.0, 1.0)
-  return (s * s * (3 - 2 * s))[..., None].astype(np.float32)
+  return _smooth_inside(x, y, e, e["rx"], e["ry"], feather)[..., None].astype(np.float32)
 
 
 def feather(mask_BxHxWx1: np.ndarray, sigma: float = FEATHER) -> np.ndarray:
@@ -117,8 +123,7 @@ def skin_window(frame_hw: tuple[int, int], a_2x3, size: int, face_type: str | No
   from encdec_jax import align
   e = face_ellipse(face_type)
   rx, up, down = e["rx"] * TONE_GROW, e["ry"] * TONE_GROW, e["ry"] * TONE_BELOW
-  ramp = 0.5 * 0.08 / min(e["rx"], e["ry"])  # how far past the ellipse (d) its edge reaches 0
-  g = 1 + ramp
+  g = 1 + 0.5 * 0.08 / min(e["rx"], e["ry"])  # how far past the ellipse its smooth edge reaches
   corners = np.array([[e["cx"] - g * rx, e["cy"] - g * up], [e["cx"] + g * rx, e["cy"] - g * up],
                       [e["cx"] - g * rx, e["cy"] + g * down], [e["cx"] + g * rx, e["cy"] + g * down]]) * size - 0.5
   box = align.apply(align.invert(a_2x3), corners)
@@ -129,10 +134,7 @@ def skin_window(frame_hw: tuple[int, int], a_2x3, size: int, face_type: str | No
   a = np.asarray(a_2x3, np.float64)
   u = (a[0, 0] * xs + a[0, 1] * ys + a[0, 2] + 0.5) / size
   v = (a[1, 0] * xs + a[1, 1] * ys + a[1, 2] + 0.5) / size
-  ry = np.where(v > e["cy"], down, up)
-  d = np.sqrt(((u - e["cx"]) / rx) ** 2 + ((v - e["cy"]) / ry) ** 2) - 1.0  # < 0 inside
-  s = np.clip(0.5 - 0.5 * d / ramp, 0.0, 1.0)
-  return (y0, y1, x0, x1), s * s * (3 - 2 * s)
+  return (y0, y1, x0, x1), _smooth_inside(u, v, e, rx, np.where(v > e["cy"], down, up), 0.08)
 
 
 def carry_tone(frame_HxWx3, face_SxSx3, weight_SxSx1, a_2x3, face_type: str | None = None) -> np.ndarray:
