@@ -43,13 +43,6 @@ swap_structure: 1 - the correlation between the luminance of j's swap and of i's
   the source's pixels and the masks the mask-weighted loss uses. The true face swaps themselves
   score 0.46-0.70 on it (identities' mouths differ): it cannot reach 0 without copying.
 
-  gain=G (default 0) adds G x the squared log-ratio of the two luminances' weighted standard
-  deviations in each region: the correlation ignores gain, so a decoder meets it with a faint
-  copy of the source's pattern. Measured on family 1's recipe swaps (seed 0, held-out faces): in
-  the mouth region that spread is about the same in a face and in its true swap into the other
-  identity (0.120 / 0.131, 0.060 / 0.065), while the swaps draw 0.090 into the pale identity (a
-  mouth interior at luminance 0.51 where the truth's is 0.26) and 0.156 into the dark one.
-
   eyes=0 (the default) takes the mouth region only; eyes=1 the eye region too. An open mouth is
   dark inside on any skin, but an open eye's whites are lighter than dark skin and about as light
   as pale skin: asked to copy a dark face's eye pattern, decoders drew family 1's pale identity
@@ -157,17 +150,9 @@ def weighted_correlation(a_BxHxW, b_BxHxW, w_BxHxW, eps: float = 1e-10):
   return cov / jnp.sqrt(mean(da * da) * mean(db * db) + eps)
 
 
-def weighted_std(a_BxHxW, w_BxHxW, eps: float = 1e-10):
-  """(B,): the standard deviation of a over each image's pixels, weighted by w (>= 0)."""
-  total = w_BxHxW.sum((1, 2)) + eps
-  mean = (w_BxHxW * a_BxHxW).sum((1, 2)) / total
-  return jnp.sqrt((w_BxHxW * (a_BxHxW - mean[:, None, None]) ** 2).sum((1, 2)) / total + eps)
-
-
-def swap_structure(p: SwapPair, *, encoder: int = ENCODER, eyes: int = 0, gain: float = 0.0):
+def swap_structure(p: SwapPair, *, encoder: int = ENCODER, eyes: int = 0):
   """1 - the mask-weighted correlation of the swaps' and the sources' luminance in the mouth
-  region (and the eye region with eyes=1), averaged over regions and images, + gain x the mean
-  squared log-ratio of their weighted standard deviations there (module docstring).
+  region (and the eye region with eyes=1), averaged over regions and images (module docstring).
   p.feature_masks: (k, H, W, 2), the eye and the mouth region."""
   del encoder
   luma = jnp.asarray(LUMA, jnp.float32)
@@ -177,12 +162,8 @@ def swap_structure(p: SwapPair, *, encoder: int = ENCODER, eyes: int = 0, gain: 
   if w.shape[-1] != 2:
     raise ValueError("swap_structure needs the data's eye and mouth masks (3 mask channels: face, "
                      f"eyes, mouth); this data has {w.shape[-1] + 1}")
-  regions = (0, 1) if eyes else (1,)
-  loss = 1.0 - jnp.mean(jnp.stack([weighted_correlation(ys, yx, w[..., r]) for r in regions]))
-  if gain:
-    spread = lambda y, r: jnp.log(weighted_std(y, w[..., r]) + 1e-3)  # noqa: E731
-    loss = loss + gain * jnp.mean(jnp.stack([(spread(ys, r) - spread(yx, r)) ** 2 for r in regions]))
-  return loss
+  corr = [weighted_correlation(ys, yx, w[..., r]) for r in ((0, 1) if eyes else (1,))]
+  return 1.0 - jnp.mean(jnp.stack(corr))
 
 
 def swap_mean(p: SwapPair, *, encoder: int = ENCODER, paired: int = 0):
