@@ -79,9 +79,9 @@ def test_swap_structure_against_numpy_reference():
     losses.parse_loss_spec("mae,swap_structure(eyes=2)")
 
 
-def test_swap_structure_chroma_weighs_in_the_green_share():
-  """chroma=c: (1 - c) x the luminance's term + c x the green share's, against numpy; a swap
-  that keeps the source's colours in another brightness pattern scores 0 at chroma=1 and not at 0."""
+def test_swap_structure_chroma_weighs_in_red_minus_green():
+  """chroma=c: (1 - c) x the luminance's term + c x red minus green's, against numpy; a swap
+  that keeps the source's redness in another brightness scores 0 at chroma=1 and not at 0."""
   rng = np.random.default_rng(9)
   src = rng.uniform(0.2, 0.8, size=(2, 6, 6, 3)).astype(np.float32)
   swaps = rng.uniform(size=(2, 6, 6, 3)).astype(np.float32)
@@ -92,21 +92,21 @@ def test_swap_structure_chroma_weighs_in_the_green_share():
     cov = (m * (a - ma) * (b - mb)).sum() / m.sum()
     return cov / np.sqrt((m * (a - ma) ** 2).sum() / m.sum() * (m * (b - mb) ** 2).sum() / m.sum())
 
-  def term(a, b, channel):
-    return 1 - np.mean([corr(channel(a[k]), channel(b[k]), w[k, ..., 1]) for k in range(2)])
-  luma = lambda x: x @ np.array([0.299, 0.587, 0.114])  # noqa: E731
-  green = lambda x: x[..., 1] / (x.sum(-1) + 0.05)  # noqa: E731
+  def term(a, b, c):
+    return 1 - np.mean([corr(a[k] @ c, b[k] @ c, w[k, ..., 1]) for k in range(2)])
+  luma, rg = np.array([0.299, 0.587, 0.114]), np.array([1.0, -1.0, 0.0])
   f = losses.SWAP_LOSSES["swap_structure"]
   pair = SwapPair(jnp.asarray(swaps), None, None, sources=jnp.asarray(src), feature_masks=jnp.asarray(w))
   for c in (0.0, 0.3, 1.0):
-    want = (1 - c) * term(swaps, src, luma) + c * term(swaps, src, green)
+    want = (1 - c) * term(swaps, src, luma) + c * term(swaps, src, rg)
     np.testing.assert_allclose(float(f(pair, chroma=c)), want, rtol=1e-4)
-  # The source's colours, each pixel scaled to another brightness (a pattern unlike the source's):
-  # the green share is kept up to GREEN_EPS, the luminance is not.
-  gain = rng.uniform(0.3, 3.0, size=(2, 6, 6, 1)).astype(np.float32)
-  kept_pair = pair._replace(swaps=jnp.asarray(src * gain))
-  assert float(f(kept_pair, chroma=1.0)) < 0.05
-  assert float(f(kept_pair, chroma=0.0)) > 0.3
+  # Red minus green kept, the brightness pattern reversed: green and blue carry the difference.
+  redness = src[..., 0] - src[..., 1]
+  g = 1.0 - src[..., 1]
+  kept = np.stack([g + redness, g, np.full_like(g, 0.5)], -1).astype(np.float32)
+  kept_pair = pair._replace(swaps=jnp.asarray(kept))
+  assert abs(float(f(kept_pair, chroma=1.0))) < 1e-4
+  assert float(f(kept_pair, chroma=0.0)) > 0.5
   assert losses.parse_loss_spec("mae,swap_structure(chroma=0.5)")[1].params == (("chroma", 0.5),)
   with pytest.raises(losses.LossSpecError, match="out of range"):
     losses.parse_loss_spec("mae,swap_structure(chroma=1.5)")

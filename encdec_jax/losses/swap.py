@@ -43,13 +43,17 @@ swap_structure: 1 - the correlation between the luminance of j's swap and of i's
   the source's pixels and the masks the mask-weighted loss uses. The true face swaps themselves
   score 0.46-0.70 on it (identities' mouths differ): it cannot reach 0 without copying.
 
-  chroma=c (0 to 1, default 0) asks for the same of the green share of the colour, g / (r + g +
-  b), with weight c and of the luminance with 1 - c. How much an open mouth darkens a face depends
-  on the skin (a pale face darkens, a dark one hardly: in family 1 the true swaps' luminance in
-  the mouth region correlates 0.61 with their source's), while the lips and the mouth's inside
-  are redder than any skin whatever its tone or light (the green share: 0.88-0.90). The recipe's
-  swaps into the pale identity had it the other way round: 0.81 on the luminance, 0.73 on the
-  green share (BENCHMARKS.md, "Recipe", round 17).
+  chroma=c (0 to 1, default 0) asks for the same of red minus green with weight c and of the
+  luminance with 1 - c. How much an open mouth darkens a face depends on the skin (a pale face
+  darkens, a dark one hardly: the true swaps' luminance in the mouth correlates 0.61 with a
+  family-1 source's), while the lips and the mouth's inside are redder than any skin and the
+  teeth less red (red minus green: 0.85). The recipe's swaps had it the other way round: 0.81-0.88
+  on the luminance, 0.42 on red minus green (BENCHMARKS.md, "Recipe", round 17).
+
+  eyes=0 (the default) takes the mouth region only; eyes=1 the eye region too. An open mouth is
+  dark inside on any skin, but an open eye's whites are lighter than dark skin and about as light
+  as pale skin: asked to copy a dark face's eye pattern, decoders drew family 1's pale identity
+  with closed eyes (BENCHMARKS.md, "Recipe": swap_structure with the eyes).
 
 swap_mean: the gap between the mean image of j's swaps and the mean image of j's own training
   targets in the batch (no gradient), per pixel over the region both identities' faces cover
@@ -153,37 +157,28 @@ def weighted_correlation(a_BxHxW, b_BxHxW, w_BxHxW, eps: float = 1e-10):
   return cov / jnp.sqrt(mean(da * da) * mean(db * db) + eps)
 
 
-# The green share of the colour, g / (r + g + b): the same on pale and dark skin (0.32-0.33 in the
-# synthetic faces' renderer), lower on the lips (0.25-0.27) and lowest inside an open mouth
-# (0.14), the teeth's 0.34, whatever the light. GREEN_EPS keeps black pixels finite.
-GREEN_EPS = 0.05
-
-
-def luminance(images_BxHxWxC):
-  return jnp.asarray(images_BxHxWxC[..., :3], jnp.float32) @ jnp.asarray(LUMA, jnp.float32)
-
-
-def green_share(images_BxHxWxC):
-  x = jnp.asarray(images_BxHxWxC[..., :3], jnp.float32)
-  return x[..., 1] / (x.sum(-1) + GREEN_EPS)
+# Red minus green: the lips' and the mouth's redness against the skin's, whatever its brightness.
+CHROMA = (1.0, -1.0, 0.0)
 
 
 def swap_structure(p: SwapPair, *, encoder: int = ENCODER, eyes: int = 0, chroma: float = 0.0):
   """1 - the mask-weighted correlation of the swaps' and the sources' luminance in the mouth
   region (and the eye region with eyes=1), averaged over regions and images (module docstring).
-  chroma=c in [0, 1] weighs in the correlation of the green share by c (luminance's by 1 - c).
+  chroma=c in [0, 1] weighs in the correlation of red minus green by c (luminance's by 1 - c).
   p.feature_masks: (k, H, W, 2), the eye and the mouth region."""
   del encoder
+  swaps = jnp.asarray(p.swaps[..., :3], jnp.float32)
+  sources = jnp.asarray(p.sources[..., :3], jnp.float32)
   w = jnp.asarray(p.feature_masks, jnp.float32)
   if w.shape[-1] != 2:
     raise ValueError("swap_structure needs the data's eye and mouth masks (3 mask channels: face, "
                      f"eyes, mouth); this data has {w.shape[-1] + 1}")
   regions = (0, 1) if eyes else (1,)
   total = 0.0
-  for channel, share in ((luminance, 1.0 - chroma), (green_share, chroma)):
+  for channel, share in ((LUMA, 1.0 - chroma), (CHROMA, chroma)):
     if share:  # a Python number: a channel at weight 0 is not computed
-      a, b = channel(p.swaps), channel(p.sources)
-      corr = jnp.stack([weighted_correlation(a, b, w[..., r]) for r in regions])
+      c = jnp.asarray(channel, jnp.float32)
+      corr = jnp.stack([weighted_correlation(swaps @ c, sources @ c, w[..., r]) for r in regions])
       total = total + share * (1.0 - jnp.mean(corr))
   return total
 
