@@ -186,8 +186,8 @@ def run_sweep(sweep_path: str, out_dir: str, *, max_runs: int | None = None,
   todo = []
   for i, params, cfg, workdir in configs:
     row = {"run": os.path.basename(workdir), **params}
-    ev = workdir_lib.read_eval(workdir)
-    if ev is not None and ev.get("step") == cfg.train.steps:
+    ev = workdir_lib.finished_eval(workdir, cfg.to_dict())
+    if ev is not None:
       rows[i] = {**row, **ev}
     else:
       todo.append((i, params, cfg, workdir))

@@ -30,6 +30,7 @@ from encdec_jax.losses import compose
 from encdec_jax.preemption import Preempted
 from encdec_jax.preview import preview_grid
 from encdec_jax.program import Trainer
+from encdec_jax import workdir as workdir_lib
 from encdec_jax.workdir import RunFolder
 
 
@@ -65,6 +66,13 @@ def train_runs(configs: list, workdirs: list[str], *, progress: bool = True,
   with contextlib.ExitStack() as locks:
     for f in folders:
       locks.enter_context(f.lock())
+    done = [workdir_lib.finished_eval(f.path, d) for f, d in zip(folders, dicts)]
+    if all(ev is not None for ev in done):  # nothing to train: their evaluations stand
+      for f, ev in zip(folders, done):
+        if main:
+          print(f"{f.name}: finished at step {ev['step']}; its eval.json stands (python -m "
+                f"experiments.evaluate --workdir={f.path} evaluates it again)", flush=True)
+      return done
     return _train(cfgs, folders, progress)
 
 

@@ -225,6 +225,23 @@ def read_eval(workdir: str) -> dict | None:
   return ev if isinstance(ev, dict) else None
 
 
+def finished_eval(workdir: str, cfg_dict: dict) -> dict | None:
+  """The run's eval.json when the run finished with this config: its evaluation is at the
+  config's last step and was made with the same eval.* settings (which may change on a resume,
+  so a re-run with other ones evaluates again) and no other field differs. None otherwise: the
+  run is to be trained on, or evaluated again."""
+  ev = read_eval(workdir)
+  saved = saved_config(workdir) if ev is not None else None
+  if saved is None:
+    return None
+  old, new, diff = config_diff(saved, cfg_dict)
+  steps = new.get("train.steps")
+  evals = {k for k in set(old) | set(new) if k.startswith("eval.")}
+  if diff or ev.get("step") != steps or old.get("train.steps") != steps or any(old.get(k) != new.get(k) for k in evals):
+    return None
+  return ev
+
+
 def config_hash(raw: bytes) -> str:
   """A run's config hash: sha256 of its config.json bytes, first 12 hex digits."""
   return hashlib.sha256(raw).hexdigest()[:12]

@@ -38,7 +38,9 @@ def main(argv):
       raise
     print(f"\nerror: {e}", file=sys.stderr)
     sys.exit(1)
-  print(" ".join(f"{k}={v:.4g}" for k, v in sorted(final.items()) if k.count("/") <= 1))
+  # A finished run's stored eval.json may hold nulls (non-finite values) and lists.
+  print(" ".join(f"{k}={v:.4g}" for k, v in sorted(final.items())
+                 if k.count("/") <= 1 and isinstance(v, (int, float))))
 
 
 if __name__ == "__main__":

@@ -91,14 +91,45 @@ def test_stop_and_resume_equals_uninterrupted(tiny_config, tmp_path):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-def test_workdir_with_another_config_is_refused(tiny_config, tmp_path):
+def test_workdir_with_another_config_is_refused(tiny_config, tmp_path, monkeypatch):
   train.train_and_evaluate(tiny_config(**{"train.steps": 2}), str(tmp_path), progress=False)
   with pytest.raises(config_lib.ConfigError, match=r"model.bottleneck \(32 -> 64\)"):
     train.train_and_evaluate(tiny_config(**{"model.bottleneck": 64}), str(tmp_path), progress=False)
   # Logging and saving cadence may change on resume: they do not change what is computed.
-  final = train.train_and_evaluate(tiny_config(**{"train.steps": 4, "train.log_every": 1}),
-                                   str(tmp_path), progress=False)
+  c = tiny_config(**{"train.steps": 4, "train.log_every": 1})
+  final = train.train_and_evaluate(c, str(tmp_path), progress=False)
   assert final["step"] == 4
+  # The finished run again: its eval.json stands, nothing is built, trained or evaluated...
+  mtime = os.path.getmtime(tmp_path / "eval.json")
+
+  class Built(Exception):
+    pass
+  monkeypatch.setattr(train, "_program", lambda cfgs: (_ for _ in ()).throw(Built()))
+  again = train.train_and_evaluate(c, str(tmp_path), progress=False)
+  assert again == json.load(open(tmp_path / "eval.json")) and again["step"] == 4
+  assert again["eval/swap_mae"] == pytest.approx(final["eval/swap_mae"])
+  assert os.path.getmtime(tmp_path / "eval.json") == mtime
+  # ... but other eval settings (free to change on a resume) evaluate it again, as do more steps.
+  for other in ({"eval.tone": "train"}, {"train.steps": 6}):
+    with pytest.raises(Built):
+      train.train_and_evaluate(tiny_config(**{"train.steps": 4, "train.log_every": 1, **other}),
+                               str(tmp_path), progress=False)
+
+
+def test_finished_eval_needs_the_last_step_and_the_same_eval_settings(tmp_path):
+  from encdec_jax import workdir as wd
+  cfg = {"train": {"steps": 4, "lr": 0.001}, "eval": {"tone": "none", "every": 0}, "wandb": {"mode": "offline"}}
+  assert wd.finished_eval(str(tmp_path), cfg) is None  # nothing there
+  wd.write_json(str(tmp_path / "config.json"), cfg)
+  assert wd.finished_eval(str(tmp_path), cfg) is None  # no eval.json: not finished
+  (tmp_path / "eval.json").write_text(json.dumps({"step": 4, "eval/swap_mae": 0.1}))
+  assert wd.finished_eval(str(tmp_path), cfg) == {"step": 4, "eval/swap_mae": 0.1}
+  assert wd.finished_eval(str(tmp_path), {**cfg, "wandb": {"mode": "online"}}) is not None  # not computed
+  for changed in ({"eval": {"tone": "train", "every": 0}}, {"train": {"steps": 8, "lr": 0.001}},
+                  {"train": {"steps": 4, "lr": 0.01}}):
+    assert wd.finished_eval(str(tmp_path), {**cfg, **changed}) is None, changed
+  (tmp_path / "eval.json").write_text(json.dumps({"step": 2}))  # an earlier, shorter run's
+  assert wd.finished_eval(str(tmp_path), cfg) is None
 
 
 def test_warmdown_scales_adams_update_by_the_steps_learning_rate():
