@@ -24,13 +24,13 @@ from encdec_jax import calibration
 from encdec_jax import evaluate as eval_lib
 from encdec_jax import judges as judges_lib
 from encdec_jax import preemption, probes, warm_start
+from encdec_jax import workdir as workdir_lib
 from encdec_jax.config import ExperimentConfig
 from encdec_jax.data.loading import DATA_REPORT, load_data
 from encdec_jax.losses import compose
 from encdec_jax.preemption import Preempted
 from encdec_jax.preview import preview_grid
 from encdec_jax.program import Trainer
-from encdec_jax import workdir as workdir_lib
 from encdec_jax.workdir import RunFolder
 
 

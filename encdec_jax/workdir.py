@@ -237,9 +237,9 @@ def finished_eval(workdir: str, cfg_dict: dict) -> dict | None:
   old, new, diff = config_diff(saved, cfg_dict)
   steps = new.get("train.steps")
   evals = {k for k in set(old) | set(new) if k.startswith("eval.")}
-  if diff or ev.get("step") != steps or old.get("train.steps") != steps or any(old.get(k) != new.get(k) for k in evals):
+  if diff or ev.get("step") != steps or old.get("train.steps") != steps:
     return None
-  return ev
+  return None if any(old.get(k) != new.get(k) for k in evals) else ev
 
 
 def config_hash(raw: bytes) -> str:
