@@ -182,7 +182,6 @@ def _check_params(name, p):
          "swap_cycle": lambda: p.get("encoder", 1) not in (0, 1),
          "swap_structure": lambda: (p.get("encoder", 1) not in (0, 1) or p.get("eyes", 0) not in (0, 1)
                                     or not 0 <= p.get("chroma", 0) <= 1),
-         "swap_inside": lambda: p.get("encoder", 1) not in (0, 1) or not 0 < p.get("below", 0.5) < 1,
          "swap_mean": lambda: p.get("encoder", 1) not in (0, 1) or p.get("paired", 0) not in (0, 1)}
   if name in bad and bad[name]():
     raise LossSpecError(f"loss {name!r}: parameters {p} out of range (see the loss table in the README)")

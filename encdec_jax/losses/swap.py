@@ -55,15 +55,6 @@ swap_structure: 1 - the correlation between the luminance of j's swap and of i's
   as pale skin: asked to copy a dark face's eye pattern, decoders drew family 1's pale identity
   with closed eyes (BENCHMARKS.md, "Recipe": swap_structure with the eyes).
 
-swap_inside: the mean colour difference between j's swap and i's source (its training target) at
-  the source's mouth pixels darker than `below` (0.5) of the source's own skin (its face outside
-  the eye and mouth regions, mean luminance), a soft step of width INSIDE_SOFT; pooled over the
-  swaps. The inside of an open mouth is dark on every face, whatever its skin: the same pixels in
-  absolute terms, where swap_structure's correlation leaves gain and offset free. Fitted to a pale
-  face's lips and skin, a dark source's pattern puts the inside at about 0.28 in luminance where
-  the truth's is 0.11 (BENCHMARKS.md, "Recipe", round 17): the mouth reads less open. A closed
-  mouth has no such pixels (its lips are 0.6-0.75 of the skin), and the term is then near 0.
-
 swap_mean: the gap between the mean image of j's swaps and the mean image of j's own training
   targets in the batch (no gradient), per pixel over the region both identities' faces cover
   (the product of their batch-mean face masks), squared and relative to j's targets' variance
@@ -156,10 +147,6 @@ def swap_cycle(p: SwapPair, *, encoder: int = ENCODER):
 LUMA = (0.299, 0.587, 0.114)
 
 
-def luminance(images_BxHxWxC):
-  return jnp.asarray(images_BxHxWxC[..., :3], jnp.float32) @ jnp.asarray(LUMA, jnp.float32)
-
-
 def weighted_correlation(a_BxHxW, b_BxHxW, w_BxHxW, eps: float = 1e-10):
   """(B,): the correlation of a and b over each image's pixels, weighted by w (>= 0)."""
   total = w_BxHxW.sum((1, 2)) + eps
@@ -196,29 +183,6 @@ def swap_structure(p: SwapPair, *, encoder: int = ENCODER, eyes: int = 0, chroma
   return total
 
 
-INSIDE_BELOW = 0.5   # swap_inside's default `below`: a share of the source's skin luminance
-INSIDE_SOFT = 0.03   # the width of its soft step
-
-
-def inside_weights(sources_BxHxWxC, face_BxHxWx1, features_BxHxWx2, below: float = INSIDE_BELOW):
-  """(B, H, W): how much each pixel of the source's mouth region is the mouth's inside: darker
-  than `below` of the image's mean skin luminance (its face without the eye and mouth regions)."""
-  y = luminance(sources_BxHxWxC)
-  f = jnp.asarray(features_BxHxWx2, jnp.float32)
-  skin_w = jnp.asarray(face_BxHxWx1, jnp.float32)[..., 0] * (1 - f[..., 0]) * (1 - f[..., 1])
-  skin = (y * skin_w).sum((1, 2)) / (skin_w.sum((1, 2)) + 1e-6)
-  return f[..., 1] * jax.nn.sigmoid((below - y / (skin[:, None, None] + 1e-3)) / INSIDE_SOFT)
-
-
-def swap_inside(p: SwapPair, *, encoder: int = ENCODER, below: float = INSIDE_BELOW):
-  """Mean |swap - source| over channels at the source's dark mouth pixels (inside_weights), pooled
-  over the swaps (module docstring)."""
-  del encoder
-  w = inside_weights(p.sources, p.source_masks, p.feature_masks, below)
-  d = jnp.abs(jnp.asarray(p.swaps[..., :3], jnp.float32) - jnp.asarray(p.sources[..., :3], jnp.float32)).mean(-1)
-  return (w * d).sum() / (w.sum() + 1e-3)
-
-
 def swap_mean(p: SwapPair, *, encoder: int = ENCODER, paired: int = 0):
   """(mean of j's swaps - mean of j's targets)^2 per pixel and channel, weighted by p.both and
   over j's targets' variance, from two independent halves of the swaps (module docstring).
@@ -234,8 +198,7 @@ def swap_mean(p: SwapPair, *, encoder: int = ENCODER, paired: int = 0):
 
 
 SWAP_LOSSES: dict[str, Callable] = {"swap_tone": swap_tone, "swap_cycle": swap_cycle,
-                                    "swap_structure": swap_structure, "swap_inside": swap_inside,
-                                    "swap_mean": swap_mean}
+                                    "swap_structure": swap_structure, "swap_mean": swap_mean}
 # Terms that read SwapPair.recoded (a second encoder pass over the swaps).
 RECODES = frozenset({"swap_cycle"})
 # Terms that read SwapPair.target_mean, target_var, both and source_mean (the mean images).
