@@ -114,15 +114,10 @@ def _chromaticity(rgb) -> np.ndarray:
   return rgb / np.maximum(rgb.sum(-1, keepdims=True), 1e-3)
 
 
-def skin_window(frame_hw: tuple[int, int], a_2x3, size: int, face_type: str | None = None):
-  """((y0, y1, x0, x1), weights) of carry_tone's reach in a frame: the face type's face ellipse
-  in crop fractions (face_ellipse), grown TONE_GROW times above and to the sides and TONE_BELOW
-  times below its centre, mapped into the frame by the inverse of a (frame -> crop pixels) with
-  a smooth edge; weights (y1 - y0, x1 - x0) over the frame's box round it (a photo's far pixels
-  are never computed)."""
+def _skin_box(frame_hw, a_2x3, size: int, e: dict, rx, up, down) -> tuple[int, int, int, int]:
+  """(y0, y1, x0, x1): the frame's box round skin_window's reach (ellipse e grown to rx, up and
+  down, with its smooth edge), clipped to the frame."""
   from encdec_jax import align
-  e = face_ellipse(face_type)
-  rx, up, down = e["rx"] * TONE_GROW, e["ry"] * TONE_GROW, e["ry"] * TONE_BELOW
   g = 1 + 0.5 * 0.08 / min(e["rx"], e["ry"])  # how far past the ellipse its smooth edge reaches
   corners = np.array([[e["cx"] - g * rx, e["cy"] - g * up], [e["cx"] + g * rx, e["cy"] - g * up],
                       [e["cx"] - g * rx, e["cy"] + g * down], [e["cx"] + g * rx, e["cy"] + g * down]]) * size - 0.5
@@ -130,6 +125,18 @@ def skin_window(frame_hw: tuple[int, int], a_2x3, size: int, face_type: str | No
   h, w = frame_hw
   x0, y0 = np.clip(np.floor(box.min(0)).astype(int) - 1, 0, [w, h])
   x1, y1 = np.clip(np.ceil(box.max(0)).astype(int) + 2, 0, [w, h])
+  return int(y0), int(y1), int(x0), int(x1)
+
+
+def skin_window(frame_hw: tuple[int, int], a_2x3, size: int, face_type: str | None = None):
+  """((y0, y1, x0, x1), weights) of carry_tone's reach in a frame: the face type's face ellipse
+  in crop fractions (face_ellipse), grown TONE_GROW times above and to the sides and TONE_BELOW
+  times below its centre, mapped into the frame by the inverse of a (frame -> crop pixels) with
+  a smooth edge; weights (y1 - y0, x1 - x0) over the frame's box round it (a photo's far pixels
+  are never computed)."""
+  e = face_ellipse(face_type)
+  rx, up, down = e["rx"] * TONE_GROW, e["ry"] * TONE_GROW, e["ry"] * TONE_BELOW
+  y0, y1, x0, x1 = _skin_box(frame_hw, a_2x3, size, e, rx, up, down)
   ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float64)
   a = np.asarray(a_2x3, np.float64)
   u = (a[0, 0] * xs + a[0, 1] * ys + a[0, 2] + 0.5) / size
@@ -171,6 +178,23 @@ def carry_tone(frame_HxWx3, face_SxSx3, weight_SxSx1, a_2x3, face_type: str | No
   return out
 
 
+def _reach(frame_hw: tuple[int, int], a_2x3, size: int, face_type: str | None = None):
+  """(y0, y1, x0, x1): a box of the frame holding every pixel into_frames may change, the crop's
+  square mapped into the frame (align.paste_back's box, one crop pixel round it) and carry_tone's
+  reach (skin_window's box), with one frame pixel to spare."""
+  from encdec_jax import align
+  h, w = frame_hw
+  corners = align.apply(align.invert(a_2x3), [[-2, -2], [size + 1, -2], [-2, size + 1], [size + 1, size + 1]])
+  e = face_ellipse(face_type)
+  ty0, ty1, tx0, tx1 = _skin_box(frame_hw, a_2x3, size, e, e["rx"] * TONE_GROW, e["ry"] * TONE_GROW,
+                                 e["ry"] * TONE_BELOW)
+  x0 = max(0, min(int(np.floor(corners[:, 0].min())) - 1, tx0))
+  y0 = max(0, min(int(np.floor(corners[:, 1].min())) - 1, ty0))
+  x1 = min(w, max(int(np.ceil(corners[:, 0].max())) + 2, tx1))
+  y1 = min(h, max(int(np.ceil(corners[:, 1].max())) + 2, ty1))
+  return y0, max(y1, y0), x0, max(x1, x0)
+
+
 def into_frames(frames_BxHxWx3, faces_BxSxSx3, masks_BxSxSx1, transforms_Bx2x3,
                 sigma: float = FEATHER, face_type: str | None = None, tone: bool = True) -> np.ndarray:
   """The decoded crops pasted back into their frames (align.paste_back): each crop's mask is
@@ -188,10 +212,17 @@ def into_frames(frames_BxHxWx3, faces_BxSxSx3, masks_BxSxSx1, transforms_Bx2x3,
   def one(f, y, k, a):
     if not tone:
       return align.paste_back(f, y, k, a)
-    u8 = f.dtype == np.uint8
-    g = carry_tone(to_unit_float(f), y, k, a, face_type)
-    out = align.paste_back(g, y, k, a)
-    return np.clip(np.round(out * 255), 0, 255).astype(np.uint8) if u8 else out
+    if f.dtype != np.uint8:
+      return align.paste_back(carry_tone(to_unit_float(f), y, k, a, face_type), y, k, a)
+    # uint8 (a photo): only the box that the tone and the paste can reach is made float and
+    # written back; every other pixel is the frame's, as u8 -> float -> round would give.
+    (y0, y1, x0, x1) = _reach(f.shape[:2], a, y.shape[0], face_type)
+    box = np.asarray(a, np.float64).copy()
+    box[:, 2] += box[:, 0] * x0 + box[:, 1] * y0  # box pixels -> crop pixels
+    g = align.paste_back(carry_tone(to_unit_float(f[y0:y1, x0:x1]), y, k, box, face_type), y, k, box)
+    out = f.copy()
+    out[y0:y1, x0:x1] = np.clip(np.round(g * 255), 0, 255).astype(np.uint8)
+    return out
 
   return np.stack([one(f, y, k, a) for f, y, k, a in zip(frames, faces, m, transforms_Bx2x3)]
                   ).reshape(frames.shape)

@@ -1,5 +1,6 @@
 """The convert: a decoded face blended into its frame inside a (feathered) face mask."""
 import numpy as np
+from PIL import Image
 import pytest
 
 from encdec_jax import convert
@@ -171,6 +172,34 @@ def test_carry_tone_reaches_the_forehead_and_cheeks_not_the_neck_or_far_pixels()
   outside = np.ones((400, 400), bool)
   outside[y0:y1, x0:x1] = False
   np.testing.assert_array_equal(got[outside], frame[outside])
+
+
+def test_a_photo_converts_only_the_box_the_paste_reaches_to_the_same_pixels():
+  """A uint8 frame (a photo) is made float only in the box that carry_tone and the paste can
+  reach; every pixel, in it and out of it, is what the float path gives, rounded (at most one
+  level apart where a rounding sits on .5: the box's coordinates differ by float eps). Faces in
+  the middle, at a corner (the box clipped by the frame), rotated, and larger than the crop (the
+  crop's Lanczos shrink of its own region)."""
+  from encdec_jax.data import render
+  from encdec_jax.pixels import to_unit_float
+  rng = np.random.default_rng(11)
+  frame = render.to_uint8(render.render(render.identity_traits(0, 1), render.sample_factors(rng), 64).image)
+  photo = np.asarray(Image.fromarray(frame).resize((400, 300), Image.Resampling.BILINEAR))
+  photo = np.ascontiguousarray(np.clip(photo.astype(np.int16) + rng.integers(-8, 9, photo.shape), 0, 255).astype(np.uint8))
+  face = rng.uniform(0.2, 0.9, (32, 32, 3)).astype(np.float32)
+  mask = np.ones((32, 32, 1), np.float32)
+  c, r = np.cos(0.3), np.sin(0.3)
+  for a in (np.array([[0.25, 0.0, -35.0], [0.0, 0.25, -20.0]]),   # 128 px face in the middle
+            np.array([[0.25, 0.0, -1.0], [0.0, 0.25, 2.0]]),      # at the top-left corner
+            np.array([[0.3 * c, 0.3 * r, -60.0], [-0.3 * r, 0.3 * c, -10.0]]),  # rotated
+            np.array([[1.5, 0.0, -300.0], [0.0, 1.5, -200.0]])):  # smaller than the crop
+    got = convert.into_frames(photo[None], face[None], mask[None], a[None], face_type="whole_face")[0]
+    ref = convert.into_frames(to_unit_float(photo)[None], face[None], mask[None], a[None], face_type="whole_face")[0]
+    ref = np.clip(np.round(ref * 255), 0, 255).astype(np.uint8)
+    assert got.dtype == np.uint8 and got.shape == photo.shape
+    diff = np.abs(got.astype(int) - ref.astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3, (a, diff.max(), (diff > 0).mean())
+    assert (got != photo).any()  # the face was pasted
 
 
 def test_border_fade_leaves_no_square_in_the_frame():
