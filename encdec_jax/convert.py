@@ -217,9 +217,9 @@ def into_frames(frames_BxHxWx3, faces_BxSxSx3, masks_BxSxSx1, transforms_Bx2x3,
     # uint8 (a photo): only the box that the tone and the paste can reach is made float and
     # written back; every other pixel is the frame's, as u8 -> float -> round would give.
     (y0, y1, x0, x1) = _reach(f.shape[:2], a, y.shape[0], face_type)
-    box = np.asarray(a, np.float64).copy()
-    box[:, 2] += box[:, 0] * x0 + box[:, 1] * y0  # box pixels -> crop pixels
-    g = align.paste_back(carry_tone(to_unit_float(f[y0:y1, x0:x1]), y, k, box, face_type), y, k, box)
+    a_box = np.asarray(a, np.float64).copy()
+    a_box[:, 2] += a_box[:, 0] * x0 + a_box[:, 1] * y0  # box pixels -> crop pixels
+    g = align.paste_back(carry_tone(to_unit_float(f[y0:y1, x0:x1]), y, k, a_box, face_type), y, k, a_box)
     out = f.copy()
     out[y0:y1, x0:x1] = np.clip(np.round(g * 255), 0, 255).astype(np.uint8)
     return out
