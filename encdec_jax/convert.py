@@ -114,10 +114,18 @@ def _chromaticity(rgb) -> np.ndarray:
   return rgb / np.maximum(rgb.sum(-1, keepdims=True), 1e-3)
 
 
-def _skin_box(frame_hw, a_2x3, size: int, e: dict, rx, up, down) -> tuple[int, int, int, int]:
-  """(y0, y1, x0, x1): the frame's box round skin_window's reach (ellipse e grown to rx, up and
-  down, with its smooth edge), clipped to the frame."""
+def _tone_reach(face_type: str | None):
+  """(e, rx, up, down): carry_tone's ellipse, the face type's face ellipse e grown TONE_GROW times
+  to the sides (rx) and above (up), TONE_BELOW times below (down), in crop fractions."""
+  e = face_ellipse(face_type)
+  return e, e["rx"] * TONE_GROW, e["ry"] * TONE_GROW, e["ry"] * TONE_BELOW
+
+
+def _skin_box(frame_hw, a_2x3, size: int, face_type: str | None) -> tuple[int, int, int, int]:
+  """(y0, y1, x0, x1): the frame's box round skin_window's reach (with its smooth edge), clipped
+  to the frame."""
   from encdec_jax import align
+  e, rx, up, down = _tone_reach(face_type)
   g = 1 + 0.5 * 0.08 / min(e["rx"], e["ry"])  # how far past the ellipse its smooth edge reaches
   corners = np.array([[e["cx"] - g * rx, e["cy"] - g * up], [e["cx"] + g * rx, e["cy"] - g * up],
                       [e["cx"] - g * rx, e["cy"] + g * down], [e["cx"] + g * rx, e["cy"] + g * down]]) * size - 0.5
@@ -134,9 +142,8 @@ def skin_window(frame_hw: tuple[int, int], a_2x3, size: int, face_type: str | No
   times below its centre, mapped into the frame by the inverse of a (frame -> crop pixels) with
   a smooth edge; weights (y1 - y0, x1 - x0) over the frame's box round it (a photo's far pixels
   are never computed)."""
-  e = face_ellipse(face_type)
-  rx, up, down = e["rx"] * TONE_GROW, e["ry"] * TONE_GROW, e["ry"] * TONE_BELOW
-  y0, y1, x0, x1 = _skin_box(frame_hw, a_2x3, size, e, rx, up, down)
+  e, rx, up, down = _tone_reach(face_type)
+  y0, y1, x0, x1 = _skin_box(frame_hw, a_2x3, size, face_type)
   ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float64)
   a = np.asarray(a_2x3, np.float64)
   u = (a[0, 0] * xs + a[0, 1] * ys + a[0, 2] + 0.5) / size
@@ -185,9 +192,7 @@ def _reach(frame_hw: tuple[int, int], a_2x3, size: int, face_type: str | None = 
   from encdec_jax import align
   h, w = frame_hw
   corners = align.apply(align.invert(a_2x3), [[-2, -2], [size + 1, -2], [-2, size + 1], [size + 1, size + 1]])
-  e = face_ellipse(face_type)
-  ty0, ty1, tx0, tx1 = _skin_box(frame_hw, a_2x3, size, e, e["rx"] * TONE_GROW, e["ry"] * TONE_GROW,
-                                 e["ry"] * TONE_BELOW)
+  ty0, ty1, tx0, tx1 = _skin_box(frame_hw, a_2x3, size, face_type)
   x0 = max(0, min(int(np.floor(corners[:, 0].min())) - 1, tx0))
   y0 = max(0, min(int(np.floor(corners[:, 1].min())) - 1, ty0))
   x1 = min(w, max(int(np.ceil(corners[:, 0].max())) + 2, tx1))
