@@ -191,7 +191,8 @@ def _reach(frame_hw: tuple[int, int], a_2x3, size: int, face_type: str | None = 
   reach (skin_window's box), with one frame pixel to spare."""
   from encdec_jax import align
   h, w = frame_hw
-  corners = align.apply(align.invert(a_2x3), [[-2, -2], [size + 1, -2], [-2, size + 1], [size + 1, size + 1]])
+  lo, hi = -2, size + 1  # one crop pixel beyond paste_back's box
+  corners = align.apply(align.invert(a_2x3), [[lo, lo], [hi, lo], [lo, hi], [hi, hi]])
   ty0, ty1, tx0, tx1 = _skin_box(frame_hw, a_2x3, size, face_type)
   x0 = max(0, min(int(np.floor(corners[:, 0].min())) - 1, tx0))
   y0 = max(0, min(int(np.floor(corners[:, 1].min())) - 1, ty0))
@@ -224,7 +225,8 @@ def into_frames(frames_BxHxWx3, faces_BxSxSx3, masks_BxSxSx1, transforms_Bx2x3,
     (y0, y1, x0, x1) = _reach(f.shape[:2], a, y.shape[0], face_type)
     a_box = np.asarray(a, np.float64).copy()
     a_box[:, 2] += a_box[:, 0] * x0 + a_box[:, 1] * y0  # box pixels -> crop pixels
-    g = align.paste_back(carry_tone(to_unit_float(f[y0:y1, x0:x1]), y, k, a_box, face_type), y, k, a_box)
+    toned = carry_tone(to_unit_float(f[y0:y1, x0:x1]), y, k, a_box, face_type)
+    g = align.paste_back(toned, y, k, a_box)
     out = f.copy()
     out[y0:y1, x0:x1] = np.clip(np.round(g * 255), 0, 255).astype(np.uint8)
     return out

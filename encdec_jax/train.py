@@ -68,10 +68,9 @@ def train_runs(configs: list, workdirs: list[str], *, progress: bool = True,
       locks.enter_context(f.lock())
     done = [workdir_lib.finished_eval(f.path, d) for f, d in zip(folders, dicts)]
     if all(ev is not None for ev in done):  # nothing to train: their evaluations stand
-      for f, ev in zip(folders, done):
-        if main:
-          print(f"{f.name}: finished at step {ev['step']}; its eval.json stands (python -m "
-                f"experiments.evaluate --workdir={f.path} evaluates it again)", flush=True)
+      for f, ev in zip(folders, done if main else ()):
+        print(f"{f.name}: finished at step {ev['step']}; its eval.json stands (python -m "
+              f"experiments.evaluate --workdir={f.path} evaluates it again)", flush=True)
       return done
     return _train(cfgs, folders, progress)
 

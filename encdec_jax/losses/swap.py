@@ -48,7 +48,8 @@ swap_structure: 1 - the correlation between the luminance of j's swap and of i's
   darkens, a dark one hardly: the true swaps' luminance in the mouth correlates 0.61 with a
   family-1 source's), while the lips and the mouth's inside are redder than any skin and the
   teeth less red (red minus green: 0.85). The recipe's swaps had it the other way round: 0.81-0.88
-  on the luminance, 0.42 on red minus green (BENCHMARKS.md, "Recipe": swap_structure with red minus green).
+  on the luminance, 0.42 on red minus green (BENCHMARKS.md, "Recipe": swap_structure with red
+  minus green).
 
   eyes=0 (the default) takes the mouth region only; eyes=1 the eye region too. An open mouth is
   dark inside on any skin, but an open eye's whites are lighter than dark skin and about as light
