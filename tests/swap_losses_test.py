@@ -112,42 +112,6 @@ def test_swap_structure_chroma_weighs_in_red_minus_green():
     losses.parse_loss_spec("mae,swap_structure(chroma=1.5)")
 
 
-def test_swap_depth_against_numpy_reference():
-  """1 - the correlation over the rows of the mouth's depth below its own skin (a soft hinge of the
-  luminance over the skin's mean, inside the mouth region), against numpy; 0 for swaps that are the
-  sources in another brightness (the depth is relative to each image's skin), over 1 for swaps
-  whose depths run the other way; fewer than 3 rows are refused."""
-  rng = np.random.default_rng(11)
-  src = rng.uniform(0.1, 0.9, size=(5, 8, 8, 3)).astype(np.float32)
-  swaps = rng.uniform(0.1, 0.9, size=(5, 8, 8, 4)).astype(np.float32)  # a 4th channel is ignored
-  face = (rng.uniform(size=(5, 8, 8, 1)) > 0.2).astype(np.float32)
-  feat = rng.uniform(size=(5, 8, 8, 2)).astype(np.float32)
-  luma = np.array([0.299, 0.587, 0.114], np.float32)
-
-  def depth(img, below=0.6, soft=0.1):
-    lum = img[..., :3] @ luma
-    skin_w = face[..., 0] * (1 - feat[..., 0]) * (1 - feat[..., 1])
-    skin = (lum * skin_w).sum((1, 2)) / skin_w.sum((1, 2))
-    hinge = soft * np.log1p(np.exp((below - lum / skin[:, None, None]) / soft))
-    return (hinge * feat[..., 1]).sum((1, 2)) / feat[..., 1].sum((1, 2))
-  a, b = depth(swaps), depth(src)
-  want = 1 - np.corrcoef(a, b)[0, 1]
-  f = losses.SWAP_LOSSES["swap_depth"]
-  pair = SwapPair(jnp.asarray(swaps), jnp.asarray(face), None, sources=jnp.asarray(src),
-                  feature_masks=jnp.asarray(feat))
-  np.testing.assert_allclose(float(f(pair)), want, rtol=1e-4)
-  a2, b2 = depth(swaps, 0.5, 0.05), depth(src, 0.5, 0.05)
-  np.testing.assert_allclose(float(f(pair, below=0.5, soft=0.05)), 1 - np.corrcoef(a2, b2)[0, 1], rtol=1e-4)
-  assert abs(float(f(pair._replace(swaps=jnp.asarray(0.6 * src))))) < 1e-4  # darker, same depths
-  # The sources in reverse order of depth: each swap as deep as another source is shallow.
-  order = np.argsort(b)
-  reverse = np.empty_like(src)
-  reverse[order] = src[order[::-1]]
-  assert float(f(pair._replace(swaps=jnp.asarray(reverse)))) > 1.0  # anti-correlated
-  with pytest.raises(ValueError, match="at least 3 images"):
-    f(pair._replace(swaps=pair.swaps[:2], sources=pair.sources[:2]))
-
-
 def test_swap_mean_against_numpy_reference():
   """(mean of half A of the swaps - j's mean image) x (the same for half B), weighted by `both`,
   over channels and pixels, relative to j's targets' variance; a 4th channel is ignored."""
@@ -302,39 +266,6 @@ def test_swap_structure_compares_each_swap_with_its_source_target_inside_the_fea
         x[i, :k] * (j + 1) / 4, None, None, target_mean=targets[j].mean(0), target_var=var, both=both,
         sources=targets[i, :k], source_mean=targets[i, k:].mean(0)), paired=1))
   np.testing.assert_allclose(float(metrics["train/swap_mean(paired=1)"]), want, rtol=1e-5)
-
-
-def test_swap_depth_reads_every_row_while_the_other_terms_read_their_share():
-  """In one spec, swap_depth gets decoder j's swaps of all of i's batch (a correlation over rows)
-  and swap_structure the first swap_rows(B), as alone: the same values as each term on its rows."""
-  from encdec_jax.losses import compose
-
-  class Fake:  # encoder: identity; decoder j: the image times (j + 1) / 4; no code step
-    def apply(self, params, x, *args, method=None):
-      if method == "reconstruct":
-        return jnp.stack([x[i] * (i + 1) / 4 * params for i in range(x.shape[0])]), x
-      j = args[0]
-      return method(type("M", (), {"code": lambda self, c, j: c,
-                                   "decode": lambda self, c, j: c * (j + 1) / 4 * params})(), x, j)
-
-  rng = np.random.default_rng(5)
-  x = jnp.asarray(rng.uniform(0.1, 0.9, size=(2, 8, 8, 8, 3)), jnp.float32)
-  targets = jnp.clip(x + 0.2 * jnp.asarray(rng.normal(size=x.shape), jnp.float32), 0.05, 1)
-  masks = jnp.asarray(rng.uniform(size=(2, 8, 8, 8, 3)), jnp.float32)
-  batch = {"inputs": x, "targets": targets, "masks": masks}
-  terms = losses.parse_loss_spec("mae,swap_structure,swap_depth")
-  settings = compose.loss_settings(terms, config_lib.MaskConfig(enabled=False))
-  _, metrics = compose.make_loss_fn(Fake(), terms)(1.0, batch, settings)
-  k = compose.swap_rows(8)
-  pair = lambda i, j, n: SwapPair(x[i, :n] * (j + 1) / 4, masks[i, :n, ..., :1], None,  # noqa: E731
-                                  sources=targets[i, :n], feature_masks=masks[i, :n, ..., 1:3])
-  depth = sum(float(losses.SWAP_LOSSES["swap_depth"](pair(i, j, 8))) for i, j in ((0, 1), (1, 0)))
-  structure = sum(float(losses.SWAP_LOSSES["swap_structure"](pair(i, j, k))) for i, j in ((0, 1), (1, 0)))
-  np.testing.assert_allclose(float(metrics["train/swap_depth"]), depth, rtol=1e-5)
-  np.testing.assert_allclose(float(metrics["train/swap_structure"]), structure, rtol=1e-5)
-  _, alone = compose.make_loss_fn(Fake(), terms[:2])(1.0, batch, compose.loss_settings(
-      terms[:2], config_lib.MaskConfig(enabled=False)))
-  np.testing.assert_allclose(float(alone["train/swap_structure"]), structure, rtol=1e-5)
 
 
 def test_swap_terms_need_masks():

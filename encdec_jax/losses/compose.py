@@ -17,7 +17,7 @@ from encdec_jax import models
 from encdec_jax.config import ExperimentConfig, MaskConfig
 from encdec_jax.losses import (ADVERSARY_LOSSES, LossTerm, combined_loss, is_adversary, is_image,
                                is_latent, is_swap, mask_weights, mse, parse_loss_spec)
-from encdec_jax.losses.swap import ALL_ROWS, MEANS, RECODES, SWAP_SHARE, SwapPair, mean_colour, through_encoder
+from encdec_jax.losses.swap import MEANS, RECODES, SWAP_SHARE, SwapPair, mean_colour, through_encoder
 
 
 def needs_masks(cfg: ExperimentConfig) -> bool:
@@ -158,11 +158,8 @@ def _swap_terms(model, params, z, batch, swaps, side) -> dict:
       if i == j:
         continue
       for enc in through:
-        terms = swaps_of(enc)
-        rows = b if any(t.name in ALL_ROWS for t in terms) else k
-        codes = z[i, :rows] if enc else jax.lax.stop_gradient(z[i, :rows])
-        every = model.apply(params, codes, j, method=_decode_as)
-        swapped = every[:k]
+        codes = z[i, :k] if enc else jax.lax.stop_gradient(z[i, :k])
+        swapped = model.apply(params, codes, j, method=_decode_as)
         pair = SwapPair(swapped, resize(masks[i, :k]), own[j],
                         sources=jax.lax.stop_gradient(resize(batch["targets"][i, :k])),
                         feature_masks=resize(batch["masks"][i, :k, ..., 1:3]))
@@ -171,16 +168,13 @@ def _swap_terms(model, params, z, batch, swaps, side) -> dict:
         if any(t.name in MEANS for t in swaps_of(enc)):
           pair = pair._replace(target_mean=mean_image[j], target_var=spread(i, j),
                                both=both(i, j), source_mean=own_images[i][k if b > k else 0:].mean(0))
+        terms = swaps_of(enc)
         if any(t.name in RECODES for t in terms):
           rgb = models.to_resolution(models.split_output(swapped)[0], in_side)
           pair = pair._replace(recoded=model.apply(frozen, rgb, method="encode"),
                                code_target=zs[i, :k] - mean_code[i] + mean_code[j], code_var=code_var)
-        if rows > k:  # the terms that read every row of i's batch
-          whole = SwapPair(every, resize(masks[i]), own[j],
-                           sources=jax.lax.stop_gradient(resize(batch["targets"][i])),
-                           feature_masks=resize(batch["masks"][i, ..., 1:3]))
         for t in terms:
-          out[t.key] = out[t.key] + t.on_swaps(whole if t.name in ALL_ROWS and rows > k else pair)
+          out[t.key] = out[t.key] + t.on_swaps(pair)
   return out
 
 

@@ -56,17 +56,6 @@ swap_structure: 1 - the correlation between the luminance of j's swap and of i's
   as pale skin: asked to copy a dark face's eye pattern, decoders drew family 1's pale identity
   with closed eyes (BENCHMARKS.md, "Recipe": swap_structure with the eyes).
 
-swap_depth: 1 - the correlation, across a batch's swaps of one pair, between how deep the swap's
-  mouth is and how deep its source's is. A mouth's depth: the mean over the mouth region of
-  soft x softplus((below - L / skin) / soft), L the luminance and skin the image's mean luminance
-  over its face without the eyes and the mouth: how far its pixels fall below `below` of its own
-  skin (an open mouth's inside). swap_structure's correlation is within each image, so it leaves
-  how dark the mouth is free; this asks for the amount, and is free of each pair's gain and
-  offset as the true swaps need (a pale face's lips fall further below its skin than a dark
-  face's: the true swaps' depth follows the source's with a correlation of 0.86-0.93 on families
-  0 and 1, at slopes of 0.4 to 1.3 by direction). It reads every row of i's batch (a correlation
-  needs more than swap_rows' few), so it costs more decoder passes than the other terms.
-
 swap_mean: the gap between the mean image of j's swaps and the mean image of j's own training
   targets in the batch (no gradient), per pixel over the region both identities' faces cover
   (the product of their batch-mean face masks), squared and relative to j's targets' variance
@@ -195,30 +184,6 @@ def swap_structure(p: SwapPair, *, encoder: int = ENCODER, eyes: int = 0, chroma
   return total
 
 
-def mouth_depth(images_BxHxWxC, face_BxHxWx1, feature_BxHxWx2, below: float, soft: float):
-  """(B,): how far the mouth region's luminance falls below `below` of the image's own skin
-  (its face without eyes and mouth), a soft hinge of width `soft` (module docstring, swap_depth)."""
-  lum = jnp.asarray(images_BxHxWxC[..., :3], jnp.float32) @ jnp.asarray(LUMA, jnp.float32)
-  face = jnp.asarray(face_BxHxWx1[..., 0], jnp.float32)
-  eyes, mouth = (jnp.asarray(feature_BxHxWx2[..., c], jnp.float32) for c in (0, 1))
-  skin_w = face * (1 - eyes) * (1 - mouth)
-  skin = (lum * skin_w).sum((1, 2)) / (skin_w.sum((1, 2)) + 1e-6)
-  hinge = soft * jax.nn.softplus((below - lum / (skin[:, None, None] + 1e-6)) / soft)
-  return (hinge * mouth).sum((1, 2)) / (mouth.sum((1, 2)) + 1e-6)
-
-
-def swap_depth(p: SwapPair, *, encoder: int = ENCODER, below: float = 0.6, soft: float = 0.1):
-  """1 - the correlation over the pair's rows of the swaps' and the sources' mouth depth
-  (`mouth_depth`, module docstring). Needs at least 3 rows."""
-  del encoder
-  if p.swaps.shape[0] < 3:
-    raise ValueError(f"swap_depth needs at least 3 images of each identity a batch; it has {p.swaps.shape[0]}")
-  a = mouth_depth(p.swaps, p.source_masks, p.feature_masks, below, soft)
-  b = mouth_depth(p.sources, p.source_masks, p.feature_masks, below, soft)
-  da, db = a - a.mean(), b - b.mean()
-  return 1.0 - (da * db).mean() / jnp.sqrt((da * da).mean() * (db * db).mean() + 1e-16)
-
-
 def swap_mean(p: SwapPair, *, encoder: int = ENCODER, paired: int = 0):
   """(mean of j's swaps - mean of j's targets)^2 per pixel and channel, weighted by p.both and
   over j's targets' variance, from two independent halves of the swaps (module docstring).
@@ -234,14 +199,11 @@ def swap_mean(p: SwapPair, *, encoder: int = ENCODER, paired: int = 0):
 
 
 SWAP_LOSSES: dict[str, Callable] = {"swap_tone": swap_tone, "swap_cycle": swap_cycle,
-                                    "swap_structure": swap_structure, "swap_mean": swap_mean,
-                                    "swap_depth": swap_depth}
+                                    "swap_structure": swap_structure, "swap_mean": swap_mean}
 # Terms that read SwapPair.recoded (a second encoder pass over the swaps).
 RECODES = frozenset({"swap_cycle"})
 # Terms that read SwapPair.target_mean, target_var, both and source_mean (the mean images).
 MEANS = frozenset({"swap_mean"})
-# Terms that read every row of i's batch, not swap_rows' share.
-ALL_ROWS = frozenset({"swap_depth"})
 # Share of each identity's batch decoded by every other decoder for the swap terms (at least one
 # image): a quarter keeps the extra decoder passes small.
 SWAP_SHARE = 0.25
