@@ -17,7 +17,7 @@ from encdec_jax import models
 from encdec_jax.config import ExperimentConfig, MaskConfig
 from encdec_jax.losses import (ADVERSARY_LOSSES, LossTerm, combined_loss, is_adversary, is_image,
                                is_latent, is_swap, mask_weights, mse, parse_loss_spec)
-from encdec_jax.losses.swap import MEANS, RECODES, REFIXES, SWAP_SHARE, SwapPair, mean_colour, through_encoder
+from encdec_jax.losses.swap import MEANS, RECODES, SWAP_SHARE, SwapPair, mean_colour, through_encoder
 
 
 def needs_masks(cfg: ExperimentConfig) -> bool:
@@ -141,8 +141,8 @@ def _swap_terms(model, params, z, batch, swaps, side) -> dict:
     var_image = [x.var(0).mean(-1, keepdims=True) for x in own_images]
     both = lambda i, j: mean_mask[i] * mean_mask[j]
     spread = lambda i, j: (both(i, j) * var_image[j]).sum() / (both(i, j).sum() + 1e-6)
-  recode = any(t.name in RECODES or t.name in REFIXES for _, t in swaps)
-  if recode:  # the codes' statistics for swap_cycle, and the model with its weights frozen
+  recode = any(t.name in RECODES for _, t in swaps)
+  if recode:  # the codes' statistics for swap_cycle, and the encoder with its weights frozen
     zs = jax.lax.stop_gradient(z.astype(jnp.float32))
     mean_code = zs.mean(axis=1)                      # (N, ...): each identity's mean code
     code_var = zs.reshape((n * b,) + zs.shape[2:]).var(axis=0).mean()
@@ -169,11 +169,6 @@ def _swap_terms(model, params, z, batch, swaps, side) -> dict:
           pair = pair._replace(target_mean=mean_image[j], target_var=spread(i, j),
                                both=both(i, j), source_mean=own_images[i][k if b > k else 0:].mean(0))
         terms = swaps_of(enc)
-        if any(t.name in REFIXES for t in terms):  # j's autoencoder, frozen, on the swaps
-          rgb = models.to_resolution(models.split_output(swapped)[0], in_side)
-          code = model.apply(frozen, jax.lax.stop_gradient(rgb), method="encode")
-          again = models.split_output(model.apply(frozen, code, j, method=_decode_as))[0]
-          pair = pair._replace(refixed=jax.lax.stop_gradient(resize(again)))
         if any(t.name in RECODES for t in terms):
           rgb = models.to_resolution(models.split_output(swapped)[0], in_side)
           pair = pair._replace(recoded=model.apply(frozen, rgb, method="encode"),

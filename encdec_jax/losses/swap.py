@@ -56,14 +56,6 @@ swap_structure: 1 - the correlation between the luminance of j's swap and of i's
   as pale skin: asked to copy a dark face's eye pattern, decoders drew family 1's pale identity
   with closed eyes (BENCHMARKS.md, "Recipe": swap_structure with the eyes).
 
-swap_fixed: the mean gap, inside the source's face mask, between decoder j's swap and what j's own
-  autoencoder makes of it (the encoder's code of the swap decoded by j again, weights frozen, no
-  gradient). j's autoencoder reproduces j's faces: what it does not reproduce in a swap (speckle,
-  streaks, the other identity's features) is pulled out, and nothing else is asked of the swap.
-  A prior toward faces j's autoencoder has learnt, beside the terms that ask the swaps for more
-  than their reconstructions teach; label-free. Costs one encoder and one decoder pass over the
-  swaps (no gradient through them).
-
 swap_mean: the gap between the mean image of j's swaps and the mean image of j's own training
   targets in the batch (no gradient), per pixel over the region both identities' faces cover
   (the product of their batch-mean face masks), squared and relative to j's targets' variance
@@ -124,8 +116,6 @@ class SwapPair(NamedTuple):
   target_var: jax.Array = None   # (): j's targets' variance across the batch, mean over `both`
   both: jax.Array = None         # (H, W, 1): the product of i's and j's batch-mean face masks
   source_mean: jax.Array = None  # (H, W, C): i's targets' mean image over the rows not swapped
-  refixed: jax.Array = None      # (k, H, W, C): decoder j's output on the encoder's code of each
-                                 # swap, weights frozen (no gradient); only for terms in REFIXES
 
 
 def mean_colour(images_BxHxWxC, mask_BxHxWx1):
@@ -194,15 +184,6 @@ def swap_structure(p: SwapPair, *, encoder: int = ENCODER, eyes: int = 0, chroma
   return total
 
 
-def swap_fixed(p: SwapPair, *, encoder: int = ENCODER):
-  """Mean |swap - j's autoencoder on the swap| over channels, inside the source's face mask
-  (module docstring). p.refixed: that second pass, without gradient."""
-  del encoder
-  m = jnp.asarray(p.source_masks, jnp.float32)
-  d = jnp.abs(jnp.asarray(p.swaps[..., :3], jnp.float32) - jnp.asarray(p.refixed[..., :3], jnp.float32))
-  return (m * d).mean(-1, keepdims=True).sum() / (m.sum() + 1e-6)
-
-
 def swap_mean(p: SwapPair, *, encoder: int = ENCODER, paired: int = 0):
   """(mean of j's swaps - mean of j's targets)^2 per pixel and channel, weighted by p.both and
   over j's targets' variance, from two independent halves of the swaps (module docstring).
@@ -218,14 +199,11 @@ def swap_mean(p: SwapPair, *, encoder: int = ENCODER, paired: int = 0):
 
 
 SWAP_LOSSES: dict[str, Callable] = {"swap_tone": swap_tone, "swap_cycle": swap_cycle,
-                                    "swap_structure": swap_structure, "swap_mean": swap_mean,
-                                    "swap_fixed": swap_fixed}
+                                    "swap_structure": swap_structure, "swap_mean": swap_mean}
 # Terms that read SwapPair.recoded (a second encoder pass over the swaps).
 RECODES = frozenset({"swap_cycle"})
 # Terms that read SwapPair.target_mean, target_var, both and source_mean (the mean images).
 MEANS = frozenset({"swap_mean"})
-# Terms that read SwapPair.refixed (decoder j's output on the swaps' codes, weights frozen).
-REFIXES = frozenset({"swap_fixed"})
 # Share of each identity's batch decoded by every other decoder for the swap terms (at least one
 # image): a quarter keeps the extra decoder passes small.
 SWAP_SHARE = 0.25
