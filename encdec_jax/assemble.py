@@ -32,6 +32,9 @@ def checked_config(cd) -> ExperimentConfig:
   if critics and not cfg.model.critic_width:
     raise ConfigError(f"config.loss has {critics[0]!r}, which trains the model's identity critic, "
                       "but config.model.critic_width=0 (no critic); set it, e.g. 64")
+  if any(t.name in losses.REALISM for t in terms) and not cfg.model.realism_width:
+    raise ConfigError("config.loss has 'swap_realism', which trains the model's realism critic, "
+                      "but config.model.realism_width=0 (no critic); set it, e.g. 16")
   loading.check_data_config(cfg)
   _one_of("data.augment_on", cfg.data.augment_on, device_augment.AUGMENT_ON)
   _one_of("train.nonfinite", cfg.train.nonfinite, state_lib.NONFINITE_MODES)

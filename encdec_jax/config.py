@@ -81,6 +81,9 @@ class ModelConfig(_Section):
   pixel_norm: bool = False       # pixel norm before the bottleneck (DeepFaceLab's "-u")
   critic_width: int = 0          # > 0: an identity critic on the shared code (hidden width), which
                                  # the loss term identity_adversary trains; 0: none (no params)
+  realism_width: int = 0         # > 0: a realism critic on decoded images (a patch discriminator,
+                                 # first conv width; one output per identity), which the loss term
+                                 # swap_realism trains; 0: none (no params)
   input_norm: str = "none"       # what the encoder sees: "none" (the crop); "image": each crop
                                  # standardised per channel (its own mean and std), so the code gets
                                  # the face's shapes without its tone or contrast; "local": the crop
@@ -96,6 +99,8 @@ class ModelConfig(_Section):
     _require(self.width > 0, f"config.model.width={self.width}; must be > 0")
     _require(self.critic_width >= 0, f"config.model.critic_width={self.critic_width}; must be >= 0 "
              "(0: no identity critic)")
+    _require(self.realism_width >= 0, f"config.model.realism_width={self.realism_width}; must be >= 0 "
+             "(0: no realism critic)")
     _require(self.dtype in DTYPES, f"config.model.dtype={self.dtype!r}; valid: {sorted(DTYPES)}")
     _require(self.input_norm in INPUT_NORMS,
              f"config.model.input_norm={self.input_norm!r}; valid: {list(INPUT_NORMS)}")
@@ -172,8 +177,9 @@ class TrainConfig(_Section):
   warmdown: float = 0.0          # the last fraction of train.steps over which lr falls linearly to 0
                                  # (0: constant lr; a resumed run that extends steps re-times it)
   clip_norm: float = 0.0         # the gradient's global norm is clipped to this before Adam (0: off)
-  critic_lr_scale: float = 1.0   # the identity critic (model.critic_width > 0) learns at lr x this:
-                                 # a critic that keeps up with the encoder it is trained against
+  critic_lr_scale: float = 1.0   # the identity critic (model.critic_width > 0) and the realism
+                                 # critic (model.realism_width > 0) learn at lr x this: a critic
+                                 # that keeps up with what it is trained against
   encoder_lr_scale: float = 1.0  # the shared encoder (its "encoder" params) learns at lr x this; 0
                                  # freezes it: a run from train.init_from fits its decoders to the
                                  # pretrained code (faceswap's "freeze weights")

@@ -55,13 +55,14 @@ def adam_update(grads, opt_state, params, step, lr, b1, b2, steps, warmdown, cli
   """One Adam update at `lr_at(step, ...)` of the gradient clipped to `clip_norm` (0: not
   clipped): the state has make_optimizer's layout (the lr is a scale after Adam's moments, not
   state), so a checkpoint restores whatever the schedule or the clipping. The identity critic's
-  params (the "critic" group, models.IdentityCritic), where the model has them, move at
-  `critic_lr_scale` x that lr (config.train.critic_lr_scale), and the shared encoder's (the
+  params (the "critic" group, models.IdentityCritic) and the realism critic's (the "realism"
+  group, models.RealismCritic), where the model has them, move at `critic_lr_scale` x that lr (config.train.critic_lr_scale), and the shared encoder's (the
   "encoder" group) at `encoder_lr_scale` x (config.train.encoder_lr_scale; 0 freezes it)."""
   grads = clip_by_norm(grads, clip_norm)
   updates, opt_state = optax.adam(lr_at(step, lr, steps, warmdown), b1=b1, b2=b2).update(
       grads, opt_state, params)
-  return scale_groups(updates, {"critic": critic_lr_scale, "encoder": encoder_lr_scale}), opt_state
+  return scale_groups(updates, {"critic": critic_lr_scale, "realism": critic_lr_scale,
+                                "encoder": encoder_lr_scale}), opt_state
 
 
 def scale_groups(updates, scales: Mapping):

@@ -154,6 +154,24 @@ def test_identity_critic_is_its_own_group_on_the_shared_code(arch):
   assert with_critic["critic"]["Dense_0"]["kernel"].shape == (int(np.prod(z.shape[2:])), 8)
 
 
+@pytest.mark.parametrize("arch", ["original", "dfaker"])
+def test_realism_critic_is_its_own_group_on_decoded_images(arch):
+  """model.realism_width > 0 adds one parameter group, 'realism', reading RGB images at the
+  decoders' output size (dfaker's 2x too) and giving patch logits for the identity asked for; the
+  identities' answers differ (one output channel each)."""
+  cfg = _cfg(arch, realism_width=4)
+  m = models.build_model(cfg)
+  with_critic = m.init(jax.random.key(0), jnp.zeros((N, 1, 16, 16, 3)))
+  without = jax.eval_shape(lambda: models.build_model(_cfg(arch)).init(jax.random.key(0),
+                                                                       jnp.zeros((N, 1, 16, 16, 3))))
+  assert set(with_critic["params"]) - set(without["params"]) == {"realism"}
+  side = m.apply(with_critic, jnp.zeros((N, 1, 16, 16, 3))).shape[2]
+  img = jax.random.uniform(jax.random.key(1), (5, side, side, 3))
+  logits = [m.apply(with_critic, img, j, method="realism_logits") for j in range(N)]
+  assert logits[0].shape == (5, side // 4, side // 4)
+  assert not np.allclose(logits[0], logits[1])
+
+
 def test_input_norm_image_makes_the_code_blind_to_each_images_tone_and_contrast():
   """model.input_norm="image": the code of a crop is the code of that crop after any per-image,
   per-channel gain (> 0) and offset, up to the std's floor (0.3% here); with "none" it is not."""

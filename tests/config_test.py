@@ -63,9 +63,11 @@ def test_conv_impl_auto_is_the_fast_form_of_the_platform():
     ("seed", 2 ** 64 + 1, r"config.seed=18446744073709551617; must be in \[0, 2147483647\]"),
     ("data.seed", -1, r"config.data.seed=-1; must be in \[0, 2147483647\]"),
     ("model.critic_width", -1, r"config.model.critic_width=-1; must be >= 0"),
+    ("model.realism_width", -2, r"config.model.realism_width=-2; must be >= 0"),
     ("train.critic_lr_scale", 0.0, r"config.train.critic_lr_scale=0.0; must be > 0"),
     ("train.encoder_lr_scale", -0.5, r"config.train.encoder_lr_scale=-0.5; must be >= 0"),
     ("loss", "mae,identity_adversary:0.1", r"'identity_adversary'.*config.model.critic_width=0 \(no critic\)"),
+    ("loss", "mae,swap_realism:0.1", r"'swap_realism'.*config.model.realism_width=0 \(no critic\)"),
 ])
 def test_bad_values_name_the_field(field, value, match):
   c = original.get_config("tiny")

@@ -337,3 +337,64 @@ def test_swap_cycle_freezes_the_encoder_in_its_second_pass():
   su = dict(compose.loss_settings(union, config_lib.MaskConfig(enabled=False)), term_weights=(0.0, 0.0, 1.0))
   gu, mu = jax.grad(lambda p: fu(p, batch, su), has_aux=True)(p0)
   assert float(gu["a"]) == 0.0 and {"train/swap_tone(encoder=1)", "train/swap_tone(encoder=0)"} <= set(mu)
+
+
+def test_swap_realism_trains_the_critic_on_real_against_swaps_and_the_decoder_to_pass():
+  """The realism critic's weights learn only its logistic loss (j's first swap_rows(B) targets
+  real, the swaps of i's fake), row r of both read inside both identities' row-r face masks; decoder j learns only to make
+  the frozen critic call its swaps real; the value and the critic's accuracy, written out with
+  numpy. Fake model: encoder identity, decoder j = code x (j + 1) / 4 x d, critic on identity j
+  = (image @ w) x (j + 1), one logit per pixel."""
+  from encdec_jax.losses import compose
+
+  class Fake:
+    def apply(self, p, x, *args, method=None):
+      if method == "reconstruct":
+        return jnp.stack([x[i] * (i + 1) / 4 * p["d"] for i in range(x.shape[0])]), x
+      if method == "realism_logits":
+        return (x @ p["w"]) * (args[0] + 1)
+      j = args[0]
+      return method(type("M", (), {"code": lambda self, c, j: c,
+                                   "decode": lambda self, c, j: c * (j + 1) / 4 * p["d"]})(), x, j)
+
+  terms = losses.parse_loss_spec("mae,swap_realism:0.5")
+  rng = np.random.default_rng(4)
+  x = jnp.asarray(rng.uniform(size=(2, 8, 4, 4, 3)), jnp.float32)
+  masks = jnp.asarray(rng.uniform(size=(2, 8, 4, 4, 3)) > 0.3, jnp.float32)
+  batch = {"inputs": x, "targets": x, "masks": masks}
+  k = compose.swap_rows(8)
+  mn = np.asarray(masks[..., :1], np.float64)
+  region = mn[0, :k] * mn[1, :k]  # row r: inside both identities' row-r face masks
+  assert 0 < region.sum() < region.size  # neither empty nor everything
+  settings = compose.loss_settings(terms, config_lib.MaskConfig(enabled=False))
+  p0 = {"d": jnp.float32(0.9), "w": jnp.asarray([0.8, -1.1, 0.4], jnp.float32)}
+  fn = compose.make_loss_fn(Fake(), terms)
+  (loss, metrics), grads = jax.value_and_grad(fn, has_aux=True)(p0, batch, settings)
+
+  xn = np.asarray(x, np.float64)
+  sp = lambda v: np.log1p(np.exp(v))  # noqa: E731
+  want, right = 0.0, []
+  for i, j in ((0, 1), (1, 0)):
+    real = (xn[j, :k] * region @ np.asarray(p0["w"], np.float64)) * (j + 1)
+    fake = (xn[i, :k] * (j + 1) / 4 * 0.9 * region @ np.asarray(p0["w"], np.float64)) * (j + 1)
+    want += sp(-real).mean() + sp(fake).mean() + sp(-fake).mean()
+    right.append(0.5 * ((real > 0).mean() + (fake < 0).mean()))
+  mae = sum(float(np.abs(xn[i] * (i + 1) / 4 * 0.9 - xn[i]).mean()) for i in range(2))
+  np.testing.assert_allclose(float(metrics["train/swap_realism"]), want, rtol=1e-5)
+  np.testing.assert_allclose(float(metrics["train/realism_acc"]), np.mean(right), rtol=1e-6)
+  np.testing.assert_allclose(float(loss), mae + 0.5 * want, rtol=1e-5)
+  assert 0 < np.mean(right) < 1  # the accuracy is not trivially 0 or 1 on these weights
+
+  def parts(w, d):  # (the critic's part, the generator's part), summed over the pairs
+    critic = generator = 0.0
+    for i, j in ((0, 1), (1, 0)):
+      real, fake = (x[j, :k] * region @ w) * (j + 1), ((x[i, :k] * (j + 1) / 4 * d * region) @ w) * (j + 1)
+      critic += jax.nn.softplus(-real).mean() + jax.nn.softplus(fake).mean()
+      generator += jax.nn.softplus(-fake).mean()
+    return critic, generator
+  w_grad = jax.grad(lambda w: 0.5 * parts(w, p0["d"])[0])(p0["w"])
+  np.testing.assert_allclose(grads["w"], w_grad, rtol=1e-5, atol=1e-7)
+  mae_d = jax.grad(lambda d: sum(jnp.abs(x[i] * (i + 1) / 4 * d - x[i]).mean() for i in range(2)))(p0["d"])
+  gen_d = jax.grad(lambda d: 0.5 * parts(p0["w"], d)[1])(p0["d"])
+  np.testing.assert_allclose(float(grads["d"]), float(mae_d + gen_d), rtol=1e-5)
+  assert abs(float(gen_d)) > 1e-3  # the decoder is pulled by the critic, not left alone

@@ -183,16 +183,17 @@ def test_clip_norm_is_optaxs_clip_by_global_norm_before_adam():
 
 
 def test_lr_scales_move_only_their_own_group():
-  """train.critic_lr_scale / encoder_lr_scale: the critic group's Adam update is its scale x
-  Adam's, the encoder's its own (0: frozen), every other group's is Adam's, the state is Adam's
-  (one step's moments); traced scales (members) give the same; scales of 1 leave the update tree
-  as it was."""
+  """train.critic_lr_scale / encoder_lr_scale: the critics' groups' Adam updates (the identity
+  critic's and the realism critic's) are its scale x Adam's, the encoder's its own (0: frozen),
+  every other group's is Adam's, the state is Adam's (one step's moments); traced scales
+  (members) give the same; scales of 1 leave the update tree as it was."""
   import jax.numpy as jnp
   import optax
   from encdec_jax.state import adam_update
   params = {"params": {"encoder": {"w": np.linspace(-1, 1, 6, dtype=np.float32)},
                        "decoders_0": {"b": np.linspace(1, 2, 4, dtype=np.float32)},
-                       "critic": {"Dense_0": {"kernel": np.ones((2, 3), np.float32)}}}}
+                       "critic": {"Dense_0": {"kernel": np.ones((2, 3), np.float32)}},
+                       "realism": {"Conv_0": {"bias": np.ones((2,), np.float32)}}}}
   grads = jax.tree.map(lambda p: np.cos(np.arange(p.size, dtype=np.float32) + 1).reshape(p.shape), params)
   adam = optax.adam(1e-3, b1=0.5, b2=0.999)
   state = adam.init(params)
@@ -205,6 +206,8 @@ def test_lr_scales_move_only_their_own_group():
     np.testing.assert_allclose(g["decoders_0"]["b"], r["decoders_0"]["b"], rtol=1e-6)
     np.testing.assert_allclose(g["critic"]["Dense_0"]["kernel"],
                                float(critic) * r["critic"]["Dense_0"]["kernel"], rtol=1e-6)
+    np.testing.assert_allclose(g["realism"]["Conv_0"]["bias"],
+                               float(critic) * r["realism"]["Conv_0"]["bias"], rtol=1e-6)
     for a, b in zip(jax.tree.leaves(got_state), jax.tree.leaves(ref_state)):
       np.testing.assert_allclose(a, b, rtol=1e-6)
   same, _ = adam_update(grads, state, params, 0, 1e-3, 0.5, 0.999, 10, 0.0, 0.0, 1.0, 1.0)

@@ -12,7 +12,8 @@ LATENT_LOSSES (losses/latent.py) are terms on the shared latent, not on images, 
 (losses/swap.py) terms on the model's swaps (identity i's codes decoded by j); both go in the same
 spec beside at least one image loss: "ssim,mae,latent_match:1", "ssim,mae,swap_tone".
 ADVERSARY_LOSSES (losses/latent.py) train the model's identity critic against the encoder
-("ssim,mae,identity_adversary:0.1", with config.model.critic_width > 0).
+("ssim,mae,identity_adversary:0.1", with config.model.critic_width > 0); the swap term
+swap_realism trains the model's realism critic against the decoders (config.model.realism_width > 0).
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from encdec_jax.losses.latent import ADVERSARY_LOSSES, LATENT_LOSSES
 from encdec_jax.losses.pixel import (l_inf_norm, logcosh, mae, mse, pixel_gradient_diff, robust,
                                      smooth_l1)
 from encdec_jax.losses.structural import gmsd, ms_ssim, ssim
-from encdec_jax.losses.swap import SWAP_LOSSES
+from encdec_jax.losses.swap import REALISM, SWAP_LOSSES
 
 
 def _mask_inputs(fn):
@@ -182,7 +183,8 @@ def _check_params(name, p):
          "swap_cycle": lambda: p.get("encoder", 1) not in (0, 1),
          "swap_structure": lambda: (p.get("encoder", 1) not in (0, 1) or p.get("eyes", 0) not in (0, 1)
                                     or not 0 <= p.get("chroma", 0) <= 1),
-         "swap_mean": lambda: p.get("encoder", 1) not in (0, 1) or p.get("paired", 0) not in (0, 1)}
+         "swap_mean": lambda: p.get("encoder", 1) not in (0, 1) or p.get("paired", 0) not in (0, 1),
+         "swap_realism": lambda: p.get("encoder", 1) not in (0, 1)}
   if name in bad and bad[name]():
     raise LossSpecError(f"loss {name!r}: parameters {p} out of range (see the loss table in the README)")
 

@@ -17,7 +17,8 @@ from encdec_jax import models
 from encdec_jax.config import ExperimentConfig, MaskConfig
 from encdec_jax.losses import (ADVERSARY_LOSSES, LossTerm, combined_loss, is_adversary, is_image,
                                is_latent, is_swap, mask_weights, mse, parse_loss_spec)
-from encdec_jax.losses.swap import MEANS, RECODES, SWAP_SHARE, SwapPair, mean_colour, through_encoder
+from encdec_jax.losses.swap import (MEANS, REALISM, RECODES, SWAP_SHARE, SwapPair, mean_colour,
+                                   realism_accuracy, through_encoder)
 
 
 def needs_masks(cfg: ExperimentConfig) -> bool:
@@ -57,7 +58,8 @@ def make_loss_fn(model, loss_terms):
   swap terms (losses/swap.py): the first `swap_rows(B)` codes of identity i decoded by every
   decoder j != i, each pair's term added (decoder j gets its gradient, the encoder too unless the
   term has encoder=0; a term in swap.RECODES also reads the swaps' codes, the encoder's weights
-  frozen there), plus the adversary terms (losses/latent.py: the model's identity critic on the
+  frozen there; a term in swap.REALISM trains the model's realism critic on j's targets against
+  the swaps, both inside the face masks of both, metric train/realism_acc), plus the adversary terms (losses/latent.py: the model's identity critic on the
   codes; metric train/critic_acc)."""
   unit = tuple(LossTerm(t.name, 1.0, t.params) for t in loss_terms if is_image(t.name))
   latent = [(k, t) for k, t in enumerate(loss_terms) if is_latent(t.name)]
@@ -128,6 +130,7 @@ def _swap_terms(model, params, z, batch, swaps, side) -> dict:
   # swap_tone(common=1) only: per pair, the pixels where both identities' mean face masks are > 0.5.
   common = any(dict(t.params).get("common") for _, t in swaps)
   means = any(t.name in MEANS for _, t in swaps)
+  realism = any(t.name in REALISM for _, t in swaps)
   if common or means:  # each identity's batch-mean face mask (no gradient)
     mean_mask = [jax.lax.stop_gradient(resize(masks[j]).astype(jnp.float32).mean(0)) for j in range(n)]
   if common:
@@ -148,6 +151,12 @@ def _swap_terms(model, params, z, batch, swaps, side) -> dict:
     code_var = zs.reshape((n * b,) + zs.shape[2:]).var(axis=0).mean()
     frozen = jax.lax.stop_gradient(params)
     in_side = batch["inputs"].shape[-2]
+  if realism:  # row r of real (j's) and fake (i's swapped) read inside both rows' face masks
+    critic = lambda p, images, i, j: model.apply(  # noqa: E731
+        p, images[..., :3] * resize(masks[i, :k] * masks[j, :k]).astype(jnp.float32), j,
+        method="realism_logits")
+    frozen_critic = jax.lax.stop_gradient(params)
+    accuracy = []
   out = {t.key: 0.0 for _, t in swaps}
   # Terms with encoder=1 see swaps of codes with gradient; encoder=0 without it
   # (one more decode when a group has both kinds).
@@ -173,8 +182,17 @@ def _swap_terms(model, params, z, batch, swaps, side) -> dict:
           rgb = models.to_resolution(models.split_output(swapped)[0], in_side)
           pair = pair._replace(recoded=model.apply(frozen, rgb, method="encode"),
                                code_target=zs[i, :k] - mean_code[i] + mean_code[j], code_var=code_var)
+        if any(t.name in REALISM for t in terms):
+          rgb = models.split_output(swapped)[0]
+          real = jax.lax.stop_gradient(resize(batch["targets"][j, :k]))
+          pair = pair._replace(realism=(critic(params, real, i, j),
+                                        critic(params, jax.lax.stop_gradient(rgb), i, j),
+                                        critic(frozen_critic, rgb, i, j)))
+          accuracy.append(realism_accuracy(pair))
         for t in terms:
           out[t.key] = out[t.key] + t.on_swaps(pair)
+  if realism:
+    out["realism_acc"] = sum(accuracy) / len(accuracy)
   return out
 
 

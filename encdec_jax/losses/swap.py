@@ -81,6 +81,27 @@ swap_mean: the gap between the mean image of j's swaps and the mean image of j's
 
   Measured on the recipe (BENCHMARKS.md, "Recipe", its swap_mean row): worse at every weight in both forms,
   and the per-direction offsets stay. Kept so that the row can be rerun.
+
+swap_realism: a realism critic (models.RealismCritic, config.model.realism_width > 0; DeepFaceLab's
+  GAN power, here on the swaps) learns to tell j's own training targets (real) from j's swaps
+  (fake), patch by patch, while decoder j learns to make its swaps pass: the critic's logistic loss
+  on both with the images' gradient stopped (only the critic learns from it), plus the
+  non-saturating generator loss on the swaps through the critic with its weights frozen (only the
+  decoding side learns from it, and the encoder with encoder=1):
+
+      softplus(-D(sg(real))) + softplus(D(sg(swap))) + softplus(-D_sg(swap)),   patch means
+
+  About 2 log 2 + log 2 at the balance, where the critic cannot tell. Why: every swap term that asks
+  more of a swap than the reconstructions teach (swap_structure from scratch, a per-image mouth
+  depth) was met with speckle and streaks, which no image of j has; the critic names them as
+  fake without any label. Real and fake come in rows: j's first swap_rows(B) targets and the swaps
+  of i's, row r of both read inside the product of j's and i's row-r face masks, zero outside:
+  only face pixels, as a convert pastes them, and the same masks for both classes, so the masks'
+  outlines tell the critic nothing. Two other views were worse (BENCHMARKS.md, "Recipe", round
+  19): whole crops (decoder j painted coloured blotches over the background and j's hair on the
+  faces), and the pixels both identities' batch-mean masks cover (still j's hair and ears at
+  the region's edge, which the swaps then drew). Metric train/realism_acc: the share of its
+  patch answers that are right (0.5: it cannot tell).
 """
 from __future__ import annotations
 
@@ -116,6 +137,9 @@ class SwapPair(NamedTuple):
   target_var: jax.Array = None   # (): j's targets' variance across the batch, mean over `both`
   both: jax.Array = None         # (H, W, 1): the product of i's and j's batch-mean face masks
   source_mean: jax.Array = None  # (H, W, C): i's targets' mean image over the rows not swapped
+  realism: tuple = None          # the realism critic's patch logits (real, fake, fooled): on j's
+                                 # first k targets and on the swaps, images without gradient, and
+                                 # on the swaps through the frozen critic; only for terms in REALISM
 
 
 def mean_colour(images_BxHxWxC, mask_BxHxWx1):
@@ -198,12 +222,30 @@ def swap_mean(p: SwapPair, *, encoder: int = ENCODER, paired: int = 0):
   return (w * sq).mean(-1, keepdims=True).sum() / (w.sum() + 1e-6) / (p.target_var + 1e-8)
 
 
+def swap_realism(p: SwapPair, *, encoder: int = ENCODER):
+  """The realism critic's logistic loss on j's targets (real) and swaps (fake), plus the swaps'
+  non-saturating loss through the frozen critic (module docstring)."""
+  del encoder
+  real, fake, fooled = (jnp.asarray(a, jnp.float32) for a in p.realism)
+  return (jax.nn.softplus(-real).mean() + jax.nn.softplus(fake).mean()
+          + jax.nn.softplus(-fooled).mean())
+
+
+def realism_accuracy(p: SwapPair):
+  """The share of the critic's patch answers that are right, real and fake weighed equally."""
+  real, fake, _ = p.realism
+  return 0.5 * ((real > 0).mean() + (fake < 0).mean())
+
+
 SWAP_LOSSES: dict[str, Callable] = {"swap_tone": swap_tone, "swap_cycle": swap_cycle,
-                                    "swap_structure": swap_structure, "swap_mean": swap_mean}
+                                    "swap_structure": swap_structure, "swap_mean": swap_mean,
+                                    "swap_realism": swap_realism}
 # Terms that read SwapPair.recoded (a second encoder pass over the swaps).
 RECODES = frozenset({"swap_cycle"})
 # Terms that read SwapPair.target_mean, target_var, both and source_mean (the mean images).
 MEANS = frozenset({"swap_mean"})
+# Terms that read SwapPair.realism (the model's realism critic).
+REALISM = frozenset({"swap_realism"})
 # Share of each identity's batch decoded by every other decoder for the swap terms (at least one
 # image): a quarter keeps the extra decoder passes small.
 SWAP_SHARE = 0.25

@@ -14,6 +14,10 @@ One interface (the train step, evaluation and sweeps never special-case an archi
   critic_logits(z_Bx___) -> (B, N)       with cfg.critic_width > 0: the identity critic's logits
                                          on shared codes (its params: the "critic" group), which
                                          the loss term identity_adversary trains.
+  realism_logits(x_BxHxWxC, identity)    with cfg.realism_width > 0: the realism critic's patch
+    -> (B, H/4, W/4)                     logits that x is a real image of `identity` (its params:
+                                         the "realism" group), which the loss term swap_realism
+                                         trains.
 Outputs are sigmoid images, 3 channels or 4 with cfg.learn_mask (channel 3: predicted face mask).
 H' = output_scale * H: 2 for dfaker, 1 for the rest. `constraints(cfg)` lists what a config
 violates, so a bad resolution is refused before anything is compiled.
@@ -51,6 +55,8 @@ class EncDec(nn.Module):
     out, z = self.reconstruct(x_NxBxHxWxC)
     if self.cfg.critic_width:  # creates the critic's params at init (the output does not use it)
       self.critic_logits(z.reshape((-1,) + z.shape[2:]))
+    if self.cfg.realism_width:  # likewise the realism critic's
+      self.realism_logits(out[0, ..., :3], 0)
     return out
 
   def reconstruct(self, x_NxBxHxWxC):
@@ -69,6 +75,11 @@ class EncDec(nn.Module):
   @nn.compact
   def critic_logits(self, z_Bx___):
     return IdentityCritic(self.cfg.critic_width, self.cfg.num_identities, name="critic")(z_Bx___)
+
+  @nn.compact
+  def realism_logits(self, x_BxHxWxC, identity: int):
+    return RealismCritic(self.cfg.realism_width, self.cfg.num_identities, name="realism")(
+        x_BxHxWxC)[..., identity]
 
   @classmethod
   def constraints(cls, cfg: ModelConfig) -> list[str]:
@@ -128,6 +139,23 @@ class IdentityCritic(nn.Module):
     for _ in range(2):
       x = nn.leaky_relu(nn.Dense(self.width)(x), 0.2)
     return nn.Dense(self.num_identities)(x)
+
+
+class RealismCritic(nn.Module):
+  """Whether each patch of an image looks like a real image of each identity: a patch
+  discriminator (pix2pix's, DeepFaceLab's GAN power), (B, H, W, 3) RGB in [0, 1] -> Conv(width,
+  4x4, stride 2) -> leaky ReLU -> Conv(2 width, 4x4, stride 2) -> leaky ReLU -> Conv(N, 3x3) ->
+  (B, H/4, W/4, N) logits, in float32; each output pixel sees an 18-px patch (half a 32-px crop).
+  One trunk for all identities, one output channel each."""
+  width: int
+  num_identities: int
+
+  @nn.compact
+  def __call__(self, x):
+    x = jnp.asarray(x, jnp.float32) * 2.0 - 1.0
+    for k in (1, 2):
+      x = nn.leaky_relu(nn.Conv(k * self.width, (4, 4), strides=2, padding="SAME")(x), 0.2)
+    return nn.Conv(self.num_identities, (3, 3), padding="SAME")(x)
 
 
 class ConvEncoder(nn.Module):
