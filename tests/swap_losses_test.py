@@ -9,6 +9,13 @@ from encdec_jax import config as config_lib, losses
 from encdec_jax.losses.swap import SwapPair
 
 
+def _decoded(method, codes, j, gain):
+  """compose's decode `method` on a fake module: no code step, decoder j = code x (j + 1) / 4 x gain."""
+  module = type("M", (), {"code": lambda self, c, j: c,
+                          "decode": lambda self, c, j: c * (j + 1) / 4 * gain})()
+  return method(module, codes, j)
+
+
 def test_swap_tone_against_numpy_reference():
   """The mask-weighted mean colour of the swaps against the target's colour, L1 over channels."""
   rng = np.random.default_rng(5)
@@ -172,9 +179,7 @@ def test_swap_terms_decode_each_identity_with_the_others_decoder():
         return jnp.stack([x[i] * (i + 1) / 4 * params for i in range(x.shape[0])]), x
       if method == "encode":
         return x
-      j = args[0]
-      return method(type("M", (), {"code": lambda self, c, j: c,
-                                   "decode": lambda self, c, j: c * (j + 1) / 4 * params})(), x, j)
+      return _decoded(method, x, args[0], params)
 
   terms = losses.parse_loss_spec("mae,swap_tone:2,swap_cycle:0.5")
   rng = np.random.default_rng(2)
@@ -220,9 +225,7 @@ def test_swap_structure_compares_each_swap_with_its_source_target_inside_the_fea
     def apply(self, params, x, *args, method=None):
       if method == "reconstruct":
         return jnp.stack([x[i] * (i + 1) / 4 * params for i in range(x.shape[0])]), x
-      j = args[0]
-      return method(type("M", (), {"code": lambda self, c, j: c,
-                                   "decode": lambda self, c, j: c * (j + 1) / 4 * params})(), x, j)
+      return _decoded(method, x, args[0], params)
 
   rng = np.random.default_rng(3)
   x = jnp.asarray(rng.uniform(size=(2, 8, 8, 8, 3)), jnp.float32)
@@ -290,9 +293,7 @@ def test_swap_cycle_freezes_the_encoder_in_its_second_pass():
         return x * p["d"], x * p["a"]
       if method == "encode":
         return x * p["a"]
-      j = args[0]
-      return method(type("M", (), {"code": lambda self, c, j: c,
-                                   "decode": lambda self, c, j: c * (j + 1) / 4 * p["d"]})(), x, j)
+      return _decoded(method, x, args[0], p["d"])
 
   terms = losses.parse_loss_spec("mae:1,swap_cycle(encoder=1):1")
   rng = np.random.default_rng(3)
@@ -353,9 +354,7 @@ def test_swap_realism_trains_the_critic_on_real_against_swaps_and_the_decoder_to
         return jnp.stack([x[i] * (i + 1) / 4 * p["d"] for i in range(x.shape[0])]), x
       if method == "realism_logits":
         return (x @ p["w"]) * (args[0] + 1)
-      j = args[0]
-      return method(type("M", (), {"code": lambda self, c, j: c,
-                                   "decode": lambda self, c, j: c * (j + 1) / 4 * p["d"]})(), x, j)
+      return _decoded(method, x, args[0], p["d"])
 
   terms = losses.parse_loss_spec("mae,swap_realism:0.5")
   rng = np.random.default_rng(4)
