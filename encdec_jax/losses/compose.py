@@ -59,8 +59,8 @@ def make_loss_fn(model, loss_terms):
   decoder j != i, each pair's term added (decoder j gets its gradient, the encoder too unless the
   term has encoder=0; a term in swap.RECODES also reads the swaps' codes, the encoder's weights
   frozen there; a term in swap.REALISM trains the model's realism critic on j's targets against
-  the swaps, both inside the face masks of both, metric train/realism_acc), plus the adversary terms (losses/latent.py: the model's identity critic on the
-  codes; metric train/critic_acc)."""
+  the swaps, both inside the face masks of both, metric train/realism_acc), plus the adversary
+  terms (losses/latent.py: the model's identity critic on the codes; metric train/critic_acc)."""
   unit = tuple(LossTerm(t.name, 1.0, t.params) for t in loss_terms if is_image(t.name))
   latent = [(k, t) for k, t in enumerate(loss_terms) if is_latent(t.name)]
   swaps = [(k, t) for k, t in enumerate(loss_terms) if is_swap(t.name)]

@@ -102,6 +102,10 @@ swap_realism: a realism critic (models.RealismCritic, config.model.realism_width
   faces), and the pixels both identities' batch-mean masks cover (still j's hair and ears at
   the region's edge, which the swaps then drew). Metric train/realism_acc: the share of its
   patch answers that are right (0.5: it cannot tell).
+
+  Measured on the recipe (BENCHMARKS.md, "Recipe", round 19): worse on family 1 at every weight
+  (0.03 over 4 seeds: +0.056 expr_mae at 1800, every seed), 0.011 better on every family-0 seed
+  at 0.03. Kept so that the rows can be rerun, and as the critic a conditional one would extend.
 """
 from __future__ import annotations
 
