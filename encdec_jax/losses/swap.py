@@ -97,15 +97,9 @@ swap_realism: a realism critic (models.RealismCritic, config.model.realism_width
   fake without any label. Real and fake come in rows: j's first swap_rows(B) targets and the swaps
   of i's, row r of both read inside the product of j's and i's row-r face masks, zero outside:
   only face pixels, as a convert pastes them, and the same masks for both classes, so the masks'
-  outlines tell the critic nothing. Two other views were worse (BENCHMARKS.md, "Recipe", round
-  19): whole crops (decoder j painted coloured blotches over the background and j's hair on the
-  faces), and the pixels both identities' batch-mean masks cover (still j's hair and ears at
-  the region's edge, which the swaps then drew). Metric train/realism_acc: the share of its
-  patch answers that are right (0.5: it cannot tell).
-
-  Measured on the recipe (BENCHMARKS.md, "Recipe", round 19): worse on family 1 at every weight
-  (0.03 over 4 seeds: +0.056 expr_mae at 1800, every seed), 0.011 better on every family-0 seed
-  at 0.03. Kept so that the rows can be rerun, and as the critic a conditional one would extend.
+  outlines tell the critic nothing, and hair, ears and background, which a convert keeps from
+  the frame, are not asked of decoder j. Metric train/realism_acc: the share of its patch
+  answers that are right (0.5: it cannot tell). Its measurements: BENCHMARKS.md, "Recipe".
 """
 from __future__ import annotations
 
