@@ -106,6 +106,8 @@ def devices_row() -> str:
 
 
 def bench_cmd(dry: bool, sets: list[str], extra: list[str], torch_python: str = "") -> list[str]:
+  """The experiments.bench command of a bench part: `sets` on the full-size model, or with `dry`
+  the tiny variant as it is (one command for both bench parts, run once)."""
   cmd = [sys.executable, "-m", "experiments.bench", *extra]
   if dry:
     return cmd + ["--variant=tiny", "--steps=1", "--warmup=1", "--rounds=1", "--torch_python=",
@@ -194,9 +196,16 @@ def check(data: str, dry: bool, work: str, scale: float = 1.0, torch_python: str
   except Exception as e:  # noqa: BLE001 - the table says what broke, the other parts still run
     rows.append(("devices", f"no result: {str(e).splitlines()[0][:200]}", "failed"))
   print(f"devices: {time.time() - t:.0f} s", flush=True)
+  ran = {}  # command -> its (output, cut, exit status): --dry gives both benches the same command
   for part, sets in (("bench fp32 batch 16", ["model.dtype=float32", "train.batch_size=16"]),
                      ("bench bf16 batch 256", ["model.dtype=bfloat16", "train.batch_size=256"])):
-    out, cut, rc = run_part(bench_cmd(dry, sets, [], torch_python), budgets[part], log(part), stop=signal.SIGKILL)
+    cmd = tuple(bench_cmd(dry, sets, [], torch_python))
+    if cmd in ran:
+      with open(log(part), "w") as f:
+        f.write(ran[cmd][0])
+    else:
+      ran[cmd] = run_part(list(cmd), budgets[part], log(part), stop=signal.SIGKILL)
+    out, cut, rc = ran[cmd]
     rows.append((part, bench_row(out), ended(cut, rc, budgets[part])))
     print(f"{part}: {rows[-1][1]}", flush=True)
   k = 2 if dry else 8

@@ -6,7 +6,7 @@ import pytest
 
 from encdec_jax import models
 from encdec_jax.config import ModelConfig
-from tests.helpers import init_params, quick_jit, train_steps
+from tests.helpers import init_params, jit_quick, quick_jit, train_steps
 
 N = 3  # identities: odd one out shows per-identity parts are N (not 2)
 
@@ -161,13 +161,14 @@ def test_realism_critic_is_its_own_group_on_decoded_images(arch):
   identities' answers differ (one output channel each)."""
   cfg = _cfg(arch, realism_width=4)
   m = models.build_model(cfg)
-  with_critic = m.init(jax.random.key(0), jnp.zeros((N, 1, 16, 16, 3)))
-  without = jax.eval_shape(lambda: models.build_model(_cfg(arch)).init(jax.random.key(0),
-                                                                       jnp.zeros((N, 1, 16, 16, 3))))
+  with_critic = init_params(m, cfg)
+  x = jnp.zeros((N, 1, 16, 16, 3))
+  without = jax.eval_shape(lambda: models.build_model(_cfg(arch)).init(jax.random.key(0), x))
   assert set(with_critic["params"]) - set(without["params"]) == {"realism"}
-  side = m.apply(with_critic, jnp.zeros((N, 1, 16, 16, 3))).shape[2]
+  side = jax.eval_shape(lambda: m.apply(with_critic, x)).shape[2]
   img = jax.random.uniform(jax.random.key(1), (5, side, side, 3))
-  logits = [m.apply(with_critic, img, j, method="realism_logits") for j in range(N)]
+  critic = jit_quick(lambda p, y, j: m.apply(p, y, j, method="realism_logits"), static_argnums=2)
+  logits = [critic(with_critic, img, j) for j in range(N)]
   assert logits[0].shape == (5, side // 4, side // 4)
   assert not np.allclose(logits[0], logits[1])
 

@@ -38,6 +38,7 @@ def test_gpu_check_dry_runs_every_part_and_writes_its_table(tmp_path, tiny_confi
   assert "2 members in one program:" in rows["members"][0] and "one run's wall time per step" in rows["members"][0]
   for part in ("sweep", "recipe"):  # evaluations at steps 2 and 4, as a curve
     assert "step 2: attr_mae" in rows[part][0] and "step 4: attr_mae" in rows[part][0], rows[part]
+  assert (tmp_path / "work" / "bench_bf16_batch_256.log").read_text() == bench  # dry: one command, run once
   # Every part past its budget is stopped and said to be cut, and the table is still written.
   cut = subprocess.run(cmd + ["--budget_scale=0.0001", f"--out={tmp_path / 'cut.md'}",
                               f"--workdir={tmp_path / 'work_cut'}"], cwd=ROOT, capture_output=True,
