@@ -79,8 +79,8 @@ swap_mean: the gap between the mean image of j's swaps and the mean image of j's
   expressions' spread cancels. Where it does not, the difference carries both images' spread and
   is noisier than the plain form.
 
-  Measured on the recipe (BENCHMARKS.md, "Recipe", its swap_mean row): worse at every weight in both forms,
-  and the per-direction offsets stay. Kept so that the row can be rerun.
+  Its measurements: BENCHMARKS.md, "Recipe" (its swap_mean row); the term is kept so that the row
+  can be rerun.
 
 swap_realism: a realism critic (models.RealismCritic, config.model.realism_width > 0; DeepFaceLab's
   GAN power, here on the swaps) learns to tell j's own training targets (real) from j's swaps
