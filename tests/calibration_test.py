@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from encdec_jax import assemble, calibration, config as config_lib, convert, decode, evaluate, inference, preview
-from tests.helpers import init_params
+from tests.helpers import init_params, swapped
 
 GAIN, BIAS = np.array([0.9, 1.1]), np.array([0.08, -0.05])  # decoder j: x * GAIN[j] + BIAS[j]
 
@@ -95,7 +95,7 @@ def test_a_runs_shifts_and_swaps_follow_config_eval_tone(tiny_config, tiny_data)
   np.testing.assert_allclose(shifts, calibration.calibrate_params(params, decode.make_decode_all(a.model), trn, 2), atol=1e-6)
   x = test["image"][:3].astype(np.float32) / 255
   got, m = inference.swap(run, x, 1, masks=test["mask"][:3], shift=shifts[0, 1])
-  y = np.asarray(a.model.apply(params, x, 1, method="swap"))
+  y = swapped(a.model, params, x, 1)
   np.testing.assert_allclose(got, convert.convert(x, np.clip(y - shifts[0, 1], 0, 1), m), atol=1e-6)
   none = inference.Run(assemble.checked_config(tiny_config()), a.model, params, 0, ["0", "1"])
   assert inference.colour_shifts(none) is None

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from encdec_jax import assemble, convert, decode, evaluate, image_stats, inference, models
-from tests.helpers import init_params
+from tests.helpers import init_params, swapped
 
 
 def test_three_identities_score_every_ordered_pair(tiny_config):
@@ -37,7 +37,7 @@ def test_dfaker_2x_output_is_scored_and_swapped_at_the_data_size(tiny_config, ti
   out = evaluate.evaluate(params, decode.make_decode_all(a.model), test, 2)
   assert np.isfinite([v for v in out.values()]).all() and 0 < out["eval/swap_face_mae"] < 1
   x = test["image"][:3].astype(np.float32) / 255
-  raw = np.asarray(a.model.apply(params, x, 1, method="swap"))
+  raw = swapped(a.model, params, x, 1)
   assert raw.shape == (3, 32, 32, 3)
   run = inference.Run(cfg, a.model, params, 0, ["0", "1"])
   got, mask = inference.swap(run, x, 1, masks=test["mask"][:3])

@@ -52,6 +52,13 @@ def jit_quick(f, **kw):
   return jax.jit(f, compiler_options=models.INIT_COMPILER_OPTIONS, **kw)
 
 
+def swapped(model, params, x, to: int):
+  """model's swap of x into identity `to` (its raw output, as numpy), compiled by jit_quick: the
+  tests' own reference for what inference, evaluation and the CLIs compute (eagerly, a tiny
+  model's forward pass compiles op by op, about 6x as long)."""
+  return np.asarray(jit_quick(lambda p, v: model.apply(p, v, to, method="swap"))(params, x))
+
+
 def quick_jit(f, *args):
   """f compiled for `args` with XLA's backend optimisation off: the same function, compiled in a
   fraction of the time, for tests that check structure or equality rather than speed."""

@@ -13,6 +13,7 @@ from PIL import Image
 
 from encdec_jax import align, calibration, convert, decode, photos
 from encdec_jax.data import composites, folders, image_files, render
+from tests.helpers import swapped
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SYNTHETIC_THRESHOLD = 0.3  # the cartoon faces score lower than real ones (photos.Mtcnn)
@@ -375,7 +376,7 @@ def _swap_crops_cli(tmp_path, workdir, crops, run):
   shift = calibration.into(stored, 1)
   assert np.abs(shift).max() > 1e-4
   x = image_files.load_image(str(inp / "face0.png"), 16, 8)[0][None].astype(np.float32) / 255
-  y = decode.take_off(np.asarray(r_.model.apply(r_.params, x, 1, method="swap")), shift)
+  y = decode.take_off(swapped(r_.model, r_.params, x, 1), shift)
   want = convert.convert(x, y, convert.soft_ellipse(16)[None])[0]
   keep = np.ones((16, 16), bool)
   keep[8:, 8:] = False
