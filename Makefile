@@ -4,6 +4,7 @@
 #   encoder and 8 decoders pretrained on 8 identities, then the pair from them
 #   (experiments/sweeps/recipe_swap_structure_adversary.yaml). Each stage resumes or re-uses a
 #   finished run. DATA=dir: the TFDS data dir of both (default ~/.cache/encdec_jax/tfds).
+#   BOTTLENECK=k: both stages at model.bottleneck k (default 128; other sizes in their own folders).
 # make bench: training speed against the PyTorch peer and the machine's matmul ceiling.
 # make gpu-check DATA=dir: on a GPU box, devices, speed, members and the recipe in one table
 #   (DATA written beforehand by `python -m experiments.gpu_check --export=dir`).
@@ -17,7 +18,9 @@ TORCH_VENV := .venv-torch
 TEST_WORKERS ?= 2
 
 FAMILY ?= 0
-STAGE1 := sweeps_out/pretrain8$(if $(filter-out 0,$(FAMILY)),_s$(FAMILY),)
+BOTTLENECK ?= 128
+B_SUFFIX := $(if $(filter-out 128,$(BOTTLENECK)),_b$(BOTTLENECK),)
+STAGE1 := sweeps_out/pretrain8$(if $(filter-out 0,$(FAMILY)),_s$(FAMILY),)$(B_SUFFIX)
 DATA_SET := $(if $(DATA),--config.data.dir=$(DATA),)
 
 .PHONY: sweep test recipe bench gpu-check install clean
@@ -39,11 +42,12 @@ sweep: $(STAMP)
 
 recipe: $(STAMP)
 	$(PY) -m experiments.train --config=experiments/configs/original.py:small --workdir=$(STAGE1) \
-	  --config.data.identities=8 --config.data.seed=$(FAMILY) --config.model.bottleneck=128 \
+	  --config.data.identities=8 --config.data.seed=$(FAMILY) --config.model.bottleneck=$(BOTTLENECK) \
 	  --config.loss=ssim:1.0,mae:1.0 --config.train.steps=1800 --config.train.batch_size=8 \
 	  --config.train.clip_norm=1.0 --config.eval.judges=False $(DATA_SET)
 	$(PY) -m experiments.sweep --sweep=experiments/sweeps/recipe_swap_structure_adversary.yaml \
-	  --workdir=sweeps_out/recipe_family$(FAMILY) --set data.seed=$(FAMILY) --set train.init_from=$(STAGE1) \
+	  --workdir=sweeps_out/recipe_family$(FAMILY)$(B_SUFFIX) --set data.seed=$(FAMILY) --set train.init_from=$(STAGE1) \
+	  --set model.bottleneck=$(BOTTLENECK) \
 	  $(if $(DATA),--set data.dir=$(DATA),) $(ARGS)
 
 test: $(STAMP)

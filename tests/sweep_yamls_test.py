@@ -29,14 +29,16 @@ def test_default_yaml_grid_is_enumerated_by_the_sweeps_engine():
   assert ("expr_mae", "lower") in metrics.HEADLINE
 
 
-@pytest.mark.parametrize("family", [0, 1])
-def test_make_recipe_starts_stage_two_from_stage_one_on_the_same_family(family):
+@pytest.mark.parametrize("family,bottleneck", [(0, None), (1, None), (1, 16)])
+def test_make_recipe_starts_stage_two_from_stage_one_on_the_same_family(family, bottleneck):
   """`make recipe`: stage 1 (8 identities) trains into the folder stage 2's train.init_from reads,
-  both on the family's data (data.seed) and data dir, and each stage's config is valid."""
+  both on the family's data (data.seed), data dir and bottleneck (BOTTLENECK=k: both stages at k,
+  in folders of their own), and each stage's config is valid."""
   import shlex
   from encdec_jax.assemble import checked_config
   env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
-  out = subprocess.run(["make", "-n", "recipe", f"FAMILY={family}", "DATA=/data/x"], cwd=ROOT, env=env,
+  args = ["make", "-n", "recipe", f"FAMILY={family}", "DATA=/data/x"] + ([f"BOTTLENECK={bottleneck}"] if bottleneck else [])
+  out = subprocess.run(args, cwd=ROOT, env=env,
                        capture_output=True, text=True, check=True).stdout.replace("\\\n", " ")
   train = next(shlex.split(ln) for ln in out.splitlines() if "experiments.train" in ln)
   stage2 = next(shlex.split(ln) for ln in out.splitlines() if "experiments.sweep" in ln)
@@ -47,14 +49,16 @@ def test_make_recipe_starts_stage_two_from_stage_one_on_the_same_family(family):
   assert sets["config.train.init_from"] == flag(train, "workdir")
   assert sets["config.data.seed"] == family == overrides["config.data.seed"]
   assert sets["config.data.dir"] == overrides["config.data.dir"] == "/data/x"
-  assert (family == 1) == flag(train, "workdir").endswith("_s1")  # the families' stage 1s apart
   cfg = checked_config(config_lib.override(sweep.load_config(os.path.join(ROOT, flag(train, "config"))),
                                            overrides))
   assert cfg.data.identities == 8 and not cfg.eval.judges
   spec = sweep.load_sweep(os.path.join(ROOT, flag(stage2, "sweep")))
   two = checked_config(config_lib.override(sweep.load_config(os.path.join(ROOT, sweep.base_config_arg(spec))),
                                            {**sweep.enumerate_runs(spec)[0], **sets}))
-  assert two.model.bottleneck == cfg.model.bottleneck and two.data.identities == 2
+  assert two.model.bottleneck == cfg.model.bottleneck == (bottleneck or 128) and two.data.identities == 2
+  suffix = f"_b{bottleneck}" if bottleneck else ""  # the default's folders keep their names
+  assert flag(train, "workdir").endswith(f"pretrain8{'_s1' if family else ''}{suffix}")  # each apart
+  assert flag(stage2, "workdir") == f"sweeps_out/recipe_family{family}{suffix}"
 
 
 def test_losses_yaml_specs_all_parse():
