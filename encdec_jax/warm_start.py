@@ -5,6 +5,9 @@ The new run takes the source run's latest checkpoint: its encoder whole, and the
 identity the two runs share, by name (image folders: the folder's name; generated data: the dataset,
 its family `data.seed` and the index, since identity i of a family is the same face whatever the
 number of identities). Every other decoder, the optimizer's moments and the step start fresh.
+At another `model.bottleneck` than the source's, the weights the bottleneck sizes (the Dense into
+the code and the Dense out of it, in Original) start fresh too, and every other weight is taken:
+a sweep's bottleneck axis over one pretrained encoder. Any other difference in shape is an error.
 Only a run's first start reads the source: a resumed run continues from its own checkpoint.
 
     source = load(cfg)                 # before any data is loaded: bad paths and shapes fail here
@@ -34,6 +37,8 @@ class Source:
   encoder: dict                 # numpy params of the source's encoder
   decoders: dict[int, dict]     # this run's identity index -> the matched source decoder's params
   record: dict                  # provenance: the source run's name, config hash, step, matches
+  fresh: frozenset = frozenset()  # keystr paths under params (e.g. "['encoder']['bottleneck']
+                                  # ['kernel']") that keep this run's own initialisation
 
 
 def identity_names(cfg, workdir: str | None = None) -> list[str]:
@@ -53,15 +58,36 @@ def _shapes(tree) -> dict[str, tuple]:
   return {jax.tree_util.keystr(p): tuple(np.shape(v)) for p, v in flat}
 
 
-def _check_same_shapes(got: dict, want, what: str, src_cfg, cfg) -> None:
+# The model fields besides the bottleneck that size weights: a source that differs in any of them
+# does not fit, whatever its shapes.
+_SHAPE_FIELDS = ("arch", "width", "resolution", "e_dims", "d_dims")
+
+
+def _fits(a: tuple, b: tuple, k_src: int, k: int) -> bool:
+  """Shape a (the source's) fits b (this run's) where they differ only in dimensions sized by the
+  bottleneck: k_src there, k here."""
+  return len(a) == len(b) and all(x == y or (x, y) == (k_src, k) for x, y in zip(a, b))
+
+
+def _matched_shapes(got: dict, want, what: str, src_cfg, cfg) -> list[str]:
+  """The leaves of `what` that start fresh (shapes sized by a different bottleneck); WarmStartError
+  for any other difference."""
   a, b = _shapes(got), _shapes(want)
-  for k in sorted(set(a) | set(b)):
-    if a.get(k) != b.get(k):
-      raise WarmStartError(
-          f"config.train.init_from: the source run's {what} does not fit this run's: {what}{k} is "
-          f"{a.get(k, 'missing')} there and {b.get(k, 'missing')} here (source: {src_cfg.model.arch}, "
-          f"bottleneck {src_cfg.model.bottleneck}, {src_cfg.model.resolution} px; this run: "
-          f"{cfg.model.arch}, bottleneck {cfg.model.bottleneck}, {cfg.model.resolution} px)")
+  k_src, k = src_cfg.model.bottleneck, cfg.model.bottleneck
+  same_model = all(getattr(src_cfg.model, f) == getattr(cfg.model, f) for f in _SHAPE_FIELDS)
+  fresh = []
+  for key in sorted(set(a) | set(b)):
+    if a.get(key) == b.get(key):
+      continue
+    if key in a and key in b and k_src != k and same_model and _fits(a[key], b[key], k_src, k):
+      fresh.append(key)
+      continue
+    raise WarmStartError(
+        f"config.train.init_from: the source run's {what} does not fit this run's: {what}{key} is "
+        f"{a.get(key, 'missing')} there and {b.get(key, 'missing')} here (source: {src_cfg.model.arch}, "
+        f"bottleneck {src_cfg.model.bottleneck}, {src_cfg.model.resolution} px; this run: "
+        f"{cfg.model.arch}, bottleneck {cfg.model.bottleneck}, {cfg.model.resolution} px)")
+  return fresh
 
 
 def load(cfg, abstract_params=None) -> Source | None:
@@ -74,7 +100,8 @@ def load(cfg, abstract_params=None) -> Source | None:
   cfg_path = os.path.join(path, CONFIG)
   if not os.path.isfile(cfg_path):
     raise WarmStartError(f"config.train.init_from={path!r}: no {CONFIG} there; it must be a run's "
-                         "workdir (the folder a finished or stopped training wrote)")
+                         "workdir (the folder a finished or stopped training wrote; `make sweep` and "
+                         "`make recipe` train their stage 1 before the runs that start from it)")
   with open(cfg_path, "rb") as f:
     raw = f.read()
   src_cfg = assemble.checked_config(parse_config_json(raw, cfg_path))
@@ -85,30 +112,41 @@ def load(cfg, abstract_params=None) -> Source | None:
   params = jax.tree.map(np.asarray, jax.device_get(params))["params"]
   want = (abstract_params if abstract_params is not None
           else assemble.assemble(cfg, "cpu").abstract_params)["params"]
-  _check_same_shapes(params["encoder"], want["encoder"], "encoder", src_cfg, cfg)
+  fresh = [f"['encoder']{k}" for k in _matched_shapes(params["encoder"], want["encoder"], "encoder",
+                                                      src_cfg, cfg)]
   src_names, names = identity_names(src_cfg, path), identity_names(cfg)
   decoders, matched = {}, {}
   for i, name in enumerate(names):
     if name in src_names:
       j = src_names.index(name)
-      _check_same_shapes(params[f"decoders_{j}"], want[f"decoders_{i}"], f"decoder of {name!r}",
-                         src_cfg, cfg)
+      fresh += [f"['decoders_{i}']{k}" for k in _matched_shapes(
+          params[f"decoders_{j}"], want[f"decoders_{i}"], f"decoder of {name!r}", src_cfg, cfg)]
       decoders[i], matched[name] = params[f"decoders_{j}"], j
   record = {"run": os.path.basename(os.path.abspath(path)), "config_sha256": config_hash(raw),
             "step": int(step), "encoder": True, "decoders": matched,
             "fresh_decoders": [n for n in names if n not in matched]}
-  return Source(params["encoder"], decoders, record)
+  if fresh:  # only then: a run at the source's bottleneck keeps its record as before
+    record["fresh_weights"] = fresh
+  return Source(params["encoder"], decoders, record, frozenset(fresh))
 
 
 def apply(params, source: Source | None):
   """One run's params (a numpy pytree {'params': {...}}) with the source's encoder and matched
-  decoders put in; the input is not changed."""
+  decoders put in, but for the leaves in `source.fresh`, which keep the run's own; the input is
+  not changed."""
   if source is None:
     return params
   inner = dict(params["params"])
-  inner["encoder"] = jax.tree.map(np.array, source.encoder)
+
+  def take(name, src):
+    own = inner[name]
+    def pick(path, mine, theirs):
+      return np.array(mine if f"['{name}']{jax.tree_util.keystr(path)}" in source.fresh else theirs)
+    inner[name] = jax.tree_util.tree_map_with_path(pick, own, src)
+
+  take("encoder", source.encoder)
   for i, dec in source.decoders.items():
-    inner[f"decoders_{i}"] = jax.tree.map(np.array, dec)
+    take(f"decoders_{i}", dec)
   return {**params, "params": inner}
 
 
@@ -116,5 +154,8 @@ def describe(source: Source) -> str:
   """One line for the run's start."""
   r = source.record
   fresh = f"; fresh decoders: {', '.join(r['fresh_decoders'])}" if r["fresh_decoders"] else ""
+  if r.get("fresh_weights"):
+    fresh += (f"; {len(r['fresh_weights'])} weights sized by the bottleneck start fresh: "
+              f"{', '.join(r['fresh_weights'])}")
   return (f"init_from: run {r['run']} (config {r['config_sha256']}, step {r['step']}): its encoder"
           f" and the decoders of {', '.join(r['decoders']) or 'no identity'}{fresh}")

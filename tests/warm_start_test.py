@@ -63,8 +63,35 @@ def test_another_family_matches_no_decoder(source, tiny_config):
   assert "the decoders of no identity" in warm_start.describe(w)
 
 
+def test_another_bottleneck_starts_only_the_weights_it_sizes_fresh(source, tiny_config):
+  """Bottleneck 8 from a source at 32 (a sweep's bottleneck axis over one pretrained encoder): the
+  Dense into the code and the kernel out of it keep the run's own initialisation, every other
+  weight is the source's; alone and as a member padded beside a member at 32."""
+  path, src = source
+  cfg = assemble.checked_config(tiny_config(**{"model.bottleneck": 8, "train.init_from": path}))
+  w = warm_start.load(cfg)
+  fresh = w.record["fresh_weights"]
+  assert fresh == sorted(fresh) and len(fresh) == 3 and all(f.startswith("['encoder']") for f in fresh)
+  assert "3 weights sized by the bottleneck start fresh" in warm_start.describe(w)
+  own = _params(Trainer(cfg).init().params)
+  got = _params(Trainer(cfg).init([w]).params)
+  flat = lambda t: {jax.tree_util.keystr(p): v for p, v in jax.tree_util.tree_flatten_with_path(t)[0]}
+  g, o, s = flat(got), flat(own), flat(src)
+  assert set(g) == set(s)
+  for k in g:
+    if k in fresh:
+      assert g[k].shape != s[k].shape and np.array_equal(g[k], o[k]), k
+    else:
+      assert np.array_equal(g[k], s[k]), k
+  grp = members.Group([cfg, assemble.checked_config(tiny_config(**{"train.init_from": path}))])
+  state = grp.init([w, warm_start.load(grp.cfgs[1])])
+  assert _equal(_params(grp.member_state(state, 0).params), got)
+  assert _equal(_params(grp.member_state(state, 1).params), src)
+
+
 def test_a_source_that_does_not_fit_is_named_before_any_data(source, tiny_config, tmp_path):
-  bad = assemble.checked_config(tiny_config(**{"model.bottleneck": 8, "train.init_from": source[0]}))
+  bad = assemble.checked_config(tiny_config(**{"model.bottleneck": 8, "model.width": 1 / 8,
+                                               "train.init_from": source[0]}))
   with pytest.raises(warm_start.WarmStartError, match=r"encoder\[.*\] is \(.*\) there and \(.*\) here") as e:
     warm_start.load(bad)
   assert "source: original, bottleneck 32" in str(e.value) and "this run: original, bottleneck 8" in str(e.value)
