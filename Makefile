@@ -1,4 +1,6 @@
-# make sweep: set up .venv (first time only) and run the default sweep on synthetic faces.
+# make sweep [FAMILY=1]: set up .venv (first time only) and run the default sweep on synthetic faces,
+#   in two stages: stage 1, the recipe's (below); then the sweep's eight runs start from it
+#   (experiments/sweeps/default.yaml). Writes sweeps_out/default (FAMILY=1: default_family1).
 # make test:  set up .venv (first time only) and run the test suite.
 # make recipe [FAMILY=1]: the best recipe measured, in two stages (README "The recipe"): the shared
 #   encoder and 8 decoders pretrained on 8 identities, then the pair from them
@@ -22,6 +24,16 @@ BOTTLENECK ?= 128
 B_SUFFIX := $(if $(filter-out 128,$(BOTTLENECK)),_b$(BOTTLENECK),)
 STAGE1 := sweeps_out/pretrain8$(if $(filter-out 0,$(FAMILY)),_s$(FAMILY),)$(B_SUFFIX)
 DATA_SET := $(if $(DATA),--config.data.dir=$(DATA),)
+FAMILY_SETS := --set data.seed=$(FAMILY) --set train.init_from=$(STAGE1) $(if $(DATA),--set data.dir=$(DATA),)
+
+# Stage 1 of `make sweep` and `make recipe` (one folder: either re-uses the other's): the shared
+# encoder and 8 decoders on 8 identities of the family (DeepFaceLab's pretrain mode).
+define stage1
+	$(PY) -m experiments.train --config=experiments/configs/original.py:small --workdir=$(STAGE1) \
+	  --config.data.identities=8 --config.data.seed=$(FAMILY) --config.model.bottleneck=$(BOTTLENECK) \
+	  --config.loss=ssim:1.0,mae:1.0 --config.train.steps=1800 --config.train.batch_size=8 \
+	  --config.train.clip_norm=1.0 --config.eval.judges=False $(DATA_SET)
+endef
 
 .PHONY: sweep test recipe bench gpu-check install clean
 
@@ -38,17 +50,15 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 sweep: $(STAMP)
-	$(PY) -m experiments.sweep $(ARGS)
+	$(stage1)
+	$(PY) -m experiments.sweep --workdir=sweeps_out/default$(if $(filter-out 0,$(FAMILY)),_family$(FAMILY),) \
+	  $(FAMILY_SETS) $(ARGS)
 
 recipe: $(STAMP)
-	$(PY) -m experiments.train --config=experiments/configs/original.py:small --workdir=$(STAGE1) \
-	  --config.data.identities=8 --config.data.seed=$(FAMILY) --config.model.bottleneck=$(BOTTLENECK) \
-	  --config.loss=ssim:1.0,mae:1.0 --config.train.steps=1800 --config.train.batch_size=8 \
-	  --config.train.clip_norm=1.0 --config.eval.judges=False $(DATA_SET)
+	$(stage1)
 	$(PY) -m experiments.sweep --sweep=experiments/sweeps/recipe_swap_structure_adversary.yaml \
-	  --workdir=sweeps_out/recipe_family$(FAMILY)$(B_SUFFIX) --set data.seed=$(FAMILY) --set train.init_from=$(STAGE1) \
-	  --set model.bottleneck=$(BOTTLENECK) \
-	  $(if $(DATA),--set data.dir=$(DATA),) $(ARGS)
+	  --workdir=sweeps_out/recipe_family$(FAMILY)$(B_SUFFIX) $(FAMILY_SETS) \
+	  --set model.bottleneck=$(BOTTLENECK) $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15 tests $(ARGS)

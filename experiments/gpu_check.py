@@ -158,10 +158,12 @@ def curve_row(workdirs: list[str]) -> str:
 
 
 def sweep_yaml(dry: bool, folder: str) -> str:
-  """The default sweep at 10x its steps (dry: a two-run tiny sweep)."""
+  """The default sweep's stage 2 at 10x its steps, from scratch (its stage 1 is not in this part's
+  budget; dry: a two-run tiny sweep)."""
   import yaml
   spec = yaml.safe_load(open(os.path.join(ROOT, "experiments", "sweeps", "default.yaml")))
   p = spec["parameters"]
+  p["config.train.init_from"] = {"value": ""}
   if dry:
     spec["command"] = [c.replace("original.py:small", "original.py:tiny") for c in spec["command"]]
     p["config.model.bottleneck"] = {"values": [8, 16]}

@@ -1,6 +1,8 @@
 #!/bin/bash
 # One W&B sweep agent per GPU on this box, each pinned to its GPU with CUDA_VISIBLE_DEVICES.
 #
+#   make -n sweep | head -1 | bash                       # the default sweep's stage 1 (its runs start
+#                                                        # from sweeps_out/pretrain8: train.init_from)
 #   wandb sweep experiments/sweeps/default.yaml        # prints ENTITY/PROJECT/SWEEP_ID
 #   SWEEP_ID=ENTITY/PROJECT/SWEEP_ID launch/wandb_agents.sh
 #

@@ -29,15 +29,17 @@ def test_default_yaml_grid_is_enumerated_by_the_sweeps_engine():
   assert ("expr_mae", "lower") in metrics.HEADLINE
 
 
-@pytest.mark.parametrize("family,bottleneck", [(0, None), (1, None), (1, 16)])
-def test_make_recipe_starts_stage_two_from_stage_one_on_the_same_family(family, bottleneck):
-  """`make recipe`: stage 1 (8 identities) trains into the folder stage 2's train.init_from reads,
-  both on the family's data (data.seed), data dir and bottleneck (BOTTLENECK=k: both stages at k,
-  in folders of their own), and each stage's config is valid."""
+@pytest.mark.parametrize("target,family,bottleneck", [("recipe", 0, None), ("recipe", 1, None),
+                                                     ("recipe", 1, 16), ("sweep", 0, None), ("sweep", 1, None)])
+def test_make_starts_stage_two_from_stage_one_on_the_same_family(target, family, bottleneck):
+  """`make recipe` and `make sweep`: stage 1 (8 identities; one folder for both targets) trains
+  into the folder stage 2's train.init_from reads, both on the family's data (data.seed) and data
+  dir; the recipe's stage 2 at stage 1's bottleneck (BOTTLENECK=k: both stages at k, in folders
+  of their own), the sweep's over its bottleneck axis; each stage's config is valid."""
   import shlex
   from encdec_jax.assemble import checked_config
   env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
-  args = ["make", "-n", "recipe", f"FAMILY={family}", "DATA=/data/x"] + ([f"BOTTLENECK={bottleneck}"] if bottleneck else [])
+  args = ["make", "-n", target, f"FAMILY={family}", "DATA=/data/x"] + ([f"BOTTLENECK={bottleneck}"] if bottleneck else [])
   out = subprocess.run(args, cwd=ROOT, env=env,
                        capture_output=True, text=True, check=True).stdout.replace("\\\n", " ")
   train = next(shlex.split(ln) for ln in out.splitlines() if "experiments.train" in ln)
@@ -52,13 +54,21 @@ def test_make_recipe_starts_stage_two_from_stage_one_on_the_same_family(family, 
   cfg = checked_config(config_lib.override(sweep.load_config(os.path.join(ROOT, flag(train, "config"))),
                                            overrides))
   assert cfg.data.identities == 8 and not cfg.eval.judges
-  spec = sweep.load_sweep(os.path.join(ROOT, flag(stage2, "sweep")))
-  two = checked_config(config_lib.override(sweep.load_config(os.path.join(ROOT, sweep.base_config_arg(spec))),
-                                           {**sweep.enumerate_runs(spec)[0], **sets}))
-  assert two.model.bottleneck == cfg.model.bottleneck == (bottleneck or 128) and two.data.identities == 2
+  yaml_path = flag(stage2, "sweep") if target == "recipe" else DEFAULT
+  assert (target == "sweep") == ("--sweep" not in " ".join(stage2))  # the sweep: the default YAML
+  spec = sweep.load_sweep(os.path.join(ROOT, yaml_path))
+  base = sweep.load_config(os.path.join(ROOT, sweep.base_config_arg(spec)))
+  runs = [checked_config(config_lib.override(base, {**r, **sets})) for r in sweep.enumerate_runs(spec)]
+  assert all(r.data.identities == 2 and r.train.init_from == flag(train, "workdir") for r in runs)
+  assert cfg.model.bottleneck == (bottleneck or 128)
   suffix = f"_b{bottleneck}" if bottleneck else ""  # the default's folders keep their names
   assert flag(train, "workdir").endswith(f"pretrain8{'_s1' if family else ''}{suffix}")  # each apart
-  assert flag(stage2, "workdir") == f"sweeps_out/recipe_family{family}{suffix}"
+  if target == "recipe":
+    assert {r.model.bottleneck for r in runs} == {cfg.model.bottleneck}
+    assert flag(stage2, "workdir") == f"sweeps_out/recipe_family{family}{suffix}"
+  else:  # the bottleneck axis over one stage 1 (warm_start: the weights it sizes start fresh)
+    assert {r.model.bottleneck for r in runs} == {16, 128}
+    assert flag(stage2, "workdir") == "sweeps_out/default" + (f"_family{family}" if family else "")
 
 
 def test_losses_yaml_specs_all_parse():
