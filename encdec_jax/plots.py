@@ -20,6 +20,21 @@ def _pyplot():
   return plt
 
 
+def wrap(text: str, width: int = 32) -> str:
+  """`text` in lines of at most `width` characters, broken only after a comma (a loss spec's
+  terms, a legend's settings): a term longer than `width` keeps a line of its own. Joining the
+  lines gives `text` back."""
+  lines = [""]
+  for part in text.split(","):
+    piece = part if lines == [""] else "," + part
+    if lines[-1] and len(lines[-1]) + len(piece) > width:
+      lines[-1] += ","
+      lines.append(part)
+    else:
+      lines[-1] += piece
+  return "\n".join(lines)
+
+
 def plot_metrics(results: list[dict], out_dir: str, param_keys: list[str], metrics: list[str]) -> list[str]:
   """One PNG per metric: a panel per swept axis with more than one value, the metric against
   that axis (mean over seeds, bars: their std), one line per setting of the other axes, and the
@@ -42,7 +57,7 @@ def plot_metrics(results: list[dict], out_dir: str, param_keys: list[str], metri
           groups.setdefault(tuple(str(r.get(k)) for k in others), {}).setdefault(r.get(xk), []).append(r[m])
       for key, pts in sorted(groups.items()):
         xs = [v for v in values if v in pts]
-        label = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in zip(others, key)) or None
+        label = wrap(", ".join(f"{k.split('.')[-1]}={v}" for k, v in zip(others, key)), 40) or None
         ax.errorbar([pos[v] for v in xs], [np.mean(pts[v]) for v in xs],
                     yerr=[np.std(pts[v], ddof=1) if len(pts[v]) > 1 else 0.0 for v in xs],
                     marker="o", capsize=3, label=label)  # sample std, as the seed-spread table
@@ -53,7 +68,7 @@ def plot_metrics(results: list[dict], out_dir: str, param_keys: list[str], metri
       if numeric and min(values) > 0 and max(values) / min(values) >= 8:
         ax.set_xscale("log", base=2)
       if not numeric:
-        ax.set_xticks(range(len(values)), [str(v) for v in values], fontsize=7)
+        ax.set_xticks(range(len(values)), [wrap(str(v), 44 // len(values)) for v in values], fontsize=7)
       ax.set_xlabel(xk.replace("config.", ""))
       ax.set_ylabel(m[5:])
       ax.grid(alpha=0.3)

@@ -376,3 +376,16 @@ def test_curves_plot_each_runs_evaluations_against_steps(tmp_path):
   (tmp_path / "c").mkdir()
   runs = [{"run": "c"}]
   assert plots.plot_curves(report.eval_curves(runs, str(tmp_path)), runs, str(tmp_path)) is None  # nothing evaluated twice
+
+
+@pytest.mark.parametrize("text,width,want", [
+    ("ssim:1.0,mae:1.0,swap_tone:1.0,identity_adversary:0.1", 22,
+     "ssim:1.0,mae:1.0,\nswap_tone:1.0,\nidentity_adversary:0.1"),
+    ("mae:1.0", 4, "mae:1.0"),                        # one term longer than the width: its own line
+    ("loss=a:1,b:2, bottleneck=16", 40, "loss=a:1,b:2, bottleneck=16")])
+def test_plot_labels_wrap_only_after_commas(text, width, want):
+  """The metric plots' tick and legend labels (a loss spec is one long word) are wrapped after its
+  commas, so two settings' labels do not run into each other."""
+  from encdec_jax import plots
+  got = plots.wrap(text, width)
+  assert got == want and got.replace("\n", "") == text
