@@ -40,16 +40,41 @@ def table(results: list[dict], cols: list[str]) -> list[str]:
           + ["| " + " | ".join(_cell(r, c) for c in cols) + " |" for r in results])
 
 
-def _best(results, metric) -> str | None:
+def best_setting(results: list[dict], param_keys: list[str], metric: dict | None):
+  """(the setting the report names best: the best mean over seeds of the sweep's metric, its runs)
+  among settings whose every finished run has the metric; None when fewer than one."""
+  name = (metric or {}).get("name")
+  groups = settings([r for r in results if r.get("status") != "failed"], param_keys)
+  means = {k: float(np.mean([r[name] for r in rs])) for k, rs in groups.items()
+           if name and all(name in r for r in rs)}
+  if not means:
+    return None
+  best = (max if metric.get("goal") == "maximize" else min)(means, key=means.get)
+  return best, groups[best]
+
+
+def _best(results, metric, param_keys: list[str] = ()) -> str | None:
+  """The headline: the best setting by the sweep's metric, its mean over seeds where it ran with
+  more than one (a single lucky seed is not a result), and the best single run."""
   scored = [r for r in results if metric and metric.get("name") in r]
   if not scored:
     return None
-  best = sorted(scored, key=lambda r: r[metric["name"]], reverse=metric.get("goal") == "maximize")[0]
-  line = (f"Best by `{metric['name']}` ({metric.get('goal', 'minimize')}, the sweep's metric): "
-          f"**{best['run']}**, {_cell(best, metric['name'])}")
-  why = diagnose(best)
-  if why and why.startswith("one face"):  # a collapse can win every metric: say so where it wins
-    line += f" (but its diagnosis says: {why})"
+  name = metric["name"]
+  best = sorted(scored, key=lambda r: r[name], reverse=metric.get("goal") == "maximize")[0]
+  top = best_setting(results, list(param_keys), metric)
+  if top and len({r.get("config.seed") for r in top[1]}) > 1:  # a setting over seeds
+    key, runs = top
+    v = [r[name] for r in runs]
+    line = (f"Best by `{name}` ({metric.get('goal', 'minimize')}, the sweep's metric), mean over "
+            f"seeds: **{key}**, {np.mean(v):.4f} ± {np.std(v, ddof=1):.4f} (std over {len(v)} seeds); "
+            f"the best single run: {best['run']}, {_cell(best, name)}")
+  else:
+    runs = [best]
+    line = (f"Best by `{name}` ({metric.get('goal', 'minimize')}, the sweep's metric): "
+            f"**{best['run']}**, {_cell(best, name)}")
+  whys = [w for w in map(diagnose, runs) if w and w.startswith("one face")]
+  if whys:  # a collapse can win every metric: say so where it wins
+    line += f" (but its diagnosis says: {whys[0]})"
   return line
 
 
@@ -67,7 +92,7 @@ def write_report(results: list[dict], out_dir: str, param_keys: list[str], metri
     w.writeheader()
     w.writerows(results)
   figures = plots.plot_metrics(results, out_dir, param_keys, heads)
-  best = _best(results, metric)
+  best = _best(results, metric, param_keys)
   lines = [f"# Sweep results ({len(results)} runs)", ""] + ([best, ""] if best else [])
   lines += table(results, cols) + [""] + [f"![{os.path.splitext(p)[0]}]({p})" for p in figures]
   with open(os.path.join(out_dir, "results.md"), "w") as f:
@@ -239,7 +264,8 @@ def _differences_lines(results, out_dir, param_keys, metric, heads) -> list[str]
   difference of their means over seeds, its error over the faces and over the seeds."""
   name = (metric or {}).get("name")
   groups = settings([r for r in results if r.get("status") != "failed"], param_keys)
-  if not name or len(groups) < 2:
+  top = best_setting(results, param_keys, metric)
+  if not name or len(groups) < 2 or top is None:
     return []
   samples = {}
   for r in results:
@@ -247,10 +273,9 @@ def _differences_lines(results, out_dir, param_keys, metric, heads) -> list[str]
     if got is None and r.get("status") != "failed":
       return []  # runs evaluated before per-image scores were kept: no paired comparison
     samples[r.get("run")] = got
-  means = {k: float(np.mean([r[name] for r in rs])) for k, rs in groups.items() if all(name in r for r in rs)}
-  if len(means) < 2:
+  if sum(all(name in r for r in rs) for rs in groups.values()) < 2:
     return []
-  best = (max if metric.get("goal") == "maximize" else min)(means, key=means.get)
+  best = top[0]
   runs = {k: [samples[r["run"]] for r in rs] for k, rs in groups.items()}
   ms = [m for m in heads if all(m[5:] in s for s in runs[best])]
   rows = []

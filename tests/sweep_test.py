@@ -339,6 +339,23 @@ def test_diagnosis_names_the_cause_from_reconstructions_and_swaps():
   assert "diagnosis" not in report._best(runs[1:], {"name": "eval/id_transfer", "goal": "maximize"})
 
 
+def test_the_headline_names_the_best_setting_over_seeds_not_a_lucky_run():
+  """The single best run (16, seed 0) belongs to the worse setting on the mean over seeds: the
+  headline names 128 with its mean and std, then the run; without seeds, the best run as before."""
+  from encdec_jax import report
+  keys = ["config.model.bottleneck", "config.seed"]
+  vals = {(16, 0): 0.56, (16, 1): 0.65, (128, 0): 0.568, (128, 1): 0.570}
+  runs = [{"run": f"r{b}_{s}", "config.model.bottleneck": b, "config.seed": s, "eval/expr_mae": v}
+          for (b, s), v in vals.items()]
+  metric = {"name": "eval/expr_mae", "goal": "minimize"}
+  line = report._best(runs, metric, keys)
+  assert "mean over seeds: **bottleneck=128**, 0.5690 ± 0.0014 (std over 2 seeds)" in line, line
+  assert line.endswith("the best single run: r16_0, 0.5600")
+  assert report.best_setting(runs, keys, {**metric, "goal": "maximize"})[0] == "bottleneck=16"
+  one_seed = [r for r in runs if r["config.seed"] == 0]
+  assert "**r16_0**, 0.5600" in report._best(one_seed, metric, keys)
+
+
 def test_factor_table_shows_the_signed_error_per_direction_for_few_directions():
   """The report's per-factor table: a signed column per swap direction (the mean over runs of
   attr_bias/<factor>/<i>to<j>), '-' where a run has none (evaluated before the column), and no
