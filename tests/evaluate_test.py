@@ -1,5 +1,6 @@
 """Evaluation and swapping through cheap seams: stand-in decoders, and untrained models assembled
 without a Trainer."""
+import jax
 import numpy as np
 import pytest
 
@@ -46,6 +47,28 @@ def test_dfaker_2x_output_is_scored_and_swapped_at_the_data_size(tiny_config, ti
   small = tf.image.resize(raw, (16, 16), method="bilinear", antialias=True).numpy()
   want = convert.convert(x, small, convert.choose_mask(None, test["mask"][:3], 16, 3))
   np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_runs_of_one_model_config_share_the_swap_compile(tiny_config, tiny_data):
+  """A sweep's swap grid decodes every run: runs whose models are equal (the same config, other
+  seeds and losses) share one compile per target; another bottleneck compiles its own. Each run
+  still decodes with its own params."""
+  _, test = tiny_data
+  x = test["image"][:2].astype(np.float32) / 255
+  runs = []
+  for over in ({}, {"seed": 1, "loss": "mae:1.0"}, {"model.bottleneck": 8}):
+    cfg = assemble.checked_config(tiny_config(**over))
+    a = assemble.assemble(cfg)
+    params = init_params(a.model, cfg.model) if not over.get("seed") else jax.tree.map(
+        lambda v: v * 0.5, init_params(a.model, cfg.model))  # init_params is key 0: other params
+    runs.append(inference.Run(cfg, a.model, params, 0, ["0", "1"]))
+  before = inference._swap_apply._cache_size()
+  outs = [inference.decode(r, x, 1)[0] for r in runs]
+  assert inference._swap_apply._cache_size() - before <= 2  # 3 runs, 2 models (0 if compiled before)
+  assert runs[0].model == runs[1].model and runs[0].model != runs[2].model
+  for r, got in zip(runs, outs):
+    np.testing.assert_allclose(got, models.split_output(swapped(r.model, r.params, x, 1))[0], atol=1e-5)
+  assert not np.allclose(outs[0], outs[1])
 
 
 def test_tone_gap_is_the_signed_colour_difference_inside_the_region():
