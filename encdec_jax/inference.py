@@ -124,12 +124,12 @@ def decode(run: Run, x_BxHxWx3: np.ndarray, to: int):
   """-> (the decoder `to`'s RGB output (B, H, W, 3), its learned mask (B, H, W, 1) or None), at
   the input's resolution."""
   from encdec_jax import models
-  y = models.to_resolution(_swap_apply(run.model, run.params, x_BxHxWx3, to), x_BxHxWx3.shape[1])  # dfaker: 2x
+  y = models.to_resolution(apply_swap(run.model, run.params, x_BxHxWx3, to), x_BxHxWx3.shape[1])  # dfaker: 2x
   return models.split_output(np.asarray(y))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 3))
-def _swap_apply(model, params, x, to: int):
+def apply_swap(model, params, x, to: int):
   """Decoder `to`'s output for encoder(x). One compile per (model, target, shapes): runs of equal
   model configs (flax modules compare by their fields) share it, so a sweep's swap grid compiles
   once per architecture and bottleneck, not once per run (2.8 s each on 2 cores for the small
