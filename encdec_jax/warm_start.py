@@ -6,7 +6,7 @@ identity the two runs share, by name (image folders: the folder's name; generate
 its family `data.seed` and the index, since identity i of a family is the same face whatever the
 number of identities). Every other decoder, the optimizer's moments and the step start fresh.
 At another `model.bottleneck` than the source's, the weights the bottleneck sizes (the Dense into
-the code and the Dense out of it, in Original) start fresh too, and every other weight is taken:
+the code and the kernel out of it, in Original) start fresh too, and every other weight is taken:
 a sweep's bottleneck axis over one pretrained encoder. Any other difference in shape is an error.
 Only a run's first start reads the source: a resumed run continues from its own checkpoint.
 
