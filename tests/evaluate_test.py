@@ -59,15 +59,15 @@ def test_runs_of_one_model_config_share_the_swap_compile(tiny_config, tiny_data)
   for over in ({}, {"seed": 1, "loss": "mae:1.0"}, {"model.bottleneck": 8}):
     cfg = assemble.checked_config(tiny_config(**over))
     a = assemble.assemble(cfg)
-    params = init_params(a.model, cfg.model) if not over.get("seed") else jax.tree.map(
-        lambda v: v * 0.5, init_params(a.model, cfg.model))  # init_params is key 0: other params
+    params = (jax.tree.map(lambda v: v * 0.5, runs[0].params) if over.get("seed")  # other params
+              else init_params(a.model, cfg.model))
     runs.append(inference.Run(cfg, a.model, params, 0, ["0", "1"]))
   before = inference.apply_swap._cache_size()
   outs = [inference.decode(r, x, 1)[0] for r in runs]
   assert inference.apply_swap._cache_size() - before <= 2  # 3 runs, 2 models (0 if compiled before)
   assert runs[0].model == runs[1].model and runs[0].model != runs[2].model
-  for r, got in zip(runs, outs):
-    np.testing.assert_allclose(got, models.split_output(swapped(r.model, r.params, x, 1))[0], atol=1e-5)
+  want = models.split_output(swapped(runs[1].model, runs[1].params, x, 1))[0]
+  np.testing.assert_allclose(outs[1], want, atol=1e-5)  # the second run's own params, not the first's
   assert not np.allclose(outs[0], outs[1])
 
 
