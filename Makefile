@@ -29,6 +29,7 @@ FAMILY_SETS := --set data.seed=$(FAMILY) --set train.init_from=$(STAGE1) $(if $(
 # Stage 1 of `make sweep` and `make recipe` (one folder: either re-uses the other's): the shared
 # encoder and 8 decoders on 8 identities of the family (DeepFaceLab's pretrain mode).
 define stage1
+	$(if $(findstring data.seed,$(ARGS)),$(error set the family with FAMILY=N, not ARGS='--set data.seed=N': stage 1 must train on the family stage 2 does))
 	$(PY) -m experiments.train --config=experiments/configs/original.py:small --workdir=$(STAGE1) \
 	  --config.data.identities=8 --config.data.seed=$(FAMILY) --config.model.bottleneck=$(BOTTLENECK) \
 	  --config.loss=ssim:1.0,mae:1.0 --config.train.steps=1800 --config.train.batch_size=8 \

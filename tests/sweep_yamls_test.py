@@ -71,6 +71,17 @@ def test_make_starts_stage_two_from_stage_one_on_the_same_family(target, family,
     assert flag(stage2, "workdir") == "sweeps_out/default" + (f"_family{family}" if family else "")
 
 
+@pytest.mark.parametrize("target", ["sweep", "recipe"])
+def test_make_refuses_a_family_set_through_args(target):
+  """`ARGS='--set data.seed=1'` would train stage 2 on family 1 from family 0's stage 1: make stops
+  before anything runs and names FAMILY=N."""
+  env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+  out = subprocess.run(["make", "-n", target, "ARGS=--set data.seed=1"], cwd=ROOT, env=env,
+                       capture_output=True, text=True)
+  assert out.returncode != 0 and "experiments.train" not in out.stdout
+  assert "set the family with FAMILY=N" in out.stderr
+
+
 def test_losses_yaml_specs_all_parse():
   from encdec_jax import losses
   spec = sweep.load_sweep(os.path.join(ROOT, "experiments", "sweeps", "losses.yaml"))
