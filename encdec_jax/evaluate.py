@@ -130,22 +130,26 @@ def swap_scores(s: Source, conv, raw, truth, truth_mask, full_head) -> dict[str,
 
 
 def swap_judged(judges, s: Source, j: int, conv, uncalibrated, truth, tone_region, lms,
-                mean_face, sigma) -> dict[str, float]:
+                mean_face, sigma, ideal=None) -> dict[str, float]:
   """The judges on a converted swap i -> j; beside them, where given: the uncalibrated swap, the
   true swap itself (the ceiling), the true swap's crop pasted back into the source's frame as a
-  decoded crop is (`_pasted`: a perfect decoder through this convert, the frame's head outline and
-  the crop's edge included), the swap with its tone gap matched, j's mean face converted (the
-  bar) and the true swap blurred to the decoder's sharpness (what blur alone does). The swap's
-  own scores per image, the others as means. Images like `s.shown`; the judges read s.judged."""
+  decoded crop is (`_pasted`: the true swap's crop through this convert, the frame's head outline
+  and the crop's edge included), `ideal` (crops: j's own aligned crops at the sources' factors,
+  what a perfect decoder j draws) converted as the swap is (`_ideal`), the swap with its tone gap
+  matched, j's mean face converted (the bar) and the true swap blurred to the decoder's sharpness
+  (what blur alone does). The swap's own scores per image, the others as means. Images like
+  `s.shown`; the judges read s.judged."""
   score = lambda img, factors=s.factors: judges_lib.swap_scores(
       judges, s.judged(img), s.judge_mask, lms, s.i, j, factors)
   out = dict(judges_lib.swap_samples(judges, s.judged(conv), s.judge_mask, lms, s.i, j, s.factors))
   if uncalibrated is not None:
     out.update({f"{k}_uncalibrated": v for k, v in score(uncalibrated).items()
                 if k in ("attr_mae", "id_transfer")})
-  if truth is not None:  # the judges on the true face swaps (what a perfect swap shows here), and
-    # on their crops pasted back (what a perfect decoder shows through this convert)
-    for name, img in (("truth", truth), ("pasted", s.convert(s.judged(truth)))):
+  if truth is not None:  # the judges on the true face swaps (what a perfect swap shows here), on
+    # their crops pasted back (the true swap's crop through this convert) and on j's own crops
+    # converted (what a perfect decoder j shows)
+    refs = (("truth", truth), ("pasted", s.convert(s.judged(truth))))
+    for name, img in refs + ((("ideal", s.convert(ideal)),) if ideal is not None else ()):
       for k, v in score(img).items():
         if k.startswith("attr_err/"):
           out[k.replace("attr_err/", f"attr_err_{name}/")] = v
@@ -210,7 +214,7 @@ class _Scores:
 
 def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 64,
              judges=None, probes=None, shifts=None, samples: dict | None = None,
-             face_type: str | None = None) -> dict[str, float]:
+             face_type: str | None = None, ideal=None) -> dict[str, float]:
   """Scalars for the held-out split `test` (arrays with 'image', 'identity', and where the data
   has them 'mask', 'swaps', 'face_swaps', 'face_swap_masks', 'face_swap_landmarks' and
   'factors'). On image folders (no true swaps) reconstruction and, with judges, identity
@@ -220,7 +224,9 @@ def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 6
   and the uncalibrated swaps' tone gap, identity transfer and pose/expression error are reported
   beside. `samples`: a dict filled with the per-image scores, name -> [one array per identity or
   pair, in the order of the parts], for comparisons of runs on the same faces. `face_type`: the
-  crops' (config.data.face_type), whose soft ellipse converts where no mask is learned or stored."""
+  crops' (config.data.face_type), whose soft ellipse converts where no mask is learned or stored.
+  `ideal`: (j, the sources' factors (B, F)) -> j's own aligned crops at them
+  (data.loading.own_crops_fn), judged beside the swaps as `_ideal` where the truth is known."""
   scores = _Scores()
   truth_known = "face_swaps" in test
   judged = judges is not None
@@ -260,8 +266,9 @@ def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 6
         scores.add(pair, {"tone_shift": float(np.mean(shifts[i, j]))}, signed=("tone_shift",))
       if judged:
         lms = test["face_swap_landmarks"][sel, j] if truth_known else None
+        own = None if ideal is None or not truth_known else ideal(j, test["factors"][sel])
         scores.add(pair, swap_judged(judges, s, j, conv, raw_conv, truth, tone_region, lms,
-                                     None if mean_faces is None else mean_faces[j], sigma))
+                                     None if mean_faces is None else mean_faces[j], sigma, own))
   out = scores.result()
   if samples is not None:
     samples.update(scores.per_image())

@@ -65,8 +65,15 @@ REGISTRY = (
            "identity's frame less well than on real renderings)"),
     Metric("id_transfer_pasted, {attr,expr,pose}_mae_pasted, attr_err_pasted/<factor>", "",
            "the judges on the true face swaps' crops pasted back into the source's frames as a "
-           "decoded crop is: what a perfect decoder scores through this convert (the frame's head "
-           "outline and the crop's edge included)"),
+           "decoded crop is: what a decoder that drew the true swap's crop scores through this "
+           "convert (the frame's head outline and the crop's edge included)"),
+    Metric("id_transfer_ideal, {attr,expr,pose}_mae_ideal, attr_err_ideal/<factor>", "",
+           "the judges on j's own aligned crops at the sources' factors (synthetic data only), "
+           "converted into the source's frames as a swap is: what a perfect decoder j draws, which "
+           "learns only j's crops. Its features sit where j's own crops have them, not where the "
+           "true face swap's do (about a pixel apart at 32 px), and the judges read the swaps at "
+           "the true swap's landmarks, so this, not the floor, is the least error a swap made "
+           "with per-identity decoders shows here"),
     Metric("attr_mae_mean_face, id_transfer_mean_face", "",
            "what a decoder that ignores its input scores: j's mean held-out face converted into the "
            "source's frame. The crop's outline may give the judge some pose, so this, not guessing, "
@@ -125,9 +132,11 @@ REFERENCES = {
     "expr_mae": (("eval/expr_mae_floor", "judge's floor (real faces)"),
                  ("eval/expr_mae_truth", "the true face swaps"),
                  ("eval/expr_mae_pasted", "the true swap's crop, pasted"),
+                 ("eval/expr_mae_ideal", "a perfect decoder j (j's own crop)"),
                  ("eval/expr_mae_guess", "guessing the mean")),
     "pose_mae": (("eval/pose_mae_floor", "judge's floor (real faces)"),
                  ("eval/pose_mae_pasted", "the true swap's crop, pasted"),
+                 ("eval/pose_mae_ideal", "a perfect decoder j (j's own crop)"),
                  ("eval/pose_mae_guess", "guessing the mean")),
     "id_transfer": (("eval/id_transfer_truth", "the true face swaps"),
                     ("eval/id_transfer_mean_face", "j's mean face, converted")),

@@ -129,17 +129,22 @@ def _judges_lines(results: list[dict]) -> list[str]:
     out += ["", "The true face swaps, judged as the swaps are: the least error a perfect swap shows "
             "(above the floor where the judge reads a face in another identity's frame less well); "
             "the true swap's crop, pasted: its aligned crop pasted back into the source's frame as a "
-            "decoded crop is, the least error a perfect decoder shows through this convert."
+            "decoded crop is; a perfect decoder j: j's own aligned crop at the source's pose and "
+            "expression (what decoder j learns to draw), converted and judged as the swaps are. "
+            "Its features sit where j's own crops have them, about a pixel from where the true "
+            "swap has them, so it shows the least error a swap made with per-identity decoders "
+            "can reach on these judges."
             + (" The signed columns: the judge's reading of the swaps minus the source's truth, per "
                "direction (`attr_bias`); one sign is a decoder drawing the factor more (+) or less (-) "
                "than the source shows, not misses both ways." if dirs else ""),
             "", "| factor | judge's floor | the true face swaps | the true swap's crop, pasted | "
-            "guessing the mean | runs' mean error |" + "".join(f" signed, {d} |" for d in dirs),
-            "|---|---|---|---|---|---|" + "---|" * len(dirs)]
+            "a perfect decoder j | guessing the mean | runs' mean error |"
+            + "".join(f" signed, {d} |" for d in dirs),
+            "|---|---|---|---|---|---|---|" + "---|" * len(dirs)]
     cell = lambda v: "-" if np.isnan(v) else f"{v:.2f}"  # noqa: E731 - runs evaluated before the column
     signed = lambda v: "-" if np.isnan(v) else f"{0.0 if abs(v) < 0.005 else v:+.2f}"  # noqa: E731 - no -0.00
     out += [f"| {n} | {f:.2f} | {cell(err(n, 'attr_err_truth'))} | {cell(err(n, 'attr_err_pasted'))} | "
-            f"{g:.2f} | {cell(err(n))} |"
+            f"{cell(err(n, 'attr_err_ideal'))} | {g:.2f} | {cell(err(n))} |"
             + "".join(f" {signed(err(f'{n}/{d}', 'attr_bias'))} |" for d in dirs)
             for n, f, g in rows]
   return out

@@ -26,7 +26,7 @@ from encdec_jax import judges as judges_lib
 from encdec_jax import preemption, probes, warm_start
 from encdec_jax import workdir as workdir_lib
 from encdec_jax.config import ExperimentConfig
-from encdec_jax.data.loading import DATA_REPORT, load_data
+from encdec_jax.data.loading import DATA_REPORT, load_data, own_crops_fn
 from encdec_jax.losses import compose
 from encdec_jax.preemption import Preempted
 from encdec_jax.preview import preview_grid
@@ -228,7 +228,7 @@ class _Loop:
       self.folders[i].write_tone(step, shifts)
     return eval_lib.evaluate(params, self.prog.decode_all, self.test, self.cfg.data.identities,
                              judges=self.judges, probes=self.probe, shifts=shifts, samples=samples,
-                             face_type=self.cfg.data.face_type)
+                             face_type=self.cfg.data.face_type, ideal=own_crops_fn(self.cfg))
 
   def fail(self, state, i: int) -> None:
     """Member i stopped on a NaN/Inf: its first bad step's loss terms, recomputed from the state

@@ -19,7 +19,7 @@ def main(argv):
   _cli.start()
   from encdec_jax import checkpoint as ckpt_lib, config as config_lib, evaluate, inference, judges, probes
   from encdec_jax.decode import make_decode_all
-  from encdec_jax.data.loading import load_data
+  from encdec_jax.data.loading import load_data, own_crops_fn
   from encdec_jax.workdir import RunFolder, WorkdirBusy, saved_config
   w = _WORKDIR.value
   try:
@@ -34,7 +34,8 @@ def main(argv):
       scalars = evaluate.evaluate(run.params, make_decode_all(run.model), test,
                                   cfg.data.identities, judges=j,
                                   probes=probes.for_run(run.model, trn, test, cfg.data.identities, j),
-                                  shifts=shifts, samples=samples, face_type=cfg.data.face_type)
+                                  shifts=shifts, samples=samples, face_type=cfg.data.face_type,
+                                  ideal=own_crops_fn(cfg))
       final = {"step": step, **scalars}
       shown = " ".join(f"{k}={v:.4g}" for k, v in sorted(final.items()) if k.count("/") <= 1)
       try:  # this step's evaluation replaces the one in metrics.jsonl instead of adding another

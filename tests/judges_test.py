@@ -116,9 +116,25 @@ def test_a_calibrated_evaluation_keeps_the_plain_scores_as_uncalibrated(judges, 
   assert [k for k in cal if metrics.entry(k) is None] == []
 
 
+def _truth_crops_by_factors(test):
+  """An `ideal` for evaluate that gives, for each source row (found by its factors), the true face
+  swap's crop into j: the `_ideal` scores must then be the `_pasted` ones."""
+  from encdec_jax import align
+  rows = {test["factors"][k].tobytes(): k for k in range(len(test["factors"]))}
+  crops = [align.crops(test["face_swaps"][:, j], test["transform"], test["image"].shape[1]) for j in range(2)]
+  return lambda j, factors: crops[j][[rows[f.tobytes()] for f in factors]]
+
+
 def test_perfect_model_scores_full_transfer_and_the_floor(judges, judge_data):
   _, test = judge_data
-  m = evaluate.evaluate(None, _lookup_decode_all(test, "perfect"), test, 2, judges=judges)
+  m = evaluate.evaluate(None, _lookup_decode_all(test, "perfect"), test, 2, judges=judges,
+                        ideal=_truth_crops_by_factors(test))
+  # The `_ideal` reference is converted and judged as the swaps are: given the true swaps' crops
+  # for each source's factors, it scores exactly what the true swap's crop pasted does.
+  for k in ("attr_mae", "expr_mae", "pose_mae", "id_transfer", "attr_err/smile", "attr_err/pitch"):
+    ideal, pasted = (k.replace("attr_err/", f"attr_err_{r}/") if "/" in k else f"{k}_{r}"
+                     for r in ("ideal", "pasted"))
+    assert m[f"eval/{ideal}"] == m[f"eval/{pasted}"], (k, m[f"eval/{ideal}"], m[f"eval/{pasted}"])
   assert m["eval/id_transfer"] >= 0.95 and m["eval/id_leak"] <= 0.05
   # The converted swap has the source's pose and expression exactly: its error is the floor.
   assert abs(m["eval/attr_mae"] - m["eval/attr_mae_floor"]) < 0.1, m
@@ -163,6 +179,28 @@ def test_perfect_model_scores_full_transfer_and_the_floor(judges, judge_data):
   assert m["eval/recon_face_mae"] < 0.02
   # It draws what it is given: its swaps vary as the true swaps do, inside the face.
   assert m["eval/swap_variation"] > 0.8 and m["eval/recon_variation"] > 0.8, m
+
+
+def test_own_crops_are_the_identitys_training_images(judge_data):
+  """synthetic.own_crops renders identity j's own aligned crop at given factors: at the dataset's
+  own factors it is the dataset's image (to its uint8 rounding), so it is what decoder j learns
+  to draw; and it is not the true face swap's crop into j (j's face in i's frame), whose
+  features sit about a pixel away."""
+  from encdec_jax.data import render as R, synthetic
+  _, test = judge_data
+  for i in (0, 1):
+    rows = np.flatnonzero(test["identity"] == i)[:6]
+    got = synthetic.own_crops(0, i, test["factors"][rows], 32, 64, "whole_face")
+    assert got.shape == (6, 32, 32, 3) and got.dtype == np.float32
+    np.testing.assert_allclose(got, test["image"][rows] / 255.0, atol=0.5 / 255 + 1e-6)
+    # Where j's own crop at i's factors has its features, against the true face swap into j (in
+    # i's crop): 0.3-1.9 px apart per landmark on this family (BENCHMARKS.md, "Default sweep").
+    tj = R.identity_traits(0, 1 - i)
+    own_lms = np.array([synthetic.crop_landmarks(R.render(tj, f, 4).landmarks,
+                                                 synthetic.transform(tj, f, 32, 64, "whole_face"), 64, 32)
+                        for f in test["factors"][rows].astype(np.float64)])
+    gap = np.abs(test["face_swap_landmarks"][rows, 1 - i] - own_lms).mean(0) * 32  # (4, 2) px
+    assert gap[:, 1].max() > 0.5, gap  # vertically: the eyes and the nose
 
 
 def test_variation_is_one_for_the_truth_and_zero_for_one_face():

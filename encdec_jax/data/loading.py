@@ -106,6 +106,18 @@ def synthetic_settings(cfg: ExperimentConfig) -> dict | None:
   return None
 
 
+def own_crops_fn(cfg: ExperimentConfig):
+  """Synthetic faces: (j, factors (B, F)) -> identity j's own aligned crops at those factors
+  (synthetic.own_crops: what a perfect decoder j draws for sources with them), for the
+  evaluation's `_ideal` reference. None for other data (no renderer to ask)."""
+  s = synthetic_settings(cfg)
+  if s is None:
+    return None
+  from encdec_jax.data import synthetic
+  return lambda j, factors: synthetic.own_crops(s["seed"], j, factors, s["resolution"],
+                                                s["frame_resolution"], s["face_type"])
+
+
 def export_arrays(cfg: ExperimentConfig, path: str) -> dict:
   """Writes the configured dataset's train and test splits to one .npz (no pickle): what
   data.name='arrays' reads. Returns its meta."""

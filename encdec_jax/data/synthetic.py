@@ -63,6 +63,22 @@ def crop_landmarks(landmarks_frame_fractions, a_2x3, frame_resolution: int, reso
   return ((align.apply(a_2x3, px) + 0.5) / resolution).astype(np.float32)
 
 
+def own_crops(seed: int, identity: int, factors_BxF: np.ndarray, resolution: int,
+              frame_resolution: int, face_type: str) -> np.ndarray:
+  """(B, S, S, 3) float32 in [0, 1]: identity `identity`'s own aligned crops at these factors (its
+  own frame, cut by its own landmarks): the images its decoder trains on. For a source with these
+  factors it is what a perfect decoder of that identity draws, the best a swap made with
+  Deepfakes' decoders can be. The true face swap (the identity's face in the source's frame) is
+  not: its features sit where the other identity's face puts them in the source's crop, about a
+  pixel away at 32 px (BENCHMARKS.md, "Default sweep")."""
+  traits = R.identity_traits(seed, identity)
+  out = []
+  for f in np.asarray(factors_BxF, np.float64):
+    a = transform(traits, f, resolution, frame_resolution, face_type)
+    out.append(R.render(traits, f, resolution, view=R.crop_view(frame_resolution, a)).image)
+  return np.asarray(out, np.float32).reshape((len(out), resolution, resolution, 3))
+
+
 def split_frames(train: dict, s: dict) -> np.ndarray | None:
   """The frames of `train` where it is the whole training split of the synthetic_faces settings
   `s` (loading.synthetic_settings), identity-major: what training_face_swaps may take instead of
