@@ -12,7 +12,11 @@ Both see the **face region only** (`face_only`: the image times its frame's visi
 hair and background are zeroed), so hair cannot decide identity: a face swap keeps the frame's
 hair. On synthetic data they are also fitted on face swaps of the training images, labelled with
 the face's identity and masked by the frame's mask, so neither the hair nor the outline of the
-head (both the frame's) can tell them who it is.
+head (both the frame's) can tell them who it is. Half of those swaps have the true face swap's
+layout and half the layout of j's own crops (what a per-identity decoder draws: its features a
+pixel or so away), and the noisy copies read their patches at landmarks jittered by JITTER px, so
+the regressor reads pose and expression in either layout, not the layout itself (BENCHMARKS.md,
+"Judges": a perfect per-identity decoder read 0.64 / 0.68 `expr_mae` on the judges before them).
 
   classifier: ridge readout of fixed seeded random conv features -> identity (N). Not landmark
               patches: at the true face swap's landmarks they would read the identity from
@@ -57,9 +61,11 @@ def is_readable(floor, guess):
   """Whether the judge reads a factor well enough to score it (works on arrays too)."""
   return floor <= READABLE * guess
 
-VERSION = 7        # of the judges' form: caches of another version are refitted, never misread
-                   # (7: the frame's skin round their pasted training swaps takes the swap's
-                   # tone; 6: those swaps fade at the crop's inscribed circle)
+VERSION = 8        # of the judges' form: caches of another version are refitted, never misread
+                   # (8: half their training swaps in the layout of j's own crops, and the noisy
+                   # copies' landmarks jittered; 7: the frame's skin round their pasted training
+                   # swaps takes the swap's tone; 6: those swaps fade at the crop's inscribed circle)
+JITTER = 0.5       # sd, in pixels, of the landmarks of the noisy training copies (train_judges)
 
 
 def scored_factors(readable) -> dict[str, np.ndarray]:
@@ -256,7 +262,13 @@ def train_judges(train: dict, test: dict, num_identities: int, seed: int = 0,
   xt = to_unit_float(test["image"])
   j.accuracy = float((j.identify(xt, face_masks(test)) == test["identity"]).mean())
   if "factors" in train and "landmarks" in train:
-    pf = patch_features(x, np.concatenate([train["landmarks"]] * k), j.patch_scale).astype(np.float64)
+    # The noisy copies read their patches at landmarks moved by JITTER px: a swap's features sit
+    # about a pixel from where the true swap has them (BENCHMARKS.md, "Judges").
+    lm = np.concatenate([train["landmarks"]] * k)
+    rng = np.random.default_rng(seed + 1)
+    moved = np.repeat(np.arange(k) >= 2, len(train["landmarks"]))[:, None, None]
+    lm = np.where(moved, lm + rng.normal(0.0, JITTER / r, lm.shape), lm).astype(np.float32)
+    pf = patch_features(x, lm, j.patch_scale).astype(np.float64)
     j.patch_stats = {"mu": pf.mean(0).astype(np.float32), "sd": (pf.std(0) + 1e-6).astype(np.float32)}
     pf = (pf - j.patch_stats["mu"]) / j.patch_stats["sd"]
     fa = train["factors"][:, :N_ATTR].astype(np.float64)

@@ -71,9 +71,9 @@ REGISTRY = (
            "the judges on j's own aligned crops at the sources' factors (synthetic data only), "
            "converted into the source's frames as a swap is: what a perfect decoder j draws, which "
            "learns only j's crops. Its features sit where j's own crops have them, not where the "
-           "true face swap's do (about a pixel apart at 32 px), and the judges read the swaps at "
-           "the true swap's landmarks, so this, not the floor, is the least error a swap made "
-           "with per-identity decoders shows here"),
+           "true face swap's do (about a pixel apart at 32 px), while the judges read every swap at "
+           "the true swap's landmarks: this is the least error a swap made with per-identity "
+           "decoders shows here (near the floor where the judges read both layouts)"),
     Metric("attr_mae_mean_face, id_transfer_mean_face", "",
            "what a decoder that ignores its input scores: j's mean held-out face converted into the "
            "source's frame. The crop's outline may give the judge some pose, so this, not guessing, "

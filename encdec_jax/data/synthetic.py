@@ -95,14 +95,19 @@ def training_face_swaps(seed: int, identities: int, resolution: int, train_per_i
                         frame_resolution: int, face_type: str, frames: np.ndarray | None = None) -> dict:
   """Every training example's frame with another identity's face (identity i's k-th example gets
   the face of the (k mod (N-1))-th other identity), labelled with that face's identity, as a
-  perfect convert makes it and as a swap is judged: the true face swap in the example's crop,
-  pasted back into its frame (convert.into_frames, inside the example's own mask), then the
-  aligned crop of that frame (align.crop). Arrays image, mask, landmarks (uint8 / float32; crop),
-  identity, factors. `mask` is the example's own crop mask, as when a swap is judged inside its
-  source's mask; `landmarks` are the face's. Fitted on together with the real training images,
-  the judges cannot use the frame (head size, hairline, hair, the mask's outline, the frame's
-  face where the convert fades into it at the crop's inscribed circle) to tell identities apart
-  or to read pose and expression: in the data alone frame and identity always go together.
+  convert makes it and as a swap is judged: a crop of that face pasted back into the example's
+  frame (convert.into_frames, inside the example's own mask), then the aligned crop of that frame
+  (align.crop). The face's crop is, for even k, the true face swap's (j's face rendered in the
+  example's crop: its features where j's face puts them in i's frame) and, for odd k, j's own
+  aligned crop at the example's factors (own_crops: what a perfect decoder j draws, its features
+  where j's own crops have them, a pixel or so away). Arrays image, mask, landmarks (uint8 /
+  float32; crop), identity, factors. `mask` is the example's own crop mask, as when a swap is
+  judged inside its source's mask; `landmarks` are the face's, where its features are. Fitted on
+  together with the real training images, the judges cannot use the frame (head size, hairline,
+  hair, the mask's outline, the frame's face where the convert fades into it at the crop's
+  inscribed circle) to tell identities apart or to read pose and expression: in the data alone
+  frame and identity always go together; and they read pose and expression in either layout of
+  a swapped face (BENCHMARKS.md, "Judges": a perfect per-identity decoder).
 
   `frames`: the training split's frames (uint8), identity-major as load_split orders them: the
   pixels this would render (the dataset rendered them the same way), so not rendered again."""
@@ -120,7 +125,11 @@ def training_face_swaps(seed: int, identities: int, resolution: int, train_per_i
       f = example_factors(seed, "train", i, k)
       a = transform(traits[i], f, resolution, frame_resolution, face_type)
       view = R.crop_view(frame_resolution, a)
-      face = R.render(traits[i], f, resolution, face=traits[j], view=view)
+      if k % 2 == 0:
+        face = R.render(traits[i], f, resolution, face=traits[j], view=view)
+      else:
+        face = R.render(traits[j], f, resolution, view=R.crop_view(
+            frame_resolution, transform(traits[j], f, resolution, frame_resolution, face_type)))
       own_mask = R.render(traits[i], f, resolution, view=view).mask
       frame = (R.to_uint8(R.render(traits[i], f, frame_resolution).image) if frames is None
                else frames[i * train_per_identity + k])
