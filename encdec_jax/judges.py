@@ -262,11 +262,12 @@ def train_judges(train: dict, test: dict, num_identities: int, seed: int = 0,
   xt = to_unit_float(test["image"])
   j.accuracy = float((j.identify(xt, face_masks(test)) == test["identity"]).mean())
   if "factors" in train and "landmarks" in train:
-    # The noisy copies read their patches at landmarks moved by JITTER px: a swap's features sit
-    # about a pixel from where the true swap has them (BENCHMARKS.md, "Judges").
+    # The noisy copies (training_copies' last two) read their patches at landmarks moved by
+    # JITTER px: a swap's features sit about a pixel from where the true swap has them
+    # (BENCHMARKS.md, "Judges").
     lm = np.concatenate([train["landmarks"]] * k)
     rng = np.random.default_rng(seed + 1)
-    moved = np.repeat(np.arange(k) >= 2, len(train["landmarks"]))[:, None, None]
+    moved = np.repeat(np.arange(k) >= k - 2, len(train["landmarks"]))[:, None, None]
     lm = np.where(moved, lm + rng.normal(0.0, JITTER / r, lm.shape), lm).astype(np.float32)
     pf = patch_features(x, lm, j.patch_scale).astype(np.float64)
     j.patch_stats = {"mu": pf.mean(0).astype(np.float32), "sd": (pf.std(0) + 1e-6).astype(np.float32)}

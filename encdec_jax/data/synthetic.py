@@ -63,19 +63,25 @@ def crop_landmarks(landmarks_frame_fractions, a_2x3, frame_resolution: int, reso
   return ((align.apply(a_2x3, px) + 0.5) / resolution).astype(np.float32)
 
 
+def own_crop(traits: R.Traits, factors: np.ndarray, resolution: int, frame_resolution: int,
+             face_type: str) -> R.Rendering:
+  """The face's own aligned crop at these factors: its own frame, cut by its own landmarks, as
+  the dataset makes its images."""
+  a = transform(traits, factors, resolution, frame_resolution, face_type)
+  return R.render(traits, factors, resolution, view=R.crop_view(frame_resolution, a))
+
+
 def own_crops(seed: int, identity: int, factors_BxF: np.ndarray, resolution: int,
               frame_resolution: int, face_type: str) -> np.ndarray:
-  """(B, S, S, 3) float32 in [0, 1]: identity `identity`'s own aligned crops at these factors (its
-  own frame, cut by its own landmarks): the images its decoder trains on. For a source with these
-  factors it is what a perfect decoder of that identity draws, the best a swap made with
-  Deepfakes' decoders can be. The true face swap (the identity's face in the source's frame) is
-  not: its features sit where the other identity's face puts them in the source's crop, about a
-  pixel away at 32 px (BENCHMARKS.md, "Default sweep")."""
+  """(B, S, S, 3) float32 in [0, 1]: identity `identity`'s own aligned crops at these factors
+  (own_crop): the images its decoder trains on. For a source with these factors it is what a
+  perfect decoder of that identity draws, the best a swap made with Deepfakes' decoders can be.
+  The true face swap (the identity's face in the source's frame) is not: its features sit where
+  the other identity's face puts them in the source's crop, about a pixel away at 32 px
+  (BENCHMARKS.md, "Judges")."""
   traits = R.identity_traits(seed, identity)
-  out = []
-  for f in np.asarray(factors_BxF, np.float64):
-    a = transform(traits, f, resolution, frame_resolution, face_type)
-    out.append(R.render(traits, f, resolution, view=R.crop_view(frame_resolution, a)).image)
+  out = [own_crop(traits, f, resolution, frame_resolution, face_type).image
+         for f in np.asarray(factors_BxF, np.float64)]
   return np.asarray(out, np.float32).reshape((len(out), resolution, resolution, 3))
 
 
@@ -125,11 +131,8 @@ def training_face_swaps(seed: int, identities: int, resolution: int, train_per_i
       f = example_factors(seed, "train", i, k)
       a = transform(traits[i], f, resolution, frame_resolution, face_type)
       view = R.crop_view(frame_resolution, a)
-      if k % 2 == 0:
-        face = R.render(traits[i], f, resolution, face=traits[j], view=view)
-      else:
-        face = R.render(traits[j], f, resolution, view=R.crop_view(
-            frame_resolution, transform(traits[j], f, resolution, frame_resolution, face_type)))
+      face = (R.render(traits[i], f, resolution, face=traits[j], view=view) if k % 2 == 0
+              else own_crop(traits[j], f, resolution, frame_resolution, face_type))
       own_mask = R.render(traits[i], f, resolution, view=view).mask
       frame = (R.to_uint8(R.render(traits[i], f, frame_resolution).image) if frames is None
                else frames[i * train_per_identity + k])
