@@ -223,6 +223,24 @@ def test_a_perfect_per_identity_decoder_reads_near_the_floor(judges, judge_data)
   assert m["eval/id_transfer"] >= 0.85
 
 
+def test_own_crops_fn_renders_once_per_faces_and_only_for_synthetic_data(tiny_config, tiny_data):
+  """The evaluation's `_ideal` crops: the tiny dataset's own images at its own factors, rendered
+  once for the same faces however many runs ask (one render of a sweep's held-out split, not one
+  per run), read-only so no caller changes what the next one gets; image folders have none."""
+  from encdec_jax import assemble
+  from encdec_jax.data import loading
+  _, test = tiny_data
+  cfg = assemble.checked_config(tiny_config())
+  rows = np.flatnonzero(test["identity"] == 1)[:4]
+  first = loading.own_crops_fn(cfg)(1, test["factors"][rows])
+  np.testing.assert_allclose(first, test["image"][rows] / 255.0, atol=0.5 / 255 + 1e-6)
+  assert loading.own_crops_fn(cfg)(1, test["factors"][rows].copy()) is first
+  assert not first.flags.writeable
+  assert loading.own_crops_fn(cfg)(0, test["factors"][rows]) is not first
+  folders = assemble.checked_config(tiny_config(**{"data.name": "folders", "data.root": "/nowhere"}))
+  assert loading.own_crops_fn(folders) is None
+
+
 def test_variation_is_one_for_the_truth_and_zero_for_one_face():
   rng = np.random.default_rng(0)
   truth = rng.random((6, 8, 8, 3)).astype(np.float32)

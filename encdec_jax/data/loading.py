@@ -2,6 +2,7 @@
 that a machine without TensorFlow trains from (data.name='arrays')."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 
@@ -109,13 +110,27 @@ def synthetic_settings(cfg: ExperimentConfig) -> dict | None:
 def own_crops_fn(cfg: ExperimentConfig):
   """Synthetic faces: (j, factors (B, F)) -> identity j's own aligned crops at those factors
   (synthetic.own_crops: what a perfect decoder j draws for sources with them), for the
-  evaluation's `_ideal` reference. None for other data (no renderer to ask)."""
+  evaluation's `_ideal` reference; read-only, rendered once per process for the same faces (a
+  sweep's runs are evaluated on one held-out split). None for other data (no renderer to ask)."""
   s = synthetic_settings(cfg)
   if s is None:
     return None
+  settings = (s["seed"], s["resolution"], s["frame_resolution"], s["face_type"])
+
+  def crops(j, factors):
+    f = np.ascontiguousarray(factors, np.float32)
+    return _own_crops(settings, int(j), f.tobytes(), f.shape)
+  return crops
+
+
+@functools.lru_cache(maxsize=8)
+def _own_crops(settings: tuple, j: int, factors_bytes: bytes, shape: tuple) -> np.ndarray:
   from encdec_jax.data import synthetic
-  return lambda j, factors: synthetic.own_crops(s["seed"], j, factors, s["resolution"],
-                                                s["frame_resolution"], s["face_type"])
+  seed, resolution, frame_resolution, face_type = settings
+  out = synthetic.own_crops(seed, j, np.frombuffer(factors_bytes, np.float32).reshape(shape),
+                            resolution, frame_resolution, face_type)
+  out.flags.writeable = False
+  return out
 
 
 def export_arrays(cfg: ExperimentConfig, path: str) -> dict:
