@@ -38,8 +38,25 @@ def test_swap_tone_against_numpy_reference():
   pair = SwapPair(jnp.asarray(swaps), jnp.asarray(mask), jnp.asarray(target), region=jnp.asarray(region),
                   target_colour_region=jnp.asarray(target_region))
   np.testing.assert_allclose(float(losses.SWAP_LOSSES["swap_tone"](pair, common=1)), want, rtol=1e-5)
-  with pytest.raises(losses.LossSpecError, match="out of range"):
-    losses.parse_loss_spec("mae,swap_tone(common=2)")
+  # skin=1: the swaps' colour over face x (1 - eyes) x (1 - mouth), against the target's skin colour.
+  features = rng.uniform(size=(3, 6, 6, 2)).astype(np.float32)
+  target_skin = np.array([0.7, 0.2, 0.6], np.float32)
+  ms = mask[..., 0] * (1 - features[..., 0]) * (1 - features[..., 1])
+  want = np.mean([abs((swaps[..., c] * ms).sum() / ms.sum() - target_skin[c]) for c in range(3)])
+  pair = SwapPair(jnp.asarray(swaps), jnp.asarray(mask), jnp.asarray(target), feature_masks=jnp.asarray(features),
+                  target_colour_skin=jnp.asarray(target_skin))
+  np.testing.assert_allclose(float(losses.SWAP_LOSSES["swap_tone"](pair, skin=1)), want, rtol=1e-5)
+  # A mouth drawn darker (an open one) moves the plain term, not the skin's.
+  mouth = rng.uniform(size=(3, 6, 6, 1)) > 0.7
+  darker = np.where(mouth, swaps * 0.2, swaps)
+  features_m = np.concatenate([np.zeros_like(mouth, np.float32), mouth.astype(np.float32)], -1)
+  tone = lambda x, **kw: float(losses.SWAP_LOSSES["swap_tone"](SwapPair(  # noqa: E731
+      jnp.asarray(x), jnp.asarray(mask), jnp.asarray(target), feature_masks=jnp.asarray(features_m),
+      target_colour_skin=jnp.asarray(target_skin)), **kw))
+  assert abs(tone(darker, skin=1) - tone(swaps, skin=1)) < 1e-6 and abs(tone(darker) - tone(swaps)) > 0.01
+  for bad in ("swap_tone(common=2)", "swap_tone(skin=2)", "swap_tone(common=1,skin=1)"):
+    with pytest.raises(losses.LossSpecError, match="out of range"):
+      losses.parse_loss_spec(f"mae,{bad}")
 
 
 def test_swap_cycle_against_numpy_reference():
@@ -213,6 +230,16 @@ def test_swap_terms_decode_each_identity_with_the_others_decoder():
     own = mean_colour(x[j], mn[j] * region)
     tone += float(jnp.abs(mean_colour(x[i, :k] * (j + 1) / 4, mn[i, :k] * region) - own).mean())
   np.testing.assert_allclose(float(metrics["train/swap_tone(common=1)"]), tone, rtol=1e-5)
+  # swap_tone(skin=1): both colours over face x (1 - eyes) x (1 - mouth), each image's own masks.
+  terms = losses.parse_loss_spec("mae,swap_tone(skin=1):2")
+  _, metrics = compose.make_loss_fn(Fake(), terms)(1.0, batch, settings)
+  skin = np.asarray(masks[..., :1] * (1 - masks[..., 1:2]) * (1 - masks[..., 2:3]))
+  assert 0 < skin.sum() < np.asarray(masks[..., :1]).sum()  # the features take some face away
+  tone = 0.0
+  for i, j in ((0, 1), (1, 0)):
+    own = mean_colour(x[j], skin[j])
+    tone += float(jnp.abs(mean_colour(x[i, :k] * (j + 1) / 4, skin[i, :k]) - own).mean())
+  np.testing.assert_allclose(float(metrics["train/swap_tone(skin=1)"]), tone, rtol=1e-5)
 
 
 def test_swap_structure_compares_each_swap_with_its_source_target_inside_the_feature_masks():

@@ -179,7 +179,8 @@ def _check_params(name, p):
          "ms_ssim": lambda: not 1 <= p.get("scales", 5) <= 5, "ffl": lambda: p.get("alpha", 1) < 0,
          "laploss": lambda: p.get("levels", 1) < 1, "ssim": lambda: p.get("window", 11) < 1,
          "latent_match": lambda: p.get("spread", 1) < 0,
-         "swap_tone": lambda: p.get("encoder", 1) not in (0, 1) or p.get("common", 0) not in (0, 1),
+         "swap_tone": lambda: (p.get("encoder", 1) not in (0, 1) or p.get("common", 0) not in (0, 1)
+                               or p.get("skin", 0) not in (0, 1) or p.get("common", 0) + p.get("skin", 0) > 1),
          "swap_cycle": lambda: p.get("encoder", 1) not in (0, 1),
          "swap_structure": lambda: (p.get("encoder", 1) not in (0, 1) or p.get("eyes", 0) not in (0, 1)
                                     or not 0 <= p.get("chroma", 0) <= 1),

@@ -18,7 +18,7 @@ from encdec_jax.config import ExperimentConfig, MaskConfig
 from encdec_jax.losses import (ADVERSARY_LOSSES, LossTerm, combined_loss, is_adversary, is_image,
                                is_latent, is_swap, mask_weights, mse, parse_loss_spec)
 from encdec_jax.losses.swap import (MEANS, REALISM, RECODES, SWAP_SHARE, SwapPair, mean_colour,
-                                   realism_accuracy, through_encoder)
+                                   realism_accuracy, skin_weights, through_encoder)
 
 
 def needs_masks(cfg: ExperimentConfig) -> bool:
@@ -129,6 +129,11 @@ def _swap_terms(model, params, z, batch, swaps, side) -> dict:
          for j in range(n)]
   # swap_tone(common=1) only: per pair, the pixels where both identities' mean face masks are > 0.5.
   common = any(dict(t.params).get("common") for _, t in swaps)
+  skin = any(dict(t.params).get("skin") for _, t in swaps)
+  if skin:  # swap_tone(skin=1): j's mean colour on its skin, the eye and mouth regions out
+    own_skin = [jax.lax.stop_gradient(mean_colour(
+        resize(batch["targets"][j]), skin_weights(resize(masks[j]), resize(batch["masks"][j, ..., 1:3]))))
+        for j in range(n)]
   means = any(t.name in MEANS for _, t in swaps)
   realism = any(t.name in REALISM for _, t in swaps)
   if common or means:  # each identity's batch-mean face mask (no gradient)
@@ -174,6 +179,8 @@ def _swap_terms(model, params, z, batch, swaps, side) -> dict:
                         feature_masks=resize(batch["masks"][i, :k, ..., 1:3]))
         if common:
           pair = pair._replace(region=region(i, j), target_colour_region=own_region(i, j))
+        if skin:
+          pair = pair._replace(target_colour_skin=own_skin[j])
         if any(t.name in MEANS for t in swaps_of(enc)):
           pair = pair._replace(target_mean=mean_image[j], target_var=spread(i, j),
                                both=both(i, j), source_mean=own_images[i][k if b > k else 0:].mean(0))

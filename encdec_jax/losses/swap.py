@@ -24,6 +24,13 @@ swap_tone: the gap between the mean colour of j's swaps inside the source's face
   identities' faces are visible in most of the batch (each identity's mean face mask > 0.5), so
   parts of the face that one identity's frames hide (a fringe over the forehead) do not enter.
 
+  skin=1 compares both colours on the skin only: each image's face mask with its eye and mouth
+  regions taken out (coverage face x (1 - eyes) x (1 - mouth), the data's masks), the swaps' in
+  i's masks, j's own in j's. An open mouth or an open eye changes a face's mean colour (a pale
+  face darkens where its mouth opens) while j's mean is over j's faces of every expression, so the
+  plain term asks a swap of an open mouth to be lighter than j's face is: it pulls against the
+  source's expression. On the skin the expression does not enter. Not with common=1.
+
 swap_cycle: the encoder's code of j's swap should differ from j's mean code as i's code differs
   from i's: |E(D_j(z)) - (z - mean code of i + mean code of j)|^2, relative to the codes' variance
   (1 = one standard deviation per unit). The means are over each identity's codes in the batch,
@@ -128,6 +135,7 @@ class SwapPair(NamedTuple):
   code_var: jax.Array = None     # (): the codes' mean variance per unit over the batch (no gradient)
   region: jax.Array = None       # (H, W, 1): 1 where both i's and j's batch-mean face masks are > 0.5
   target_colour_region: jax.Array = None  # (C,): j's mean face colour inside region (no gradient)
+  target_colour_skin: jax.Array = None  # (C,): j's mean colour on its skin (skin_weights; no gradient)
   sources: jax.Array = None      # (k, H, W, C): i's training targets of those images (no gradient)
   feature_masks: jax.Array = None  # (k, H, W, 2): i's eye and mouth regions of those images
   target_mean: jax.Array = None  # (H, W, C): j's targets' mean image in the batch (no gradient);
@@ -147,11 +155,21 @@ def mean_colour(images_BxHxWxC, mask_BxHxWx1):
   return (x * m).sum((0, 1, 2)) / (m.sum() + 1e-6)
 
 
-def swap_tone(p: SwapPair, *, encoder: int = ENCODER, common: int = 0):
+def skin_weights(face_masks, feature_masks):
+  """(..., H, W, 1) face coverage and (..., H, W, 2) eye and mouth coverage -> the skin's
+  coverage: the face without its eye and mouth regions."""
+  f = jnp.asarray(feature_masks, jnp.float32)
+  return jnp.asarray(face_masks, jnp.float32) * (1.0 - f[..., 0:1]) * (1.0 - f[..., 1:2])
+
+
+def swap_tone(p: SwapPair, *, encoder: int = ENCODER, common: int = 0, skin: int = 0):
   """|mean colour of the swaps inside the source's face mask - the target identity's|, averaged
-  over channels; common=1: both inside the pair's common region only (module docstring)."""
+  over channels; common=1: both inside the pair's common region only; skin=1: both on the skin,
+  the eye and mouth regions taken out (module docstring)."""
   del encoder  # read by compose: whether the term's gradient reaches the encoder (module docstring)
-  if common:
+  if skin:
+    swap, target = mean_colour(p.swaps, skin_weights(p.source_masks, p.feature_masks)), p.target_colour_skin
+  elif common:
     swap, target = mean_colour(p.swaps, p.source_masks * p.region), p.target_colour_region
   else:
     swap, target = mean_colour(p.swaps, p.source_masks), p.target_colour
