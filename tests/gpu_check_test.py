@@ -39,13 +39,32 @@ def test_gpu_check_dry_runs_every_part_and_writes_its_table(tmp_path, tiny_confi
   for part in ("sweep", "recipe"):  # evaluations at steps 2 and 4, as a curve
     assert "step 2: attr_mae" in rows[part][0] and "step 4: attr_mae" in rows[part][0], rows[part]
   assert (tmp_path / "work" / "bench_bf16_batch_256.log").read_text() == bench  # dry: one command, run once
-  # Every part past its budget is stopped and said to be cut, and the table is still written.
-  cut = subprocess.run(cmd + ["--budget_scale=0.0001", f"--out={tmp_path / 'cut.md'}",
-                              f"--workdir={tmp_path / 'work_cut'}"], cwd=ROOT, capture_output=True,
-                       text=True, timeout=600)
-  assert cut.returncode == 0, cut.stderr[-3000:]
-  rows = _rows((tmp_path / "cut.md").read_text())
-  assert all(rows[p][1].startswith("cut at its budget") for p in PARTS[1:]), rows
+
+
+def test_a_part_past_its_budget_is_stopped_kept_and_said_to_be_cut(tmp_path, monkeypatch):
+  """run_part stops a command at its budget with the given signal and keeps what it printed; the
+  table names every part so stopped as cut at its budget, and is still written."""
+  from experiments import gpu_check
+  script = ("import signal, sys, time\n"
+            "signal.signal(signal.SIGTERM, lambda *a: (print('saved', flush=True), sys.exit(0)))\n"
+            "print('started', flush=True)\ntime.sleep(60)\n")
+  out, cut, rc = gpu_check.run_part([sys.executable, "-c", script], 3.0, str(tmp_path / "a.log"))
+  assert cut and rc == 0 and out.split() == ["started", "saved"], (out, rc)
+  assert (tmp_path / "a.log").read_text() == out
+  out, cut, rc = gpu_check.run_part([sys.executable, "-c", script], 3.0, str(tmp_path / "b.log"),
+                                    stop=gpu_check.signal.SIGKILL)
+  assert cut and rc == -9 and out.split() == ["started"], (out, rc)
+  out, cut, rc = gpu_check.run_part([sys.executable, "-c", "print('quick')"], 30.0, str(tmp_path / "c.log"))
+  assert not cut and rc == 0 and out == "quick\n"
+  # Every part cut: the devices row is the in-process one, every other says so with its budget.
+  monkeypatch.setattr(gpu_check, "devices_row", lambda: "jax, cpu")
+  monkeypatch.setattr(gpu_check, "run_part", lambda cmd, budget, log, stop=None: ("", True, -15))
+  rows = gpu_check.check(str(tmp_path), dry=True, work=str(tmp_path / "work"), scale=0.5)
+  assert [r[0] for r in rows] == PARTS
+  assert rows[0][2] == "done"
+  for part, _, ended in rows[1:]:
+    assert ended == f"cut at its budget ({gpu_check.DRY_BUDGETS[part] * 0.5:.0f} s)", (part, ended)
+  assert _rows(gpu_check.table(rows)).keys() == set(PARTS)
 
 
 def test_gpu_check_without_its_data_says_how_to_make_it(tmp_path):
