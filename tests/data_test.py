@@ -319,3 +319,52 @@ def test_warp_anneal_shrinks_the_same_draws_to_none(tiny_data):
   assert pipeline.Augment.from_config(config_lib.DataConfig(warp_anneal=8)).warp_anneal == 8
   with pytest.raises(config_lib.ConfigError, match=r"config.data.warp_anneal=-1; must be >= 0"):
     config_lib.DataConfig(warp_anneal=-1)
+
+
+def test_examples_rendered_in_processes_are_the_ones_rendered_here():
+  """synthetic.examples in 2 spawned processes yields the same keys, in the same order, with
+  every field equal to the ones rendered in this process (the train split's and the held-out
+  split's true swaps)."""
+  from encdec_jax.data import synthetic
+  settings = (3, 3, 16, 32, "whole_face")
+  for split, per in (("train", 2 * synthetic.BLOCK + 3), ("test", 5)):
+    here = list(synthetic.examples(settings, split, per, workers=1))
+    there = list(synthetic.examples(settings, split, per, workers=2))
+    assert [k for k, _ in there] == [k for k, _ in here] == [f"{i}_{k}" for i in range(3) for k in range(per)]
+    for (_, a), (_, b) in zip(here, there):
+      assert a.keys() == b.keys()
+      for field in a:
+        np.testing.assert_array_equal(np.asarray(a[field]), np.asarray(b[field]), err_msg=field)
+  assert synthetic.render_workers(100) == 1 and 1 <= synthetic.render_workers(4800) <= synthetic.MAX_WORKERS
+
+
+def test_examples_go_on_in_this_process_where_rendering_processes_cannot_start(monkeypatch):
+  """A pool that breaks after its first block (as a script without a main guard breaks it): the
+  rest is rendered here, every key once, with a warning."""
+  import concurrent.futures
+  from encdec_jax.data import synthetic
+
+  class Breaks:
+    def __init__(self, *a, **k):
+      self.calls = 0
+
+    def __enter__(self):
+      return self
+
+    def __exit__(self, *a):
+      return False
+
+    def submit(self, fn, *args):
+      self.calls += 1
+      f = concurrent.futures.Future()
+      if self.calls == 1:
+        f.set_result(fn(*args))
+      else:
+        f.set_exception(concurrent.futures.process.BrokenProcessPool("no main guard"))
+      return f
+
+  monkeypatch.setattr(synthetic.concurrent.futures, "ProcessPoolExecutor", Breaks)
+  settings = (0, 2, 16, 32, "whole_face")
+  with pytest.warns(RuntimeWarning, match="rendering the rest in this process"):
+    got = [k for k, _ in synthetic.examples(settings, "train", synthetic.BLOCK + 4, workers=2)]
+  assert got == [f"{i}_{k}" for i in range(2) for k in range(synthetic.BLOCK + 4)]

@@ -15,7 +15,12 @@ without TensorFlow (a typical JAX GPU container) needs to use an exported copy.
 """
 from __future__ import annotations
 
+import collections
+import concurrent.futures
+import functools
+import multiprocessing
 import os
+import warnings
 
 import numpy as np
 
@@ -142,3 +147,88 @@ def training_face_swaps(seed: int, identities: int, resolution: int, train_per_i
                      ("landmarks", face.landmarks), ("identity", j), ("factors", f.astype(np.float32))):
         out[key].append(v)
   return {k: np.asarray(v) for k, v in out.items()}
+
+
+@functools.lru_cache(maxsize=64)
+def _traits(seed: int, identity: int) -> R.Traits:
+  return R.identity_traits(seed, identity)
+
+
+def example(settings: tuple, split: str, identity: int, index: int) -> dict:
+  """One example of the synthetic_faces dataset as it stores it (uint8 images; synthetic_faces.py
+  names the fields): a pure function of the settings (seed, identities, resolution,
+  frame_resolution, face_type), the split, the identity and the index."""
+  seed, identities, resolution, fr, face_type = settings
+  i, f = identity, example_factors(seed, split, identity, index)
+  frame = R.render(_traits(seed, i), f, fr)
+  a = align.align_transform(frame.landmarks * fr - 0.5, resolution, face_type)
+  view = R.crop_view(fr, a)
+  out = R.render(_traits(seed, i), f, resolution, view=view)
+  swaps, faces = [], []
+  if split == "test":
+    swaps = [R.render(_traits(seed, j), f, resolution, view=view) if j != i else out
+             for j in range(identities)]
+    faces = [R.render(_traits(seed, i), f, fr, face=_traits(seed, j)) if j != i else frame
+             for j in range(identities)]
+  return {
+      "image": R.to_uint8(out.image), "mask": R.to_uint8(out.mask), "identity": i, "index": index,
+      "factors": f.astype(np.float32), "landmarks": out.landmarks,
+      "frame": R.to_uint8(frame.image), "frame_mask": R.to_uint8(frame.mask),
+      "frame_landmarks": frame.landmarks, "transform": a.astype(np.float32),
+      "swaps": [R.to_uint8(s.image) for s in swaps],
+      "face_swaps": [R.to_uint8(s.image) for s in faces],
+      "face_swap_masks": [R.to_uint8(s.mask) for s in faces],
+      "face_swap_landmarks": np.array(
+          [crop_landmarks(s.landmarks, a, fr, resolution) for s in faces],
+          np.float32).reshape(len(faces), len(align.LANDMARK_NAMES), 2),
+  }
+
+
+def _examples(settings: tuple, split: str, keys) -> list[dict]:
+  return [example(settings, split, i, k) for i, k in keys]
+
+
+BLOCK = 16      # examples per task of a rendering process
+MAX_WORKERS = 8
+
+
+def render_workers(examples: int) -> int:
+  """How many processes render `examples` examples: the cores this process may use (at most
+  MAX_WORKERS), one below a few hundred examples (starting a process costs about a second)."""
+  if examples < 256:
+    return 1
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+  return max(1, min(cores, MAX_WORKERS))
+
+
+def examples(settings: tuple, split: str, per_identity: int, workers: int | None = None):
+  """(key "i_k", example) for every identity i and index k of a split, in that order. Rendered in
+  `workers` processes (default render_workers) while the caller encodes and writes: each example
+  is a pure function of its key, so the examples are the same whoever renders them. At most
+  4 x workers blocks wait at a time. Processes are spawned, not forked (JAX's threads may hold
+  locks in this one); where they cannot start (a script without an `if __name__ == "__main__":`
+  guard) the examples are rendered here instead, with a warning."""
+  keys = [(i, k) for i in range(settings[1]) for k in range(per_identity)]
+  n = render_workers(len(keys)) if workers is None else workers
+  blocks = [keys[b:b + BLOCK] for b in range(0, len(keys), BLOCK)]
+  done = 0
+  if n > 1:
+    try:
+      with concurrent.futures.ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pending = collections.deque()
+        for block in blocks:
+          pending.append(pool.submit(_examples, settings, split, block))
+          if len(pending) >= 4 * n:
+            for ex in pending.popleft().result():
+              yield f"{ex['identity']}_{ex['index']}", ex
+              done += 1
+        while pending:
+          for ex in pending.popleft().result():
+            yield f"{ex['identity']}_{ex['index']}", ex
+            done += 1
+      return
+    except concurrent.futures.process.BrokenProcessPool as e:
+      warnings.warn(f"synthetic faces: rendering processes could not run ({e}); rendering the rest "
+                    f"in this process", RuntimeWarning)
+  for i, k in keys[done:]:
+    yield f"{i}_{k}", example(settings, split, i, k)

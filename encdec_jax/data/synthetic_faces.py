@@ -23,7 +23,6 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
-from encdec_jax import align
 from encdec_jax.align import LANDMARK_NAMES
 from encdec_jax.config import DataConfig
 from encdec_jax.data import render as R
@@ -97,32 +96,8 @@ class SyntheticFaces(tfds.core.GeneratorBasedBuilder):
 
   def _generate_examples(self, split, per_identity):
     c = self.builder_config
-    traits = [R.identity_traits(c.seed, i) for i in range(c.identities)]
-    for i in range(c.identities):
-      for k in range(per_identity):
-        f = example_factors(c.seed, split, i, k)
-        frame = R.render(traits[i], f, c.frame_resolution)
-        a = align.align_transform(frame.landmarks * c.frame_resolution - 0.5, c.resolution, c.face_type)
-        view = R.crop_view(c.frame_resolution, a)
-        out = R.render(traits[i], f, c.resolution, view=view)
-        swaps, faces = [], []
-        if split == "test":
-          swaps = [R.render(traits[j], f, c.resolution, view=view) if j != i else out
-                   for j in range(c.identities)]
-          faces = [R.render(traits[i], f, c.frame_resolution, face=traits[j]) if j != i else frame
-                   for j in range(c.identities)]
-        yield f"{i}_{k}", {
-            "image": R.to_uint8(out.image), "mask": R.to_uint8(out.mask), "identity": i, "index": k,
-            "factors": f.astype(np.float32), "landmarks": out.landmarks,
-            "frame": R.to_uint8(frame.image), "frame_mask": R.to_uint8(frame.mask),
-            "frame_landmarks": frame.landmarks, "transform": a.astype(np.float32),
-            "swaps": [R.to_uint8(s.image) for s in swaps],
-            "face_swaps": [R.to_uint8(s.image) for s in faces],
-            "face_swap_masks": [R.to_uint8(s.mask) for s in faces],
-            "face_swap_landmarks": np.array(
-                [synthetic.crop_landmarks(s.landmarks, a, c.frame_resolution, c.resolution) for s in faces],
-                np.float32).reshape(len(faces), len(LANDMARK_NAMES), 2),
-        }
+    settings = (c.seed, c.identities, c.resolution, c.frame_resolution, c.face_type)
+    yield from synthetic.examples(settings, split, per_identity)
 
 
 def builder(resolution: int, identities: int, seed: int, train_per_identity: int,
