@@ -29,10 +29,8 @@ swap_tone: the gap between the mean colour of j's swaps inside the source's face
   i's masks, j's own in j's. An open mouth or an open eye changes a face's mean colour (a pale
   face darkens where its mouth opens) while j's mean is over j's faces of every expression, so the
   plain term asks a swap of an open mouth to be lighter than j's face is: it pulls against the
-  source's expression. On the skin the expression does not enter. Not with common=1. Measured
-  (BENCHMARKS.md, "Recipe", round 23): at 1.0 it read as the plain term does; at 0.3 with the
-  identity adversary (the default sweep's second loss) family 1's smile improved on every seed,
-  its open mouth within the seeds' spread, and family 0's identity transfer fell (0.94 from 0.99).
+  source's expression. On the skin the expression does not enter. Not with common=1. Its
+  measurements: BENCHMARKS.md, "Recipe" (its `swap_tone(skin=1)` row).
 
 swap_cycle: the encoder's code of j's swap should differ from j's mean code as i's code differs
   from i's: |E(D_j(z)) - (z - mean code of i + mean code of j)|^2, relative to the codes' variance
