@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import functools
+import itertools
 import multiprocessing
 import os
 import warnings
@@ -210,22 +211,17 @@ def examples(settings: tuple, split: str, per_identity: int, workers: int | None
   guard) the examples are rendered here instead, with a warning."""
   keys = [(i, k) for i in range(settings[1]) for k in range(per_identity)]
   n = render_workers(len(keys)) if workers is None else workers
-  blocks = [keys[b:b + BLOCK] for b in range(0, len(keys), BLOCK)]
   done = 0
   if n > 1:
     try:
       with concurrent.futures.ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
-        pending = collections.deque()
-        for block in blocks:
-          pending.append(pool.submit(_examples, settings, split, block))
-          if len(pending) >= 4 * n:
-            for ex in pending.popleft().result():
-              yield f"{ex['identity']}_{ex['index']}", ex
-              done += 1
+        tasks = (pool.submit(_examples, settings, split, keys[b:b + BLOCK]) for b in range(0, len(keys), BLOCK))
+        pending = collections.deque(itertools.islice(tasks, 4 * n))
         while pending:
           for ex in pending.popleft().result():
-            yield f"{ex['identity']}_{ex['index']}", ex
+            yield f"{keys[done][0]}_{keys[done][1]}", ex
             done += 1
+          pending.extend(itertools.islice(tasks, 1))
       return
     except concurrent.futures.process.BrokenProcessPool as e:
       warnings.warn(f"synthetic faces: rendering processes could not run ({e}); rendering the rest "
