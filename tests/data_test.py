@@ -252,7 +252,8 @@ def test_every_trait_is_the_face_s_or_the_frame_s():
 
 def test_two_processes_preparing_the_same_dataset_both_read_it(tmp_path):
   """The second process waits on the cache lock while the first prepares; its builder, made
-  before, must not read the empty split list it saw then (it raised KeyError 'splits is empty')."""
+  before, must not read the empty split list it saw then (it raised KeyError 'splits is empty').
+  Preparing it imports no TensorFlow (the images come to TFDS as PNG bytes)."""
   import os
   import subprocess
   import sys
@@ -263,7 +264,8 @@ def test_two_processes_preparing_the_same_dataset_both_read_it(tmp_path):
       def load(d):
           from encdec_jax.data import synthetic_faces as sf
           b = sf.builder(16, 2, 5, 16, 2, 32, "whole_face", d)
-          return len(sf.load_split(b, "train")["image"])
+          import sys
+          return len(sf.load_split(b, "train")["image"]), "tensorflow" in sys.modules
       if __name__ == "__main__":
           with mp.get_context("spawn").Pool(2) as p:
               print("loaded", p.map(load, [{str(tmp_path / "tfds")!r}] * 2))
@@ -271,7 +273,7 @@ def test_two_processes_preparing_the_same_dataset_both_read_it(tmp_path):
   (tmp_path / "race.py").write_text(script)  # spawned workers import their __main__ from a file
   r = subprocess.run([sys.executable, str(tmp_path / "race.py")], cwd=root, capture_output=True,
                      text=True, timeout=300, env=dict(os.environ, PYTHONPATH=root))
-  assert r.returncode == 0 and "loaded [32, 32]" in r.stdout, r.stderr[-3000:]
+  assert r.returncode == 0 and "loaded [(32, False), (32, False)]" in r.stdout, (r.stdout, r.stderr[-3000:])
 
 
 def test_face_types_fill_the_crop_and_the_crop_is_the_photo_paths():
@@ -324,7 +326,7 @@ def test_warp_anneal_shrinks_the_same_draws_to_none(tiny_data):
 def test_examples_rendered_in_processes_are_the_ones_rendered_here():
   """synthetic.examples in 2 spawned processes yields the same keys, in the same order, with
   every field equal to the ones rendered in this process (the train split's and the held-out
-  split's true swaps)."""
+  split's true swaps); encoded, with every image as PNG bytes of the same array."""
   from encdec_jax.data import synthetic
   settings = (3, 3, 16, 32, "whole_face")
   for split, per in (("train", 2 * synthetic.BLOCK + 3), ("test", 5)):
@@ -336,6 +338,19 @@ def test_examples_rendered_in_processes_are_the_ones_rendered_here():
       for field in a:
         np.testing.assert_array_equal(np.asarray(a[field]), np.asarray(b[field]), err_msg=field)
   assert synthetic.render_workers(100) == 1 and 1 <= synthetic.render_workers(4800) <= synthetic.MAX_WORKERS
+  # Encoded, as the dataset's builder asks: each image PNG bytes that decode to the same array.
+  import io
+  from PIL import Image
+  decode = lambda x: np.asarray(Image.open(io.BytesIO(x)))  # noqa: E731
+  for (k, a), (k2, b) in zip(here, synthetic.examples(settings, "test", per, workers=2, encode=True)):
+    assert k == k2 and a.keys() == b.keys()
+    for field in synthetic.IMAGES:
+      np.testing.assert_array_equal(decode(b[field]), a[field], err_msg=field)
+    for field in synthetic.IMAGE_SEQUENCES:
+      assert len(b[field]) == len(a[field]) == 3, field
+      np.testing.assert_array_equal(np.stack([decode(x) for x in b[field]]), np.stack(a[field]), err_msg=field)
+    for field in set(a) - set(synthetic.IMAGES) - set(synthetic.IMAGE_SEQUENCES):
+      np.testing.assert_array_equal(np.asarray(b[field]), np.asarray(a[field]), err_msg=field)
 
 
 def test_examples_go_on_in_this_process_where_rendering_processes_cannot_start(monkeypatch):

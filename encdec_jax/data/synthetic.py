@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import functools
+import io
 import itertools
 import multiprocessing
 import os
@@ -185,8 +186,30 @@ def example(settings: tuple, split: str, identity: int, index: int) -> dict:
   }
 
 
-def _examples(settings: tuple, split: str, keys) -> list[dict]:
-  return [example(settings, split, i, k) for i, k in keys]
+# The example's images, and its sequences of images (synthetic_faces.py declares them as such).
+IMAGES = ("image", "mask", "frame", "frame_mask")
+IMAGE_SEQUENCES = ("swaps", "face_swaps", "face_swap_masks")
+
+
+def png(image_HxWxC: np.ndarray) -> bytes:
+  """A uint8 image as PNG bytes (lossless: read back, the same array)."""
+  from PIL import Image
+  buf = io.BytesIO()
+  Image.fromarray(image_HxWxC).save(buf, format="PNG")
+  return buf.getvalue()
+
+
+def encoded(ex: dict) -> dict:
+  """An example with its images as PNG bytes, as TFDS stores them: given bytes it writes them as
+  they are, where given arrays it encodes each with TensorFlow, in the writing process (importing
+  TensorFlow costs that process about 5 s)."""
+  return {**ex, **{k: png(ex[k]) for k in IMAGES},
+          **{k: [png(x) for x in ex[k]] for k in IMAGE_SEQUENCES}}
+
+
+def _examples(settings: tuple, split: str, keys, encode: bool = False) -> list[dict]:
+  out = [example(settings, split, i, k) for i, k in keys]
+  return [encoded(ex) for ex in out] if encode else out
 
 
 BLOCK = 16      # examples per task of a rendering process
@@ -202,9 +225,11 @@ def render_workers(examples: int) -> int:
   return max(1, min(cores, MAX_WORKERS))
 
 
-def examples(settings: tuple, split: str, per_identity: int, workers: int | None = None):
-  """(key "i_k", example) for every identity i and index k of a split, in that order. Rendered in
-  `workers` processes (default render_workers) while the caller encodes and writes: each example
+def examples(settings: tuple, split: str, per_identity: int, workers: int | None = None,
+             encode: bool = False):
+  """(key "i_k", example) for every identity i and index k of a split, in that order, with its
+  images as PNG bytes where `encode` (`encoded`). Rendered (and encoded) in `workers` processes
+  (default render_workers) while the caller writes: each example
   is a pure function of its key, so the examples are the same whoever renders them. At most
   4 x workers blocks wait at a time. Processes are spawned, not forked (JAX's threads may hold
   locks in this one); where they cannot start (a script without an `if __name__ == "__main__":`
@@ -215,7 +240,7 @@ def examples(settings: tuple, split: str, per_identity: int, workers: int | None
   if n > 1:
     try:
       with concurrent.futures.ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
-        tasks = (pool.submit(_examples, settings, split, keys[b:b + BLOCK]) for b in range(0, len(keys), BLOCK))
+        tasks = (pool.submit(_examples, settings, split, keys[b:b + BLOCK], encode) for b in range(0, len(keys), BLOCK))
         pending = collections.deque(itertools.islice(tasks, 4 * n))
         while pending:
           for ex in pending.popleft().result():
@@ -227,4 +252,4 @@ def examples(settings: tuple, split: str, per_identity: int, workers: int | None
       warnings.warn(f"synthetic faces: rendering processes could not run ({e}); rendering the rest "
                     f"in this process", RuntimeWarning)
   for i, k in keys[done:]:
-    yield f"{i}_{k}", example(settings, split, i, k)
+    yield f"{i}_{k}", _examples(settings, split, [(i, k)], encode)[0]

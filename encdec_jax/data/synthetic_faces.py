@@ -97,7 +97,7 @@ class SyntheticFaces(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, split, per_identity):
     c = self.builder_config
     settings = (c.seed, c.identities, c.resolution, c.frame_resolution, c.face_type)
-    yield from synthetic.examples(settings, split, per_identity)
+    yield from synthetic.examples(settings, split, per_identity, encode=True)
 
 
 def builder(resolution: int, identities: int, seed: int, train_per_identity: int,
