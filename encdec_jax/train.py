@@ -97,7 +97,7 @@ def _train(cfgs, folders, progress):
     start = _common_start(folders)
     # A first start reads its init_from source (a bad one fails here, before the data is made);
     # a resumed run continues from its own checkpoint and never reads it again.
-    warm = [warm_start.load(c) if start == 0 else None for c in cfgs]
+    warm = warm_start.load_all(cfgs) if start == 0 else [None] * len(cfgs)
     if jax.process_count() > 1:  # process 0 prepares the TFDS data, the others then read it
       from jax.experimental import multihost_utils
       if main:

@@ -11,6 +11,7 @@ a sweep's bottleneck axis over one pretrained encoder. Any other difference in s
 Only a run's first start reads the source: a resumed run continues from its own checkpoint.
 
     source = load(cfg)                 # before any data is loaded: bad paths and shapes fail here
+                                       # (load_all: several runs, each source read once)
     params = apply(params, source)     # numpy params of one run, encoder and matched decoders
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from typing import Any
 
 import jax
 import numpy as np
@@ -90,12 +92,17 @@ def _matched_shapes(got: dict, want, what: str, src_cfg, cfg) -> list[str]:
   return fresh
 
 
-def load(cfg, abstract_params=None) -> Source | None:
-  """The source of `cfg.train.init_from` (None when it is ''), checked against this run's params
-  shapes (`abstract_params`, default: assembled from `cfg`): WarmStartError names what is wrong."""
-  path = cfg.train.init_from
-  if not path:
-    return None
+@dataclasses.dataclass(frozen=True)
+class _Run:
+  """A source run as read from its workdir: config, config.json's bytes, latest params, step."""
+  path: str
+  cfg: Any
+  raw: bytes
+  params: dict   # numpy, under 'params'
+  step: int
+
+
+def _read(path: str) -> _Run:
   from encdec_jax import assemble
   cfg_path = os.path.join(path, CONFIG)
   if not os.path.isfile(cfg_path):
@@ -109,12 +116,45 @@ def load(cfg, abstract_params=None) -> Source | None:
     params, step = assemble.restore_params(assemble.assemble(src_cfg, "cpu"), path)
   except FileNotFoundError as e:
     raise WarmStartError(f"config.train.init_from={path!r}: {e}") from None
-  params = jax.tree.map(np.asarray, jax.device_get(params))["params"]
-  want = (abstract_params if abstract_params is not None
-          else assemble.assemble(cfg, "cpu").abstract_params)["params"]
+  return _Run(path, src_cfg, raw, jax.tree.map(np.asarray, jax.device_get(params))["params"], int(step))
+
+
+def load(cfg, abstract_params=None) -> Source | None:
+  """The source of `cfg.train.init_from` (None when it is ''), checked against this run's params
+  shapes (`abstract_params`, default: assembled from `cfg`): WarmStartError names what is wrong."""
+  return load_all([cfg], None if abstract_params is None else [abstract_params])[0]
+
+
+def load_all(cfgs: list, abstract_params: list | None = None) -> list[Source | None]:
+  """`load` for each of several runs (a sweep's members): each source run is read once, each
+  distinct model's shapes assembled once."""
+  from encdec_jax import assemble
+  runs: dict[str, _Run] = {}
+  shapes: dict = {}
+  out = []
+  for n, cfg in enumerate(cfgs):
+    path = cfg.train.init_from
+    if not path:
+      out.append(None)
+      continue
+    if path not in runs:
+      runs[path] = _read(path)
+    if abstract_params is not None:
+      want = abstract_params[n]["params"]
+    else:
+      if cfg.model not in shapes:
+        shapes[cfg.model] = assemble.assemble(cfg, "cpu").abstract_params["params"]
+      want = shapes[cfg.model]
+    out.append(_match(cfg, runs[path], want))
+  return out
+
+
+def _match(cfg, src: _Run, want: dict) -> Source:
+  """The source run's weights that this run (`cfg`, params shapes `want`) takes."""
+  src_cfg, params = src.cfg, src.params
   fresh = [f"['encoder']{k}" for k in _matched_shapes(params["encoder"], want["encoder"], "encoder",
                                                       src_cfg, cfg)]
-  src_names, names = identity_names(src_cfg, path), identity_names(cfg)
+  src_names, names = identity_names(src_cfg, src.path), identity_names(cfg)
   decoders, matched = {}, {}
   for i, name in enumerate(names):
     if name in src_names:
@@ -122,8 +162,8 @@ def load(cfg, abstract_params=None) -> Source | None:
       fresh += [f"['decoders_{i}']{k}" for k in _matched_shapes(
           params[f"decoders_{j}"], want[f"decoders_{i}"], f"decoder of {name!r}", src_cfg, cfg)]
       decoders[i], matched[name] = params[f"decoders_{j}"], j
-  record = {"run": os.path.basename(os.path.abspath(path)), "config_sha256": config_hash(raw),
-            "step": int(step), "encoder": True, "decoders": matched,
+  record = {"run": os.path.basename(os.path.abspath(src.path)), "config_sha256": config_hash(src.raw),
+            "step": src.step, "encoder": True, "decoders": matched,
             "fresh_decoders": [n for n in names if n not in matched]}
   if fresh:  # only then: a run at the source's bottleneck keeps its record as before
     record["fresh_weights"] = fresh
