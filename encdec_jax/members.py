@@ -115,10 +115,10 @@ def _terms(cfgs):
   return tuple(out)
 
 
-def _pad_to(x, shape):
+def _pad_to(x, shape, xp=jnp):
   if tuple(x.shape) == tuple(shape):
     return x
-  return jnp.pad(x, [(0, b - a) for a, b in zip(x.shape, shape)])
+  return xp.pad(x, [(0, b - a) for a, b in zip(x.shape, shape)])
 
 
 class Group:
@@ -176,10 +176,13 @@ class Group:
 
   # -- between one member's (unpadded, one run's layout) state and the group's --
   def pad(self, member_states: list) -> Any:
-    """Members' own states (k-sized) -> the group state (each padded to K, stacked)."""
-    padded = [jax.tree.map(lambda x, b: _pad_to(jnp.asarray(x), b.shape), s, self.big.abstract_state)
-              for s in member_states]
-    return jax.device_put(jax.tree.map(lambda *x: jnp.stack(x), *padded), self.state_sharding)
+    """Members' own states (k-sized) -> the group state (each padded to K, stacked). Padded and
+    stacked on the host: jnp's pad and stack compiled one program per leaf shape (about 4 s for
+    the default sweep's eight members), numpy's compile nothing, and the values are the same."""
+    host = jax.device_get(member_states)
+    stacked = jax.tree.map(lambda b, *x: np.stack([_pad_to(np.asarray(v), b.shape, np) for v in x]),
+                           self.big.abstract_state, *host)
+    return jax.device_put(stacked, self.state_sharding)
 
   def member_state(self, state, i: int):
     """Member i's state in its own run's layout (the padded units cut off)."""
