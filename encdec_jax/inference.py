@@ -7,7 +7,6 @@ pasted back into A's frame (or blended into the crop, where there is no frame) i
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import sys
@@ -98,18 +97,18 @@ def colour_shifts(run: Run, trn: dict | None = None, reuse: bool = True):
 
 
 def swap(run: Run, x_BxHxWx3: np.ndarray, to: int, blend: bool = True, masks=None, shift=None,
-         frames=None, transforms=None):
+         frames=None, transforms=None, quick: bool = False):
   """-> (swapped, mask used (B, H, W, 1) or None). With `blend`, the convert
   (encdec_jax/convert.py, decode.converted) of the decoder's output inside the learned mask if
   the model has one, else `masks` (the data's face masks), else the soft ellipse over the face of
   an aligned crop of the run's face type: pasted back into `frames` by `transforms` (frame pixels
   -> crop pixels) when given (the swap is then frame-sized), else blended into the input crops.
   Without `blend`, the decoder's output (crop-sized). `shift` (3,): a tone colour shift
-  (encdec_jax/calibration.py) taken off the decoder's output first."""
+  (encdec_jax/calibration.py) taken off the decoder's output first. `quick`: `decode`'s."""
   from encdec_jax import convert
   from encdec_jax.decode import converted
   b, h, _, _ = x_BxHxWx3.shape
-  rgb, learned = decode(run, x_BxHxWx3, to)
+  rgb, learned = decode(run, x_BxHxWx3, to, quick)
   if shift is not None:
     from encdec_jax.decode import take_off
     rgb = take_off(rgb, shift)
@@ -120,21 +119,28 @@ def swap(run: Run, x_BxHxWx3: np.ndarray, to: int, blend: bool = True, masks=Non
   return converted(shown, rgb, m, None, transforms, run.cfg.data.face_type), m
 
 
-def decode(run: Run, x_BxHxWx3: np.ndarray, to: int):
+def decode(run: Run, x_BxHxWx3: np.ndarray, to: int, quick: bool = False):
   """-> (the decoder `to`'s RGB output (B, H, W, 3), its learned mask (B, H, W, 1) or None), at
-  the input's resolution."""
+  the input's resolution. `quick`: compiled with XLA's backend optimisation off, for a few images
+  (a swap grid's): the same numbers, a third of the compile time, twice the time per image."""
   from encdec_jax import models
-  y = models.to_resolution(apply_swap(run.model, run.params, x_BxHxWx3, to), x_BxHxWx3.shape[1])  # dfaker: 2x
+  f = apply_swap_quick if quick else apply_swap
+  y = models.to_resolution(f(run.model, run.params, x_BxHxWx3, to), x_BxHxWx3.shape[1])  # dfaker: 2x
   return models.split_output(np.asarray(y))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 3))
-def apply_swap(model, params, x, to: int):
+def _apply_swap(model, params, x, to: int):
   """Decoder `to`'s output for encoder(x). One compile per (model, target, shapes): runs of equal
   model configs (flax modules compare by their fields) share it, so a sweep's swap grid compiles
-  once per architecture and bottleneck, not once per run (2.8 s each on 2 cores for the small
-  Original)."""
+  once per architecture and bottleneck, not once per run."""
   return model.apply(params, x, to, method="swap")
+
+
+apply_swap = jax.jit(_apply_swap, static_argnums=(0, 3))
+# The small Original at 32 px, 3 images, on 2 cores: compiled in 0.8 s against 2.0 s, 5.0 ms a
+# call against 2.7 ms, the output bit for bit the same (BENCHMARKS.md, "Default sweep").
+apply_swap_quick = jax.jit(_apply_swap, static_argnums=(0, 3),
+                           compiler_options={"xla_backend_optimization_level": 0})
 
 
 # The expressions a swap grid shows, per identity, where the data knows its faces' factors: the
@@ -216,7 +222,7 @@ def swap_rows(workdirs: list[str], per_identity: int = 3):
       out[sel] = swap(run, x[sel], t, masks=None if masks is None else masks[sel],
                       shift=None if shifts is None else shifts[int(s), t],
                       frames=None if frames is None else frames[sel],
-                      transforms=None if transforms is None else transforms[sel])[0]
+                      transforms=None if transforms is None else transforms[sel], quick=True)[0]
     rows.append(out)
     labels.append(os.path.basename(os.path.abspath(w)))
   return rows, labels, left_out

@@ -52,7 +52,7 @@ def test_dfaker_2x_output_is_scored_and_swapped_at_the_data_size(tiny_config, ti
 def test_runs_of_one_model_config_share_the_swap_compile(tiny_config, tiny_data):
   """A sweep's swap grid decodes every run: runs whose models are equal (the same config, other
   seeds and losses) share one compile per target; another bottleneck compiles its own. Each run
-  still decodes with its own params."""
+  still decodes with its own params, and the grid's quick compile gives the same numbers."""
   _, test = tiny_data
   x = test["image"][:2].astype(np.float32) / 255
   runs = []
@@ -69,6 +69,8 @@ def test_runs_of_one_model_config_share_the_swap_compile(tiny_config, tiny_data)
   want = models.split_output(swapped(runs[1].model, runs[1].params, x, 1))[0]
   np.testing.assert_allclose(outs[1], want, atol=1e-5)  # the second run's own params, not the first's
   assert not np.allclose(outs[0], outs[1])
+  # The grid's quick compile (XLA's backend optimisation off): the same numbers.
+  np.testing.assert_array_equal(inference.decode(runs[1], x, 1, quick=True)[0], outs[1])
 
 
 def test_tone_gap_is_the_signed_colour_difference_inside_the_region():
