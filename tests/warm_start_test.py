@@ -63,10 +63,11 @@ def test_another_family_matches_no_decoder(source, tiny_config):
   assert "the decoders of no identity" in warm_start.describe(w)
 
 
-def test_another_bottleneck_starts_only_the_weights_it_sizes_fresh(source, tiny_config):
+def test_another_bottleneck_starts_only_the_weights_it_sizes_fresh(source, tiny_config, monkeypatch):
   """Bottleneck 8 from a source at 32 (a sweep's bottleneck axis over one pretrained encoder): the
   Dense into the code and the kernel out of it keep the run's own initialisation, every other
-  weight is the source's; alone and as a member padded beside a member at 32."""
+  weight is the source's; alone and as a member padded beside a member at 32; loaded for a
+  group's members, the source read once."""
   path, src = source
   cfg = assemble.checked_config(tiny_config(**{"model.bottleneck": 8, "train.init_from": path}))
   w = warm_start.load(cfg)
@@ -87,6 +88,15 @@ def test_another_bottleneck_starts_only_the_weights_it_sizes_fresh(source, tiny_
   state = grp.init([w, warm_start.load(grp.cfgs[1])])
   assert _equal(_params(grp.member_state(state, 0).params), got)
   assert _equal(_params(grp.member_state(state, 1).params), src)
+  # A sweep's members (as train_runs loads them): the source read once, each member's Source as
+  # load gives it alone.
+  reads = []
+  monkeypatch.setattr(warm_start, "_read", lambda p, read=warm_start._read: reads.append(p) or read(p))
+  both = warm_start.load_all([cfg, grp.cfgs[1], cfg, assemble.checked_config(tiny_config())])
+  assert reads == [path] and both[3] is None
+  for one, alone in zip(both, (w, warm_start.load(grp.cfgs[1]), w)):
+    assert one.record == alone.record and one.fresh == alone.fresh
+    assert _equal((one.encoder, one.decoders), (alone.encoder, alone.decoders))
 
 
 def test_a_source_that_does_not_fit_is_named_before_any_data(source, tiny_config, tmp_path):
