@@ -383,3 +383,28 @@ def test_examples_go_on_in_this_process_where_rendering_processes_cannot_start(m
   with pytest.warns(RuntimeWarning, match="rendering the rest in this process"):
     got = [k for k, _ in synthetic.examples(settings, "train", synthetic.BLOCK + 4, workers=2)]
   assert got == [f"{i}_{k}" for i in range(2) for k in range(synthetic.BLOCK + 4)]
+
+
+def test_a_script_without_a_main_guard_renders_in_its_own_process(tmp_path, monkeypatch):
+  """A spawned rendering process first runs the main script; one without a main guard would run
+  all of it (and wait forever on the dataset's cache lock): its examples are rendered in this
+  process, with a warning naming the script. A guarded script, `python -m` of one, and a session
+  without a script file render in processes."""
+  import sys
+  import types
+  from encdec_jax.data import synthetic
+  bare, guarded = tmp_path / "bare.py", tmp_path / "guarded.py"
+  bare.write_text("from encdec_jax.data import synthetic_faces\nprint('loaded')\n")
+  guarded.write_text("def main():\n  pass\n\nif __name__ == '__main__':\n  main()\n")
+  as_file = lambda p: types.SimpleNamespace(__spec__=None, __file__=str(p))  # noqa: E731
+  as_module = lambda p: types.SimpleNamespace(__spec__=types.SimpleNamespace(origin=str(p)))  # noqa: E731
+  for main, want in ((as_file(bare), str(bare)), (as_module(bare), str(bare)), (as_file(guarded), None),
+                     (as_module(guarded), None), (types.SimpleNamespace(__spec__=None), None)):
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    assert synthetic.unguarded_main() == want, main
+  pools = []
+  monkeypatch.setattr(synthetic.concurrent.futures, "ProcessPoolExecutor", lambda *a, **k: pools.append(a))
+  monkeypatch.setitem(sys.modules, "__main__", as_file(bare))
+  with pytest.warns(RuntimeWarning, match=f"rendering in this process only: {bare} has no"):
+    got = [k for k, _ in synthetic.examples((0, 2, 16, 32, "whole_face"), "train", 3, workers=2)]
+  assert got == [f"{i}_{k}" for i in range(2) for k in range(3)] and pools == []

@@ -22,6 +22,8 @@ import io
 import itertools
 import multiprocessing
 import os
+import re
+import sys
 import warnings
 
 import numpy as np
@@ -225,18 +227,43 @@ def render_workers(examples: int) -> int:
   return max(1, min(cores, MAX_WORKERS))
 
 
+_GUARD = re.compile(r"""__name__\s*==\s*['"]__main__['"]""")
+
+
+def unguarded_main() -> str | None:
+  """The path of the main script where a spawned process would run all of it again: a script
+  (`python file.py`, `python -m module`) whose source has no `if __name__ == "__main__":` guard.
+  None where it would not (an interactive session or notebook, a guarded script)."""
+  main = sys.modules.get("__main__")
+  spec = getattr(main, "__spec__", None)
+  path = getattr(spec, "origin", None) if spec is not None else getattr(main, "__file__", None)
+  if not path or not os.path.isfile(path):
+    return None
+  try:
+    with open(path, encoding="utf-8", errors="replace") as f:
+      return None if _GUARD.search(f.read()) else path
+  except OSError:
+    return None
+
+
 def examples(settings: tuple, split: str, per_identity: int, workers: int | None = None,
              encode: bool = False):
   """(key "i_k", example) for every identity i and index k of a split, in that order, with its
   images as PNG bytes where `encode` (`encoded`). Rendered (and encoded) in `workers` processes
-  (default render_workers) while the caller writes: each example
-  is a pure function of its key, so the examples are the same whoever renders them. At most
-  4 x workers blocks wait at a time. Processes are spawned, not forked (JAX's threads may hold
-  locks in this one); where they cannot start (a script without an `if __name__ == "__main__":`
-  guard) the examples are rendered here instead, with a warning."""
+  (default render_workers) while the caller writes: each example is a pure function of its key,
+  so the examples are the same whoever renders them. At most 4 x workers blocks wait at a time.
+  Processes are spawned, not forked (JAX's threads may hold locks in this one). A spawned
+  process first runs the main script; one without an `if __name__ == "__main__":` guard would
+  run all of it (here: wait forever on the dataset's cache lock that this process holds), so
+  then, as where the processes cannot start, the examples are rendered here, with a warning."""
   keys = [(i, k) for i in range(settings[1]) for k in range(per_identity)]
   n = render_workers(len(keys)) if workers is None else workers
   done = 0
+  script = unguarded_main() if n > 1 else None
+  if script:
+    warnings.warn(f"synthetic faces: rendering in this process only: {script} has no `if __name__ == "
+                  f"\"__main__\":` guard, and each rendering process would run it again", RuntimeWarning)
+    n = 1
   if n > 1:
     try:
       with concurrent.futures.ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
