@@ -20,7 +20,10 @@ def make_decode_all(model):
   return jax.jit(f)
 
 
-def decode_batched(params, decode_all, x, batch: int = 64):
+BATCH = 64  # images per call of decode_all: a program is compiled per distinct call shape
+
+
+def decode_batched(params, decode_all, x, batch: int = BATCH):
   """(rgb (N, n, H, W, 3), learned mask (N, n, H, W, 1) or None) for all of x."""
   y = np.concatenate([np.asarray(decode_all(params, x[k:k + batch])) for k in range(0, len(x), batch)],
                      axis=1)

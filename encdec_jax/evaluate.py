@@ -23,7 +23,7 @@ import numpy as np
 
 from encdec_jax import bootstrap, judges as judges_lib
 from encdec_jax.data.render import POSE_EXPRESSION
-from encdec_jax.decode import calibrated, converted, decode_batched
+from encdec_jax.decode import BATCH, calibrated, converted, decode_batched
 from encdec_jax.image_stats import (blur, mean_pair_metrics, pair_metrics, sharpness, tone_gap,
                                     tone_matched, variation)
 from encdec_jax.pixels import to_unit_float
@@ -212,7 +212,7 @@ class _Scores:
     return out
 
 
-def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = 64,
+def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = BATCH,
              judges=None, probes=None, shifts=None, samples: dict | None = None,
              face_type: str | None = None, ideal=None) -> dict[str, float]:
   """Scalars for the held-out split `test` (arrays with 'image', 'identity', and where the data

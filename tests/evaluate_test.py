@@ -157,3 +157,23 @@ def test_without_masks_the_swaps_are_converted_inside_the_runs_face_type(tiny_da
   assert want["head"] != pytest.approx(want["full_face"], rel=0.05)
   assert got["head"] != pytest.approx(got["full_face"], rel=0.02)
   assert (got["head"] > got["full_face"]) == (want["head"] > want["full_face"])
+
+
+def test_the_preview_decodes_in_the_evaluation_s_call_shapes(tiny_data):
+  """The preview a run writes at each evaluation calls decode_all with the shapes the evaluation
+  calls it with (a compiled program per shape), and shows the first held-out faces."""
+  from encdec_jax import preview
+  _, test = tiny_data
+  shapes = []
+
+  def decode_all(params, x):
+    shapes.append(x.shape)
+    return np.stack([x * 0.5, x * 0.25])  # two decoders, told apart
+
+  evaluate.evaluate(None, decode_all, test, 2)
+  evaluated, shapes[:] = set(shapes), []
+  grid = preview.preview_grid(None, decode_all, test, 2, per_identity=3)
+  assert shapes and set(shapes) <= evaluated, (shapes, evaluated)
+  want = preview.preview_grid(None, lambda p, x: np.stack([x * 0.5, x * 0.25]), {
+      k: np.concatenate([v[test["identity"] == i][:3] for i in range(2)]) for k, v in test.items()}, 2)
+  np.testing.assert_array_equal(grid, want)
