@@ -14,7 +14,9 @@ Every held-out example also stores, for every identity j (index j):
       in this example's crop (where the judges look for j's eyes, nose and mouth).
 Index j == the example's own identity is the example itself. A config is named by its settings,
 e.g. "r32_n2_s0_t600_h32_f64_whole_face", so each set of settings is prepared once per data_dir.
-TensorFlow is imported here only, never by the model or the train step.
+Preparing and reading it imports no TensorFlow: the rendering processes hand TFDS each image
+as PNG bytes (synthetic.encoded), which it stores as they are, and it reads them back with numpy
+and PIL. The model and the train step never import TFDS.
 """
 from __future__ import annotations
 
