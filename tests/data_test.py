@@ -408,3 +408,15 @@ def test_a_script_without_a_main_guard_renders_in_its_own_process(tmp_path, monk
   with pytest.warns(RuntimeWarning, match=f"rendering in this process only: {bare} has no"):
     got = [k for k, _ in synthetic.examples((0, 2, 16, 32, "whole_face"), "train", 3, workers=2)]
   assert got == [f"{i}_{k}" for i in range(2) for k in range(3)] and pools == []
+
+
+def test_making_a_builder_leaves_no_temporary_folder(tmp_path, monkeypatch):
+  """TFDS's DatasetInfo made a temporary folder for a copy from its GCS bucket whenever a builder
+  was made before the data was prepared, and left it (one empty /tmp/tmp*tfds per new dataset)."""
+  import tempfile
+  made = []
+  real = tempfile.mkdtemp
+  monkeypatch.setattr(tempfile, "mkdtemp", lambda *a, **k: made.append((a, k)) or real(*a, dir=str(tmp_path)))
+  b = sf.builder(16, 2, 11, 4, 2, 32, "whole_face", str(tmp_path / "tfds"))
+  assert b.info.features["image"].shape == (16, 16, 3)
+  assert made == [], made

@@ -36,6 +36,7 @@ import stat
 import numpy as np
 
 from encdec_jax.data.image_files import IMAGE_EXTENSIONS, load_image, min_side, printable
+from encdec_jax.data.tfds_info import dataset_info
 
 VERSION = "1.3.0"  # 1.3.0: implausible landmarks fall back to the template, each crop's source kept;
                    # 1.2.0: landmarks per crop, face/eye/mouth masks from them (data/regions.py);
@@ -278,7 +279,7 @@ def _define_builder():
       c = self.builder_config
       r = c.resolution
       n = max(2, len(json.loads(c.scan_json)["identities"])) if c.scan_json else 2
-      return tfds.core.DatasetInfo(
+      return dataset_info(
           builder=self, description="User-supplied aligned face crops, one folder per identity.",
           features=tfds.features.FeaturesDict({
               "image": tfds.features.Image(shape=(r, r, 3)),

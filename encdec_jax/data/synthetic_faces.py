@@ -30,6 +30,7 @@ from encdec_jax.config import DataConfig
 from encdec_jax.data import render as R
 # The dataset's pure-numpy half (version, config names, factors) lives in synthetic.py.
 from encdec_jax.data import synthetic
+from encdec_jax.data.tfds_info import dataset_info
 from encdec_jax.data.synthetic import VERSION, config_name, default_data_dir, example_factors  # noqa: F401
 
 
@@ -63,7 +64,7 @@ class SyntheticFaces(tfds.core.GeneratorBasedBuilder):
     c = self.builder_config
     r, fr = c.resolution, c.frame_resolution
     lm = tfds.features.Tensor(shape=(len(LANDMARK_NAMES), 2), dtype=np.float32)
-    return tfds.core.DatasetInfo(
+    return dataset_info(
         builder=self,
         description="Procedural cartoon faces; held-out examples carry ground-truth swaps.",
         features=tfds.features.FeaturesDict({
