@@ -76,7 +76,8 @@ def test_stored_face_swaps_are_the_frame_with_the_other_face(tiny_data):
 
 def test_training_face_swaps_take_the_stored_frames_and_give_the_same_pixels(tiny_data):
   """The judges' training face swaps reuse the training split's frames instead of rendering them
-  again: the same arrays to the bit; a split in another order or a subset is not taken."""
+  again: the same arrays to the bit, rendered here or in 2 processes; a split in another order or
+  a subset is not taken."""
   from encdec_jax.data import synthetic
   train, _ = tiny_data
   s = {"seed": 0, "identities": 2, "resolution": 16, "train_per_identity": 32, "frame_resolution": 32,
@@ -84,10 +85,12 @@ def test_training_face_swaps_take_the_stored_frames_and_give_the_same_pixels(tin
   half = {k: np.concatenate([v[:32], v[64:96]]) for k, v in train.items()}  # 32 per identity
   frames = synthetic.split_frames(half, s)
   assert frames is not None
-  fresh, reused = synthetic.training_face_swaps(**s), synthetic.training_face_swaps(**s, frames=frames)
-  assert sorted(fresh) == sorted(reused)
-  for k in fresh:
-    np.testing.assert_array_equal(fresh[k], reused[k], err_msg=k)
+  fresh = synthetic.training_face_swaps(**s, workers=1)
+  for reused in (synthetic.training_face_swaps(**s, frames=frames, workers=1),
+                 synthetic.training_face_swaps(**s, frames=frames, workers=2)):
+    assert sorted(fresh) == sorted(reused)
+    for k in fresh:
+      np.testing.assert_array_equal(fresh[k], reused[k], err_msg=k)
   assert synthetic.split_frames({k: v[::-1] for k, v in half.items()}, s) is None  # another order
   assert synthetic.split_frames(train, s) is None  # 64 per identity: not these settings' split
   with pytest.raises(ValueError, match=r"frames: shape \(31, 32, 32, 3\), expected \(64, 32, 32, 3\)"):

@@ -107,7 +107,8 @@ def split_frames(train: dict, s: dict) -> np.ndarray | None:
 
 
 def training_face_swaps(seed: int, identities: int, resolution: int, train_per_identity: int,
-                        frame_resolution: int, face_type: str, frames: np.ndarray | None = None) -> dict:
+                        frame_resolution: int, face_type: str, frames: np.ndarray | None = None,
+                        workers: int | None = None) -> dict:
   """Every training example's frame with another identity's face (identity i's k-th example gets
   the face of the (k mod (N-1))-th other identity), labelled with that face's identity, as a
   convert makes it and as a swap is judged: a crop of that face pasted back into the example's
@@ -125,32 +126,44 @@ def training_face_swaps(seed: int, identities: int, resolution: int, train_per_i
   a swapped face (BENCHMARKS.md, "Judges": a perfect per-identity decoder).
 
   `frames`: the training split's frames (uint8), identity-major as load_split orders them: the
-  pixels this would render (the dataset rendered them the same way), so not rendered again."""
-  from encdec_jax import convert
+  pixels this would render (the dataset rendered them the same way), so not rendered again.
+  Rendered in `workers` processes (default render_workers), as `examples` renders."""
   if frames is not None and frames.shape != (identities * train_per_identity, frame_resolution,
                                              frame_resolution, 3):
     raise ValueError(f"frames: shape {frames.shape}, expected ({identities * train_per_identity}, "
                      f"{frame_resolution}, {frame_resolution}, 3) (the training split, identity-major)")
-  traits = [R.identity_traits(seed, i) for i in range(identities)]
-  out = {k: [] for k in ("image", "mask", "landmarks", "identity", "factors")}
-  for i in range(identities):
+  items = [(i, k, None if frames is None else frames[i * train_per_identity + k])
+           for i in range(identities) for k in range(train_per_identity)]
+  n = render_workers(len(items)) if workers is None else workers
+  rows = list(_in_blocks(_face_swaps, (seed, identities, resolution, frame_resolution, face_type), items, n))
+  return {key: np.asarray([r[m] for r in rows]) for m, key in enumerate(_FACE_SWAP_KEYS)}
+
+
+_FACE_SWAP_KEYS = ("image", "mask", "landmarks", "identity", "factors")
+
+
+def _face_swaps(seed: int, identities: int, resolution: int, frame_resolution: int, face_type: str,
+                items) -> list[tuple]:
+  """training_face_swaps' values (_FACE_SWAP_KEYS) of each (i, k, frame or None)."""
+  from encdec_jax import convert
+  out = []
+  for i, k, frame in items:
     others = [j for j in range(identities) if j != i]
-    for k in range(train_per_identity):
-      j = others[k % len(others)]
-      f = example_factors(seed, "train", i, k)
-      a = transform(traits[i], f, resolution, frame_resolution, face_type)
-      view = R.crop_view(frame_resolution, a)
-      face = (R.render(traits[i], f, resolution, face=traits[j], view=view) if k % 2 == 0
-              else own_crop(traits[j], f, resolution, frame_resolution, face_type))
-      own_mask = R.render(traits[i], f, resolution, view=view).mask
-      frame = (R.to_uint8(R.render(traits[i], f, frame_resolution).image) if frames is None
-               else frames[i * train_per_identity + k])
-      pasted = convert.into_frames(frame[None], face.image[None], own_mask[None, ..., :1], a[None],
-                                   face_type=face_type)[0]
-      for key, v in (("image", align.crop(pasted, a, resolution)), ("mask", R.to_uint8(own_mask)),
-                     ("landmarks", face.landmarks), ("identity", j), ("factors", f.astype(np.float32))):
-        out[key].append(v)
-  return {k: np.asarray(v) for k, v in out.items()}
+    j = others[k % len(others)]
+    ti, tj = _traits(seed, i), _traits(seed, j)
+    f = example_factors(seed, "train", i, k)
+    a = transform(ti, f, resolution, frame_resolution, face_type)
+    view = R.crop_view(frame_resolution, a)
+    face = (R.render(ti, f, resolution, face=tj, view=view) if k % 2 == 0
+            else own_crop(tj, f, resolution, frame_resolution, face_type))
+    own_mask = R.render(ti, f, resolution, view=view).mask
+    if frame is None:
+      frame = R.to_uint8(R.render(ti, f, frame_resolution).image)
+    pasted = convert.into_frames(frame[None], face.image[None], own_mask[None, ..., :1], a[None],
+                                 face_type=face_type)[0]
+    out.append((align.crop(pasted, a, resolution), R.to_uint8(own_mask), face.landmarks, j,
+                f.astype(np.float32)))
+  return out
 
 
 @functools.lru_cache(maxsize=64)
@@ -209,7 +222,7 @@ def encoded(ex: dict) -> dict:
           **{k: [png(x) for x in ex[k]] for k in IMAGE_SEQUENCES}}
 
 
-def _examples(settings: tuple, split: str, keys, encode: bool = False) -> list[dict]:
+def _examples(settings: tuple, split: str, encode: bool, keys) -> list[dict]:
   out = [example(settings, split, i, k) for i, k in keys]
   return [encoded(ex) for ex in out] if encode else out
 
@@ -258,25 +271,34 @@ def examples(settings: tuple, split: str, per_identity: int, workers: int | None
   then, as where the processes cannot start, the examples are rendered here, with a warning."""
   keys = [(i, k) for i in range(settings[1]) for k in range(per_identity)]
   n = render_workers(len(keys)) if workers is None else workers
+  for (i, k), ex in zip(keys, _in_blocks(_examples, (settings, split, encode), keys, n)):
+    yield f"{i}_{k}", ex
+
+
+def _in_blocks(fn, args: tuple, items: list, workers: int):
+  """fn(*args, block) over consecutive blocks of BLOCK items, one result per item, yielded in
+  order: computed in `workers` spawned processes while the caller consumes (at most 4 x workers
+  blocks waiting), or here where workers is 1, the main script has no main guard
+  (unguarded_main), or the processes cannot start (the rest then here, with a warning)."""
   done = 0
-  script = unguarded_main() if n > 1 else None
+  script = unguarded_main() if workers > 1 else None
   if script:
     warnings.warn(f"synthetic faces: rendering in this process only: {script} has no `if __name__ == "
                   f"\"__main__\":` guard, and each rendering process would run it again", RuntimeWarning)
-    n = 1
-  if n > 1:
+    workers = 1
+  if workers > 1:
     try:
-      with concurrent.futures.ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
-        tasks = (pool.submit(_examples, settings, split, keys[b:b + BLOCK], encode) for b in range(0, len(keys), BLOCK))
-        pending = collections.deque(itertools.islice(tasks, 4 * n))
+      with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        tasks = (pool.submit(fn, *args, items[b:b + BLOCK]) for b in range(0, len(items), BLOCK))
+        pending = collections.deque(itertools.islice(tasks, 4 * workers))
         while pending:
-          for ex in pending.popleft().result():
-            yield f"{keys[done][0]}_{keys[done][1]}", ex
+          for out in pending.popleft().result():
+            yield out
             done += 1
           pending.extend(itertools.islice(tasks, 1))
       return
     except concurrent.futures.process.BrokenProcessPool as e:
       warnings.warn(f"synthetic faces: rendering processes could not run ({e}); rendering the rest "
                     f"in this process", RuntimeWarning)
-  for i, k in keys[done:]:
-    yield f"{i}_{k}", _examples(settings, split, [(i, k)], encode)[0]
+  for item in items[done:]:
+    yield fn(*args, [item])[0]
