@@ -14,6 +14,7 @@ import sys
 import jax
 import numpy as np
 
+from encdec_jax.models import INIT_COMPILER_OPTIONS  # XLA's backend optimisation off
 from encdec_jax.pixels import to_unit_float
 
 
@@ -139,8 +140,7 @@ def _apply_swap(model, params, x, to: int):
 apply_swap = jax.jit(_apply_swap, static_argnums=(0, 3))
 # The small Original at 32 px, 3 images, on 2 cores: compiled in 0.8 s against 2.0 s, 5.0 ms a
 # call against 2.7 ms, the output bit for bit the same (BENCHMARKS.md, "Default sweep").
-apply_swap_quick = jax.jit(_apply_swap, static_argnums=(0, 3),
-                           compiler_options={"xla_backend_optimization_level": 0})
+apply_swap_quick = jax.jit(_apply_swap, static_argnums=(0, 3), compiler_options=INIT_COMPILER_OPTIONS)
 
 
 # The expressions a swap grid shows, per identity, where the data knows its faces' factors: the

@@ -119,33 +119,29 @@ def _read(path: str) -> _Run:
   return _Run(path, src_cfg, raw, jax.tree.map(np.asarray, jax.device_get(params))["params"], int(step))
 
 
-def load(cfg, abstract_params=None) -> Source | None:
-  """The source of `cfg.train.init_from` (None when it is ''), checked against this run's params
-  shapes (`abstract_params`, default: assembled from `cfg`): WarmStartError names what is wrong."""
-  return load_all([cfg], None if abstract_params is None else [abstract_params])[0]
+def load(cfg) -> Source | None:
+  """The source of `cfg.train.init_from` (None when it is ''), checked against the shapes of this
+  run's params: WarmStartError names what is wrong."""
+  return load_all([cfg])[0]
 
 
-def load_all(cfgs: list, abstract_params: list | None = None) -> list[Source | None]:
+def load_all(cfgs: list) -> list[Source | None]:
   """`load` for each of several runs (a sweep's members): each source run is read once, each
   distinct model's shapes assembled once."""
   from encdec_jax import assemble
   runs: dict[str, _Run] = {}
   shapes: dict = {}
   out = []
-  for n, cfg in enumerate(cfgs):
+  for cfg in cfgs:
     path = cfg.train.init_from
     if not path:
       out.append(None)
       continue
     if path not in runs:
       runs[path] = _read(path)
-    if abstract_params is not None:
-      want = abstract_params[n]["params"]
-    else:
-      if cfg.model not in shapes:
-        shapes[cfg.model] = assemble.assemble(cfg, "cpu").abstract_params["params"]
-      want = shapes[cfg.model]
-    out.append(_match(cfg, runs[path], want))
+    if cfg.model not in shapes:
+      shapes[cfg.model] = assemble.assemble(cfg, "cpu").abstract_params["params"]
+    out.append(_match(cfg, runs[path], shapes[cfg.model]))
   return out
 
 

@@ -68,7 +68,8 @@ def to_resolution(y, side: int):
 
 
 # Initialisation runs once; XLA:CPU's full optimisation of its threefry random bits costs ~10 s of
-# compile even for a tiny model, against ~1 s at level 0 (same bits: integer ops).
+# compile even for a tiny model, against ~1 s at level 0 (same bits: integer ops). Also the swap
+# grid's decodes (inference.apply_swap_quick) and the tests' value checks (tests/helpers.jit_quick).
 INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
 
 
