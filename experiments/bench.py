@@ -154,15 +154,6 @@ def run_peer(b, r, steps, bf16=False):
   return float(m.group(1)) / 1000, float(m.group(2)), out.stdout.strip()
 
 
-def cpu_ceiling(jax_gflops: float, torch_gflops: float | None) -> tuple[float, str]:
-  """(the machine's fp32 matmul ceiling, which library measured it): the larger of the rates
-  measured through XLA and through PyTorch, so the step's fraction of it is at most 1 whichever
-  library multiplies faster here."""
-  if torch_gflops and torch_gflops > jax_gflops:
-    return torch_gflops, "pytorch"
-  return jax_gflops, "jax"
-
-
 def torch_matmul_gflops():
   peak = os.path.join(os.path.dirname(os.path.abspath(__file__)), "peers", "cpu_peak.py")
   out = subprocess.run([_TORCH.value, peak, "--fp32"], capture_output=True, text=True, timeout=600)
@@ -385,6 +376,7 @@ def main(argv):
   else:
     jax_peak, bf16_peak = jax_matmul_gflops(_CEILING_N.value), None
     torch_peak = torch_matmul_gflops() if _TORCH.value else None
+    from experiments.flops import cpu_ceiling
     ceiling, ceiling_by = cpu_ceiling(jax_peak, torch_peak)
   rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
   pipe, (raw_pipe, dev_aug) = pipeline_img_per_s(cfg)

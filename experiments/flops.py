@@ -1,4 +1,5 @@
-"""The analytic FLOP count of the Original, the benchmark's cross-check of XLA's cost analysis."""
+"""The benchmark's arithmetic, without flags (tests import it): the analytic FLOP count of the
+Original, its cross-check of XLA's cost analysis, and the CPU's matmul ceiling."""
 from __future__ import annotations
 
 from encdec_jax.config import ModelConfig
@@ -37,3 +38,12 @@ def analytic_forward_flops(cfg: ModelConfig, count_padding: bool | None = None) 
     s, cin = 2 * s, ch(f, w)
   macs += _taps(s, 5, 1, 2) ** 2 * cin * cfg.out_channels
   return 2.0 * macs
+
+
+def cpu_ceiling(jax_gflops: float, torch_gflops: float | None) -> tuple[float, str]:
+  """(the machine's fp32 matmul ceiling, which library measured it): the larger of the rates
+  measured through XLA and through PyTorch, so the step's fraction of it is at most 1 whichever
+  library multiplies faster here."""
+  if torch_gflops and torch_gflops > jax_gflops:
+    return torch_gflops, "pytorch"
+  return jax_gflops, "jax"

@@ -12,7 +12,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_cpu_ceiling_is_the_larger_measured_matmul_rate():
-  from experiments.bench import cpu_ceiling
+  from experiments.flops import cpu_ceiling
   assert cpu_ceiling(336.0, 190.0) == (336.0, "jax")  # a step at 288 GFLOP/s: 0.86, not 1.52
   assert cpu_ceiling(120.0, 164.0) == (164.0, "pytorch")
   assert cpu_ceiling(132.0, None) == (132.0, "jax")
