@@ -2,7 +2,7 @@
 #   in two stages: stage 1, the recipe's (below); then the sweep's eight runs start from it
 #   (experiments/sweeps/default.yaml). Writes sweeps_out/default (FAMILY=1: default_family1).
 # make test:  set up .venv (first time only) and run the test suite.
-# make recipe [FAMILY=1]: the best recipe measured, in two stages (README "The recipe"): the shared
+# make recipe [FAMILY=1]: the two-stage recipe at 1800 steps (README "The recipe"): the shared
 #   encoder and 8 decoders pretrained on 8 identities, then the pair from them
 #   (experiments/sweeps/recipe_swap_structure_adversary.yaml). Each stage resumes or re-uses a
 #   finished run. DATA=dir: the TFDS data dir of both (default ~/.cache/encdec_jax/tfds).
