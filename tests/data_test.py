@@ -356,6 +356,21 @@ def test_examples_rendered_in_processes_are_the_ones_rendered_here():
       np.testing.assert_array_equal(np.asarray(b[field]), np.asarray(a[field]), err_msg=field)
 
 
+def test_a_larger_held_out_split_starts_with_the_smaller_one():
+  """The default sweep holds out 256 faces per identity where a default config holds out 32: its
+  first 32 per identity are those 32 faces, stored under another dataset name (so a cache of one
+  size is never read as the other)."""
+  from encdec_jax.data import synthetic
+  settings = (3, 2, 16, 32, "whole_face")
+  small = dict(synthetic.examples(settings, "test", 2, workers=1))
+  large = dict(synthetic.examples(settings, "test", 3, workers=1))
+  assert set(small) < set(large) and len(large) == 6
+  for k, ex in small.items():
+    for field in ex:
+      np.testing.assert_array_equal(np.asarray(ex[field]), np.asarray(large[k][field]), err_msg=f"{k} {field}")
+  assert synthetic.config_name(16, 2, 3, 4, 2, 32, "whole_face") != synthetic.config_name(16, 2, 3, 4, 3, 32, "whole_face")
+
+
 def test_examples_go_on_in_this_process_where_rendering_processes_cannot_start(monkeypatch):
   """A pool that breaks after its first block (as a script without a main guard breaks it): the
   rest is rendered here, every key once, with a warning."""
