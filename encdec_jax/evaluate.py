@@ -113,51 +113,60 @@ def reconstruction_judged(judges, s: Source, conv) -> dict[str, float]:
 
 
 def swap_scores(s: Source, conv, raw, truth, truth_mask, full_head) -> dict[str, float]:
-  """A converted swap against the true face swap (whole frame and face region), the bars of
-  copying the input and of converting j's true full-head rendering, and the raw output against
-  that rendering (per image, the bars as means). conv, truth, truth_mask: like `s.shown`;
-  raw, full_head: crops."""
+  """A converted swap against the true face swap (whole frame and face region), the bar of
+  copying the input, and the raw output against j's true full-head rendering (per image, the bar
+  as a mean). conv, truth, truth_mask: like `s.shown`; raw, full_head: crops."""
   region = np.maximum(s.shown_face, truth_mask)
   out = {f"swap_{k}": v for k, v in _per_image(conv, truth).items()}
   out.update({f"swap_face_{k}": v for k, v in _per_image(conv, truth, region).items()})
   out["swap_mae_input"] = mean_pair_metrics(s.shown, truth)["mae"]
   out["swap_face_mae_input"] = mean_pair_metrics(s.shown, truth, region)["mae"]
-  oracle = s.convert(full_head)
-  out["swap_face_mae_oracle"] = mean_pair_metrics(oracle, truth, region)["mae"]
   out.update({f"raw_swap_{k}": v for k, v in _per_image(raw, full_head).items()})
   out["swap_variation"] = variation(raw, full_head, s.judged(truth_mask).mean(0))
   return out
 
 
-def swap_judged(judges, s: Source, j: int, conv, uncalibrated, truth, tone_region, lms,
-                mean_face, sigma, ideal=None) -> dict[str, float]:
-  """The judges on a converted swap i -> j; beside them, where given: the uncalibrated swap, the
-  true swap itself (the ceiling), the true swap's crop pasted back into the source's frame as a
+def reference_scores(judges, s: Source, j: int, truth, truth_mask, full_head, lms, mean_face,
+                     ideal=None) -> dict[str, float]:
+  """What the swap i -> j is measured against, none of it the model's (means): converting j's
+  true full-head rendering (`swap_face_mae_oracle`); with judges, the judges on the true face
+  swaps (what a perfect swap shows here), on their crops pasted back into the source's frame as a
   decoded crop is (`_pasted`: the true swap's crop through this convert, the frame's head outline
-  and the crop's edge included), `ideal` (crops: j's own aligned crops at the sources' factors,
-  what a perfect decoder j draws) converted as the swap is (`_ideal`), the swap with its tone gap
-  matched, j's mean face converted (the bar) and the true swap blurred to the decoder's sharpness
-  (what blur alone does). The swap's own scores per image, the others as means. Images like
-  `s.shown`; the judges read s.judged."""
+  and the crop's edge included), on `ideal` (crops: j's own aligned crops at the sources'
+  factors, what a perfect decoder j draws) converted as the swap is (`_ideal`), and on j's mean
+  face converted (`_mean_face`, the bar). The same for every run judged on these faces by these
+  judges (`evaluate`'s `references` keeps them)."""
+  region = np.maximum(s.shown_face, truth_mask)
+  out = {"swap_face_mae_oracle": mean_pair_metrics(s.convert(full_head), truth, region)["mae"]}
+  if judges is None:
+    return out
+  score = lambda img: judges_lib.swap_scores(judges, s.judged(img), s.judge_mask, lms, s.i, j, s.factors)
+  refs = (("truth", truth), ("pasted", s.convert(s.judged(truth))))
+  for name, img in refs + ((("ideal", s.convert(ideal)),) if ideal is not None else ()):
+    for k, v in score(img).items():
+      if k.startswith("attr_err/"):
+        out[k.replace("attr_err/", f"attr_err_{name}/")] = v
+      elif k in ("id_transfer", "attr_mae", "expr_mae", "pose_mae"):
+        out[f"{k}_{name}"] = v
+  flat = s.convert(np.broadcast_to(mean_face, s.x.shape))
+  out.update({f"{k}_mean_face": v for k, v in score(flat).items() if k in ("attr_mae", "id_transfer")})
+  return out
+
+
+def swap_judged(judges, s: Source, j: int, conv, uncalibrated, truth, tone_region, lms,
+                sigma) -> dict[str, float]:
+  """The judges on a converted swap i -> j; beside them, where given: the uncalibrated swap, the
+  swap with its tone gap matched and the true swap blurred to the decoder's sharpness (what blur
+  alone does); what does not depend on the model is `reference_scores`'. The swap's own scores
+  per image, the others as means. Images like `s.shown`; the judges read s.judged."""
   score = lambda img, factors=s.factors: judges_lib.swap_scores(
       judges, s.judged(img), s.judge_mask, lms, s.i, j, factors)
   out = dict(judges_lib.swap_samples(judges, s.judged(conv), s.judge_mask, lms, s.i, j, s.factors))
   if uncalibrated is not None:
     out.update({f"{k}_uncalibrated": v for k, v in score(uncalibrated).items()
                 if k in ("attr_mae", "id_transfer")})
-  if truth is not None:  # the judges on the true face swaps (what a perfect swap shows here), on
-    # their crops pasted back (the true swap's crop through this convert) and on j's own crops
-    # converted (what a perfect decoder j shows)
-    refs = (("truth", truth), ("pasted", s.convert(s.judged(truth))))
-    for name, img in refs + ((("ideal", s.convert(ideal)),) if ideal is not None else ()):
-      for k, v in score(img).items():
-        if k.startswith("attr_err/"):
-          out[k.replace("attr_err/", f"attr_err_{name}/")] = v
-        elif k in ("id_transfer", "attr_mae", "expr_mae", "pose_mae"):
-          out[f"{k}_{name}"] = v
+  if truth is not None:
     out["id_transfer_tone_matched"] = score(tone_matched(conv, truth, tone_region), None)["id_transfer"]
-    flat = s.convert(np.broadcast_to(mean_face, s.x.shape))
-    out.update({f"{k}_mean_face": v for k, v in score(flat).items() if k in ("attr_mae", "id_transfer")})
   if sigma is not None:  # converted: inside the face mask, the frame stays sharp
     blurred = score(s.convert(blur(s.judged(truth), sigma), into=truth))
     out.update({f"blur_{k}": blurred[k] for k in ("attr_mae", "id_transfer") if k in blurred})
@@ -214,7 +223,7 @@ class _Scores:
 
 def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = BATCH,
              judges=None, probes=None, shifts=None, samples: dict | None = None,
-             face_type: str | None = None, ideal=None) -> dict[str, float]:
+             face_type: str | None = None, ideal=None, references: dict | None = None) -> dict[str, float]:
   """Scalars for the held-out split `test` (arrays with 'image', 'identity', and where the data
   has them 'mask', 'swaps', 'face_swaps', 'face_swap_masks', 'face_swap_landmarks' and
   'factors'). On image folders (no true swaps) reconstruction and, with judges, identity
@@ -226,7 +235,10 @@ def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = B
   pair, in the order of the parts], for comparisons of runs on the same faces. `face_type`: the
   crops' (config.data.face_type), whose soft ellipse converts where no mask is learned or stored.
   `ideal`: (j, the sources' factors (B, F)) -> j's own aligned crops at them
-  (data.loading.own_crops_fn), judged beside the swaps as `_ideal` where the truth is known."""
+  (data.loading.own_crops_fn), judged beside the swaps as `_ideal` where the truth is known.
+  `references`: a dict the caller keeps for one `test`, `judges`, `ideal` and `face_type` (the
+  members of a sweep, every evaluation of a run): `reference_scores` are computed in the first
+  call and read from it in the next ones (they do not depend on params)."""
   scores = _Scores()
   truth_known = "face_swaps" in test
   judged = judges is not None
@@ -264,11 +276,19 @@ def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = B
         scores.add(pair, gaps, signed=tuple(gaps))
       if shifts is not None:
         scores.add(pair, {"tone_shift": float(np.mean(shifts[i, j]))}, signed=("tone_shift",))
+      lms = test["face_swap_landmarks"][sel, j] if truth_known and judged else None
+      if truth_known:
+        key = (id(test), id(judges), i, j)
+        refs = None if references is None else references.get(key)
+        if refs is None:
+          own = None if ideal is None or not judged else ideal(j, test["factors"][sel])
+          refs = reference_scores(judges, s, j, truth, truth_mask, to_unit_float(test["swaps"][sel, j]),
+                                  lms, None if mean_faces is None else mean_faces[j], own)
+          if references is not None:
+            references[key] = refs
+        scores.add(pair, refs)
       if judged:
-        lms = test["face_swap_landmarks"][sel, j] if truth_known else None
-        own = None if ideal is None or not truth_known else ideal(j, test["factors"][sel])
-        scores.add(pair, swap_judged(judges, s, j, conv, raw_conv, truth, tone_region, lms,
-                                     None if mean_faces is None else mean_faces[j], sigma, own))
+        scores.add(pair, swap_judged(judges, s, j, conv, raw_conv, truth, tone_region, lms, sigma))
   out = scores.result()
   if samples is not None:
     samples.update(scores.per_image())

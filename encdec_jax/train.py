@@ -201,6 +201,7 @@ class _Loop:
   def __init__(self, prog, folders, trn, test, judges, probe, progress):
     self.prog, self.folders, self.test, self.judges, self.probe = prog, folders, test, judges, probe
     self.trn = trn
+    self.references: dict = {}  # what every evaluation of every member is measured against
     self.cfg = prog.cfg
     self.progress = progress and folders[0].main
     self.failed: dict[int, str] = {}
@@ -228,7 +229,8 @@ class _Loop:
       self.folders[i].write_tone(step, shifts)
     return eval_lib.evaluate(params, self.prog.decode_all, self.test, self.cfg.data.identities,
                              judges=self.judges, probes=self.probe, shifts=shifts, samples=samples,
-                             face_type=self.cfg.data.face_type, ideal=own_crops_fn(self.cfg))
+                             face_type=self.cfg.data.face_type, ideal=own_crops_fn(self.cfg),
+                             references=self.references)
 
   def fail(self, state, i: int) -> None:
     """Member i stopped on a NaN/Inf: its first bad step's loss terms, recomputed from the state

@@ -102,16 +102,27 @@ def test_tone_matched_transfer_separates_a_tone_fault_from_a_face_fault(judges, 
   assert copy["eval/id_transfer_tone_matched"] <= 0.95
 
 
-def test_a_calibrated_evaluation_keeps_the_plain_scores_as_uncalibrated(judges, judge_data):
+def test_a_calibrated_evaluation_keeps_the_plain_scores_as_uncalibrated(judges, judge_data, monkeypatch):
   """With tone shifts (encdec_jax/calibration.py) the headline scores are the calibrated swaps', and the
   *_uncalibrated ones are exactly the plain evaluation's: swaps 0.12 lighter than the truth fail
-  the identity judge as decoded and pass once the same 0.12 is taken off."""
+  the identity judge as decoded and pass once the same 0.12 is taken off. The references (what
+  no model changes: the true swaps, their crops pasted, j's mean face) kept by one evaluation
+  (`references`) and read by the next give every scalar the evaluation computes itself."""
   _, test = judge_data
   dec = _lookup_decode_all(test, "lighter")
   plain = evaluate.evaluate(None, dec, test, 2, judges=judges)
   shift = np.zeros((2, 2, 3), np.float32)
   shift[0, 1] = shift[1, 0] = 0.12
-  cal = evaluate.evaluate(None, dec, test, 2, judges=judges, shifts=shift)
+  kept: dict = {}
+  cal = evaluate.evaluate(None, dec, test, 2, judges=judges, shifts=shift, references=kept)
+  assert len(kept) == 2  # the two directions
+  refs = [k for k in plain if any(t in k for t in ("_oracle", "_truth", "_pasted", "_mean_face"))]
+  assert len(refs) > 20 and all(cal[k] == plain[k] for k in refs)
+
+  def computed_again(*a, **k):
+    raise AssertionError("reference_scores computed again")
+  monkeypatch.setattr(evaluate, "reference_scores", computed_again)
+  assert evaluate.evaluate(None, dec, test, 2, judges=judges, references=kept) == plain
   for k in ("id_transfer", "attr_mae"):
     assert cal[f"eval/{k}_uncalibrated"] == pytest.approx(plain[f"eval/{k}"], abs=1e-9)
   assert plain["eval/id_transfer"] < 0.8 and cal["eval/id_transfer"] >= 0.95, (plain["eval/id_transfer"], cal["eval/id_transfer"])
