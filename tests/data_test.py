@@ -357,9 +357,9 @@ def test_examples_rendered_in_processes_are_the_ones_rendered_here():
 
 
 def test_a_larger_held_out_split_starts_with_the_smaller_one():
-  """The default sweep holds out 256 faces per identity where a default config holds out 32: its
-  first 32 per identity are those 32 faces, stored under another dataset name (so a cache of one
-  size is never read as the other)."""
+  """A run evaluated again with more held-out faces (data.test_per_identity 256 where it trained
+  with 32) judges a superset of the same faces: the first 32 per identity are those 32, stored
+  under another dataset name (so a cache of one size is never read as the other)."""
   from encdec_jax.data import synthetic
   settings = (3, 2, 16, 32, "whole_face")
   small = dict(synthetic.examples(settings, "test", 2, workers=1))
