@@ -88,6 +88,7 @@ def restore(a: Assembly, workdir: str, step: int | None = None):
 
 
 def restore_params(a: Assembly, workdir: str, step: int | None = None):
-  """(params, step): `restore`'s params only."""
+  """(weights, step): the weights of `restore`'s state the run is used with (state.weights: the
+  params' moving average where config.train.ema kept one, else the params)."""
   state, step = restore(a, workdir, step)
-  return state.params, step
+  return state_lib.weights(state), step

@@ -191,6 +191,10 @@ class TrainConfig(_Section):
                                  # kept), or "skip" the step
   init_from: str = ""            # a run's workdir: start from its latest checkpoint's encoder and the
                                  # decoders of the identities both runs have (encdec_jax/warm_start.py)
+  ema: float = 0.0               # > 0: the run keeps an exponential moving average of its params at
+                                 # this decay (about the last 1 / (1 - ema) steps), updated with each
+                                 # applied step, and is used with it: evaluation, previews, swaps and
+                                 # init_from read the average (0: the trained params themselves)
 
   def _check(self):
     _require(self.steps >= 0, f"config.train.steps={self.steps}; must be >= 0")
@@ -203,6 +207,7 @@ class TrainConfig(_Section):
              f"config.train.encoder_lr_scale={self.encoder_lr_scale}; must be >= 0 (0: the encoder "
              "frozen, 1: at train.lr)")
     _require(self.clip_norm >= 0, f"config.train.clip_norm={self.clip_norm}; must be >= 0 (0: off)")
+    _require(0 <= self.ema < 1, f"config.train.ema={self.ema}; must be in [0, 1) (0: off, e.g. 0.99)")
     _require(0 <= self.b1 < 1 and 0 <= self.b2 < 1,
              f"config.train.b1/b2=({self.b1}, {self.b2}); must be in [0, 1)")
 

@@ -60,7 +60,8 @@ DEFAULT_MAX = 8  # members per group unless memory or --members says otherwise
 def auto_max_members(cfg: ExperimentConfig, budget: float = 0.5) -> int:
   """How many members of this config fit in `budget` of the first device's memory (the host's
   available memory on a CPU), by an estimate: per member its params, Adam's two moments, the
-  gradient and the update (5x the params' bytes) and 40x its batch's bytes of activations. At
+  gradient and the update (5x the params' bytes; 6x with train.ema's average) and 40x its batch's
+  bytes of activations. At
   most DEFAULT_MAX; at least 1."""
   dev = jax.devices()[0]
   stats = dev.memory_stats() if hasattr(dev, "memory_stats") else None
@@ -76,7 +77,7 @@ def auto_max_members(cfg: ExperimentConfig, budget: float = 0.5) -> int:
   params = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(a.abstract_params))
   d = cfg.data
   batch = d.identities * cfg.train.batch_size * d.resolution ** 2 * 3 * 4
-  per_member = 5 * params + 40 * batch
+  per_member = (6 if cfg.train.ema > 0 else 5) * params + 40 * batch
   return int(max(1, min(DEFAULT_MAX, budget * free // per_member)))
 
 
@@ -151,7 +152,8 @@ class Group:
       s = dict(h["loss"], mask_on=h["loss"]["mask_on"] if mask_on is None else mask_on)
       return loss_fn(p, b, s)
 
-    step = make_step(member_loss, adam(c0.train.steps), c0.train.nonfinite, members=True)
+    step = make_step(member_loss, adam(c0.train.steps), c0.train.nonfinite, members=True,
+                     ema=c0.train.ema)
     self._loss = jax.jit(jax.vmap(member_loss))  # the non-finite message's loss terms
     self.state_sharding = jax.tree.map(lambda _: self.replicated, self.stacked_abstract())
     self.step_fn = jax.jit(step, in_shardings=(self.state_sharding, self.batch_sharding, self.replicated),
@@ -212,7 +214,7 @@ class Group:
         compiled[k] = init.lower(jax.random.key(0)).compile(models.INIT_COMPILER_OPTIONS)
       s = compiled[k](jax.random.key(c.seed))
       if warm and warm[m] is not None:
-        s = s.replace(params=warm_start.apply(jax.device_get(s.params), warm[m]))
+        s = state_lib.with_params(s, warm_start.apply(jax.device_get(s.params), warm[m]))
       states.append(s)
     return self.pad(states)
 
@@ -257,8 +259,9 @@ class Group:
     return np.asarray(state.nonfinite), np.asarray(state.first_nonfinite)
 
   def member_params(self, state, i: int):
-    """Member i's params at the group's size: for evaluation with one compiled decode."""
-    return self._view(state.params, i, self.big.abstract_params)
+    """Member i's weights (state.weights) at the group's size: for evaluation with one compiled
+    decode."""
+    return self._view(state_lib.weights(state), i, self.big.abstract_params)
 
   def loss_terms_at(self, state, i: int, step: int) -> dict:
     """Member i's loss terms on its batch of `step` from `state` (nothing updated)."""

@@ -50,7 +50,8 @@ class Program(Protocol):
   def nonfinite(self, state) -> tuple[np.ndarray, np.ndarray]:
     """(non-finite step counts (m,), first bad step (m,))."""
   def member_params(self, state, i: int) -> Any:
-    """Member i's params, for decode_all."""
+    """Member i's weights (state.weights: the moving average where train.ema keeps one), for
+    decode_all."""
   def member_state(self, state, i: int) -> Any:
     """Member i's state in one run's layout, for saving."""
   def loss_terms_at(self, state, i: int, step: int) -> dict:
@@ -118,7 +119,7 @@ class Trainer:
       return state
     params = warm_start.apply(jax.device_get(state.params), warm[0])
     put = lambda x, s: jax.make_array_from_callback(x.shape, s, lambda idx: x[idx])  # noqa: E731
-    return state.replace(params=jax.tree.map(put, params, self.state_sharding.params))
+    return state_lib.with_params(state, params, lambda t: jax.tree.map(put, t, self.state_sharding.params))
 
   def restore(self, checkpointers, step: int) -> TrainState:
     return checkpointers[0].restore(step, self.abstract_state)[0]
@@ -170,7 +171,7 @@ class Trainer:
     return np.array([int(state.nonfinite)]), np.array([int(state.first_nonfinite)])
 
   def member_params(self, state, i: int):
-    return state.params
+    return state_lib.weights(state)
 
   def member_state(self, state, i: int):
     return state

@@ -1,6 +1,8 @@
-"""What a run trains: its state (params, Adam state, non-finite counters) and its optimizer."""
+"""What a run trains: its state (params, Adam state, non-finite counters, the weights' moving
+average) and its optimizer."""
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +24,34 @@ class TrainState:
   opt_state: Any
   nonfinite: jax.Array = None   # int32: steps whose loss or gradient was NaN/Inf (their update dropped)
   first_nonfinite: jax.Array = None  # int32: the first such step (0-based), -1 if none
+
+
+@flax.struct.dataclass
+class AveragedTrainState(TrainState):
+  """The state of a run with config.train.ema > 0: TrainState and the moving average of its
+  params (their tree). Its own class, not a TrainState field left None: a None field is a node
+  of the checkpoint's tree, which then no longer restores a checkpoint written without it."""
+  ema: Any = None
+
+
+def weights(state: TrainState):
+  """The weights a run is used with (evaluation, previews, swaps, calibration, init_from): the
+  moving average of its params where config.train.ema keeps one, else the params."""
+  return state.ema if isinstance(state, AveragedTrainState) else state.params
+
+
+def with_params(state: TrainState, params, place=lambda tree: tree) -> TrainState:
+  """`state` starting from `params` (a warm start): its moving average, where it has one, too.
+  `place` (e.g. onto the devices) makes each of the two from `params` separately, so they never
+  share a buffer (the train step donates its state, and a buffer cannot be donated twice)."""
+  if isinstance(state, AveragedTrainState):
+    return state.replace(params=place(params), ema=place(params))
+  return state.replace(params=place(params))
+
+
+def ema_update(ema, params, decay):
+  """decay x ema + (1 - decay) x params, leaf by leaf (`decay` a python number or traced)."""
+  return jax.tree.map(lambda e, p: (decay * e + (1 - decay) * p).astype(e.dtype), ema, params)
 
 
 def make_optimizer(c: TrainConfig) -> optax.GradientTransformation:
@@ -79,5 +109,9 @@ def scale_groups(updates, scales: Mapping):
 def init_state(model, tx, cfg: ExperimentConfig, rng) -> TrainState:
   r = cfg.model.resolution
   params = model.init(rng, jnp.zeros((cfg.model.num_identities, 1, r, r, 3), jnp.float32))
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                    nonfinite=jnp.zeros((), jnp.int32), first_nonfinite=jnp.full((), -1, jnp.int32))
+  state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                     nonfinite=jnp.zeros((), jnp.int32), first_nonfinite=jnp.full((), -1, jnp.int32))
+  if cfg.train.ema > 0:
+    return AveragedTrainState(**{f.name: getattr(state, f.name) for f in dataclasses.fields(state)},
+                              ema=params)
+  return state

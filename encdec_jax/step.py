@@ -12,7 +12,7 @@ import optax
 
 from encdec_jax.config import ExperimentConfig
 from encdec_jax.losses import LossTerm, compose, parse_loss_spec
-from encdec_jax.state import NONFINITE_MODES, TrainState, adam_update
+from encdec_jax.state import NONFINITE_MODES, TrainState, adam_update, ema_update
 
 # Of config.train, per run or member: Adam's arguments (state.adam_update).
 ADAM_FIELDS = ("lr", "b1", "b2", "warmdown", "clip_norm", "critic_lr_scale", "encoder_lr_scale")
@@ -49,7 +49,7 @@ def adam(steps: int):
                                            h["encoder_lr_scale"])
 
 
-def make_step(loss_fn, update_fn, nonfinite: str, members: bool = False):
+def make_step(loss_fn, update_fn, nonfinite: str, members: bool = False, ema: float = 0.0):
   """(state, batch, h) -> (state, metrics): one step of `loss_fn(params, batch, h)` and
   `update_fn(grads, opt_state, params, h, step)` (an optax update; `step` is state.step, the
   0-based index of this step, for the learning rate's schedule).
@@ -80,29 +80,33 @@ def make_step(loss_fn, update_fn, nonfinite: str, members: bool = False):
     ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     apply = ok if nonfinite == "skip" else ok & (state.nonfinite == 0)
 
-    def update(params, opt_state, grads):
+    def update(params, opt_state, avg, grads):
       updates, opt_state = update_fn(grads, opt_state, params, h, state.step)
-      return optax.apply_updates(params, updates), opt_state
+      params = optax.apply_updates(params, updates)
+      return params, opt_state, None if avg is None else ema_update(avg, params, ema)
 
-    def some(params, opt_state, grads):  # members: only those whose step is good
-      new = update(params, opt_state, grads)
+    def some(params, opt_state, avg, grads):  # members: only those whose step is good
+      new = update(params, opt_state, avg, grads)
       pick = lambda n, o: jnp.where(apply.reshape(apply.shape + (1,) * (n.ndim - 1)), n, o)
-      return jax.tree.map(pick, new, (params, opt_state))
+      return jax.tree.map(pick, new, (params, opt_state, avg))
 
     # A branch, not a select of old and new: selecting made XLA copy the donated Adam moments
     # and read every buffer twice (~120 ms of a 4.2 s full-size CPU step, `bench --profile`).
+    avg = state.ema if ema > 0 else None  # a state.AveragedTrainState
     if members:
-      params, opt_state = jax.lax.cond(jnp.all(apply), update, some, state.params, state.opt_state, grads)
+      params, opt_state, avg = jax.lax.cond(jnp.all(apply), update, some, state.params,
+                                            state.opt_state, avg, grads)
     else:
-      params, opt_state = jax.lax.cond(apply, update, lambda p, o, g: (p, o),
-                                       state.params, state.opt_state, grads)
+      params, opt_state, avg = jax.lax.cond(apply, update, lambda p, o, a, g: (p, o, a),
+                                            state.params, state.opt_state, avg, grads)
     bad = state.nonfinite + (~ok).astype(jnp.int32)
     first = jnp.where((state.first_nonfinite < 0) & ~ok, state.step, state.first_nonfinite)
     metrics["train/loss"] = loss
     metrics["train/grad_norm"] = grad_norm
     metrics["train/nonfinite_steps"] = bad
-    return TrainState(step=state.step + 1, params=params, opt_state=opt_state, nonfinite=bad,
-                      first_nonfinite=first), metrics
+    new = state.replace(step=state.step + 1, params=params, opt_state=opt_state, nonfinite=bad,
+                        first_nonfinite=first)
+    return (new if avg is None else new.replace(ema=avg)), metrics
 
   return step
 
@@ -115,5 +119,5 @@ def make_train_step(model, cfg: ExperimentConfig, nonfinite: str = "stop"):
   h = hyperparameters([cfg], terms, members=False)
   update = adam(cfg.train.steps)
   step = make_step(lambda p, b, _: loss_fn(p, b, h["loss"]), lambda g, o, p, _, i: update(g, o, p, h, i),
-                   nonfinite)
+                   nonfinite, ema=cfg.train.ema)
   return lambda state, batch: step(state, batch, None)

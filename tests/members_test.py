@@ -25,7 +25,8 @@ VARIANTS = [{}, {"seed": 1, "train.lr": 3e-3, "train.b1": 0.9, "train.b2": 0.99,
 @pytest.fixture(scope="module")
 def group_run(tiny_data, data_dir):
   from experiments.configs import original
-  base = config_lib.override(original.get_config("tiny"), {"data.dir": data_dir})
+  # train.ema on for all (not a member field): each member keeps its own average, as its run would.
+  base = config_lib.override(original.get_config("tiny"), {"data.dir": data_dir, "train.ema": 0.8})
   cds = [config_lib.override(base, v) for v in VARIANTS]
   cfgs = [assemble.checked_config(c) for c in cds]
   g = members.Group(cfgs)
@@ -52,6 +53,13 @@ def test_a_member_trains_as_the_same_setting_run_alone(group_run, tiny_data, i):
   flat = lambda t: np.concatenate([np.ravel(x) for x in jax.tree.leaves(t)])
   a, b = flat(alone.params), flat(mine.params)
   assert np.linalg.norm(a - b) / np.linalg.norm(a) < 8e-3  # 5.3e-3 measured for the base setting
+  a, b = flat(alone.ema), flat(mine.ema)
+  assert np.linalg.norm(a - b) / np.linalg.norm(a) < 8e-3
+  assert not np.allclose(flat(mine.ema), flat(mine.params))  # the average lags the params
+  # What evaluation reads is the average, at the group's size.
+  used = flat(g.member_params(state, i))
+  assert used.size == flat(jax.tree.map(lambda x: x[i], state.params)).size
+  np.testing.assert_array_equal(used, flat(jax.tree.map(lambda x: np.asarray(x[i]), state.ema)))
   assert [x.shape for x in jax.tree.leaves(alone)] == [x.shape for x in jax.tree.leaves(mine)]
 
 
@@ -65,6 +73,8 @@ def test_a_bottleneck_member_is_a_k_sized_model_and_its_padding_stays_zero(group
   assert not p["Dense_0"]["kernel"][16:].any()
   mu = jax.tree.map(lambda x: np.asarray(x[i]), state.opt_state[0].mu)["params"]["encoder"]
   assert not mu["bottleneck"]["kernel"][:, 16:].any() and p["bottleneck"]["kernel"][:, :16].all()
+  e = jax.tree.map(lambda x: np.asarray(x[i]), state.ema)["params"]["encoder"]  # train.ema's average
+  assert not e["bottleneck"]["kernel"][:, 16:].any() and e["bottleneck"]["kernel"][:, :16].all()
   # Its initialisation is the k-sized model's with its own seed (fan-in 16 for the second Dense).
   a = g.members[i]
   own = init_params(a.model, a.cfg.model)

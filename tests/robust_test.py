@@ -429,3 +429,29 @@ def test_a_damaged_config_json_is_one_line_naming_the_file(tiny_config, tmp_path
       with pytest.raises(config_lib.ConfigError, match=r"config.json is damaged .*move the run folder away"):
         call()
   assert not os.path.exists(tmp_path / "checkpoints")
+
+
+def test_a_checkpoint_keeps_its_fields_and_an_averaged_run_adds_only_its_average(tmp_path):
+  """The saved tree of a run without train.ema has exactly the fields checkpoints always had (a
+  field more, even one left None, is a node of the tree, and checkpoints written before it then
+  no longer restore); a run with it adds `ema` and nothing else. Both restore."""
+  import orbax.checkpoint as ocp
+  from encdec_jax.state import AveragedTrainState, TrainState
+  z = np.zeros((), np.int32)
+  plain = TrainState(step=z, params={"w": np.ones(3, np.float32)}, opt_state={"mu": np.zeros(3, np.float32)},
+                     nonfinite=z, first_nonfinite=z - 1)
+  averaged = AveragedTrainState(**vars(plain), ema={"w": np.full(3, 0.5, np.float32)})
+  for name, state in (("plain", plain), ("averaged", averaged)):
+    ck = ckpt_lib.Checkpointer(str(tmp_path / name), 2)
+    ck.save(1, state, {"step": 1})
+    ck.close()
+    meta = ocp.StandardCheckpointer().metadata(str(tmp_path / name / "checkpoints" / "1" / "state"))
+    tree = getattr(meta, "item_metadata", meta)
+    want = {"step", "params", "opt_state", "nonfinite", "first_nonfinite"} | ({"ema"} if name == "averaged" else set())
+    assert set(tree.keys()) == want, name
+    ck = ckpt_lib.Checkpointer(str(tmp_path / name), 2)
+    got, _ = ck.restore(1, jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype), state))
+    ck.close()
+    assert type(got) is type(state)
+    for x, y in zip(jax.tree.leaves(got), jax.tree.leaves(state)):
+      np.testing.assert_array_equal(np.asarray(x), y)

@@ -91,6 +91,39 @@ def test_stop_and_resume_equals_uninterrupted(tiny_config, tmp_path):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
+def test_an_ema_run_resumes_exactly_and_is_used_with_its_average(tiny_config, tmp_path, monkeypatch):
+  """train.ema: the average is in the checkpoint (a resumed run's whole state equals an
+  uninterrupted one's), the evaluation reads it, restore_params returns it, and a run started
+  from it (init_from) starts both its params and its own average there."""
+  from encdec_jax import warm_start
+  c = lambda steps, **kw: tiny_config(**{"train.steps": steps, "train.ema": 0.9,  # noqa: E731
+                                         "train.checkpoint_every": 5, **kw})
+  a, b = str(tmp_path / "interrupted"), str(tmp_path / "straight")
+  train.train_and_evaluate(c(10), a, progress=False)
+  train.train_and_evaluate(c(20), a, progress=False)
+  seen, real = [], train.eval_lib.evaluate
+  monkeypatch.setattr(train.eval_lib, "evaluate",
+                      lambda params, *x, **k: (seen.append(jax.device_get(params)), real(params, *x, **k))[1])
+  train.train_and_evaluate(c(20), b, progress=False)
+  sa, sb = restored_state(c(20), a, 20), restored_state(c(20), b, 20)
+  assert len(jax.tree.leaves(sa)) == len(jax.tree.leaves(sb)) > 2 * len(jax.tree.leaves(sb.params))
+  for x, y in zip(jax.tree.leaves(sa), jax.tree.leaves(sb)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  leaves = lambda t: [np.asarray(x) for x in jax.tree.leaves(t)]  # noqa: E731
+  assert any(not np.array_equal(p, e) for p, e in zip(leaves(sb.params), leaves(sb.ema)))
+  restored, _ = assemble.restore_params(assemble.assemble(assemble.checked_config(c(20))), b)
+  for got in (seen[-1], restored):
+    for x, y in zip(leaves(got), leaves(sb.ema)):
+      np.testing.assert_array_equal(x, y)
+  cw = assemble.checked_config(c(20, **{"train.init_from": b}))
+  s0 = Trainer(cw).init(warm_start.load_all([cw]))
+  for name in ("encoder", "decoders_0", "decoders_1"):
+    for p, e, want in zip(leaves(s0.params["params"][name]), leaves(s0.ema["params"][name]),
+                          leaves(sb.ema["params"][name])):
+      np.testing.assert_array_equal(p, want)
+      np.testing.assert_array_equal(e, want)
+
+
 def test_workdir_with_another_config_is_refused(tiny_config, tmp_path, monkeypatch):
   train.train_and_evaluate(tiny_config(**{"train.steps": 2}), str(tmp_path), progress=False)
   with pytest.raises(config_lib.ConfigError, match=r"model.bottleneck \(32 -> 64\)"):
@@ -213,6 +246,58 @@ def test_lr_scales_move_only_their_own_group():
   same, _ = adam_update(grads, state, params, 0, 1e-3, 0.5, 0.999, 10, 0.0, 0.0, 1.0, 1.0)
   for a, b in zip(jax.tree.leaves(same), jax.tree.leaves(ref)):
     np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+@pytest.mark.parametrize("members", [False, True], ids=["run", "members"])
+def test_ema_averages_the_applied_updates_and_none_that_is_dropped(members):
+  """train.ema: state.ema is decay x ema + (1 - decay) x params after every applied update, from
+  the params it starts with; a dropped (non-finite) step moves neither. Members: each member's
+  average moves with its own steps (member 1's NaN step leaves member 0's update applied).
+  ema 0: no average in the state, the params as before."""
+  import jax.numpy as jnp
+  import optax
+  from encdec_jax.state import AveragedTrainState, TrainState
+  from encdec_jax.step import make_step
+  decay, nan_at = 0.75, 2
+  loss = lambda p, b, h: (jnp.sum((p["w"] - b) ** 2), {})  # noqa: E731
+  upd = lambda g, o, p, h, i: optax.sgd(0.1).update(g, o, p)  # noqa: E731
+  m = 2 if members else 1
+  w0 = np.linspace(-1, 1, 3 * m, dtype=np.float32).reshape((m, 3) if members else (3,))
+  targets = [np.full_like(w0, k + 1.0) for k in range(4)]
+  if members:
+    targets[nan_at][1] = np.nan  # member 1's step 2 only
+  else:
+    targets[nan_at][...] = np.nan
+
+  def run(ema):
+    step = jax.jit(make_step(loss, upd, "skip", members=members, ema=ema))
+    n = jnp.zeros((m,) if members else (), jnp.int32)
+    p = {"w": jnp.asarray(w0)}
+    opt = jax.vmap(optax.sgd(0.1).init)(p) if members else optax.sgd(0.1).init(p)
+    s = TrainState(step=n, params=p, opt_state=opt, nonfinite=n, first_nonfinite=n - 1)
+    if ema:
+      s = AveragedTrainState(**vars(s), ema={"w": jnp.asarray(w0)})
+    for t in targets:
+      s, _ = step(s, jnp.asarray(t), {})
+    return s
+
+  s = run(decay)
+  # By hand: sgd on (w - t)^2 moves w by -0.2 (w - t); the average follows each applied step.
+  w, avg = w0.copy(), w0.copy()
+  for k, t in enumerate(targets):
+    good = np.isfinite(t).all(axis=-1, keepdims=True)
+    new = np.where(good, w - 0.2 * (w - t), w)
+    avg = np.where(good, decay * avg + (1 - decay) * new, avg)
+    w = new
+  np.testing.assert_allclose(np.asarray(s.params["w"]), w, rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(np.asarray(s.ema["w"]), avg, rtol=1e-6, atol=1e-6)
+  assert not np.allclose(avg, w)  # the average lags: the check is not trivial
+  assert list(np.ravel(s.nonfinite)) == ([0, 1] if members else [1])
+  plain = run(0.0)
+  assert type(plain) is TrainState
+  np.testing.assert_array_equal(np.asarray(plain.params["w"]), np.asarray(s.params["w"]))
+  with pytest.raises(config_lib.ConfigError, match=r"train.ema=1.0; must be in \[0, 1\)"):
+    assemble.checked_config(config_lib.override(config_lib.default_config_dict(), {"train.ema": 1.0}))
 
 
 def test_batch_not_divisible_by_devices(tiny_config):
