@@ -49,9 +49,15 @@ def with_params(state: TrainState, params, place=lambda tree: tree) -> TrainStat
   return state.replace(params=place(params))
 
 
-def ema_update(ema, params, decay):
-  """decay x ema + (1 - decay) x params, leaf by leaf (`decay` a python number or traced)."""
-  return jax.tree.map(lambda e, p: (decay * e + (1 - decay) * p).astype(e.dtype), ema, params)
+def ema_update(ema, params, decay, applied=True):
+  """The moving average after a step: decay x ema + (1 - decay) x params where `applied` (a bool,
+  or one per member along the leaves' first axis), `ema` itself elsewhere; leaf by leaf, as
+  ema + (1 - decay) x applied x (params - ema): one pass over both trees, no select."""
+  w = (1 - decay) * jnp.asarray(applied, jnp.float32)
+
+  def one(e, p):
+    return e + (w.reshape(w.shape + (1,) * (e.ndim - w.ndim)) * (p - e)).astype(e.dtype)
+  return jax.tree.map(one, ema, params)
 
 
 def make_optimizer(c: TrainConfig) -> optax.GradientTransformation:

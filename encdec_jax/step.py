@@ -62,7 +62,10 @@ def make_step(loss_fn, update_fn, nonfinite: str, members: bool = False, ema: fl
   A step whose loss or gradient is not finite never touches params or optimizer state; it is
   counted in state.nonfinite (and the first one's index kept). nonfinite="skip": training goes
   on. nonfinite="stop": every later update is dropped too, so the state the loop sees at its next
-  check is exactly the last good one, and the loop stops there without saving."""
+  check is exactly the last good one, and the loop stops there without saving.
+
+  ema > 0 (config.train.ema): state.ema, the params' moving average, moves with every update
+  that is applied (decay `ema`, a constant of the step) and with none that is dropped."""
   if nonfinite not in NONFINITE_MODES:
     raise ValueError(f"nonfinite={nonfinite!r}; valid: {list(NONFINITE_MODES)}")
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
@@ -80,25 +83,26 @@ def make_step(loss_fn, update_fn, nonfinite: str, members: bool = False, ema: fl
     ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     apply = ok if nonfinite == "skip" else ok & (state.nonfinite == 0)
 
-    def update(params, opt_state, avg, grads):
+    def update(params, opt_state, grads):
       updates, opt_state = update_fn(grads, opt_state, params, h, state.step)
-      params = optax.apply_updates(params, updates)
-      return params, opt_state, None if avg is None else ema_update(avg, params, ema)
+      return optax.apply_updates(params, updates), opt_state
 
-    def some(params, opt_state, avg, grads):  # members: only those whose step is good
-      new = update(params, opt_state, avg, grads)
+    def some(params, opt_state, grads):  # members: only those whose step is good
+      new = update(params, opt_state, grads)
       pick = lambda n, o: jnp.where(apply.reshape(apply.shape + (1,) * (n.ndim - 1)), n, o)
-      return jax.tree.map(pick, new, (params, opt_state, avg))
+      return jax.tree.map(pick, new, (params, opt_state))
 
     # A branch, not a select of old and new: selecting made XLA copy the donated Adam moments
     # and read every buffer twice (~120 ms of a 4.2 s full-size CPU step, `bench --profile`).
-    avg = state.ema if ema > 0 else None  # a state.AveragedTrainState
     if members:
-      params, opt_state, avg = jax.lax.cond(jnp.all(apply), update, some, state.params,
-                                            state.opt_state, avg, grads)
+      params, opt_state = jax.lax.cond(jnp.all(apply), update, some, state.params, state.opt_state, grads)
     else:
-      params, opt_state, avg = jax.lax.cond(apply, update, lambda p, o, a, g: (p, o, a),
-                                            state.params, state.opt_state, avg, grads)
+      params, opt_state = jax.lax.cond(apply, update, lambda p, o, g: (p, o),
+                                       state.params, state.opt_state, grads)
+    # The average (a state.AveragedTrainState's) moves where the update was applied. After the
+    # branch, not an operand of it: carried through it, the average was copied every step, +10%
+    # on the default sweep's CPU step (8 members; BENCHMARKS.md, "Default sweep").
+    avg = ema_update(state.ema, params, ema, apply) if ema > 0 else None
     bad = state.nonfinite + (~ok).astype(jnp.int32)
     first = jnp.where((state.first_nonfinite < 0) & ~ok, state.step, state.first_nonfinite)
     metrics["train/loss"] = loss

@@ -263,7 +263,7 @@ def test_ema_averages_the_applied_updates_and_none_that_is_dropped(members):
   upd = lambda g, o, p, h, i: optax.sgd(0.1).update(g, o, p)  # noqa: E731
   m = 2 if members else 1
   w0 = np.linspace(-1, 1, 3 * m, dtype=np.float32).reshape((m, 3) if members else (3,))
-  targets = [np.full_like(w0, k + 1.0) for k in range(4)]
+  targets = [np.full_like(w0, k + 1.0) for k in range(5)]
   if members:
     targets[nan_at][1] = np.nan  # member 1's step 2 only
   else:
