@@ -30,6 +30,13 @@ def restored_state(cd, workdir: str, step: int):
   return state
 
 
+def steps_saved(workdir: str) -> list[int]:
+  """The steps of the checkpoints saved in WORKDIR/checkpoints ([] if none)."""
+  import os
+  d = os.path.join(workdir, "checkpoints")
+  return sorted(int(x) for x in os.listdir(d) if x.isdigit()) if os.path.isdir(d) else []
+
+
 def read_jsonl(path: str) -> list[dict]:
   """The rows of a metrics.jsonl."""
   with open(path) as f:
