@@ -134,7 +134,9 @@ def reference_scores(judges, s: Source, j: int, truth, truth_mask, full_head, lm
   decoded crop is (`_pasted`: the true swap's crop through this convert, the frame's head outline
   and the crop's edge included), on `ideal` (crops: j's own aligned crops at the sources'
   factors, what a perfect decoder j draws) converted as the swap is (`_ideal`), and on j's mean
-  face converted (`_mean_face`, the bar). The same for every run judged on these faces by these
+  face converted (`_mean_face`, the bar); the ideal's signed error too (`attr_bias_ideal/`: how
+  much of a swap's signed error per direction a perfect decoder shows, from where j's own crops
+  put the features). The same for every run judged on these faces by these
   judges (`evaluate`'s `references` keeps them)."""
   region = np.maximum(s.shown_face, truth_mask)
   out = {"swap_face_mae_oracle": mean_pair_metrics(s.convert(full_head), truth, region)["mae"]}
@@ -146,6 +148,8 @@ def reference_scores(judges, s: Source, j: int, truth, truth_mask, full_head, lm
     for k, v in score(img).items():
       if k.startswith("attr_err/"):
         out[k.replace("attr_err/", f"attr_err_{name}/")] = v
+      elif k.startswith("attr_bias/") and name == "ideal":  # its signed reading: the layout's share
+        out[k.replace("attr_bias/", "attr_bias_ideal/")] = v
       elif k in ("id_transfer", "attr_mae", "expr_mae", "pose_mae"):
         out[f"{k}_{name}"] = v
   flat = s.convert(np.broadcast_to(mean_face, s.x.shape))

@@ -67,13 +67,16 @@ REGISTRY = (
            "the judges on the true face swaps' crops pasted back into the source's frames as a "
            "decoded crop is: what a decoder that drew the true swap's crop scores through this "
            "convert (the frame's head outline and the crop's edge included)"),
-    Metric("id_transfer_ideal, {attr,expr,pose}_mae_ideal, attr_err_ideal/<factor>", "",
+    Metric("id_transfer_ideal, {attr,expr,pose}_mae_ideal, attr_err_ideal/<factor>, "
+           "attr_bias_ideal/<factor>", "",
            "the judges on j's own aligned crops at the sources' factors (synthetic data only), "
            "converted into the source's frames as a swap is: what a perfect decoder j draws, which "
            "learns only j's crops. Its features sit where j's own crops have them, not where the "
            "true face swap's do (about a pixel apart at 32 px), while the judges read every swap at "
            "the true swap's landmarks: this is the least error a swap made with per-identity "
-           "decoders shows here (near the floor where the judges read both layouts)"),
+           "decoders shows here (near the floor where the judges read both layouts). "
+           "`attr_bias_ideal/<factor>/<i>to<j>`, its signed error per direction, is the part of "
+           "a swap's `attr_bias` that comes from that layout, not from the model"),
     Metric("attr_mae_mean_face, id_transfer_mean_face", "",
            "what a decoder that ignores its input scores: j's mean held-out face converted into the "
            "source's frame. The crop's outline may give the judge some pose, so this, not guessing, "

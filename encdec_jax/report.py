@@ -136,16 +136,20 @@ def _judges_lines(results: list[dict]) -> list[str]:
             "can reach on these judges."
             + (" The signed columns: the judge's reading of the swaps minus the source's truth, per "
                "direction (`attr_bias`); one sign is a decoder drawing the factor more (+) or less (-) "
-               "than the source shows, not misses both ways." if dirs else ""),
+               "than the source shows, not misses both ways. The perfect decoder's own signed "
+               "error beside them (`attr_bias_ideal`) is the part that comes from where j's crops "
+               "put the features, not from the model." if dirs else ""),
             "", "| factor | judge's floor | the true face swaps | the true swap's crop, pasted | "
             "a perfect decoder j | guessing the mean | runs' mean error |"
-            + "".join(f" signed, {d} |" for d in dirs),
-            "|---|---|---|---|---|---|---|" + "---|" * len(dirs)]
+            + "".join(f" signed, {d} |" for d in dirs)
+            + "".join(f" a perfect decoder j, signed, {d} |" for d in dirs),
+            "|---|---|---|---|---|---|---|" + "---|" * (2 * len(dirs))]
     cell = lambda v: "-" if np.isnan(v) else f"{v:.2f}"  # noqa: E731 - runs evaluated before the column
     signed = lambda v: "-" if np.isnan(v) else f"{0.0 if abs(v) < 0.005 else v:+.2f}"  # noqa: E731 - no -0.00
     out += [f"| {n} | {f:.2f} | {cell(err(n, 'attr_err_truth'))} | {cell(err(n, 'attr_err_pasted'))} | "
             f"{cell(err(n, 'attr_err_ideal'))} | {g:.2f} | {cell(err(n))} |"
             + "".join(f" {signed(err(f'{n}/{d}', 'attr_bias'))} |" for d in dirs)
+            + "".join(f" {signed(err(f'{n}/{d}', 'attr_bias_ideal'))} |" for d in dirs)
             for n, f, g in rows]
   return out
 

@@ -59,7 +59,8 @@ def _lookup_decode_all(test, mode, seed=0):
   mask the convert uses (the source's) and noise outside (where a mask-trained decoder is never
   trained); 'lighter': the same, lighter by a constant inside the face; 'own': decoder j returns
   j's own aligned crop at the source's factors inside the mask (a perfect per-identity decoder:
-  j's face in j's own layout, synthetic.own_crops); 'copy': every decoder returns its input."""
+  j's face in j's own layout, synthetic.own_crops); 'whole': the true swap's crop, all of it
+  (no noise); 'copy': every decoder returns its input."""
   from encdec_jax import align
   table = {test["image"][k].tobytes(): k for k in range(len(test["image"]))}
   r = test["image"].shape[1]
@@ -82,7 +83,7 @@ def _lookup_decode_all(test, mode, seed=0):
       face = truth[j][rows]
       m = test["mask"][rows][..., :1].astype(np.float32) / 255
       face = np.clip(face + 0.12, 0, 1) if mode == "lighter" else face
-      out.append(m * face + (1 - m) * noise[j][rows])
+      out.append(face if mode == "whole" else m * face + (1 - m) * noise[j][rows])
     return np.stack(out)
   return decode_all
 
@@ -138,6 +139,23 @@ def _truth_crops_by_factors(test):
   rows = {test["factors"][k].tobytes(): k for k in range(len(test["factors"]))}
   crops = [align.crops(test["face_swaps"][:, j], test["transform"], test["image"].shape[1]) for j in range(2)]
   return lambda j, factors: crops[j][[rows[f.tobytes()] for f in factors]]
+
+
+def test_the_ideals_signed_error_is_the_swaps_where_the_model_draws_the_ideal(judges, judge_data):
+  """`attr_bias_ideal/<factor>/<i>to<j>`: the judge's signed reading of the ideal crops, converted
+  as a swap is, minus the source's truth. A model whose decoders draw exactly those crops shows
+  the same signed error in every direction; it is signed (not the unsigned error), and a model
+  that draws something else does not change it."""
+  from encdec_jax.data.render import POSE_EXPRESSION
+  _, test = judge_data
+  ideal = _truth_crops_by_factors(test)
+  m = evaluate.evaluate(None, _lookup_decode_all(test, "whole"), test, 2, judges=judges, ideal=ideal)
+  keys = [f"{n}/{d}" for n in POSE_EXPRESSION for d in ("0to1", "1to0")]
+  assert all(m[f"eval/attr_bias_ideal/{k}"] == m[f"eval/attr_bias/{k}"] for k in keys)
+  assert any(m[f"eval/attr_bias_ideal/{k}"] < -0.01 for k in keys), m  # signed: some read below the truth
+  other = evaluate.evaluate(None, _lookup_decode_all(test, "copy"), test, 2, judges=judges, ideal=ideal)
+  assert all(other[f"eval/attr_bias_ideal/{k}"] == m[f"eval/attr_bias_ideal/{k}"] for k in keys)
+  assert any(abs(other[f"eval/attr_bias/{k}"] - m[f"eval/attr_bias/{k}"]) > 0.1 for k in keys)
 
 
 def test_perfect_model_scores_full_transfer_and_the_floor(judges, judge_data):

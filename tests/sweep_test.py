@@ -125,7 +125,8 @@ def test_tiny_sweep_end_to_end_writes_report(tmp_path, data_dir, monkeypatch):
            "| attr_mae | expr_mae | pose_mae |")  # 16 px crops of 32 px frames: the judge reads some expression
   assert heads in report, report
   factor_head = ("| factor | judge's floor | the true face swaps | the true swap's crop, pasted "
-                 "| a perfect decoder j | guessing the mean | runs' mean error | signed, 0to1 | signed, 1to0 |")
+                 "| a perfect decoder j | guessing the mean | runs' mean error | signed, 0to1 | signed, 1to0 "
+                 "| a perfect decoder j, signed, 0to1 | a perfect decoder j, signed, 1to0 |")
   assert factor_head in report, report
   # The signed columns: the mean over runs of each run's eval.json signed error in that direction.
   evs = [json.loads((out / r["run"] / "eval.json").read_text()) for r in results]
@@ -133,8 +134,9 @@ def test_tiny_sweep_end_to_end_writes_report(tmp_path, data_dir, monkeypatch):
   k = lines_.index(factor_head) + 2
   for ln in lines_[k:k + 7]:
     cells = [c.strip() for c in ln.strip("|").split("|")]
-    for d, got in zip(("0to1", "1to0"), cells[7:]):
+    for d, got, ideal in zip(("0to1", "1to0"), cells[7:9], cells[9:]):
       assert got == f"{np.mean([e[f'eval/attr_bias/{cells[0]}/{d}'] for e in evs]):+.2f}", (cells, d)
+      assert ideal == f"{np.mean([e[f'eval/attr_bias_ideal/{cells[0]}/{d}'] for e in evs]):+.2f}", (cells, d)
     assert cells[3] == f"{np.mean([e[f'eval/attr_err_pasted/{cells[0]}'] for e in evs]):.2f}", cells
     assert cells[4] == f"{np.mean([e[f'eval/attr_err_ideal/{cells[0]}'] for e in evs]):.2f}", cells
   # Every cell of the report's table is the run's own eval.json, to the printed precision, with its
@@ -369,10 +371,12 @@ def test_factor_table_shows_the_signed_error_per_direction_for_few_directions():
   signed = lambda v01, v10: {**base, **{f"eval/attr_bias/{n}/{d}": v for n in POSE_EXPRESSION  # noqa: E731
                                         for d, v in (("0to1", v01), ("1to0", v10))}}
   row = lambda lines: next(ln for ln in lines if ln.startswith("| smile |"))  # noqa: E731
-  lines = report._judges_lines([signed(0.5, -0.25), signed(0.3, -0.05)])
-  assert "| runs' mean error | signed, 0to1 | signed, 1to0 |" in "\n".join(lines)
-  assert row(lines) == "| smile | 0.10 | - | - | - | 0.80 | 0.30 | +0.40 | -0.15 |"
-  assert row(report._judges_lines([base, signed(0.5, -0.25)])).endswith("| 0.30 | - | - |")
+  ideal = {f"eval/attr_bias_ideal/{n}/{d}": v for n in POSE_EXPRESSION for d, v in (("0to1", -0.3), ("1to0", 0.2))}
+  lines = report._judges_lines([{**signed(0.5, -0.25), **ideal}, {**signed(0.3, -0.05), **ideal}])
+  assert ("| runs' mean error | signed, 0to1 | signed, 1to0 | a perfect decoder j, signed, 0to1 "
+          "| a perfect decoder j, signed, 1to0 |") in "\n".join(lines)
+  assert row(lines) == "| smile | 0.10 | - | - | - | 0.80 | 0.30 | +0.40 | -0.15 | -0.30 | +0.20 |"
+  assert row(report._judges_lines([base, signed(0.5, -0.25)])).endswith("| 0.30 | - | - | - | - |")
   many = {**base, **{f"eval/attr_bias/smile/{i}to{j}": 0.1 for i in range(3) for j in range(3) if i != j}}
   lines = report._judges_lines([many])
   assert "signed" not in "\n".join(lines) and row(lines) == "| smile | 0.10 | - | - | - | 0.80 | 0.30 |"
