@@ -3,9 +3,10 @@
 #   (experiments/sweeps/default.yaml). Writes sweeps_out/default (FAMILY=1: default_family1).
 # make test:  set up .venv (first time only) and run the test suite.
 # make recipe [FAMILY=1]: the two-stage recipe at 1800 steps (README "The recipe"): the shared
-#   encoder and 8 decoders pretrained on 8 identities, then the pair from them
-#   (experiments/sweeps/recipe_swap_structure_adversary.yaml). Each stage resumes or re-uses a
-#   finished run. DATA=dir: the TFDS data dir of both (default ~/.cache/encdec_jax/tfds).
+#   encoder and 8 decoders pretrained on 8 identities, then the pair from them with the default
+#   sweep's best setting, evaluated every 450 steps (experiments/sweeps/recipe.yaml). Each stage
+#   resumes or re-uses a finished run. DATA=dir: the TFDS data dir of both (default
+#   ~/.cache/encdec_jax/tfds).
 #   BOTTLENECK=k: both stages at model.bottleneck k (default 128; other sizes in their own folders).
 # make bench: training speed against the PyTorch peer and the machine's matmul ceiling.
 # make gpu-check DATA=dir: on a GPU box, devices, speed, members and the recipe in one table
@@ -59,7 +60,7 @@ sweep: $(STAMP)
 
 recipe: $(STAMP)
 	$(stage1)
-	$(PY) -m experiments.sweep --sweep=experiments/sweeps/recipe_swap_structure_adversary.yaml \
+	$(PY) -m experiments.sweep --sweep=experiments/sweeps/recipe.yaml \
 	  --workdir=sweeps_out/recipe_family$(FAMILY)$(B_SUFFIX) $(FAMILY_SETS) \
 	  --set model.bottleneck=$(BOTTLENECK) $(ARGS)
 
