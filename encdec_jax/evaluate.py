@@ -136,8 +136,8 @@ def reference_scores(judges, s: Source, j: int, truth, truth_mask, full_head, lm
   factors, what a perfect decoder j draws) converted as the swap is (`_ideal`), and on j's mean
   face converted (`_mean_face`, the bar); the ideal's signed error too (`attr_bias_ideal/`: how
   much of a swap's signed error per direction a perfect decoder shows, from where j's own crops
-  put the features). The same for every run judged on these faces by these
-  judges (`evaluate`'s `references` keeps them)."""
+  put the features), and how its readings follow the sources' (`attr_corr_ideal/`). The same for
+  every run judged on these faces by these judges (`evaluate`'s `references` keeps them)."""
   region = np.maximum(s.shown_face, truth_mask)
   out = {"swap_face_mae_oracle": mean_pair_metrics(s.convert(full_head), truth, region)["mae"]}
   if judges is None:
@@ -148,8 +148,9 @@ def reference_scores(judges, s: Source, j: int, truth, truth_mask, full_head, lm
     for k, v in score(img).items():
       if k.startswith("attr_err/"):
         out[k.replace("attr_err/", f"attr_err_{name}/")] = v
-      elif k.startswith("attr_bias/") and name == "ideal":  # its signed reading: the layout's share
-        out[k.replace("attr_bias/", "attr_bias_ideal/")] = v
+      elif k.startswith(("attr_bias/", "attr_corr/")) and name == "ideal":  # the layout's share
+        head, _, factor = k.partition("/")
+        out[f"{head}_ideal/{factor}"] = v
       elif k in ("id_transfer", "attr_mae", "expr_mae", "pose_mae"):
         out[f"{k}_{name}"] = v
   flat = s.convert(np.broadcast_to(mean_face, s.x.shape))
@@ -166,6 +167,7 @@ def swap_judged(judges, s: Source, j: int, conv, uncalibrated, truth, tone_regio
   score = lambda img, factors=s.factors: judges_lib.swap_scores(
       judges, s.judged(img), s.judge_mask, lms, s.i, j, factors)
   out = dict(judges_lib.swap_samples(judges, s.judged(conv), s.judge_mask, lms, s.i, j, s.factors))
+  out.update(judges_lib.factor_correlations(judges, out, s.factors))
   if uncalibrated is not None:
     out.update({f"{k}_uncalibrated": v for k, v in score(uncalibrated).items()
                 if k in ("attr_mae", "id_transfer")})

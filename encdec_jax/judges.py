@@ -408,10 +408,31 @@ def swap_samples(j: Judges, swaps_BxHxWx3: np.ndarray, masks_BxHxWxC: np.ndarray
   return out
 
 
+def factor_correlations(j: Judges, samples: dict[str, np.ndarray],
+                        source_factors: np.ndarray | None) -> dict[str, float]:
+  """`attr_corr/<factor>`: over the images of one direction, the correlation between the judge's
+  reading of the swaps and the source's factor (the reading is the truth plus `swap_samples`'
+  signed error). 1: the swaps follow the source; 0: they ignore it (0 too where every reading is
+  the same); below 0: they move the other way, which an error worse than guessing can hide."""
+  if source_factors is None or "attr_bias/" + R.POSE_EXPRESSION[0] not in samples:
+    return {}
+  truth = (source_factors[:, :N_ATTR] - j.attr_mean) / j.attr_std
+  out = {}
+  for k, n in enumerate(R.POSE_EXPRESSION):
+    t = truth[:, k] - truth[:, k].mean()
+    r = truth[:, k] + samples[f"attr_bias/{n}"]
+    r = r - r.mean()
+    tt, rr = float(np.sum(t * t)), float(np.sum(r * r))
+    out[f"attr_corr/{n}"] = float(np.sum(t * r) / np.sqrt(tt * rr)) if rr > 1e-12 * tt > 0 else 0.0
+  return out
+
+
 def swap_scores(j: Judges, swaps_BxHxWx3: np.ndarray, masks_BxHxWxC: np.ndarray,
                 landmarks_Bx4x2: np.ndarray | None, source_identity: int, target_identity: int,
                 source_factors: np.ndarray | None) -> dict[str, float]:
-  """swap_samples averaged over the images: the shares and mean errors."""
-  return {k: float(np.mean(v)) for k, v in swap_samples(
-      j, swaps_BxHxWx3, masks_BxHxWxC, landmarks_Bx4x2, source_identity, target_identity,
-      source_factors).items()}
+  """swap_samples averaged over the images: the shares and mean errors; and, where the factors
+  are read, how the readings follow the source's (`factor_correlations`)."""
+  samples = swap_samples(j, swaps_BxHxWx3, masks_BxHxWxC, landmarks_Bx4x2, source_identity,
+                         target_identity, source_factors)
+  return ({k: float(np.mean(v)) for k, v in samples.items()}
+          | factor_correlations(j, samples, source_factors))

@@ -49,6 +49,11 @@ REGISTRY = (
            "per direction in `attr_bias/<factor>/<i>to<j>` (read those: the mean over directions "
            "can cancel): a decoder that draws every face with more smile shows there as a "
            "constant, where `attr_err` mixes it with the misses"),
+    Metric("attr_corr/<factor>", "higher",
+           "per direction (`attr_corr/<factor>/<i>to<j>`), the correlation over the held-out "
+           "swaps between the judge's reading and the source's factor: 1, the swaps follow the "
+           "source; 0, they ignore it; below 0, they move the other way (an `attr_err` worse than "
+           "guessing can be either: family 0's brows into the other identity read -0.7)"),
     Metric("expr_mae", "lower",
            "`attr_mae` over the readable expression factors (smile, mouth_open, blink, brow_raise): "
            "did the swap keep the source's expression"),
@@ -68,7 +73,7 @@ REGISTRY = (
            "decoded crop is: what a decoder that drew the true swap's crop scores through this "
            "convert (the frame's head outline and the crop's edge included)"),
     Metric("id_transfer_ideal, {attr,expr,pose}_mae_ideal, attr_err_ideal/<factor>, "
-           "attr_bias_ideal/<factor>", "",
+           "attr_bias_ideal/<factor>, attr_corr_ideal/<factor>", "",
            "the judges on j's own aligned crops at the sources' factors (synthetic data only), "
            "converted into the source's frames as a swap is: what a perfect decoder j draws, which "
            "learns only j's crops. Its features sit where j's own crops have them, not where the "
@@ -77,7 +82,8 @@ REGISTRY = (
            "(near the floor where the judges read both layouts; not a bound: a decoder that "
            "follows some of the source's layout scores better, as family 0's smile does). "
            "`attr_bias_ideal/<factor>/<i>to<j>`, its signed error per direction, is the part of "
-           "a swap's `attr_bias` that comes from that layout, not from the model"),
+           "a swap's `attr_bias` that comes from that layout, not from the model; "
+           "`attr_corr_ideal`, how well its readings follow the source's"),
     Metric("attr_mae_mean_face, id_transfer_mean_face", "",
            "what a decoder that ignores its input scores: j's mean held-out face converted into the "
            "source's frame. The crop's outline may give the judge some pose, so this, not guessing, "

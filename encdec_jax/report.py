@@ -152,6 +152,18 @@ def _judges_lines(results: list[dict]) -> list[str]:
             + "".join(f" {signed(err(f'{n}/{d}', 'attr_bias'))} |" for d in dirs)
             + "".join(f" {signed(err(f'{n}/{d}', 'attr_bias_ideal'))} |" for d in dirs)
             for n, f, g in rows]
+    if dirs and any(k.startswith("eval/attr_corr/") for k in r):
+      out += ["", "How the swaps follow the source (`attr_corr`): per direction, the correlation over "
+              "the held-out swaps between the judge's reading and the source's factor (the runs' "
+              "mean), beside a perfect decoder j's (`attr_corr_ideal`). 1: they follow it; 0: they "
+              "ignore it; below 0: they move the other way, which an error worse than guessing can "
+              "hide.", "",
+              "| factor |" + "".join(f" runs, {d} |" for d in dirs)
+              + "".join(f" a perfect decoder j, {d} |" for d in dirs),
+              "|---|" + "---|" * (2 * len(dirs))]
+      out += [f"| {n} |" + "".join(f" {signed(err(f'{n}/{d}', k))} |"
+                                   for k in ("attr_corr", "attr_corr_ideal") for d in dirs)
+              for n, _, _ in rows]
   return out
 
 

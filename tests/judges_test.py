@@ -156,6 +156,32 @@ def test_the_ideals_signed_error_is_the_swaps_where_the_model_draws_the_ideal(ju
   other = evaluate.evaluate(None, _lookup_decode_all(test, "copy"), test, 2, judges=judges, ideal=ideal)
   assert all(other[f"eval/attr_bias_ideal/{k}"] == m[f"eval/attr_bias_ideal/{k}"] for k in keys)
   assert any(abs(other[f"eval/attr_bias/{k}"] - m[f"eval/attr_bias/{k}"]) > 0.1 for k in keys)
+  # The same for how the readings follow the sources' factors (attr_corr_ideal): the ideal's own,
+  # the model's where it draws the ideal, and the readable expression follows the source.
+  assert all(m[f"eval/attr_corr_ideal/{k}"] == m[f"eval/attr_corr/{k}"] for k in keys)
+  assert all(other[f"eval/attr_corr_ideal/{k}"] == m[f"eval/attr_corr_ideal/{k}"] for k in keys)
+  assert all(m[f"eval/attr_corr/{n}/{d}"] > 0.5 for n in ("smile", "mouth_open", "blink") for d in ("0to1", "1to0")), m
+  assert m["eval/attr_corr/smile"] == np.mean([m[f"eval/attr_corr/smile/{d}"] for d in ("0to1", "1to0")])
+
+
+def test_factor_correlations_tell_following_from_ignoring_and_from_moving_the_other_way(judges, judge_data):
+  """`attr_corr/<factor>`: the correlation between the judge's readings (the truth plus the signed
+  error) and the source's factors. Readings that are the truth scaled by a positive number follow
+  it (1), one reading for every image ignores it (0), readings scaled by a negative number move
+  the other way (-1); noise on the readings lowers it."""
+  _, test = judge_data
+  truth = (test["factors"][:, :7] - judges.attr_mean) / judges.attr_std
+  corr = lambda readings: judges_lib.factor_correlations(judges, {  # noqa: E731
+      f"attr_bias/{n}": readings[:, k] - truth[:, k] for k, n in enumerate(R.POSE_EXPRESSION)}, test["factors"])
+  follow, ignore, invert = corr(0.5 * truth), corr(np.full_like(truth, 0.3)), corr(-2 * truth + 1)
+  noisy = corr(truth + np.random.default_rng(0).normal(0, 1, truth.shape))
+  for n in R.POSE_EXPRESSION:
+    assert follow[f"attr_corr/{n}"] == pytest.approx(1.0, abs=1e-6)
+    assert ignore[f"attr_corr/{n}"] == 0.0
+    assert invert[f"attr_corr/{n}"] == pytest.approx(-1.0, abs=1e-6)
+    assert 0.3 < noisy[f"attr_corr/{n}"] < 0.95, (n, noisy)
+  assert judges_lib.factor_correlations(judges, {}, test["factors"]) == {}
+  assert judges_lib.factor_correlations(judges, {"attr_bias/yaw": truth[:, 0]}, None) == {}
 
 
 def test_perfect_model_scores_full_transfer_and_the_floor(judges, judge_data):
