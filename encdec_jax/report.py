@@ -164,6 +164,14 @@ def _judges_lines(results: list[dict]) -> list[str]:
       out += [f"| {n} |" + "".join(f" {signed(err(f'{n}/{d}', k))} |"
                                    for k in ("attr_corr", "attr_corr_ideal") for d in dirs)
               for n, _, _ in rows]
+      against = [f"{n} {d} ({v:+.2f})" for n in scored for d in dirs
+                 if (v := err(f"{n}/{d}", "attr_corr")) < 0]
+      if against:
+        out += ["", "**The swaps move against the source** (a readable factor whose runs' mean "
+                "correlation is below 0): " + ", ".join(against) + ". There the swaps' readings "
+                "fall as the source's rise. One cause seen here: decoders that repeat the "
+                "source's change of light on a feature of the other polarity (family 0's light "
+                "brows against dark ones), so a brow that rises is drawn falling."]
   return out
 
 

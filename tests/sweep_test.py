@@ -393,6 +393,13 @@ def test_factor_table_shows_the_signed_error_per_direction_for_few_directions():
   lines = report._judges_lines([{**signed(0.5, -0.25), **corr}, {**signed(0.3, -0.05), **corr, "eval/attr_corr/smile/0to1": -0.5}])
   head = lines.index("| factor | runs, 0to1 | runs, 1to0 | a perfect decoder j, 0to1 | a perfect decoder j, 1to0 |")
   assert lines[head + 2:head + 9][POSE_EXPRESSION.index("smile")] == "| smile | -0.60 | +0.90 | +0.75 | +0.80 |"
+  against = next(ln for ln in lines if ln.startswith("**The swaps move against the source**"))
+  assert "smile 0to1 (-0.60)" in against and "yaw 0to1 (-0.70)" in against and "1to0" not in against
+  flipped = report._judges_lines([{**signed(0.5, -0.25), **{k: -v for k, v in corr.items()}}])
+  against = next(ln for ln in flipped if ln.startswith("**The swaps move against the source**"))
+  assert "smile 1to0 (-0.90)" in against and "0to1" not in against
+  follows = report._judges_lines([{**signed(0.5, -0.25), **{k: abs(v) for k, v in corr.items()}}])
+  assert not any(ln.startswith("**The swaps move against the source**") for ln in follows)
   many = {**base, **{f"eval/attr_bias/smile/{i}to{j}": 0.1 for i in range(3) for j in range(3) if i != j}}
   lines = report._judges_lines([many])
   assert "signed" not in "\n".join(lines) and row(lines) == "| smile | 0.10 | - | - | - | 0.80 | 0.30 |"
