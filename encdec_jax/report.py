@@ -169,9 +169,10 @@ def _judges_lines(results: list[dict]) -> list[str]:
       if against:
         out += ["", "**The swaps move against the source** (a readable factor whose runs' mean "
                 "correlation is below 0): " + ", ".join(against) + ". There the swaps' readings "
-                "fall as the source's rise. One cause seen here: decoders that repeat the "
-                "source's change of light on a feature of the other polarity (family 0's light "
-                "brows against dark ones), so a brow that rises is drawn falling."]
+                "fall as the source's rise. A cause measured on the synthetic family 0's brows: "
+                "the decoders repeat the source's change of light, and the pair's brows differ "
+                "in polarity (light on darker skin against dark on lighter skin), so a rising "
+                "brow is drawn falling."]
   return out
 
 
