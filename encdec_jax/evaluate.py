@@ -167,7 +167,7 @@ def swap_judged(judges, s: Source, j: int, conv, uncalibrated, truth, tone_regio
   score = lambda img, factors=s.factors: judges_lib.swap_scores(
       judges, s.judged(img), s.judge_mask, lms, s.i, j, factors)
   out = dict(judges_lib.swap_samples(judges, s.judged(conv), s.judge_mask, lms, s.i, j, s.factors))
-  out.update(judges_lib.factor_correlations(judges, out, s.factors))
+  out.update(judges_lib.factor_rows(judges, out, s.factors))  # each bootstrapped as a set
   if uncalibrated is not None:
     out.update({f"{k}_uncalibrated": v for k, v in score(uncalibrated).items()
                 if k in ("attr_mae", "id_transfer")})
@@ -199,20 +199,26 @@ def _per_image(pred, target, region=None) -> dict[str, np.ndarray]:
 
 class _Scores:
   """Parts (`eval/<name>/<part>`), the means over parts (`eval/<name>`) and, for scores given per
-  image, the bootstrap standard error of that mean (`eval/<name>_se`)."""
+  image or as a statistic of a set of images, the bootstrap standard error of that mean
+  (`eval/<name>_se`)."""
 
   def __init__(self):
     self.parts: dict[str, float] = {}
     self.values: dict[str, list] = {}
     self.samples: dict[str, list] = {}
+    self.sets: dict[str, list] = {}
 
   def add(self, part, scores: dict, signed: tuple[str, ...] = ()):
     """Per-factor errors only enter the means; `signed` names are kept signed per part and
-    averaged by their size; an array is per-image scores (its mean is the part's score)."""
+    averaged by their size; an array is per-image scores (its mean is the part's score); a
+    bootstrap.SetStatistic is a statistic of the part's images (its value is the part's score)."""
     for name, v in scores.items():
       if isinstance(v, np.ndarray):
         self.samples.setdefault(name, []).append(v)
         v = float(np.mean(v))
+      elif isinstance(v, bootstrap.SetStatistic):
+        self.sets.setdefault(name, []).append(v)
+        v = v.value()
       if "attr_err/" not in name:
         self.parts[f"eval/{name}/{part}"] = v
       self.values.setdefault(name, []).append(abs(v) if name in signed else v)
@@ -224,6 +230,8 @@ class _Scores:
   def result(self) -> dict[str, float]:
     out = {**self.parts, **{f"eval/{k}": float(np.mean(v)) for k, v in self.values.items()}}
     out.update({f"eval/{k}_se": bootstrap.standard_error(v) for k, v in self.per_image().items()})
+    out.update({f"eval/{k}_se": bootstrap.standard_error([x.rows for x in v], statistic=v[0].statistic)
+                for k, v in self.sets.items() if len(v) == len(self.values[k])})
     return out
 
 

@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from encdec_jax import bootstrap
 from encdec_jax.data import render as R
 from encdec_jax.pixels import remap_bilinear, to_unit_float
 
@@ -408,23 +409,26 @@ def swap_samples(j: Judges, swaps_BxHxWx3: np.ndarray, masks_BxHxWxC: np.ndarray
   return out
 
 
-def factor_correlations(j: Judges, samples: dict[str, np.ndarray],
-                        source_factors: np.ndarray | None) -> dict[str, float]:
-  """`attr_corr/<factor>`: over the images of one direction, the correlation between the judge's
-  reading of the swaps and the source's factor (the reading is the truth plus `swap_samples`'
-  signed error). 1: the swaps follow the source; 0: they ignore it (0 too where every reading is
-  the same); below 0: they move the other way, which an error worse than guessing can hide."""
+def factor_rows(j: Judges, samples: dict[str, np.ndarray],
+                source_factors: np.ndarray | None) -> dict[str, bootstrap.SetStatistic]:
+  """`attr_corr/<factor>` of one direction as its images' rows (the source's factor, the judge's
+  reading of the swap: the truth plus `swap_samples`' signed error), whose statistic is their
+  correlation (`factor_correlations`); {} where the factors are not read."""
   if source_factors is None or "attr_bias/" + R.POSE_EXPRESSION[0] not in samples:
     return {}
   truth = (source_factors[:, :N_ATTR] - j.attr_mean) / j.attr_std
-  out = {}
-  for k, n in enumerate(R.POSE_EXPRESSION):
-    t = truth[:, k] - truth[:, k].mean()
-    r = truth[:, k] + samples[f"attr_bias/{n}"]
-    r = r - r.mean()
-    tt, rr = float(np.sum(t * t)), float(np.sum(r * r))
-    out[f"attr_corr/{n}"] = float(np.sum(t * r) / np.sqrt(tt * rr)) if rr > 1e-12 * tt > 0 else 0.0
-  return out
+  return {f"attr_corr/{n}": bootstrap.SetStatistic(
+              np.stack([truth[:, k], truth[:, k] + samples[f"attr_bias/{n}"]], -1), bootstrap.correlation)
+          for k, n in enumerate(R.POSE_EXPRESSION)}
+
+
+def factor_correlations(j: Judges, samples: dict[str, np.ndarray],
+                        source_factors: np.ndarray | None) -> dict[str, float]:
+  """`attr_corr/<factor>`: over the images of one direction, the correlation between the judge's
+  reading of the swaps and the source's factor. 1: the swaps follow the source; 0: they ignore it
+  (0 too where every reading is the same); below 0: they move the other way, which an error worse
+  than guessing can hide."""
+  return {k: v.value() for k, v in factor_rows(j, samples, source_factors).items()}
 
 
 def swap_scores(j: Judges, swaps_BxHxWx3: np.ndarray, masks_BxHxWxC: np.ndarray,

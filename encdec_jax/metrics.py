@@ -120,7 +120,8 @@ REGISTRY = (
            "means the same whoever it encodes)"),
     Metric("*_se", "",
            "the bootstrap standard error of a metric's mean over the held-out images (1000 "
-           "resamples within each identity or pair): how much it would move on other faces of the "
+           "resamples within each identity or pair; for `attr_corr`, of the correlation, each "
+           "direction's faces resampled together): how much it would move on other faces of the "
            "same identities; compare it with the spread over seeds"),
 )
 

@@ -157,12 +157,14 @@ def _judges_lines(results: list[dict]) -> list[str]:
               "the held-out swaps between the judge's reading and the source's factor (the runs' "
               "mean), beside a perfect decoder j's (`attr_corr_ideal`). 1: they follow it; 0: they "
               "ignore it; below 0: they move the other way, which an error worse than guessing can "
-              "hide.", "",
-              "| factor |" + "".join(f" runs, {d} |" for d in dirs)
+              "hide. Its standard error: the bootstrap's (each direction's faces resampled "
+              "together) of a run's mean over the directions, the runs' mean.", "",
+              "| factor |" + "".join(f" runs, {d} |" for d in dirs) + " standard error |"
               + "".join(f" a perfect decoder j, {d} |" for d in dirs),
-              "|---|" + "---|" * (2 * len(dirs))]
-      out += [f"| {n} |" + "".join(f" {signed(err(f'{n}/{d}', k))} |"
-                                   for k in ("attr_corr", "attr_corr_ideal") for d in dirs)
+              "|---|" + "---|" * (2 * len(dirs) + 1)]
+      out += [f"| {n} |" + "".join(f" {signed(err(f'{n}/{d}', 'attr_corr'))} |" for d in dirs)
+              + f" {cell(err(f'{n}_se', 'attr_corr'))} |"
+              + "".join(f" {signed(err(f'{n}/{d}', 'attr_corr_ideal'))} |" for d in dirs)
               for n, _, _ in rows]
       against = [f"{n} {d} ({v:+.2f})" for n in scored for d in dirs
                  if (v := err(f"{n}/{d}", "attr_corr")) < 0]

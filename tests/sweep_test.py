@@ -140,14 +140,16 @@ def test_tiny_sweep_end_to_end_writes_report(tmp_path, data_dir, monkeypatch):
     assert cells[3] == f"{np.mean([e[f'eval/attr_err_pasted/{cells[0]}'] for e in evs]):.2f}", cells
     assert cells[4] == f"{np.mean([e[f'eval/attr_err_ideal/{cells[0]}'] for e in evs]):.2f}", cells
   # How the swaps follow the source: the runs' mean correlation per direction, and the ideal's.
-  corr_head = "| factor | runs, 0to1 | runs, 1to0 | a perfect decoder j, 0to1 | a perfect decoder j, 1to0 |"
+  corr_head = ("| factor | runs, 0to1 | runs, 1to0 | standard error | a perfect decoder j, 0to1 "
+               "| a perfect decoder j, 1to0 |")
   k = lines_.index(corr_head) + 2
   for ln in lines_[k:k + 7]:
     cells = [c.strip() for c in ln.strip("|").split("|")]
-    for got, (key, d) in zip(cells[1:], [(key, d) for key in ("attr_corr", "attr_corr_ideal")
-                                         for d in ("0to1", "1to0")]):
+    for got, (key, d) in zip(cells[1:3] + cells[4:], [(key, d) for key in ("attr_corr", "attr_corr_ideal")
+                                                      for d in ("0to1", "1to0")]):
       want = np.mean([e[f"eval/{key}/{cells[0]}/{d}"] for e in evs])
       assert got == f"{0.0 if abs(want) < 0.005 else want:+.2f}", (cells, key, d)
+    assert cells[3] == f"{np.mean([e[f'eval/attr_corr/{cells[0]}_se'] for e in evs]):.2f}", cells
   # Every cell of the report's table is the run's own eval.json, to the printed precision, with its
   # standard error over the held-out faces.
   lines = report.splitlines()
@@ -390,9 +392,12 @@ def test_factor_table_shows_the_signed_error_per_direction_for_few_directions():
   corr = {f"eval/{k}/{n}/{d}": v for n in POSE_EXPRESSION
           for k, d, v in (("attr_corr", "0to1", -0.7), ("attr_corr", "1to0", 0.9),
                           ("attr_corr_ideal", "0to1", 0.75), ("attr_corr_ideal", "1to0", 0.8))}
-  lines = report._judges_lines([{**signed(0.5, -0.25), **corr}, {**signed(0.3, -0.05), **corr, "eval/attr_corr/smile/0to1": -0.5}])
-  head = lines.index("| factor | runs, 0to1 | runs, 1to0 | a perfect decoder j, 0to1 | a perfect decoder j, 1to0 |")
-  assert lines[head + 2:head + 9][POSE_EXPRESSION.index("smile")] == "| smile | -0.60 | +0.90 | +0.75 | +0.80 |"
+  lines = report._judges_lines([{**signed(0.5, -0.25), **corr, "eval/attr_corr/smile_se": 0.04},
+                                {**signed(0.3, -0.05), **corr, "eval/attr_corr/smile/0to1": -0.5, "eval/attr_corr/smile_se": 0.06}])
+  head = lines.index("| factor | runs, 0to1 | runs, 1to0 | standard error | a perfect decoder j, 0to1 "
+                     "| a perfect decoder j, 1to0 |")
+  assert lines[head + 2:head + 9][POSE_EXPRESSION.index("smile")] == "| smile | -0.60 | +0.90 | 0.05 | +0.75 | +0.80 |"
+  assert lines[head + 2:head + 9][POSE_EXPRESSION.index("yaw")] == "| yaw | -0.70 | +0.90 | - | +0.75 | +0.80 |"
   against = next(ln for ln in lines if ln.startswith("**The swaps move against the source**"))
   assert "smile 0to1 (-0.60)" in against and "yaw 0to1 (-0.70)" in against and "1to0" not in against
   flipped = report._judges_lines([{**signed(0.5, -0.25), **{k: -v for k, v in corr.items()}}])
