@@ -102,16 +102,19 @@ def test_paste_back_puts_the_face_where_the_true_face_swap_has_it():
     plain = convert.into_frames(frame.image[None], decoded[None], mask[None], a[None], tone=False)[0]
     np.testing.assert_array_equal(plain[warped == 0], frame.image.astype(np.float32)[warped == 0])
     np.testing.assert_allclose(plain[warped > 0.99], got[warped > 0.99], atol=2e-3)  # the swap where pasted
-    # A photo (uint8) takes the same path to the same pixels.
+    # A photo (uint8) takes the same path to the same pixels, to its rounding; a few pixels more
+    # where the rounding moves a step between neighbours across carry_tone's TONE_EDGE (4 of
+    # 4,096 pixels in one of these frames, by 0.02).
     u8 = convert.into_frames(render.to_uint8(frame.image)[None], decoded[None], mask[None], a[None])[0]
-    assert u8.dtype == np.uint8 and np.abs(u8 / 255.0 - got).max() <= 2 / 255 + 1e-6
+    d = np.abs(u8 / 255.0 - got).max(-1)
+    assert u8.dtype == np.uint8 and (d > 2 / 255 + 1e-6).mean() < 0.002 and d.max() < 0.04, (k, d.max())
 
 
-def _true_swaps(n: int = 6):
+def _true_swaps(n: int = 6, families: tuple[int, ...] = (0, 1)):
   """(frame, true face swap, decoded crop = the truth's, crop mask, transform) for n held-out
-  faces each way between identities 0 and 1 of families 0 and 1 (family 1's differ in tone)."""
+  faces each way between identities 0 and 1 of the families (family 1's differ in tone)."""
   from encdec_jax.data import synthetic
-  for seed in (0, 1):
+  for seed in families:
     for p, q in ((0, 1), (1, 0)):
       ti, tj = render.identity_traits(seed, p), render.identity_traits(seed, q)
       for k in range(n):
@@ -127,8 +130,9 @@ def test_the_frames_skin_round_the_paste_takes_the_swaps_tone():
   face stays, a ring of the other identity's skin. carry_tone gives that skin the swap's tone,
   as the true face swap has it: on the faces (frame's or truth's), the error to the truth falls
   from 0.082 to 0.023 (measured, 48 swaps), and elsewhere (hair, ears, neck, background) it stays
-  small (0.0047 measured; 0.0014 without, resampling). A decoder that gives the frame's own crop back
-  carries no tone: the frame outside the paste is untouched."""
+  small (0.0033 measured, 0.0047 before the skin had to join the face; 0.0014 without,
+  resampling). A decoder that gives the frame's own crop back carries no tone: the frame outside
+  the paste is untouched."""
   from encdec_jax import align
   errs = []
   for frame, truth, decoded, mask, a in _true_swaps():
@@ -142,7 +146,24 @@ def test_the_frames_skin_round_the_paste_takes_the_swaps_tone():
     np.testing.assert_array_equal(convert.carry_tone(frame.image, own, weight, a), frame.image.astype(np.float32))
   e = np.asarray(errs).reshape(-1, 2, 2).mean(0)  # [tone][face, elsewhere]
   assert e[0, 0] > 0.07 and e[1, 0] < 0.035 and e[1, 0] < 0.4 * e[0, 0], e
-  assert e[0, 1] < 0.002 and e[1, 1] < 0.007, e
+  assert e[0, 1] < 0.002 and e[1, 1] < 0.004, e
+
+
+def test_a_background_of_the_skins_colour_keeps_its_own():
+  """Families 2 and 8 frame their heads against a background of about the skin's chromaticity,
+  which carry_tone's key alone gave the swap's tone: a halo round the head (the worst image's
+  error to the truth outside the faces 0.043). Only skin joined to the face, with no step at
+  the head's outline between them, takes it now (0.0053 measured), and the faces keep theirs."""
+  errs = []
+  for frame, truth, decoded, mask, a in _true_swaps(6, families=(2, 8)):
+    face = np.maximum(frame.mask[..., 0], truth.mask[..., 0]) > 0.5
+    for tone in (False, True):
+      d = np.abs(convert.into_frames(frame.image[None], decoded[None], mask[None], a[None], tone=tone)[0]
+                 - truth.image)
+      errs.append((d[face].mean(), d[~face].mean()))
+  e = np.asarray(errs).reshape(-1, 2, 2)  # [image][tone][face, elsewhere]
+  assert e[:, 1, 1].max() < 0.012, e[:, 1, 1].max()
+  assert e[:, 1, 0].mean() < 0.4 * e[:, 0, 0].mean(), e.mean(0)
 
 
 def test_carry_tone_reaches_the_forehead_and_cheeks_not_the_neck_or_far_pixels():
