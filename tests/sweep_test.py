@@ -132,11 +132,12 @@ def test_tiny_sweep_end_to_end_writes_report(tmp_path, data_dir, monkeypatch):
   evs = [json.loads((out / r["run"] / "eval.json").read_text()) for r in results]
   lines_ = report.splitlines()
   k = lines_.index(factor_head) + 2
+  signed = lambda v: f"{0.0 if abs(v) < 0.005 else v:+.2f}"  # noqa: E731 - the report prints no -0.00
   for ln in lines_[k:k + 7]:
     cells = [c.strip() for c in ln.strip("|").split("|")]
     for d, got, ideal in zip(("0to1", "1to0"), cells[7:9], cells[9:]):
-      assert got == f"{np.mean([e[f'eval/attr_bias/{cells[0]}/{d}'] for e in evs]):+.2f}", (cells, d)
-      assert ideal == f"{np.mean([e[f'eval/attr_bias_ideal/{cells[0]}/{d}'] for e in evs]):+.2f}", (cells, d)
+      assert got == signed(np.mean([e[f'eval/attr_bias/{cells[0]}/{d}'] for e in evs])), (cells, d)
+      assert ideal == signed(np.mean([e[f'eval/attr_bias_ideal/{cells[0]}/{d}'] for e in evs])), (cells, d)
     assert cells[3] == f"{np.mean([e[f'eval/attr_err_pasted/{cells[0]}'] for e in evs]):.2f}", cells
     assert cells[4] == f"{np.mean([e[f'eval/attr_err_ideal/{cells[0]}'] for e in evs]):.2f}", cells
   # How the swaps follow the source: the runs' mean correlation per direction, and the ideal's.
@@ -147,8 +148,7 @@ def test_tiny_sweep_end_to_end_writes_report(tmp_path, data_dir, monkeypatch):
     cells = [c.strip() for c in ln.strip("|").split("|")]
     for got, (key, d) in zip(cells[1:3] + cells[4:], [(key, d) for key in ("attr_corr", "attr_corr_ideal")
                                                       for d in ("0to1", "1to0")]):
-      want = np.mean([e[f"eval/{key}/{cells[0]}/{d}"] for e in evs])
-      assert got == f"{0.0 if abs(want) < 0.005 else want:+.2f}", (cells, key, d)
+      assert got == signed(np.mean([e[f"eval/{key}/{cells[0]}/{d}"] for e in evs])), (cells, key, d)
     assert cells[3] == f"{np.mean([e[f'eval/attr_corr/{cells[0]}_se'] for e in evs]):.2f}", cells
   # Every cell of the report's table is the run's own eval.json, to the printed precision, with its
   # standard error over the held-out faces.
