@@ -62,10 +62,12 @@ def is_readable(floor, guess):
   """Whether the judge reads a factor well enough to score it (works on arrays too)."""
   return floor <= READABLE * guess
 
-VERSION = 8        # of the judges' form: caches of another version are refitted, never misread
-                   # (8: half their training swaps in the layout of j's own crops, and the noisy
-                   # copies' landmarks jittered; 7: the frame's skin round their pasted training
-                   # swaps takes the swap's tone; 6: those swaps fade at the crop's inscribed circle)
+VERSION = 9        # of the judges' form: caches of another version are refitted, never misread
+                   # (9: the tone of their pasted training swaps reaches only the frame's skin
+                   # joined to the face; 8: half their training swaps in the layout of j's own
+                   # crops, and the noisy copies' landmarks jittered; 7: the frame's skin round
+                   # their pasted training swaps takes the swap's tone; 6: those swaps fade at the
+                   # crop's inscribed circle)
 JITTER = 0.5       # sd, in pixels, of the landmarks of the noisy training copies (train_judges)
 
 
