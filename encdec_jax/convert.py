@@ -179,13 +179,13 @@ def _joined_skin(region, keyed, scale: float, pasted) -> np.ndarray:
   a step to a neighbour exceeds TONE_EDGE x `scale`, kept where TONE_SHARE of a region or more is
   `pasted` (else the one most under it: skin all round), grown by TONE_RIM pixels."""
   from scipy import ndimage
-  step = np.zeros(region.shape[:2], np.float32)
-  dy = np.abs(np.diff(region, axis=0)).max(-1)
-  dx = np.abs(np.diff(region, axis=1)).max(-1)
-  for sl_a, sl_b, d in (((slice(1, None),), (slice(None, -1),), dy),
-                        ((slice(None), slice(1, None)), (slice(None), slice(None, -1)), dx)):
-    step[sl_a] = np.maximum(step[sl_a], d)
-    step[sl_b] = np.maximum(step[sl_b], d)
+  dy = np.abs(np.diff(region, axis=0)).max(-1)  # the step to the pixel below, in any channel
+  dx = np.abs(np.diff(region, axis=1)).max(-1)  # and to the right
+  step = np.zeros(region.shape[:2], np.float32)  # each pixel's largest step to a neighbour
+  step[1:] = np.maximum(step[1:], dy)
+  step[:-1] = np.maximum(step[:-1], dy)
+  step[:, 1:] = np.maximum(step[:, 1:], dx)
+  step[:, :-1] = np.maximum(step[:, :-1], dx)
   labels, n = ndimage.label(keyed & (step < TONE_EDGE * scale))
   size = np.bincount(labels.ravel(), minlength=n + 1)[1:]
   under = np.bincount(labels[pasted].ravel(), minlength=n + 1)[1:]
