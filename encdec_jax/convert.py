@@ -158,10 +158,14 @@ def skin_window(frame_hw: tuple[int, int], a_2x3, size: int, face_type: str | No
   times below its centre, mapped into the frame by the inverse of a (frame -> crop pixels) with
   a smooth edge; weights (y1 - y0, x1 - x0) over the frame's box round it (a photo's far pixels
   are never computed)."""
-  e, rx, up, down = _tone_reach(face_type)
   box = _skin_box(frame_hw, a_2x3, size, face_type)
-  u, v = _crop_fractions(box, a_2x3, size)
-  return box, _smooth_inside(u, v, e, rx, np.where(v > e["cy"], down, up), 0.08)
+  return box, _reach_weights(*_crop_fractions(box, a_2x3, size), face_type)
+
+
+def _reach_weights(u, v, face_type: str | None) -> np.ndarray:
+  """skin_window's weights at crop fractions (u, v)."""
+  e, rx, up, down = _tone_reach(face_type)
+  return _smooth_inside(u, v, e, rx, np.where(v > e["cy"], down, up), 0.08)
 
 
 def _crop_fractions(box, a_2x3, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -214,13 +218,14 @@ def carry_tone(frame_HxWx3, face_SxSx3, weight_SxSx1, a_2x3, face_type: str | No
   if np.all(np.abs(ratio - 1) < 1e-6):
     return frame
   skin = np.median(own[w[..., 0] > 0.5], 0) if (w > 0.5).any() else (w * own).sum((0, 1)) / w.sum()
-  box, near = skin_window(frame.shape[:2], a_2x3, s, face_type)
+  box = _skin_box(frame.shape[:2], a_2x3, s, face_type)  # skin_window's, its crop fractions kept
+  u, v = _crop_fractions(box, a_2x3, s)
+  near = _reach_weights(u, v, face_type)
   y0, y1, x0, x1 = box
   region = frame[y0:y1, x0:x1]
   key = np.exp(-((_chromaticity(region) - _chromaticity(skin)) ** 2).sum(-1) / (2 * TONE_KEY ** 2))
   luma = region.sum(-1) / max(float(skin.sum()), 1e-3)
   key = key * ((luma > TONE_LUMA[0]) & (luma < TONE_LUMA[1]))
-  u, v = _crop_fractions(box, a_2x3, s)
   inside = (u >= 0) & (u < 1) & (v >= 0) & (v < 1)
   pasted = inside & (w[np.clip((v * s).astype(int), 0, s - 1), np.clip((u * s).astype(int), 0, s - 1), 0] > 0.5)
   key = key * _joined_skin(region, key > 0.5, max(float(skin.max()), 1e-3), pasted)
