@@ -135,8 +135,8 @@ def reference_scores(judges, s: Source, j: int, truth, truth_mask, full_head, lm
   and the crop's edge included), on `ideal` (crops: j's own aligned crops at the sources'
   factors, what a perfect decoder j draws) converted as the swap is (`_ideal`), and on j's mean
   face converted (`_mean_face`, the bar); the ideal's signed error too (`attr_bias_ideal/`: how
-  much of a swap's signed error per direction a perfect decoder shows, from where j's own crops
-  put the features), and how its readings follow the sources' (`attr_corr_ideal/`). The same for
+  much of a swap's signed error per direction a perfect decoder shows), and how its readings
+  follow the sources' (`attr_corr_ideal/`). The same for
   every run judged on these faces by these judges (`evaluate`'s `references` keeps them)."""
   region = np.maximum(s.shown_face, truth_mask)
   out = {"swap_face_mae_oracle": mean_pair_metrics(s.convert(full_head), truth, region)["mae"]}
@@ -148,7 +148,7 @@ def reference_scores(judges, s: Source, j: int, truth, truth_mask, full_head, lm
     for k, v in score(img).items():
       if k.startswith("attr_err/"):
         out[k.replace("attr_err/", f"attr_err_{name}/")] = v
-      elif k.startswith(("attr_bias/", "attr_corr/")) and name == "ideal":  # the layout's share
+      elif k.startswith(("attr_bias/", "attr_corr/")) and name == "ideal":  # a perfect swap's
         head, _, factor = k.partition("/")
         out[f"{head}_ideal/{factor}"] = v
       elif k in ("id_transfer", "attr_mae", "expr_mae", "pose_mae"):

@@ -77,12 +77,10 @@ REGISTRY = (
            "the judges on j's own aligned crops at the sources' factors (synthetic data only), "
            "converted into the source's frames as a swap is: what a perfect decoder j draws, which "
            "learns only j's crops. Its features sit where j's own crops have them, not where the "
-           "true face swap's do (a pixel or so apart at 32 px), while the judges read every swap at "
-           "the true swap's landmarks: what a decoder that draws only j's own layout scores here "
-           "(near the floor where the judges read both layouts; not a bound: a decoder that "
-           "follows some of the source's layout scores better, as family 0's smile does). "
+           "true face swap's do (up to 1.5 px apart at 32 px); the judges find them where they are "
+           "(judges.locate, since VERSION 10), so it reads near the judges' floor. "
            "`attr_bias_ideal/<factor>/<i>to<j>`, its signed error per direction, is the part of "
-           "a swap's `attr_bias` that comes from that layout, not from the model; "
+           "a swap's `attr_bias` the judges show on a perfect swap of that direction; "
            "`attr_corr_ideal`, how well its readings follow the source's"),
     Metric("attr_mae_mean_face, id_transfer_mean_face", "",
            "what a decoder that ignores its input scores: j's mean held-out face converted into the "

@@ -131,15 +131,14 @@ def _judges_lines(results: list[dict]) -> list[str]:
             "the true swap's crop, pasted: its aligned crop pasted back into the source's frame as a "
             "decoded crop is; a perfect decoder j: j's own aligned crop at the source's pose and "
             "expression (what decoder j learns to draw), converted and judged as the swaps are. "
-            "Its features sit where j's own crops have them, a pixel or so from where the true "
-            "swap has them, so it shows what a decoder that draws only j's own layout scores on "
-            "these judges: not a bound, a decoder that follows some of the source's layout "
-            "scores better."
+            "Its features sit where j's own crops have them, up to 1.5 px from where the true "
+            "swap has them; the judges find a face's features where they are before reading it "
+            "(`judges.locate`), so a perfect decoder j reads near the floor."
             + (" The signed columns: the judge's reading of the swaps minus the source's truth, per "
                "direction (`attr_bias`); one sign is a decoder drawing the factor more (+) or less (-) "
                "than the source shows, not misses both ways. The perfect decoder's own signed "
-               "error beside them (`attr_bias_ideal`) is the part that comes from where j's crops "
-               "put the features, not from the model." if dirs else ""),
+               "error beside them (`attr_bias_ideal`) is the part the judges show on a perfect swap "
+               "of that direction, not the model's." if dirs else ""),
             "", "| factor | judge's floor | the true face swaps | the true swap's crop, pasted | "
             "a perfect decoder j | guessing the mean | runs' mean error |"
             + "".join(f" signed, {d} |" for d in dirs)
