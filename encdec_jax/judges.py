@@ -68,9 +68,10 @@ def is_readable(floor, guess):
   return floor <= READABLE * guess
 
 VERSION = 10       # of the judges' form: caches of another version are refitted, never misread
-                   # (10: they read a face where its locator finds its features; 9: the tone of their pasted training swaps reaches only the frame's skin
-                   # joined to the face; 8: half their training swaps in the layout of j's own
-                   # crops, and the noisy copies' landmarks jittered; 7: the frame's skin round
+                   # (10: they read a face where their locator finds its features; 9: the tone of
+                   # their pasted training swaps reaches only the frame's skin joined to the face;
+                   # 8: half their training swaps in the layout of j's own crops, and the noisy
+                   # copies' landmarks jittered; 7: the frame's skin round
                    # their pasted training swaps takes the swap's tone; 6: those swaps fade at the
                    # crop's inscribed circle)
 JITTER = 0.5       # sd, in pixels, of the landmarks of the noisy training copies (train_judges)
@@ -181,7 +182,8 @@ class Judges:
     LOCATE_STEPS steps of the locator's readout of the patches at the current landmarks, each
     move at most LOCATE_MAX px. A swap drawn in j's own layout has its features up to 1.5 px from
     the true swap's; read there, a perfect per-identity decoder read at twice the floor
-    (BENCHMARKS.md, "Judges", round 31). As they are without a locator."""
+    (BENCHMARKS.md, "Judges", round 31). Judges without a locator (no factors) return them
+    as given."""
     lm = np.asarray(landmarks_Bx4x2, np.float32)
     if self.locator is None:
       return lm
@@ -306,11 +308,11 @@ def train_judges(train: dict, test: dict, num_identities: int, seed: int = 0,
   xt = to_unit_float(test["image"])
   j.accuracy = float((j.identify(xt, face_masks(test)) == test["identity"]).mean())
   if "factors" in train and "landmarks" in train:
-    # The noisy copies (training_copies' last two) read their patches at landmarks moved by
-    # JITTER px: a swap's features sit about a pixel from where the true swap has them
-    # (BENCHMARKS.md, "Judges").
     lm = np.concatenate([train["landmarks"]] * k).astype(np.float32)
     j.locator = fit_locator(x, lm, j.patch_scale, k, seed)
+    # The noisy copies (training_copies' last two) read their patches at landmarks moved by
+    # JITTER px (since VERSION 8; kept with the locator, which finds a face's features to about
+    # 0.15 px, not exactly: BENCHMARKS.md, "Judges").
     rng = np.random.default_rng(seed + 1)
     moved = np.repeat(np.arange(k) >= k - 2, len(train["landmarks"]))[:, None, None]
     lm = np.where(moved, lm + rng.normal(0.0, JITTER / r, lm.shape), lm).astype(np.float32)

@@ -276,8 +276,8 @@ def test_a_perfect_per_identity_decoder_reads_near_the_floor(judges, judge_data)
   the judges' floor: the locator finds its features where j's layout puts them, up to 1.5 px
   away. Measured here: `expr_mae` 0.22 against the floor's 0.17 and guessing's 0.83, `pose_mae`
   0.15 against 0.14. Read at the true swap's landmarks without the locator (VERSION 9) it was
-  0.34 against a floor of 0.16; the judges of VERSION 7, fitted on the true swaps' layout only, read it at 0.64 and
-  0.47 (BENCHMARKS.md, "Judges")."""
+  0.34 against a floor of 0.16; the judges of VERSION 7, fitted on the true swaps' layout only,
+  read it at 0.64 and 0.47 (BENCHMARKS.md, "Judges")."""
   _, test = judge_data
   m = evaluate.evaluate(None, _lookup_decode_all(test, "own"), test, 2, judges=judges)
   for part in ("expr", "pose"):
