@@ -26,10 +26,9 @@ the regressor reads pose and expression in either layout, not the layout itself 
               training set's mean and std; only for data that stores factors (synthetic). The
               patches let it read smiles, blinks and brows, which global features do not.
   locator:    ridge readout of the same patches -> each landmark's move to where the face's
-              feature is (`locate`, fitted on landmarks moved LOCATE_SD px), applied before the
-              regressor reads: a swap is read where its features are, not where the true swap has
-              them. A perfect per-identity decoder draws them up to 1.5 px from there, and read
-              there it scored twice the floor (BENCHMARKS.md, "Judges", round 31).
+              feature is (encdec_jax/patches.py), applied before the regressor reads: a swap is
+              read where its features are, not where the true swap has them; a per-identity
+              decoder draws them in the target's own layout, up to 1.5 px away.
 Where the data has frames (synthetic faces), the judges read what a user sees: the aligned crop
 of the frame (`judged_view`: align.crop by the example's transform), so a swap is judged after it
 was pasted back into its frame, and the judges are fitted and scored on crops cut the same way.
@@ -50,15 +49,12 @@ import numpy as np
 
 from encdec_jax import bootstrap
 from encdec_jax.data import render as R
-from encdec_jax.pixels import remap_bilinear, to_unit_float
+from encdec_jax.patches import LOCATE_SD, fit_locator, locate, patch_features
+from encdec_jax.pixels import to_unit_float
+from encdec_jax.ridge import ridge_cv
 
 N_ATTR = len(R.POSE_EXPRESSION)
 FEATURES = 128     # random 3x3 conv filters of the identity features
-# (landmark, patch side as a fraction of a "head" crop: times the face type's zoom, at most the
-# whole crop) sampled on a PATCH_SAMPLES^2 grid; the nose patch covers most of the face (pose),
-# the others the expression's details.
-PATCHES = ((0, 0.25), (1, 0.25), (2, 0.7), (3, 0.35))  # align.LANDMARK_NAMES indices
-PATCH_SAMPLES = 12
 NOISE = 0.03       # sd of the pixel noise on the judges' noisy training copies (see train_judges)
 READABLE = 0.5     # a factor is scored if its floor is <= this x guessing the mean
 
@@ -75,10 +71,6 @@ VERSION = 10       # of the judges' form: caches of another version are refitted
                    # their pasted training swaps takes the swap's tone; 6: those swaps fade at the
                    # crop's inscribed circle)
 JITTER = 0.5       # sd, in pixels, of the landmarks of the noisy training copies (train_judges)
-LOCATE_SD = 1.0    # sd, in pixels, of the moves the locator is fitted to undo (a swap drawn in j's
-                   # own layout has its features up to 1.5 px from the true swap's landmarks)
-LOCATE_STEPS = 2   # the locator's refinement steps
-LOCATE_MAX = 2.0   # pixels: the largest move of one step
 
 
 def scored_factors(readable) -> dict[str, np.ndarray]:
@@ -121,23 +113,6 @@ def judged_view(d: dict, resolution: int | None = None) -> dict:
   return {**d, "image": align.crops(d["frame"], d["transform"], r)}
 
 
-def patch_features(x_BxHxWx3, landmarks_Bx4x2, scale: float = 1.0) -> np.ndarray:
-  """Pixels sampled (bilinear) on a PATCH_SAMPLES^2 grid over a square around each landmark of
-  PATCHES, each side times `scale` (at most 1): (B, len(PATCHES) * PATCH_SAMPLES^2 * 3)."""
-  x = np.asarray(x_BxHxWx3, np.float32)
-  lm = np.asarray(landmarks_Bx4x2, np.float32)
-  b, h, w, _ = x.shape
-  t = (np.arange(PATCH_SAMPLES) + 0.5) / PATCH_SAMPLES - 0.5
-  out = []
-  for k, side in PATCHES:
-    side = min(1.0, side * scale)
-    cy = lm[:, k, 1, None, None] * h - 0.5 + t[None, :, None] * side * h
-    cx = lm[:, k, 0, None, None] * w - 0.5 + t[None, None, :] * side * w
-    shape = (b, PATCH_SAMPLES, PATCH_SAMPLES)
-    out.append(remap_bilinear(x, np.broadcast_to(cy, shape), np.broadcast_to(cx, shape)).reshape(b, -1))
-  return np.concatenate(out, -1)
-
-
 @dataclasses.dataclass
 class Judges:
   feats: dict                   # filters, mu, sd of the conv features
@@ -178,21 +153,9 @@ class Judges:
     return (_batched(lambda b: _features(self.feats, b), x) @ self.classifier).argmax(-1)
 
   def locate(self, x_face, landmarks_Bx4x2) -> np.ndarray:
-    """The landmarks moved to where this face's eyes, nose and mouth are (`x_face`: face_only's):
-    LOCATE_STEPS steps of the locator's readout of the patches at the current landmarks, each
-    move at most LOCATE_MAX px. A swap drawn in j's own layout has its features up to 1.5 px from
-    the true swap's; read there, a perfect per-identity decoder read at twice the floor
-    (BENCHMARKS.md, "Judges", round 31). Judges without a locator (no factors) return them
-    as given."""
-    lm = np.asarray(landmarks_Bx4x2, np.float32)
-    if self.locator is None:
-      return lm
-    r = np.array([x_face.shape[2], x_face.shape[1]], np.float32)  # (x, y) px per unit
-    for _ in range(LOCATE_STEPS):
-      pf = (patch_features(x_face, lm, self.patch_scale) - self.locator["mu"]) / self.locator["sd"]
-      move = np.clip((pf @ self.locator["w"]).reshape(lm.shape), -LOCATE_MAX, LOCATE_MAX)
-      lm = lm + move / r
-    return lm
+    """The landmarks moved to where this face's eyes, nose and mouth are (`x_face`: face_only's;
+    patches.locate); as given where the judges have no locator (no factors)."""
+    return locate(self.locator, x_face, landmarks_Bx4x2, self.patch_scale)
 
   def attributes(self, x_BxHxWx3, mask_BxHxWxC, landmarks_Bx4x2) -> np.ndarray:
     """Standardised pose/expression estimates (B, 7) of the face whose features are near
@@ -219,40 +182,6 @@ def _soften(x):
   b, h, w, c = x.shape
   return np.asarray(jax.image.resize(jax.image.resize(x, (b, h // 2, w // 2, c), "linear"),
                                      (b, h, w, c), "linear"))
-
-
-def _ridge(g, fy, n, lam):
-  """Ridge weights from the Gram matrix g = f.T f and fy = f.T y of n rows."""
-  a = g + lam * n / 100.0 * np.eye(g.shape[0], dtype=np.float64)
-  return np.linalg.solve(a, fy).astype(np.float32)
-
-
-def _ridge_cv(f, y, copies: int, lams=(0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)):
-  """Ridge with its strength chosen per output column on a fixed 20% of the training images
-  (every 5th, with all its copies: rows are `copies` blocks of the same images), refitted on all.
-  The Gram matrix (most of the cost: rows x features^2) is formed once for all strengths, and
-  the held-out rows' part added for the refit."""
-  val = np.tile(np.arange(len(f) // copies) % 5 == 0, copies)
-  fit, held = f[~val], f[val]
-  g, fy = fit.T @ fit, fit.T @ y[~val]
-  errs = np.stack([np.abs(held @ _ridge(g, fy, len(fit), lam) - y[val]).mean(0) for lam in lams])
-  best = errs.argmin(0)
-  g, fy = g + held.T @ held, fy + held.T @ y[val]  # all rows
-  full = {int(b): _ridge(g, fy, len(f), lams[b]) for b in set(best.tolist())}
-  return np.stack([full[int(b)][:, c] for c, b in enumerate(best)], 1)
-
-
-def fit_locator(x_face, landmarks, patch_scale: float, copies: int, seed: int = 0) -> dict:
-  """The locator (Judges.locate): a ridge readout, from the patch features read at landmarks moved
-  by Gaussian noise of sd LOCATE_SD px, of the move back (px, per landmark and axis). `x_face`,
-  `landmarks`: the judges' training images (face_only, in `copies` blocks as _ridge_cv takes
-  them) and where their features are."""
-  r = np.array([x_face.shape[2], x_face.shape[1]], np.float32)
-  move = np.random.default_rng(seed + 2).normal(0.0, LOCATE_SD, landmarks.shape).astype(np.float32)
-  pf = patch_features(x_face, landmarks + move / r, patch_scale).astype(np.float64)
-  mu, sd = pf.mean(0), pf.std(0) + 1e-6
-  w = _ridge_cv((pf - mu) / sd, -move.reshape(len(move), -1).astype(np.float64), copies)
-  return {"w": w, "mu": mu.astype(np.float32), "sd": sd.astype(np.float32)}
 
 
 def training_copies(x, seed: int = 0) -> list:
@@ -303,7 +232,7 @@ def train_judges(train: dict, test: dict, num_identities: int, seed: int = 0,
   p = {"filters": filters, "mu": f.mean(0).astype(np.float32), "sd": (f.std(0) + 1e-6).astype(np.float32)}
   f = (f - f.mean(0)) / (f.std(0) + 1e-6)
   ids = np.concatenate([train["identity"]] * k)
-  j = Judges(p, _ridge_cv(f, np.eye(num_identities)[ids], k), None, num_identities, None, None, 0.0,
+  j = Judges(p, ridge_cv(f, np.eye(num_identities)[ids], k), None, num_identities, None, None, 0.0,
              None, None, patch_scale=float(patch_scale))
   xt = to_unit_float(test["image"])
   j.accuracy = float((j.identify(xt, face_masks(test)) == test["identity"]).mean())
@@ -322,7 +251,7 @@ def train_judges(train: dict, test: dict, num_identities: int, seed: int = 0,
     fa = train["factors"][:, :N_ATTR].astype(np.float64)
     j.attr_mean, j.attr_std = fa.mean(0).astype(np.float32), (fa.std(0) + 1e-6).astype(np.float32)
     z = (fa - j.attr_mean) / j.attr_std
-    j.regressor = _ridge_cv(pf, np.concatenate([z] * k), k)
+    j.regressor = ridge_cv(pf, np.concatenate([z] * k), k)
     j.attr_range = np.stack([z.min(0), z.max(0)]).astype(np.float32)
     truth = (test["factors"][:, :N_ATTR] - j.attr_mean) / j.attr_std
     est = j.attributes(xt, face_masks(test), test["landmarks"])

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from encdec_jax import image_stats, judges as judges_lib
+from encdec_jax import image_stats, judges as judges_lib, ridge
 from encdec_jax.data import render as R
 
 
@@ -134,6 +134,6 @@ def test_ridge_cv_equals_each_strength_solved_from_its_own_rows():
   best = errs.argmin(0)
   every = np.ones(len(f), bool)
   want = np.stack([solve(every, lams[b])[:, c] for c, b in enumerate(best)], 1)
-  got = judges_lib._ridge_cv(f, y, copies, lams)
+  got = ridge.ridge_cv(f, y, copies, lams)
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
   assert len(set(best.tolist())) > 1  # the columns chose different strengths: each refit checked
