@@ -29,8 +29,9 @@ def test_judges_are_accurate_on_held_out_renderings(judges, judge_data):
   """Identity: every held-out rendering right from its face alone. Pose/expression: the floor of
   every factor against guessing the mean, measured here (600 per identity, 32 px whole_face
   crops of 64 px frames; read where the locator finds the features): yaw 0.08, pitch 0.19, smile
-  0.18, mouth_open 0.12, blink 0.11, brow_raise 0.27 (guessing 0.8 to 0.9). Roll is not read (0.91): the aligned crop turns every
-  face upright, and a swap pasted back by the same transform keeps its frame's roll exactly.
+  0.18, mouth_open 0.12, blink 0.11, brow_raise 0.27 (guessing 0.8 to 0.9). Roll is not read
+  (0.91): the aligned crop turns every face upright, and a swap pasted back by the same transform
+  keeps its frame's roll exactly.
   Pose (yaw, pitch) and the expression must be readable; attr_mae averages the readable ones."""
   _, test = judge_data
   assert judges.accuracy == 1.0
