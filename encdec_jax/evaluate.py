@@ -181,7 +181,7 @@ def swap_judged(judges, s: Source, j: int, conv, uncalibrated, truth, tone_regio
 
 def judge_references(judges) -> dict[str, float]:
   """The judges' own scores on real images: what "perfect" looks like, and guessing the mean."""
-  out = {"eval/judge_accuracy": judges.accuracy}
+  out = {"eval/judge_accuracy": judges.accuracy, "eval/judge_panel": float(judges.panel_size)}
   if judges.attr_floors is not None:
     for name, sel in judges_lib.scored_factors(judges.readable).items():  # attr, expr, pose
       out[f"eval/{name}_floor"] = float(judges.attr_floors[sel].mean())

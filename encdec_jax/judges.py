@@ -4,8 +4,7 @@ Papers judge a face swap by identity retrieval (is the swap recognised as the ta
 expression error (did the source's survive?) and reconstruction. These are the analogues, fitted
 by the project on the dataset's own training images (never on swaps), each also as a softened
 copy and both with pixel noise (`training_copies`) so the autoencoders' softer, slightly noisy
-outputs are judged fairly, and cached per dataset (Orbax, under
-the TFDS data dir). Their scores on held-out renderings are printed and returned so nobody
+outputs are judged fairly, and cached per dataset (judge_cache: Orbax, under the TFDS data dir). Their scores on held-out renderings are printed and returned so nobody
 trusts a broken judge.
 
 Both see the **face region only** (`face_only`: the image times its frame's visible-face mask;
@@ -35,13 +34,12 @@ was pasted back into its frame, and the judges are fitted and scored on crops cu
 Per factor, the regressor's held-out error (`attr_floors`) is compared with guessing the mean
 (`attr_guess`); a factor is *readable* when its floor is at most half its guess, and `attr_mae`
 averages the readable factors only (which ones is reported).
+Evaluation reads with a `Panel`: three judges fitted alike with seeds 0, 1 and 2 (PANEL), whose
+readings are averaged, so a verdict does not hang on one judge's random features and noise draws.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import shutil
 
 import jax
 import jax.numpy as jnp
@@ -63,13 +61,9 @@ def is_readable(floor, guess):
   """Whether the judge reads a factor well enough to score it (works on arrays too)."""
   return floor <= READABLE * guess
 
-VERSION = 10       # of the judges' form: caches of another version are refitted, never misread
-                   # (10: they read a face where their locator finds its features; 9: the tone of
-                   # their pasted training swaps reaches only the frame's skin joined to the face;
-                   # 8: half their training swaps in the layout of j's own crops, and the noisy
-                   # copies' landmarks jittered; 7: the frame's skin round
-                   # their pasted training swaps takes the swap's tone; 6: those swaps fade at the
-                   # crop's inscribed circle)
+VERSION = 11       # of the judges' form: caches of another version are refitted, never misread
+                   # (what each version changed: BENCHMARKS.md, "Judges")
+PANEL = (0, 1, 2)  # the seeds of the judges read as one (Panel)
 JITTER = 0.5       # sd, in pixels, of the landmarks of the noisy training copies (train_judges)
 
 
@@ -113,22 +107,10 @@ def judged_view(d: dict, resolution: int | None = None) -> dict:
   return {**d, "image": align.crops(d["frame"], d["transform"], r)}
 
 
-@dataclasses.dataclass
-class Judges:
-  feats: dict                   # filters, mu, sd of the conv features
-  classifier: np.ndarray        # (F, N) ridge readout on one-hot identities
-  regressor: np.ndarray | None  # (P, 7) ridge readout of standardised patch features; None without factors
-  num_identities: int
-  attr_mean: np.ndarray | None  # factor statistics of the training set
-  attr_std: np.ndarray | None
-  accuracy: float               # classifier on held-out real images
-  attr_floors: np.ndarray | None  # (7,) regressor MAE per factor (standardised) on held-out real images
-  attr_guess: np.ndarray | None   # (7,) what guessing the training mean scores there
-  patch_stats: dict | None = None  # mu, sd of the patch features
-  attr_range: np.ndarray | None = None  # (2, 7) standardised min and max of the training factors
-  patch_scale: float = 1.0      # the face type's zoom (align.FACE_TYPES): patches cover the same face
-  locator: dict | None = None   # w (P, 8), mu, sd: each landmark's move (px) to its feature (locate)
-  locate_px: float | None = None  # locate's mean error on held-out real images, started LOCATE_SD px off
+class _Scored:
+  """What a fitted judge (`Judges`) and a `Panel` of them share: scores on held-out real images."""
+  attr_floors: np.ndarray | None
+  attr_guess: np.ndarray | None
 
   @property
   def readable(self) -> np.ndarray | None:
@@ -144,13 +126,38 @@ class Judges:
   def attr_guess_mean(self) -> float | None:
     return None if self.attr_guess is None else float(self.attr_guess[self.readable].mean())
 
+  def identify(self, x_BxHxWx3, mask_BxHxWxC) -> np.ndarray:
+    """Identity of the face inside the mask."""
+    return self.identity_scores(x_BxHxWx3, mask_BxHxWxC).argmax(-1)
+
+
+@dataclasses.dataclass
+class Judges(_Scored):
+  """One fitted judge of each kind (train_judges, with one seed)."""
+  feats: dict                   # filters, mu, sd of the conv features
+  classifier: np.ndarray        # (F, N) ridge readout on one-hot identities
+  regressor: np.ndarray | None  # (P, 7) ridge readout of standardised patch features; None without factors
+  num_identities: int
+  attr_mean: np.ndarray | None  # factor statistics of the training set
+  attr_std: np.ndarray | None
+  accuracy: float               # classifier on held-out real images
+  attr_floors: np.ndarray | None  # (7,) regressor MAE per factor (standardised) on held-out real images
+  attr_guess: np.ndarray | None   # (7,) what guessing the training mean scores there
+  patch_stats: dict | None = None  # mu, sd of the patch features
+  attr_range: np.ndarray | None = None  # (2, 7) standardised min and max of the training factors
+  patch_scale: float = 1.0      # the face type's zoom (align.FACE_TYPES): patches cover the same face
+  locator: dict | None = None   # w (P, 8), mu, sd: each landmark's move (px) to its feature (locate)
+  locate_px: float | None = None  # locate's mean error on held-out real images, started LOCATE_SD px off
+
+  panel_size = 1  # one judge of each kind
+
   def _patches(self, x_face, landmarks):
     return (patch_features(x_face, landmarks, self.patch_scale) - self.patch_stats["mu"]) / self.patch_stats["sd"]
 
-  def identify(self, x_BxHxWx3, mask_BxHxWxC) -> np.ndarray:
-    """Identity of the face inside the mask."""
+  def identity_scores(self, x_BxHxWx3, mask_BxHxWxC) -> np.ndarray:
+    """(B, N) the classifier's readout of the face inside the mask (its argmax: `identify`)."""
     x = face_only(x_BxHxWx3, mask_BxHxWxC)
-    return (_batched(lambda b: _features(self.feats, b), x) @ self.classifier).argmax(-1)
+    return _batched(lambda b: _features(self.feats, b), x) @ self.classifier
 
   def locate(self, x_face, landmarks_Bx4x2) -> np.ndarray:
     """The landmarks moved to where this face's eyes, nose and mouth are (`x_face`: face_only's;
@@ -164,6 +171,46 @@ class Judges:
     x = face_only(x_BxHxWx3, mask_BxHxWxC)
     est = self._patches(x, self.locate(x, landmarks_Bx4x2)) @ self.regressor
     return est if self.attr_range is None else np.clip(est, self.attr_range[0], self.attr_range[1])
+
+
+@dataclasses.dataclass
+class Panel(_Scored):
+  """Judges fitted alike with different seeds (PANEL), read as one: the identity by their summed
+  classifier scores, pose and expression as the mean of their readings, each member reading where
+  its own locator finds the features. A judge's seed draws its random features and the noise of
+  its training copies; alone, it moved family 1's smile reading by 0.02 between seeds, as much
+  as a setting's distance from its bar (BENCHMARKS.md, "Judges"). The panel's own scores on held-out
+  real images (accuracy, floors, locate_px) are measured as one judge's are (`score`)."""
+  members: tuple[Judges, ...]
+  accuracy: float = 0.0
+  attr_floors: np.ndarray | None = None
+  attr_guess: np.ndarray | None = None
+  locate_px: float | None = None
+
+  def __post_init__(self):
+    if not self.members:
+      raise ValueError("a panel of judges needs at least one member")
+
+  @property
+  def panel_size(self) -> int:
+    return len(self.members)
+
+  # What the members share: the training set's factor statistics and the face type.
+  num_identities = property(lambda self: self.members[0].num_identities)
+  attr_mean = property(lambda self: self.members[0].attr_mean)
+  attr_std = property(lambda self: self.members[0].attr_std)
+  attr_range = property(lambda self: self.members[0].attr_range)
+  regressor = property(lambda self: self.members[0].regressor)  # None: no factors to read
+  patch_scale = property(lambda self: self.members[0].patch_scale)
+
+  def identity_scores(self, x_BxHxWx3, mask_BxHxWxC) -> np.ndarray:
+    return sum(m.identity_scores(x_BxHxWx3, mask_BxHxWxC) for m in self.members)
+
+  def locate(self, x_face, landmarks_Bx4x2) -> np.ndarray:
+    return np.mean([m.locate(x_face, landmarks_Bx4x2) for m in self.members], 0)
+
+  def attributes(self, x_BxHxWx3, mask_BxHxWxC, landmarks_Bx4x2) -> np.ndarray:
+    return np.mean([m.attributes(x_BxHxWx3, mask_BxHxWxC, landmarks_Bx4x2) for m in self.members], 0)
 
 
 def _local(x):
@@ -234,8 +281,6 @@ def train_judges(train: dict, test: dict, num_identities: int, seed: int = 0,
   ids = np.concatenate([train["identity"]] * k)
   j = Judges(p, ridge_cv(f, np.eye(num_identities)[ids], k), None, num_identities, None, None, 0.0,
              None, None, patch_scale=float(patch_scale))
-  xt = to_unit_float(test["image"])
-  j.accuracy = float((j.identify(xt, face_masks(test)) == test["identity"]).mean())
   if "factors" in train and "landmarks" in train:
     lm = np.concatenate([train["landmarks"]] * k).astype(np.float32)
     j.locator = fit_locator(x, lm, j.patch_scale, k, seed)
@@ -253,9 +298,21 @@ def train_judges(train: dict, test: dict, num_identities: int, seed: int = 0,
     z = (fa - j.attr_mean) / j.attr_std
     j.regressor = ridge_cv(pf, np.concatenate([z] * k), k)
     j.attr_range = np.stack([z.min(0), z.max(0)]).astype(np.float32)
+  return score(j, test, seed)
+
+
+def score(j, test: dict, seed: int = 0):
+  """`j` (Judges or a Panel) with its own scores on `test`'s real images (its judged view):
+  identity accuracy, and where it reads factors, each factor's error (`attr_floors`) against
+  guessing the training mean (`attr_guess`), and how close `locate` gets started LOCATE_SD px off
+  (`locate_px`, that noise drawn with seed + 3)."""
+  xt, m = to_unit_float(test["image"]), face_masks(test)
+  j.accuracy = float((j.identify(xt, m) == test["identity"]).mean())
+  if j.regressor is not None:
+    r = xt.shape[1]
     truth = (test["factors"][:, :N_ATTR] - j.attr_mean) / j.attr_std
-    est = j.attributes(xt, face_masks(test), test["landmarks"])
-    xf, lt = face_only(xt, face_masks(test)), np.asarray(test["landmarks"], np.float32)
+    est = j.attributes(xt, m, test["landmarks"])
+    xf, lt = face_only(xt, m), np.asarray(test["landmarks"], np.float32)
     start = lt + np.random.default_rng(seed + 3).normal(0.0, LOCATE_SD / r, lt.shape).astype(np.float32)
     j.locate_px = float(np.abs(j.locate(xf, start) - lt).mean() * r)
     j.attr_floors = np.abs(est - truth).mean(0).astype(np.float32)
@@ -263,67 +320,23 @@ def train_judges(train: dict, test: dict, num_identities: int, seed: int = 0,
   return j
 
 
-def cache_dir(data_dir: str, dataset_name: str) -> str:
-  return os.path.join(data_dir, "judges", f"{dataset_name}_v{VERSION}")
+def train_panel(train: dict, test: dict, num_identities: int, seeds=None, extra: dict | None = None,
+                patch_scale: float = 1.0) -> Panel:
+  """A Panel of train_judges fitted alike, one per seed (default PANEL), scored as one."""
+  members = tuple(train_judges(train, test, num_identities, seed=s, extra=extra, patch_scale=patch_scale)
+                  for s in (PANEL if seeds is None else seeds))
+  return score(Panel(members), judged_view(test))
 
 
-def _vec(v):
-  return None if v is None else np.asarray(v, np.float32)
-
-
-def _list(v):
-  return None if v is None else np.asarray(v).tolist()
-
-
-def save(j: Judges, path: str) -> None:
-  """Orbax checkpoint of the arrays plus judges.json (version, accuracy, floors, statistics).
-  `path` may be relative (a relative config.data.dir): Orbax takes only absolute ones."""
-  import orbax.checkpoint as ocp
-  path = os.path.abspath(path)
-  tmp = path + ".tmp"
-  shutil.rmtree(tmp, ignore_errors=True)
-  os.makedirs(tmp)
-  tree = {"feats": j.feats, "classifier": j.classifier}
-  if j.regressor is not None:
-    tree.update(regressor=j.regressor, patch_stats=j.patch_stats)
-  if j.locator is not None:
-    tree["locator"] = j.locator
-  ck = ocp.StandardCheckpointer()
-  ck.save(os.path.join(tmp, "arrays"), tree)
-  ck.wait_until_finished()
-  meta = {"version": VERSION, "num_identities": j.num_identities, "accuracy": j.accuracy,
-          "attr_mean": _list(j.attr_mean), "attr_std": _list(j.attr_std),
-          "attr_floors": _list(j.attr_floors), "attr_guess": _list(j.attr_guess),
-          "attr_range": _list(j.attr_range), "patch_scale": j.patch_scale,
-          "locate_px": j.locate_px}
-  with open(os.path.join(tmp, "judges.json"), "w") as f:
-    json.dump(meta, f, indent=1)
-  shutil.rmtree(path, ignore_errors=True)
-  os.replace(tmp, path)
-
-
-def load(path: str) -> Judges | None:
-  """The judges saved at `path`, or None if there are none of this VERSION."""
-  import orbax.checkpoint as ocp
-  path = os.path.abspath(path)
-  meta_path = os.path.join(path, "judges.json")
-  if not os.path.exists(meta_path):
-    return None
-  meta = json.load(open(meta_path))
-  if meta.get("version") != VERSION:
-    return None
-  tree = ocp.StandardCheckpointer().restore(os.path.join(path, "arrays"))
-  tree = jax.tree.map(np.asarray, tree)
-  return Judges(tree["feats"], tree["classifier"], tree.get("regressor"), meta["num_identities"],
-                _vec(meta["attr_mean"]), _vec(meta["attr_std"]), meta["accuracy"],
-                _vec(meta["attr_floors"]), _vec(meta["attr_guess"]), tree.get("patch_stats"),
-                _vec(meta.get("attr_range")), float(meta.get("patch_scale", 1.0)),
-                tree.get("locator"), meta.get("locate_px"))
-
-
-def describe(j: Judges) -> str:
-  """One line: identity accuracy, and per factor the floor against guessing the mean."""
+def describe(j: Judges | Panel) -> str:
+  """One line: identity accuracy, and per factor the floor against guessing the mean; for a panel,
+  also its members' floors."""
   out = f"identity accuracy {100 * j.accuracy:.1f}% on held-out real images (face region only)"
+  if isinstance(j, Panel):
+    floors = [m.attr_floor for m in j.members if m.attr_floor is not None]
+    out = f"a panel of {len(j.members)} read as one: " + out
+    if floors:
+      out += f"; its members' floors {min(floors):.3f}-{max(floors):.3f}"
   if j.attr_floors is not None:
     parts = [f"{n} {f:.2f}/{g:.2f}" + ("" if ok else " (not scored)") for n, f, g, ok in
              zip(R.POSE_EXPRESSION, j.attr_floors, j.attr_guess, j.readable)]
@@ -335,42 +348,7 @@ def describe(j: Judges) -> str:
   return out
 
 
-def for_config(cfg, train: dict, test: dict) -> Judges | None:
-  """The judges of the configured dataset (fitted once, cached next to the TFDS data), or None if
-  eval.judges is off. On synthetic faces they are also fitted on face swaps of the training
-  images (synthetic.training_face_swaps), so the frame cannot tell them the identity."""
-  if not cfg.eval.judges:
-    return None
-  from encdec_jax.align import zoom_of
-  from encdec_jax.data import loading, synthetic
-  s = loading.synthetic_settings(cfg)
-  extra = (lambda: synthetic.training_face_swaps(**s, frames=synthetic.split_frames(train, s))) if s else None
-  return get(train, test, cfg.data.identities, cfg.data.dir or synthetic.default_data_dir(),
-             loading.dataset_key(cfg), extra=extra, patch_scale=zoom_of(cfg.data.face_type))
-
-
-def get(train: dict, test: dict, num_identities: int, data_dir: str, dataset_name: str,
-        verbose: bool = True, extra=None, patch_scale: float = 1.0) -> Judges:
-  """The cached judges of this dataset, fitted (and cached) on first use; `extra`: a function
-  giving more training arrays (see train_judges), called only when fitting."""
-  from encdec_jax.cachelock import cache_lock
-  path = cache_dir(data_dir, dataset_name)
-  fit = lambda: train_judges(train, test, num_identities, extra=extra() if extra else None,
-                             patch_scale=patch_scale)
-  if jax.process_count() > 1:  # Orbax synchronises processes: multi-host runs do not cache
-    j = fit()
-  else:
-    with cache_lock(path, "the judges"):  # concurrent runs fit them once
-      j = load(path)
-      if j is None:
-        j = fit()
-        save(j, path)
-  if verbose:
-    print(f"judges ({dataset_name}): {describe(j)}")
-  return j
-
-
-def swap_samples(j: Judges, swaps_BxHxWx3: np.ndarray, masks_BxHxWxC: np.ndarray,
+def swap_samples(j: Judges | Panel, swaps_BxHxWx3: np.ndarray, masks_BxHxWxC: np.ndarray,
                  landmarks_Bx4x2: np.ndarray | None, source_identity: int, target_identity: int,
                  source_factors: np.ndarray | None) -> dict[str, np.ndarray]:
   """Per image (arrays of B), for (converted) swaps of one source identity into one target,
@@ -394,7 +372,7 @@ def swap_samples(j: Judges, swaps_BxHxWx3: np.ndarray, masks_BxHxWxC: np.ndarray
   return out
 
 
-def factor_rows(j: Judges, samples: dict[str, np.ndarray],
+def factor_rows(j: Judges | Panel, samples: dict[str, np.ndarray],
                 source_factors: np.ndarray | None) -> dict[str, bootstrap.SetStatistic]:
   """`attr_corr/<factor>` of one direction as its images' rows (the source's factor, the judge's
   reading of the swap: the truth plus `swap_samples`' signed error), whose statistic is their
@@ -407,7 +385,7 @@ def factor_rows(j: Judges, samples: dict[str, np.ndarray],
           for k, n in enumerate(R.POSE_EXPRESSION)}
 
 
-def factor_correlations(j: Judges, samples: dict[str, np.ndarray],
+def factor_correlations(j: Judges | Panel, samples: dict[str, np.ndarray],
                         source_factors: np.ndarray | None) -> dict[str, float]:
   """`attr_corr/<factor>`: over the images of one direction, the correlation between the judge's
   reading of the swaps and the source's factor. 1: the swaps follow the source; 0: they ignore it
@@ -416,7 +394,7 @@ def factor_correlations(j: Judges, samples: dict[str, np.ndarray],
   return {k: v.value() for k, v in factor_rows(j, samples, source_factors).items()}
 
 
-def swap_scores(j: Judges, swaps_BxHxWx3: np.ndarray, masks_BxHxWxC: np.ndarray,
+def swap_scores(j: Judges | Panel, swaps_BxHxWx3: np.ndarray, masks_BxHxWxC: np.ndarray,
                 landmarks_Bx4x2: np.ndarray | None, source_identity: int, target_identity: int,
                 source_factors: np.ndarray | None) -> dict[str, float]:
   """swap_samples averaged over the images: the shares and mean errors; and, where the factors

@@ -62,8 +62,9 @@ REGISTRY = (
            "turns faces upright, and the paste-back restores the frame's roll exactly): did it keep "
            "the pose"),
     Metric("judge_accuracy, {attr,expr,pose}_mae_floor, attr_floor/<factor>, "
-           "{attr,expr,pose}_mae_guess, attr_guess/<factor>", "",
-           "the judges' own scores on real held-out renderings, and what guessing the mean scores"),
+           "{attr,expr,pose}_mae_guess, attr_guess/<factor>, judge_panel", "",
+           "the judges' own scores on real held-out renderings, and what guessing the mean scores; "
+           "`judge_panel`: how many judges, fitted alike with different seeds, the readings average"),
     Metric("id_transfer_truth, {attr,expr,pose}_mae_truth, attr_err_truth/<factor>", "",
            "the judges on the true face swaps themselves: the most `id_transfer` can show, and the "
            "least pose/expression error (above the floor where the judge reads a face in another "

@@ -107,8 +107,10 @@ def _judges_lines(results: list[dict]) -> list[str]:
   r = results[0]
   if "eval/judge_accuracy" not in r:
     return []
-  out = [f"Judges (fitted once on this dataset's training images, face region only): identity "
-         f"accuracy {100 * r['eval/judge_accuracy']:.1f}% on held-out renderings."]
+  panel = int(r.get("eval/judge_panel", 1))
+  out = [f"Judges (fitted once on this dataset's training images, face region only"
+         + (f"; {panel} fitted alike with different seeds, their readings averaged" if panel > 1 else "")
+         + f"): identity accuracy {100 * r['eval/judge_accuracy']:.1f}% on held-out renderings."]
   if "eval/attr_mae_floor" in r:
     rows = [(n, r.get(f"eval/attr_floor/{n}"), r.get(f"eval/attr_guess/{n}")) for n in POSE_EXPRESSION]
     rows = [x for x in rows if x[1] is not None]

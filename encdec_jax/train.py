@@ -22,7 +22,7 @@ import numpy as np
 from encdec_jax import assemble as assemble_lib
 from encdec_jax import calibration
 from encdec_jax import evaluate as eval_lib
-from encdec_jax import judges as judges_lib
+from encdec_jax import judge_cache
 from encdec_jax import preemption, probes, warm_start
 from encdec_jax import workdir as workdir_lib
 from encdec_jax.config import ExperimentConfig
@@ -115,7 +115,7 @@ def _train(cfgs, folders, progress):
         f.write_init_from(w.record)
         if main:
           print(f"{f.name}: {warm_start.describe(w)}", flush=True)
-    judges = judges_lib.for_config(c0, trn, test)
+    judges = judge_cache.for_config(c0, trn, test)
     probe = probes.for_run(prog.model, trn, test, c0.data.identities, judges)
     loop = _Loop(prog, folders, trn, test, judges, probe, progress)
     with preemption.stop_signals() as stop:

@@ -17,7 +17,7 @@ _STEP = flags.DEFINE_integer("step", None, "checkpoint step (default: the latest
 def main(argv):
   del argv
   _cli.start()
-  from encdec_jax import checkpoint as ckpt_lib, config as config_lib, evaluate, inference, judges, probes
+  from encdec_jax import checkpoint as ckpt_lib, config as config_lib, evaluate, inference, judge_cache, probes
   from encdec_jax.decode import make_decode_all
   from encdec_jax.data.loading import load_data, own_crops_fn
   from encdec_jax.workdir import RunFolder, WorkdirBusy, saved_config
@@ -28,7 +28,7 @@ def main(argv):
     folder = RunFolder(w, saved_config(w), cfg)
     with folder.lock():  # not beside a training of this run: both would write its files
       trn, test = load_data(cfg)
-      j = judges.for_config(cfg, trn, test)
+      j = judge_cache.for_config(cfg, trn, test)
       shifts = inference.colour_shifts(run, trn, reuse=False)  # this evaluation computes its own
       samples: dict = {}
       scalars = evaluate.evaluate(run.params, make_decode_all(run.model), test,

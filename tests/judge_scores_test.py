@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from encdec_jax import image_stats, judges as judges_lib, ridge
+from encdec_jax import image_stats, judge_cache, judges as judges_lib, ridge
 from encdec_jax.data import render as R
 
 
@@ -69,22 +69,29 @@ def test_pair_metrics_by_hand():
 
 
 def test_judges_saved_and_loaded_at_a_relative_path(tmp_path, monkeypatch):
-  """A relative config.data.dir puts the judges' cache at a relative path: saved and read back
-  the same (Orbax refuses relative paths; a run failed there after its training)."""
+  """A relative config.data.dir puts the judges' cache at a relative path: a panel saved and read
+  back the same, each member's arrays and scores and the panel's own (Orbax refuses relative
+  paths; a run failed there after its training)."""
   rng = np.random.default_rng(0)
   arr = lambda *shape: rng.normal(size=shape).astype(np.float32)  # noqa: E731
-  j = judges_lib.Judges({"filters": arr(3, 3, 3, 4), "mu": arr(4), "sd": arr(4)}, arr(4, 2), arr(5, 7), 2,
-                        arr(7), arr(7), 0.97, arr(7), arr(7), {"mu": arr(5), "sd": arr(5)}, arr(2, 7), 1.9)
+  judge = lambda: judges_lib.Judges(  # noqa: E731
+      {"filters": arr(3, 3, 3, 4), "mu": arr(4), "sd": arr(4)}, arr(4, 2), arr(5, 7), 2, arr(7), arr(7),
+      0.97, arr(7), arr(7), {"mu": arr(5), "sd": arr(5)}, arr(2, 7), 1.9)
+  panel = judges_lib.Panel((judge(), judge()), 0.96, arr(7), arr(7), 0.2)
   monkeypatch.chdir(tmp_path)
-  path = judges_lib.cache_dir("tfds", "some_dataset")
+  path = judge_cache.cache_dir("tfds", "some_dataset")
   assert not os.path.isabs(path)
-  judges_lib.save(j, path)
-  back = judges_lib.load(path)
-  assert back is not None and back.accuracy == j.accuracy and back.patch_scale == j.patch_scale
-  for a, b in zip(jax.tree.leaves((j.feats, j.classifier, j.regressor, j.patch_stats)),
-                  jax.tree.leaves((back.feats, back.classifier, back.regressor, back.patch_stats))):
-    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-  np.testing.assert_array_equal(back.attr_floors, j.attr_floors)
+  judge_cache.save(panel, path)
+  back = judge_cache.load(path)
+  assert back is not None and back.accuracy == panel.accuracy and back.locate_px == panel.locate_px
+  np.testing.assert_array_equal(back.attr_floors, panel.attr_floors)
+  assert len(back.members) == 2
+  for j, b in zip(panel.members, back.members):
+    assert b.accuracy == j.accuracy and b.patch_scale == j.patch_scale
+    for x, y in zip(jax.tree.leaves((j.feats, j.classifier, j.regressor, j.patch_stats)),
+                    jax.tree.leaves((b.feats, b.classifier, b.regressor, b.patch_stats))):
+      np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    np.testing.assert_array_equal(b.attr_floors, j.attr_floors)
 
 
 def test_signed_bias_keeps_the_direction_the_error_drops():

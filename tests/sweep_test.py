@@ -388,6 +388,8 @@ def test_factor_table_shows_the_signed_error_per_direction_for_few_directions():
           "| a perfect decoder j, signed, 1to0 |") in "\n".join(lines)
   assert row(lines) == "| smile | 0.10 | - | - | - | 0.80 | 0.30 | +0.40 | -0.15 | -0.30 | +0.20 |"
   assert row(report._judges_lines([base, signed(0.5, -0.25)])).endswith("| 0.30 | - | - | - | - |")
+  assert "3 fitted alike with different seeds" in report._judges_lines([{**base, "eval/judge_panel": 3.0}])[0]
+  assert "fitted alike" not in report._judges_lines([base])[0]  # one judge (evaluated before panels)
   assert "| factor | runs, 0to1 |" not in "\n".join(lines)  # no correlations in these results
   corr = {f"eval/{k}/{n}/{d}": v for n in POSE_EXPRESSION
           for k, d, v in (("attr_corr", "0to1", -0.7), ("attr_corr", "1to0", 0.9),
