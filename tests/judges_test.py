@@ -28,8 +28,9 @@ def judges(judge_data):
 def test_judges_are_accurate_on_held_out_renderings(judges, judge_data):
   """Identity: every held-out rendering right from its face alone. Pose/expression: the floor of
   every factor against guessing the mean, measured here (600 per identity, 32 px whole_face
-  crops of 64 px frames; read where the locator finds the features): yaw 0.08, pitch 0.19, smile
-  0.18, mouth_open 0.12, blink 0.11, brow_raise 0.27 (guessing 0.8 to 0.9). Roll is not read
+  crops of 64 px frames; read where the locator finds the features, by the panel of three):
+  yaw 0.08, pitch 0.19, smile 0.19, mouth_open 0.12, blink 0.11, brow_raise 0.27 (guessing 0.8
+  to 0.9). Roll is not read
   (0.91): the aligned crop turns every face upright, and a swap pasted back by the same transform
   keeps its frame's roll exactly.
   Pose (yaw, pitch) and the expression must be readable; attr_mae averages the readable ones."""
@@ -293,10 +294,10 @@ def test_a_perfect_per_identity_decoder_reads_near_the_floor(judges, judge_data)
   """Decoder j drawing j's own aligned crop at the source's pose and expression (what a decoder
   that learns only j's crops can best do) is read, starting from the true swap's landmarks, at
   the judges' floor: the locator finds its features where j's layout puts them, up to 1.5 px
-  away. Measured here: `expr_mae` 0.22 against the floor's 0.17 and guessing's 0.83, `pose_mae`
-  0.15 against 0.14. Read at the true swap's landmarks without the locator (VERSION 9) it was
-  0.34 against a floor of 0.16; the judges of VERSION 7, fitted on the true swaps' layout only,
-  read it at 0.64 and 0.47 (BENCHMARKS.md, "Judges")."""
+  away. Measured here (the panel): `expr_mae` 0.21 against the floor's 0.17 and guessing's 0.83,
+  `pose_mae` 0.14 against 0.13. Read at the true swap's landmarks without the locator (VERSION
+  9) it was 0.34 against a floor of 0.16; the judges of VERSION 7, fitted on the true swaps'
+  layout only, read it at 0.64 and 0.47 (BENCHMARKS.md, "Judges")."""
   _, test = judge_data
   m = evaluate.evaluate(None, _lookup_decode_all(test, "own"), test, 2, judges=judges)
   for part in ("expr", "pose"):
@@ -306,11 +307,11 @@ def test_a_perfect_per_identity_decoder_reads_near_the_floor(judges, judge_data)
 
 
 def test_the_locator_finds_the_features_a_pixel_away(judges, judge_data):
-  """Judges.locate moves landmarks to where the face's eyes, nose and mouth are: on held-out real
-  crops started 1 px (sd) off (0.81 px on average), to within 0.3 px (measured 0.15; `locate_px`
-  0.13 on the judges' own draw), and started at the truth it stays there (0.11 px). On j's own
-  crops at i's factors, started at the true face swap's landmarks (0.54 px from j's own, as
-  drawn), it ends at j's own (0.13 px)."""
+  """The panel's locate (the mean of its judges') moves landmarks to where the face's eyes, nose
+  and mouth are: on held-out real crops started 1 px (sd) off (0.81 px on average), to within
+  0.3 px (measured 0.13, its judges 0.15 each; `locate_px` 0.12 on the panel's own draw), and
+  started at the truth it stays there (0.10 px). On j's own crops at i's factors, started at the
+  true face swap's landmarks (0.54 px from j's own, as drawn), it ends at j's own (0.12 px)."""
   from encdec_jax.data import render as R, synthetic
   _, test = judge_data
   x = judges_lib.face_only(test["image"] / 255.0, test["mask"])
