@@ -2,9 +2,9 @@
 #   in two stages: stage 1, the recipe's (below); then the sweep's eight runs start from it
 #   (experiments/sweeps/default.yaml). Writes sweeps_out/default (FAMILY=1: default_family1).
 # make test:  set up .venv (first time only) and run the test suite.
-# make recipe [FAMILY=1]: the two-stage recipe at 1800 steps (README "The recipe"): the shared
+# make recipe [FAMILY=1]: the two-stage recipe at 3600 steps (README "The recipe"): the shared
 #   encoder and 8 decoders pretrained on 8 identities, then the pair from them with the default
-#   sweep's best setting, evaluated every 450 steps (experiments/sweeps/recipe.yaml). Each stage
+#   sweep's best setting, evaluated every 900 steps (experiments/sweeps/recipe.yaml). Each stage
 #   resumes or re-uses a finished run. DATA=dir: the TFDS data dir of both (default
 #   ~/.cache/encdec_jax/tfds).
 #   BOTTLENECK=k: both stages at model.bottleneck k (default 128; other sizes in their own folders).
