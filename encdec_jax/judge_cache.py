@@ -95,8 +95,8 @@ def load(path: str) -> Panel | None:
 
 
 def for_config(cfg, train: dict, test: dict) -> Panel | None:
-  """The panel of judges of the configured dataset (fitted once, cached next to the TFDS data), or None if
-  eval.judges is off. On synthetic faces they are also fitted on face swaps of the training
+  """The panel of judges of the configured dataset (fitted once, cached next to the TFDS data), or
+  None if eval.judges is off. On synthetic faces they are also fitted on face swaps of the training
   images (synthetic.training_face_swaps), so the frame cannot tell them the identity."""
   if not cfg.eval.judges:
     return None
@@ -115,7 +115,7 @@ def get(train: dict, test: dict, num_identities: int, data_dir: str, dataset_nam
   from encdec_jax.cachelock import cache_lock
   path = cache_dir(data_dir, dataset_name)
   fit = lambda: J.train_panel(train, test, num_identities, extra=extra() if extra else None,
-                            patch_scale=patch_scale)
+                              patch_scale=patch_scale)
   if jax.process_count() > 1:  # Orbax synchronises processes: multi-host runs do not cache
     j = fit()
   else:

@@ -4,8 +4,8 @@ Papers judge a face swap by identity retrieval (is the swap recognised as the ta
 expression error (did the source's survive?) and reconstruction. These are the analogues, fitted
 by the project on the dataset's own training images (never on swaps), each also as a softened
 copy and both with pixel noise (`training_copies`) so the autoencoders' softer, slightly noisy
-outputs are judged fairly, and cached per dataset (judge_cache: Orbax, under the TFDS data dir). Their scores on held-out renderings are printed and returned so nobody
-trusts a broken judge.
+outputs are judged fairly, and cached per dataset (judge_cache: Orbax, under the TFDS data dir).
+Their scores on held-out renderings are printed and returned so nobody trusts a broken judge.
 
 Both see the **face region only** (`face_only`: the image times its frame's visible-face mask;
 hair and background are zeroed), so hair cannot decide identity: a face swap keeps the frame's
