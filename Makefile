@@ -31,10 +31,13 @@ FAMILY_SETS := --set data.seed=$(FAMILY) --set train.init_from=$(STAGE1) $(if $(
 # encoder and 8 decoders on 8 identities of the family (DeepFaceLab's pretrain mode). Held out: 8
 # faces per identity, not 32: its evaluation (reconstructions, the probes, 56 swap directions
 # nobody reads) takes a quarter of the time, and the training split, so the training, is the same.
+# The encoder reads what stage 2's does (model.input_norm=contrast: the crop and its local
+# contrast's magnitude; train.init_from refuses a source that reads other inputs).
 define stage1
 	$(if $(findstring data.seed,$(ARGS)),$(error set the family with FAMILY=N, not ARGS='--set data.seed=N': stage 1 must train on the family stage 2 does))
 	$(PY) -m experiments.train --config=experiments/configs/original.py:small --workdir=$(STAGE1) \
 	  --config.data.identities=8 --config.data.seed=$(FAMILY) --config.model.bottleneck=$(BOTTLENECK) \
+	  --config.model.input_norm=contrast \
 	  --config.loss=ssim:1.0,mae:1.0 --config.train.steps=1800 --config.train.batch_size=8 \
 	  --config.train.clip_norm=1.0 --config.eval.judges=False --config.data.test_per_identity=8 $(DATA_SET)
 endef

@@ -25,7 +25,7 @@ class ConfigError(ValueError):
 
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-INPUT_NORMS = ("none", "image", "local")  # config.model.input_norm
+INPUT_NORMS = ("none", "image", "local", "contrast", "contrast_only")  # config.model.input_norm
 MAX_SEED = 2 ** 31 - 1  # seeds (config.seed, config.data.seed) are in [0, MAX_SEED]: numpy's
                         # generators refuse negatives, JAX's keys take 32 bits
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool}
@@ -88,8 +88,11 @@ class ModelConfig(_Section):
                                  # standardised per channel (its own mean and std), so the code gets
                                  # the face's shapes without its tone or contrast; "local": the crop
                                  # and, as 3 more channels, its local contrast normalisation (a dark
-                                 # face's open mouth as strong as a pale one's). Decoders still draw
-                                 # colours
+                                 # face's open mouth as strong as a pale one's); "contrast": the
+                                 # crop and that normalisation's magnitude (where the crop changes,
+                                 # not which way: a light brow and a dark one read alike; the default
+                                 # sweep's); "contrast_only": the magnitude alone. Decoders still
+                                 # draw colours
   # Not config keys: the data's, copied here so that the model sees one value (from_config_dict).
   resolution: int = 64
   num_identities: int = 2

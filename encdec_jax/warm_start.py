@@ -148,6 +148,12 @@ def load_all(cfgs: list) -> list[Source | None]:
 def _match(cfg, src: _Run, want: dict) -> Source:
   """The source run's weights that this run (`cfg`, params shapes `want`) takes."""
   src_cfg, params = src.cfg, src.params
+  if src_cfg.model.input_norm != cfg.model.input_norm:  # same shapes ("none", "image", "contrast"),
+    # but the encoder's first layer would read other inputs than it learnt on
+    raise WarmStartError(
+        f"config.train.init_from={src.path!r}: the source run's encoder reads "
+        f"model.input_norm={src_cfg.model.input_norm!r}, this run's {cfg.model.input_norm!r}; "
+        "set this run's to the source's, or start from a source trained with this run's")
   fresh = [f"['encoder']{k}" for k in _matched_shapes(params["encoder"], want["encoder"], "encoder",
                                                       src_cfg, cfg)]
   src_names, names = identity_names(src_cfg, src.path), identity_names(cfg)

@@ -60,6 +60,7 @@ def test_make_starts_stage_two_from_stage_one_on_the_same_family(target, family,
   base = sweep.load_config(os.path.join(ROOT, sweep.base_config_arg(spec)))
   runs = [checked_config(config_lib.override(base, {**r, **sets})) for r in sweep.enumerate_runs(spec)]
   assert all(r.data.identities == 2 and r.train.init_from == flag(train, "workdir") for r in runs)
+  assert {r.model.input_norm for r in runs} == {cfg.model.input_norm} == {"contrast"}  # warm_start's
   # Stage 1's training split renders the pair's training faces as stage 2's does (identities 0 and
   # 1 are the same images); it holds out fewer faces (its evaluation is not the sweep's).
   same = lambda c: (c.data.seed, c.data.resolution, c.data.train_per_identity, c.data.frame_side, c.data.face_type)  # noqa: E731

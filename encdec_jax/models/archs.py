@@ -112,15 +112,21 @@ def encoder_input(x_BxHxWxC, mode: str):
   each image standardised per channel over its pixels ("image": (x - mean) / sqrt(var +
   INPUT_STD_FLOOR^2)); or the images with their local contrast normalisation as 3 more channels
   ("local": (x - m) / sqrt(v + LOCAL_FLOOR^2), m and v the Gaussian-weighted local mean and
-  variance). Computed in float32, cast back to x's dtype."""
+  variance); the images with that normalisation's magnitude as 3 more channels ("contrast":
+  |lcn|, where the crop changes and not which way, so a light brow on dark skin and a dark brow on
+  pale skin read alike); or that magnitude alone ("contrast_only"). Computed in float32, cast back
+  to x's dtype."""
   if mode == "none":
     return x_BxHxWxC
   x = jnp.asarray(x_BxHxWxC, jnp.float32)
-  if mode == "local":
+  if mode in ("local", "contrast", "contrast_only"):
     blur = lambda a: gaussian_blur(a, LOCAL_SIGMA * a.shape[1], xp=jnp)  # noqa: E731
     d = x - blur(x)
     lcn = d * jax.lax.rsqrt(blur(d * d) + LOCAL_FLOOR ** 2)
-    return jnp.concatenate([x, lcn], -1).astype(x_BxHxWxC.dtype)
+    if mode != "local":
+      lcn = jnp.abs(lcn)
+    out = lcn if mode == "contrast_only" else jnp.concatenate([x, lcn], -1)
+    return out.astype(x_BxHxWxC.dtype)
   mean = x.mean((1, 2), keepdims=True)
   var = jnp.square(x - mean).mean((1, 2), keepdims=True)
   return ((x - mean) * jax.lax.rsqrt(var + INPUT_STD_FLOOR ** 2)).astype(x_BxHxWxC.dtype)
