@@ -173,6 +173,20 @@ def test_realism_critic_is_its_own_group_on_decoded_images(arch):
   assert not np.allclose(logits[0], logits[1])
 
 
+def _code_gaps(modes, x, y) -> dict:
+  """Per model.input_norm mode, how far a fresh Original's codes of x and y are apart: the
+  largest difference relative to the largest code of x."""
+  gaps = {}
+  for mode in modes:
+    cfg = _cfg("original", input_norm=mode)
+    m = models.build_model(cfg)
+    p = init_params(m, cfg)
+    encode = jit_quick(lambda q, v: m.apply(q, v, method="encode"))
+    a, b = (np.asarray(encode(p, v)) for v in (x, y))
+    gaps[mode] = np.abs(a - b).max() / np.abs(a).max()
+  return gaps
+
+
 def test_input_norm_image_makes_the_code_blind_to_each_images_tone_and_contrast():
   """model.input_norm="image": the code of a crop is the code of that crop after any per-image,
   per-channel gain (> 0) and offset, up to the std's floor (0.3% here); with "none" it is not."""
@@ -180,14 +194,7 @@ def test_input_norm_image_makes_the_code_blind_to_each_images_tone_and_contrast(
   x = jnp.asarray(rng.uniform(0.0, 1.0, (2, 16, 16, 3)), jnp.float32)
   gain = jnp.asarray(rng.uniform(0.5, 1.5, (2, 1, 1, 3)), jnp.float32)
   moved = gain * x + jnp.asarray(rng.uniform(-0.1, 0.3, (2, 1, 1, 3)), jnp.float32)
-  codes = {}
-  for mode in ("none", "image"):
-    cfg = _cfg("original", input_norm=mode)
-    m = models.build_model(cfg)
-    p = init_params(m, cfg)
-    encode = jit_quick(lambda q, v: m.apply(q, v, method="encode"))
-    codes[mode] = [np.asarray(encode(p, v)) for v in (x, moved)]
-  gap = {k: np.abs(a - b).max() / np.abs(a).max() for k, (a, b) in codes.items()}
+  gap = _code_gaps(("none", "image"), x, moved)
   assert gap["image"] < 0.01 and gap["none"] > 0.1, gap
 
 
@@ -221,12 +228,5 @@ def test_input_norm_contrast_reads_a_light_feature_and_a_dark_one_alike():
   np.testing.assert_allclose(a[..., 3:], np.abs(np.asarray(encoder_input(x, "local"))[..., 3:]), atol=1e-6)
   np.testing.assert_allclose(a[..., 3:], neg[..., 3:], atol=1e-5)
   np.testing.assert_array_equal(np.asarray(encoder_input(x, "contrast_only")), a[..., 3:])
-  codes = {}
-  for mode in ("local", "contrast_only"):
-    cfg = _cfg("original", input_norm=mode)
-    m = models.build_model(cfg)
-    p = init_params(m, cfg)
-    encode = jit_quick(lambda q, v: m.apply(q, v, method="encode"))
-    codes[mode] = [np.asarray(encode(p, v)) for v in (x, 1.0 - x)]
-  gap = {k: np.abs(c - d).max() / np.abs(c).max() for k, (c, d) in codes.items()}
+  gap = _code_gaps(("local", "contrast_only"), x, 1.0 - x)
   assert gap["contrast_only"] < 1e-4 and gap["local"] > 0.1, gap
