@@ -214,17 +214,21 @@ def test_input_norm_local_adds_the_crops_local_contrast_blind_to_gain_and_offset
   np.testing.assert_allclose(encoder_input(jnp.full((1, 16, 16, 3), 0.4), "local")[..., 3:], 0.0, atol=1e-5)
 
 
-def test_input_norm_contrast_reads_a_light_feature_and_a_dark_one_alike():
+def test_input_norm_contrast_reads_a_light_feature_and_a_dark_one_alike(monkeypatch):
   """model.input_norm="contrast": the encoder reads the crop and, as 3 more channels, the magnitude
-  of "local"'s normalisation, the same for a crop and its negative (a light brow on dark skin, a
-  dark brow on pale skin). "contrast_only" reads the magnitude alone, so a crop and its negative
-  give one code; with "local" they do not."""
+  of "local"'s normalisation in its own window (CONTRAST_SIGMA), the same for a crop and its
+  negative (a light brow on dark skin, a dark brow on pale skin). "contrast_only" reads the
+  magnitude alone, so a crop and its negative give one code; with "local" they do not."""
+  from encdec_jax.models import archs
   from encdec_jax.models.archs import encoder_input
   rng = np.random.default_rng(2)
   x = jnp.asarray(rng.uniform(0.0, 1.0, (2, 16, 16, 3)), jnp.float32)
   a, neg = np.asarray(encoder_input(x, "contrast")), np.asarray(encoder_input(1.0 - x, "contrast"))
   assert a.shape == (2, 16, 16, 6) and a[..., 3:].min() >= 0.0
   np.testing.assert_array_equal(a[..., :3], np.asarray(x))
+  local = np.asarray(encoder_input(x, "local"))[..., 3:]
+  assert np.abs(a[..., 3:] - np.abs(local)).max() > 0.05  # another window than "local"'s
+  monkeypatch.setattr(archs, "LOCAL_SIGMA", archs.CONTRAST_SIGMA)
   np.testing.assert_allclose(a[..., 3:], np.abs(np.asarray(encoder_input(x, "local"))[..., 3:]), atol=1e-6)
   np.testing.assert_allclose(a[..., 3:], neg[..., 3:], atol=1e-5)
   np.testing.assert_array_equal(np.asarray(encoder_input(x, "contrast_only")), a[..., 3:])
