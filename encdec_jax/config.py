@@ -89,10 +89,10 @@ class ModelConfig(_Section):
                                  # the face's shapes without its tone or contrast; "local": the crop
                                  # and, as 3 more channels, its local contrast normalisation (a dark
                                  # face's open mouth as strong as a pale one's); "contrast": the
-                                 # crop and that normalisation's magnitude (where the crop changes,
-                                 # not which way: a light brow and a dark one read alike; the default
-                                 # sweep's); "contrast_only": the magnitude alone. Decoders still
-                                 # draw colours
+                                 # crop and the magnitude of such a normalisation in a 1-px window
+                                 # (where the crop changes, not which way: a light brow and a dark
+                                 # one read alike; the default sweep's); "contrast_only": the
+                                 # magnitude alone. Decoders still draw colours
   # Not config keys: the data's, copied here so that the model sees one value (from_config_dict).
   resolution: int = 64
   num_identities: int = 2
