@@ -106,7 +106,7 @@ INPUT_STD_FLOOR = 0.01
 LOCAL_SIGMA = 1 / 16
 LOCAL_FLOOR = 0.02
 # "contrast" modes: a window half as wide (1 px at 32 px), so the magnitude marks each edge where
-# it is. Measured against 1/16 and 1/8 on family 1 (BENCHMARKS.md, "Default sweep", round 33):
+# it is. Measured against 1/16 and 1/8 on family 1 (BENCHMARKS.md, "Default sweep"):
 # the smile follows far better at 1/32 (0.38 against 0.49 / 0.67), the open mouth as well as
 # without the contrast.
 CONTRAST_SIGMA = 1 / 32
