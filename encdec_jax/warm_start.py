@@ -148,8 +148,9 @@ def load_all(cfgs: list) -> list[Source | None]:
 def _match(cfg, src: _Run, want: dict) -> Source:
   """The source run's weights that this run (`cfg`, params shapes `want`) takes."""
   src_cfg, params = src.cfg, src.params
-  if src_cfg.model.input_norm != cfg.model.input_norm:  # same shapes ("none", "image", "contrast"),
-    # but the encoder's first layer would read other inputs than it learnt on
+  # Refused even where the shapes match ("none", "image" and "contrast_only" read 3 channels,
+  # "local" and "contrast" 6): the encoder's first layer learnt other inputs.
+  if src_cfg.model.input_norm != cfg.model.input_norm:
     raise WarmStartError(
         f"config.train.init_from={src.path!r}: the source run's encoder reads "
         f"model.input_norm={src_cfg.model.input_norm!r}, this run's {cfg.model.input_norm!r}; "

@@ -105,10 +105,10 @@ def test_a_source_that_does_not_fit_is_named_before_any_data(source, tiny_config
   with pytest.raises(warm_start.WarmStartError, match=r"encoder\[.*\] is \(.*\) there and \(.*\) here") as e:
     warm_start.load(bad)
   assert "source: original, bottleneck 32" in str(e.value) and "this run: original, bottleneck 8" in str(e.value)
-  other_input = assemble.checked_config(tiny_config(**{"model.input_norm": "contrast",
+  other_input = assemble.checked_config(tiny_config(**{"model.input_norm": "contrast_only",
                                                        "train.init_from": source[0]}))
-  with pytest.raises(warm_start.WarmStartError, match="reads model.input_norm='none', this run's 'contrast'"):
-    warm_start.load(other_input)  # same shapes, other inputs
+  with pytest.raises(warm_start.WarmStartError, match="reads model.input_norm='none', this run's 'contrast_only'"):
+    warm_start.load(other_input)  # the same shapes, other inputs
   nowhere = tiny_config(**{"train.init_from": str(tmp_path / "nope")})
   with pytest.raises(warm_start.WarmStartError, match="no config.json there; it must be a run's workdir"):
     train.train_and_evaluate(nowhere, str(tmp_path / "run"), progress=False)
