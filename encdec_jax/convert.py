@@ -9,8 +9,9 @@ feathered mask: synthetic frames (evaluation, previews, the sweep's swap grid) a
 shown. `convert` blends in the crop itself, where there is no frame (a folder of crops).
 
 The mask, in order of preference: the model's learned mask (decoders with `model.learn_mask`
-predict their own face's mask), the data's face mask (synthetic faces store it), else a soft
-ellipse over the face of an aligned crop (image folders, photos: FACE_ELLIPSE). Its edge is
+predict their own face's mask), times the data's face mask where there is one; the data's face
+mask (synthetic faces store it); else a soft ellipse over the face of an aligned crop (image
+folders, photos: FACE_ELLIPSE). Its edge is
 feathered by a Gaussian blur, so the seam is not a one-pixel step.
 
 Where the aligned crop does not hold the whole face (the default `whole_face` crop ends inside
@@ -294,9 +295,14 @@ def choose_mask(learned_BxHxWx1, data_masks_BxHxWxC=None, resolution: int | None
                 batch: int | None = None, face_type: str | None = None) -> np.ndarray:
   """The mask `convert` uses: the model's learned mask if it has one, else the data's face mask
   (channel 0 of the stored masks), else the face type's soft face ellipse (needs resolution and
-  batch)."""
+  batch). With both a learned mask and the data's, their product (DeepFaceLab's
+  "learned-prd*dst"): where decoder j draws its own face and the frame shows its face, so neither
+  j's hair line nor the frame's hair is pasted."""
   if learned_BxHxWx1 is not None:
-    return np.clip(np.asarray(learned_BxHxWx1, np.float32), 0.0, 1.0)
+    learned = np.clip(np.asarray(learned_BxHxWx1, np.float32), 0.0, 1.0)
+    if data_masks_BxHxWxC is not None:
+      return learned * to_unit_float(data_masks_BxHxWxC)[..., :1]
+    return learned
   if data_masks_BxHxWxC is not None:
     return to_unit_float(data_masks_BxHxWxC)[..., :1]
   return np.broadcast_to(soft_ellipse(resolution, face_type), (batch, resolution, resolution, 1))

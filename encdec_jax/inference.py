@@ -101,7 +101,8 @@ def swap(run: Run, x_BxHxWx3: np.ndarray, to: int, blend: bool = True, masks=Non
          frames=None, transforms=None, quick: bool = False):
   """-> (swapped, mask used (B, H, W, 1) or None). With `blend`, the convert
   (encdec_jax/convert.py, decode.converted) of the decoder's output inside the learned mask if
-  the model has one, else `masks` (the data's face masks), else the soft ellipse over the face of
+  the model has one (times `masks` where given), else `masks` (the data's face masks), else the
+  soft ellipse over the face of
   an aligned crop of the run's face type: pasted back into `frames` by `transforms` (frame pixels
   -> crop pixels) when given (the swap is then frame-sized), else blended into the input crops.
   Without `blend`, the decoder's output (crop-sized). `shift` (3,): a tone colour shift

@@ -20,11 +20,22 @@ def test_convert_blends_inside_the_feathered_mask():
   np.testing.assert_array_equal(convert.convert(frame, face, mask, sigma=0.0)[..., :1], mask)
 
 
-def test_convert_prefers_the_learned_mask():
+def test_convert_takes_the_learned_mask_inside_the_data_mask():
+  """Decoder j's mask where it draws its face, the frame's where the frame shows its face: a
+  swap pastes neither j's hair line (learned 0) nor over the frame's hair (data 0)."""
   learned = np.full((2, 8, 8, 1), 0.25, np.float32)
+  learned[:, :2] = 0.0  # j's hair line across the top
+  learned[:, 6:] = 1.0
   data = np.full((2, 8, 8, 3), 255, np.uint8)
-  np.testing.assert_array_equal(convert.choose_mask(learned, data), learned)
-  np.testing.assert_array_equal(convert.choose_mask(None, data), np.ones((2, 8, 8, 1), np.float32))
+  data[:, :, :3, 0] = 0  # the frame's hair down the left side
+  m = convert.choose_mask(learned, data)
+  assert m.shape == (2, 8, 8, 1)
+  np.testing.assert_array_equal(m[:, :2], 0.0)
+  np.testing.assert_array_equal(m[:, :, :3], 0.0)
+  np.testing.assert_array_equal(m[:, 2:6, 3:], 0.25)
+  np.testing.assert_array_equal(m[:, 6:, 3:], 1.0)
+  np.testing.assert_array_equal(convert.choose_mask(learned, None), learned)  # photos: no data mask
+  np.testing.assert_array_equal(convert.choose_mask(None, data[..., :1] * 0 + 255), np.ones((2, 8, 8, 1), np.float32))
   np.testing.assert_array_equal(convert.choose_mask(None, None, 8, 2)[0], convert.soft_ellipse(8))
 
 

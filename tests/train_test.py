@@ -324,10 +324,10 @@ def test_learned_mask_is_trained_against_the_face_mask(tiny_config, tiny_data):
   x = trn["image"][:4].astype(np.float32) / 255
   out = np.asarray(tr.decode_all(state.params, x))
   assert out.shape == (2, 4, 16, 16, 4)  # RGB and the learned mask
-  # The convert blends inside the learned mask (feathered), not the data's mask.
+  # The convert blends inside the learned mask times the data's (feathered), not the data's alone.
   from encdec_jax import convert, decode
   got = decode.converted(x, out[1, ..., :3], out[1, ..., 3:], trn["mask"][:4])
-  m = convert.feather(out[1, ..., 3:])
+  m = convert.feather(out[1, ..., 3:] * trn["mask"][:4, ..., :1].astype(np.float32) / 255)
   np.testing.assert_allclose(got, m * out[1, ..., :3] + (1 - m) * x, atol=1e-6)
   assert np.abs(got - decode.converted(x, out[1, ..., :3], None, trn["mask"][:4])).max() > 1e-3
 
