@@ -51,6 +51,14 @@ def check_workdir(workdir: str, cfg_dict: dict, allow_config_change: bool = Fals
   old, new, diff = config_diff(saved, cfg_dict)
   after_stop = os.path.exists(os.path.join(workdir, NONFINITE_STOP))
   refused = [k for k in diff if not (after_stop and k in AFTER_NONFINITE_STOP)]
+  network = [k for k in refused if changes_the_network(k)]
+  if network:  # even when allowed: the checkpoint holds another network's weights
+    raise ConfigError(f"workdir {workdir!r} holds a run of another network; differing fields: "
+                      + describe_diff(old, new, network)
+                      + ". Its checkpoints are that network's weights, so no flag continues it "
+                      "with these (not --allow_config_change either). Use a new --workdir; to "
+                      "start a new run from this one's weights where they fit, "
+                      f"--config.train.init_from={workdir}.")
   if refused and not allow_config_change:
     hint = (" After a non-finite stop only " + ", ".join(sorted(AFTER_NONFINITE_STOP)) + " may change."
             if after_stop else "")
@@ -161,6 +169,17 @@ def describe_diff(old: dict, new: dict, diff: list[str]) -> str:
 RESUME_FREE = {"train.steps", "train.log_every", "train.preview_every", "train.checkpoint_every",
                 "train.keep_checkpoints", "train.nonfinite", "data.dir",
                 "model.conv_impl"}  # the conv forms compute the same function with the same params
+
+
+# Model fields that keep the network: the same function of the same parameters.
+SAME_NETWORK = {"model.conv_impl", "model.dtype"}
+
+
+def changes_the_network(key: str) -> bool:
+  """A model field whose change makes a run's checkpoint another network's weights: other shapes
+  (model.bottleneck, model.width), or the same shapes read another way (model.input_norm
+  "local" and "contrast" both read 6 channels)."""
+  return key.startswith("model.") and key not in SAME_NETWORK
 
 
 def may_change_on_resume(key: str) -> bool:

@@ -142,3 +142,26 @@ def test_every_config_field_has_its_readme_line():
   assert listed - fields == set(), "the README's table lists fields that do not exist"
 
 
+
+
+def test_a_model_field_is_never_continued_but_the_dtype_may_be(tmp_path):
+  """A workdir's checkpoint is one network's weights: another model field (here one that keeps
+  every shape, model.input_norm "local" -> "contrast") is refused even with
+  allow_config_change, naming the field and the ways out; the compute dtype keeps the network."""
+  import json
+  from encdec_jax import workdir as workdir_lib
+  old = original.get_config("tiny").to_dict()
+  old["model"]["input_norm"] = "local"
+  (tmp_path / "config.json").write_text(json.dumps(old))
+  new = json.loads(json.dumps(old))
+  new["model"]["input_norm"] = "contrast"
+  for allow in (False, True):
+    with pytest.raises(config_lib.ConfigError,
+                       match=r"another network.*model.input_norm \('local' -> 'contrast'\).*new --workdir.*init_from="):
+      workdir_lib.check_workdir(str(tmp_path), new, allow_config_change=allow)
+  new = json.loads(json.dumps(old))
+  new["model"]["dtype"] = "bfloat16"
+  with pytest.raises(config_lib.ConfigError, match=r"another config.*model.dtype.*--allow_config_change"):
+    workdir_lib.check_workdir(str(tmp_path), new)
+  assert workdir_lib.check_workdir(str(tmp_path), new, allow_config_change=True) == {
+      "model.dtype": ["float32", "bfloat16"]}
