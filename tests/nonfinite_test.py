@@ -35,8 +35,8 @@ def test_nan_stops_with_step_and_terms_and_keeps_last_checkpoint(tiny_config, tm
   assert int(state.nonfinite) == 0
   # The remedy the message gives, a lower learning rate, resumes the run (logged as a change);
   # any other change is still refused.
-  with pytest.raises(config_lib.ConfigError, match=r"model.bottleneck.*only train.b1, train.b2, train.lr"):
-    train.train_and_evaluate(tiny_config(**{"train.steps": 20, "model.bottleneck": 8}), str(tmp_path))
+  with pytest.raises(config_lib.ConfigError, match=r"train.batch_size.*only train.b1, train.b2, train.lr"):
+    train.train_and_evaluate(tiny_config(**{"train.steps": 20, "train.batch_size": 2}), str(tmp_path))
   monkeypatch.undo()  # the data is clean again
   c.train.lr = 1e-4
   assert train.train_and_evaluate(c, str(tmp_path), progress=False)["step"] == 20
