@@ -11,8 +11,8 @@ shown. `convert` blends in the crop itself, where there is no frame (a folder of
 The mask, in order of preference: the model's learned mask (decoders with `model.learn_mask`
 predict their own face's mask), times the data's face mask where there is one; the data's face
 mask (synthetic faces store it); else a soft ellipse over the face of an aligned crop (image
-folders, photos: FACE_ELLIPSE). Its edge is
-feathered by a Gaussian blur, so the seam is not a one-pixel step.
+folders, photos: FACE_ELLIPSE). Its edge is feathered by a Gaussian blur, so the seam is not a
+one-pixel step.
 
 Where the aligned crop does not hold the whole face (the default `whole_face` crop ends inside
 the forehead, cheeks and chin), the frame's skin round the paste first takes the swap's tone

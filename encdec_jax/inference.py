@@ -102,9 +102,9 @@ def swap(run: Run, x_BxHxWx3: np.ndarray, to: int, blend: bool = True, masks=Non
   """-> (swapped, mask used (B, H, W, 1) or None). With `blend`, the convert
   (encdec_jax/convert.py, decode.converted) of the decoder's output inside the learned mask if
   the model has one (times `masks` where given), else `masks` (the data's face masks), else the
-  soft ellipse over the face of
-  an aligned crop of the run's face type: pasted back into `frames` by `transforms` (frame pixels
-  -> crop pixels) when given (the swap is then frame-sized), else blended into the input crops.
+  soft ellipse over the face of an aligned crop of the run's face type: pasted back into `frames`
+  by `transforms` (frame pixels -> crop pixels) when given (the swap is then frame-sized), else
+  blended into the input crops.
   Without `blend`, the decoder's output (crop-sized). `shift` (3,): a tone colour shift
   (encdec_jax/calibration.py) taken off the decoder's output first. `quick`: `decode`'s."""
   from encdec_jax import convert
