@@ -142,8 +142,6 @@ def test_every_config_field_has_its_readme_line():
   assert listed - fields == set(), "the README's table lists fields that do not exist"
 
 
-
-
 def test_a_model_field_is_never_continued_but_the_dtype_may_be(tmp_path):
   """A workdir's checkpoint is one network's weights: another model field (here one that keeps
   every shape, model.input_norm "local" -> "contrast") is refused even with

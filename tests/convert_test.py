@@ -35,7 +35,8 @@ def test_convert_takes_the_learned_mask_inside_the_data_mask():
   np.testing.assert_array_equal(m[:, 2:6, 3:], 0.25)
   np.testing.assert_array_equal(m[:, 6:, 3:], 1.0)
   np.testing.assert_array_equal(convert.choose_mask(learned, None), learned)  # photos: no data mask
-  np.testing.assert_array_equal(convert.choose_mask(None, data[..., :1] * 0 + 255), np.ones((2, 8, 8, 1), np.float32))
+  np.testing.assert_array_equal(convert.choose_mask(None, np.full((2, 8, 8, 3), 255, np.uint8)),
+                                np.ones((2, 8, 8, 1), np.float32))
   np.testing.assert_array_equal(convert.choose_mask(None, None, 8, 2)[0], convert.soft_ellipse(8))
 
 
