@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from encdec_jax import convert
+from encdec_jax import codematch, convert
 from encdec_jax.decode import decode_batched
 from encdec_jax.losses.swap import mean_colour
 from encdec_jax.pixels import to_unit_float
@@ -25,8 +25,9 @@ PER_IDENTITY = 256  # training faces per identity that calibrate; the first ones
 
 def calibrate(decode, trn: dict, num_identities: int, per_identity: int = PER_IDENTITY,
               face_type: str | None = None) -> np.ndarray:
-  """(N, N, 3) float32 shifts[i, j] (module docstring); zero on the diagonal. `decode(x_BxHxWx3)`
-  -> (RGB of every decoder (N, B, H, W, 3), their learned masks (N, B, H, W, 1) or None).
+  """(N, N, 3) float32 shifts[i, j] (module docstring); zero on the diagonal. `decode(x_BxHxWx3,
+  i)` -> (RGB of every decoder (N, B, H, W, 3), their learned masks (N, B, H, W, 1) or None) of
+  identity i's faces x.
   `face_type`: the crops' (config.data.face_type), whose soft ellipse is the mask where the
   model learns none and the data stores none, as in the convert."""
   n = num_identities
@@ -38,7 +39,7 @@ def calibrate(decode, trn: dict, num_identities: int, per_identity: int = PER_ID
       raise ValueError(f"tone calibration: identity {i} has no training image")
     x = to_unit_float(trn["image"][sel])
     data_masks = trn["mask"][sel] if "mask" in trn else None
-    rgb, learned = decode(x)
+    rgb, learned = decode(x, i)
     for j in range(n):
       m = convert.choose_mask(None if learned is None else learned[j], data_masks, x.shape[1], len(x),
                               face_type)
@@ -50,9 +51,12 @@ def calibrate(decode, trn: dict, num_identities: int, per_identity: int = PER_ID
   return shifts.astype(np.float32)
 
 
-def calibrate_params(params, decode_all, trn: dict, num_identities: int, **kw) -> np.ndarray:
-  """calibrate with a jitted decode_all(params, x) (decode.make_decode_all)."""
-  return calibrate(lambda x: decode_batched(params, decode_all, x), trn, num_identities, **kw)
+def calibrate_params(params, decode_all, trn: dict, num_identities: int, code=None, **kw) -> np.ndarray:
+  """calibrate with a jitted decode_all(params, x) (decode.make_decode_all); `code`: the code
+  statistics (codematch.code_stats) its swaps are matched with, as the evaluation's are."""
+  return calibrate(lambda x, i: decode_batched(params, decode_all, x,
+                                               maps=None if code is None else codematch.maps(code, i)),
+                   trn, num_identities, **kw)
 
 
 def into(shifts_NxNx3: np.ndarray, j: int) -> np.ndarray:

@@ -231,6 +231,7 @@ class MaskConfig(_Section):
 
 
 TONE_MODES = ("none", "train")  # config.eval.tone
+CODE_MATCH_MODES = ("none", "train")  # config.eval.code_match
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,10 +242,16 @@ class EvalConfig(_Section):
   tone: str = "none"             # "train": every swap's colour calibrated on training faces before it
                                  # is converted (evaluation, previews, grids, experiments.swap;
                                  # encdec_jax/calibration.py); "none": as decoded
+  code_match: str = "none"       # "train": every swap's shared code moved, unit by unit, from the
+                                 # source identity's mean and spread onto the target's, measured on
+                                 # training faces, before the target's decoder reads it (the same
+                                 # places; encdec_jax/codematch.py); "none": the code as encoded
 
   def _check(self):
     _require(self.every >= 0, f"config.eval.every={self.every}; must be >= 0")
     _require(self.tone in TONE_MODES, f"config.eval.tone={self.tone!r}; valid: {', '.join(TONE_MODES)}")
+    _require(self.code_match in CODE_MATCH_MODES,
+             f"config.eval.code_match={self.code_match!r}; valid: {', '.join(CODE_MATCH_MODES)}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,21 +11,24 @@ from encdec_jax import models
 
 
 def make_decode_all(model):
-  """jit(params, x_BxHxWxC) -> (N, B, H, W, 3 or 4), x decoded by every identity's decoder (RGB,
-  plus the learned mask where the model has one), at the input's resolution: an architecture
-  that outputs more (dfaker, 2x) is resized down with an antialiased bilinear filter, so metrics
-  compare every architecture at the data's resolution."""
-  def f(params, x):
-    return models.to_resolution(model.apply(params, x, method="decode_all"), x.shape[1])
+  """jit(params, x_BxHxWxC, maps=None) -> (N, B, H, W, 3 or 4), x decoded by every identity's
+  decoder (RGB, plus the learned mask where the model has one), at the input's resolution: an
+  architecture that outputs more (dfaker, 2x) is resized down with an antialiased bilinear
+  filter, so metrics compare every architecture at the data's resolution. `maps`: the codes as
+  each decoder reads them (codematch.maps of the source identity)."""
+  def f(params, x, maps=None):
+    return models.to_resolution(model.apply(params, x, maps, method="decode_all"), x.shape[1])
   return jax.jit(f)
 
 
 BATCH = 64  # images per call of decode_all: a program is compiled per distinct call shape
 
 
-def decode_batched(params, decode_all, x, batch: int = BATCH):
-  """(rgb (N, n, H, W, 3), learned mask (N, n, H, W, 1) or None) for all of x."""
-  y = np.concatenate([np.asarray(decode_all(params, x[k:k + batch])) for k in range(0, len(x), batch)],
+def decode_batched(params, decode_all, x, batch: int = BATCH, maps=None):
+  """(rgb (N, n, H, W, 3), learned mask (N, n, H, W, 1) or None) for all of x; `maps`: the code
+  matching of x's identity (codematch.maps), passed to decode_all where given."""
+  extra = () if maps is None else (maps,)
+  y = np.concatenate([np.asarray(decode_all(params, x[k:k + batch], *extra)) for k in range(0, len(x), batch)],
                      axis=1)
   return models.split_output(y)
 

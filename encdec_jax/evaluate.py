@@ -21,7 +21,7 @@ import functools
 
 import numpy as np
 
-from encdec_jax import bootstrap, judges as judges_lib
+from encdec_jax import bootstrap, codematch, judges as judges_lib
 from encdec_jax.data.render import POSE_EXPRESSION
 from encdec_jax.decode import BATCH, calibrated, converted, decode_batched
 from encdec_jax.image_stats import (blur, mean_pair_metrics, pair_metrics, sharpness, tone_gap,
@@ -237,7 +237,8 @@ class _Scores:
 
 def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = BATCH,
              judges=None, probes=None, shifts=None, samples: dict | None = None,
-             face_type: str | None = None, ideal=None, references: dict | None = None) -> dict[str, float]:
+             face_type: str | None = None, ideal=None, references: dict | None = None,
+             code=None) -> dict[str, float]:
   """Scalars for the held-out split `test` (arrays with 'image', 'identity', and where the data
   has them 'mask', 'swaps', 'face_swaps', 'face_swap_masks', 'face_swap_landmarks' and
   'factors'). On image folders (no true swaps) reconstruction and, with judges, identity
@@ -252,7 +253,9 @@ def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = B
   (data.loading.own_crops_fn), judged beside the swaps as `_ideal` where the truth is known.
   `references`: a dict the caller keeps for one `test`, `judges`, `ideal` and `face_type` (the
   members of a sweep, every evaluation of a run): `reference_scores` are computed in the first
-  call and read from it in the next ones (they do not depend on params)."""
+  call and read from it in the next ones (they do not depend on params). `code`: the code
+  statistics (encdec_jax/codematch.py, config.eval.code_match) every swap's code is matched
+  with before it is decoded."""
   scores = _Scores()
   truth_known = "face_swaps" in test
   judged = judges is not None
@@ -260,7 +263,8 @@ def evaluate(params, decode_all, test: dict, num_identities: int, batch: int = B
                 if truth_known and judged else None)
   for i in range(num_identities):
     s, sel = source(test, i, judged, face_type)
-    rgb, learned = decode_batched(params, decode_all, s.x, batch)
+    rgb, learned = decode_batched(params, decode_all, s.x, batch,
+                                  maps=None if code is None else codematch.maps(code, i))
     uncalibrated = rgb
     if shifts is not None:
       rgb = calibrated(rgb, shifts[i], i)

@@ -94,11 +94,26 @@ def colour_shifts(run: Run, trn: dict | None = None, reuse: bool = True):
   if "decode_all" not in run.compiled:  # compiled only when no stored shifts serve
     run.compiled["decode_all"] = make_decode_all(run.model)
   return calibration.calibrate_params(run.params, run.compiled["decode_all"], trn, run.cfg.data.identities,
-                                      face_type=run.cfg.data.face_type)
+                                      code=code_stats(run, trn), face_type=run.cfg.data.face_type)
+
+
+def code_stats(run: Run, trn: dict | None = None):
+  """The run's code statistics (encdec_jax/codematch.py) if its config.eval.code_match asks for
+  them, else None: measured on `trn` (its training data, loaded when not given) once per Run."""
+  if run.cfg.eval.code_match == "none":
+    return None
+  if "code_stats" not in run.compiled:
+    from encdec_jax import codematch
+    if trn is None:
+      from encdec_jax.data.loading import load_data
+      trn, _ = load_data(run.cfg)
+    run.compiled["code_stats"] = codematch.code_stats(run.params, codematch.make_encode(run.model), trn,
+                                                      run.cfg.data.identities)
+  return run.compiled["code_stats"]
 
 
 def swap(run: Run, x_BxHxWx3: np.ndarray, to: int, blend: bool = True, masks=None, shift=None,
-         frames=None, transforms=None, quick: bool = False):
+         frames=None, transforms=None, quick: bool = False, affine=None):
   """-> (swapped, mask used (B, H, W, 1) or None). With `blend`, the convert
   (encdec_jax/convert.py, decode.converted) of the decoder's output inside the learned mask if
   the model has one (times `masks` where given), else `masks` (the data's face masks), else the
@@ -106,11 +121,11 @@ def swap(run: Run, x_BxHxWx3: np.ndarray, to: int, blend: bool = True, masks=Non
   by `transforms` (frame pixels -> crop pixels) when given (the swap is then frame-sized), else
   blended into the input crops.
   Without `blend`, the decoder's output (crop-sized). `shift` (3,): a tone colour shift
-  (encdec_jax/calibration.py) taken off the decoder's output first. `quick`: `decode`'s."""
+  (encdec_jax/calibration.py) taken off the decoder's output first. `quick`, `affine`: `decode`'s."""
   from encdec_jax import convert
   from encdec_jax.decode import converted
   b, h, _, _ = x_BxHxWx3.shape
-  rgb, learned = decode(run, x_BxHxWx3, to, quick)
+  rgb, learned = decode(run, x_BxHxWx3, to, quick, affine)
   if shift is not None:
     from encdec_jax.decode import take_off
     rgb = take_off(rgb, shift)
@@ -121,21 +136,22 @@ def swap(run: Run, x_BxHxWx3: np.ndarray, to: int, blend: bool = True, masks=Non
   return converted(shown, rgb, m, None, transforms, run.cfg.data.face_type), m
 
 
-def decode(run: Run, x_BxHxWx3: np.ndarray, to: int, quick: bool = False):
+def decode(run: Run, x_BxHxWx3: np.ndarray, to: int, quick: bool = False, affine=None):
   """-> (the decoder `to`'s RGB output (B, H, W, 3), its learned mask (B, H, W, 1) or None), at
   the input's resolution. `quick`: compiled with XLA's backend optimisation off, for a few images
-  (a swap grid's): the same numbers, a third of the compile time, twice the time per image."""
+  (a swap grid's): the same numbers, a third of the compile time, twice the time per image.
+  `affine`: (scale, offset) of the code the decoder reads (codematch.maps / codematch.into)."""
   from encdec_jax import models
   f = apply_swap_quick if quick else apply_swap
-  y = models.to_resolution(f(run.model, run.params, x_BxHxWx3, to), x_BxHxWx3.shape[1])  # dfaker: 2x
+  y = models.to_resolution(f(run.model, run.params, x_BxHxWx3, to, affine), x_BxHxWx3.shape[1])  # dfaker: 2x
   return models.split_output(np.asarray(y))
 
 
-def _apply_swap(model, params, x, to: int):
+def _apply_swap(model, params, x, to: int, affine=None):
   """Decoder `to`'s output for encoder(x). One compile per (model, target, shapes): runs of equal
   model configs (flax modules compare by their fields) share it, so a sweep's swap grid compiles
   once per architecture and bottleneck, not once per run."""
-  return model.apply(params, x, to, method="swap")
+  return model.apply(params, x, to, affine, method="swap")
 
 
 apply_swap = jax.jit(_apply_swap, static_argnums=(0, 3))
@@ -216,14 +232,21 @@ def swap_rows(workdirs: list[str], per_identity: int = 3):
       left_out.append(f"{os.path.basename(os.path.abspath(w))}: {why}")
       continue
     out = np.zeros_like(rows[0])
-    shifts = colour_shifts(run, trn if run.cfg.data == first.cfg.data else None)
+    same = trn if run.cfg.data == first.cfg.data else None
+    shifts, code = colour_shifts(run, same), code_stats(run, same)
     for s in np.unique(ids):  # one batched call per source identity (its target is the next)
       sel = ids == s
       t = int(target[sel][0])
+      affine = None
+      if code is not None:
+        from encdec_jax import codematch
+        scale, offset = codematch.maps(code, int(s))
+        affine = (scale[t], offset[t])
       out[sel] = swap(run, x[sel], t, masks=None if masks is None else masks[sel],
                       shift=None if shifts is None else shifts[int(s), t],
                       frames=None if frames is None else frames[sel],
-                      transforms=None if transforms is None else transforms[sel], quick=True)[0]
+                      transforms=None if transforms is None else transforms[sel], quick=True,
+                      affine=affine)[0]
     rows.append(out)
     labels.append(os.path.basename(os.path.abspath(w)))
   return rows, labels, left_out

@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 
 from encdec_jax import assemble as assemble_lib
-from encdec_jax import calibration
+from encdec_jax import calibration, codematch
 from encdec_jax import evaluate as eval_lib
 from encdec_jax import judge_cache
 from encdec_jax import preemption, probes, warm_start
@@ -207,6 +207,8 @@ class _Loop:
     self.failed: dict[int, str] = {}
     self.stop_mode = self.cfg.train.nonfinite == "stop"
     self.shifts: dict[int, tuple] = {}  # member -> (step, its colour shifts there)
+    self.codes: dict[int, tuple] = {}  # member -> (step, its code statistics there)
+    self.encode = codematch.make_encode(prog.model) if self.cfg.eval.code_match != "none" else None
 
   def alive(self):
     return [i for i in range(self.prog.m) if i not in self.failed]
@@ -219,8 +221,17 @@ class _Loop:
     if self.shifts.get(i, (None,))[0] != step:
       self.shifts[i] = (step, calibration.calibrate_params(
           params, self.prog.decode_all, self.trn, self.cfg.data.identities,
-          face_type=self.cfg.data.face_type))
+          code=self.code_stats(params, i, step), face_type=self.cfg.data.face_type))
     return self.shifts[i][1]
+
+  def code_stats(self, params, i: int, step: int):
+    """Member i's code statistics at `step` (encdec_jax/codematch.py) where config.eval.code_match
+    asks for them; computed once per member and step."""
+    if self.encode is None:
+      return None
+    if self.codes.get(i, (None,))[0] != step:
+      self.codes[i] = (step, codematch.code_stats(params, self.encode, self.trn, self.cfg.data.identities))
+    return self.codes[i][1]
 
   def evaluate(self, state, i: int, step: int, samples: dict | None = None) -> dict:
     params = self.prog.member_params(state, i)
@@ -230,7 +241,7 @@ class _Loop:
     return eval_lib.evaluate(params, self.prog.decode_all, self.test, self.cfg.data.identities,
                              judges=self.judges, probes=self.probe, shifts=shifts, samples=samples,
                              face_type=self.cfg.data.face_type, ideal=own_crops_fn(self.cfg),
-                             references=self.references)
+                             references=self.references, code=self.code_stats(params, i, step))
 
   def fail(self, state, i: int) -> None:
     """Member i stopped on a NaN/Inf: its first bad step's loss terms, recomputed from the state
@@ -293,7 +304,8 @@ class _Loop:
             params = prog.member_params(state, i)
             self.folders[i].preview(done, preview_grid(
                 params, prog.decode_all, self.test, self.cfg.data.identities,
-                shifts=self.colour_shifts(params, i, done), face_type=self.cfg.data.face_type))
+                shifts=self.colour_shifts(params, i, done), face_type=self.cfg.data.face_type,
+                code=self.code_stats(params, i, done)))
         if self.cfg.eval.every and done % self.cfg.eval.every == 0 and done != tc.steps:
           for i in self.alive():
             self.folders[i].log(done, self.evaluate(state, i, done))

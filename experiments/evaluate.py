@@ -35,7 +35,7 @@ def main(argv):
                                   cfg.data.identities, judges=j,
                                   probes=probes.for_run(run.model, trn, test, cfg.data.identities, j),
                                   shifts=shifts, samples=samples, face_type=cfg.data.face_type,
-                                  ideal=own_crops_fn(cfg))
+                                  ideal=own_crops_fn(cfg), code=inference.code_stats(run, trn))
       final = {"step": step, **scalars}
       shown = " ".join(f"{k}={v:.4g}" for k, v in sorted(final.items()) if k.count("/") <= 1)
       try:  # this step's evaluation replaces the one in metrics.jsonl instead of adding another

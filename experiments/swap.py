@@ -15,6 +15,9 @@ Each readable image of --input (png, jpg, jpeg, webp, bmp) is written as PNG to 
   (encdec_jax/convert.py into_frames): warped back with the inverse transform and the feathered mask: outside the
   mask the photo keeps its own pixels, but for its skin round the face, which takes the swap's tone
   (convert.carry_tone; not with --noblend) (encdec_jax/photos.py).
+A run with config.eval.tone=train has each swap's colour calibrated, and one with
+config.eval.code_match=train its code matched, on the run's training faces first (the statistics
+of the identities other than --to stand for the input's).
 --input_kind=auto takes an image for an aligned crop when experiments.extract wrote an alignment
 next to it or when it is square and at most 4x the run's resolution on a side, else a photo.
 Every PNG carries provenance metadata (synthetic, made by encdec_jax, the run's folder name and
@@ -69,9 +72,15 @@ def main(argv):
   except (FileNotFoundError, ValueError) as e:
     sys.exit(f"error: the run's config.eval.tone={run.cfg.eval.tone!r} calibrates on its training "
              f"data, which could not be loaded: {e}")
-  from encdec_jax import calibration
+  try:  # config.eval.code_match='train': the code's map into `to`, measured on its training faces
+    code = inference.code_stats(run)
+  except (FileNotFoundError, ValueError) as e:
+    sys.exit(f"error: the run's config.eval.code_match={run.cfg.eval.code_match!r} measures its "
+             f"training data, which could not be loaded: {e}")
+  from encdec_jax import calibration, codematch
   from encdec_jax.decode import take_off
   shift = None if shifts is None else calibration.into(shifts, to)
+  affine = None if code is None else codematch.into(code, to)
   r = run.cfg.data.resolution
   names, other = photos.list_inputs(_INPUT.value)
   paths = {n: os.path.join(_INPUT.value, n) for n in names}
@@ -86,7 +95,7 @@ def main(argv):
   outputs = photos.output_names(names)
 
   def decode(x):
-    rgb, learned = inference.decode(run, x, to)
+    rgb, learned = inference.decode(run, x, to, affine=affine)
     rgb = rgb if shift is None else take_off(rgb, shift)
     return rgb, convert.choose_mask(learned, None, r, len(x), run.cfg.data.face_type)
 
@@ -104,7 +113,7 @@ def main(argv):
         rec["problems"][photos.problem_of(e)] = str(e)
         continue
       out, _ = inference.swap(run, to_unit_float(x[None]), to, blend=_BLEND.value,
-                              shift=shift)
+                              shift=shift, affine=affine)
       u8 = np.round(np.clip(out[0], 0, 1) * 255).astype(np.uint8)
       faces = 1
     else:
@@ -127,7 +136,7 @@ def main(argv):
     images.save_png(os.path.join(_OUTPUT.value, outputs[name]), u8, extra={
         **run.provenance(), "identity": run.identities[to], "source": rec["file"],
         "blended": _BLEND.value, "input_kind": rec["kind"], "faces_swapped": faces,
-        "tone": run.cfg.eval.tone})
+        "tone": run.cfg.eval.tone, "code_match": run.cfg.eval.code_match})
     rec["output"] = outputs[name]
     rec["faces_swapped"] = faces
   summary = photos.summarize(records)

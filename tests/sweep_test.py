@@ -97,7 +97,8 @@ def test_tiny_sweep_end_to_end_writes_report(tmp_path, data_dir, monkeypatch):
           "parameters": {"config.model.bottleneck": {"values": [8, 16]},
                          "config.loss": {"values": ["mae:1.0", "ssim:1.0,robust(alpha=0,scale=0.1):0.5"]},
                          "config.train.log_every": {"value": 2},  # a constant: no name, no column
-                         "config.eval.tone": {"value": "train"}},
+                         "config.eval.tone": {"value": "train"},
+                         "config.eval.code_match": {"value": "train"}},
           "command": ["${env}", "python", "-m", "experiments.train",
                       f"--config={ROOT}/experiments/configs/original.py:tiny", "${args}"]}
   path = tmp_path / "s.yaml"
@@ -105,12 +106,12 @@ def test_tiny_sweep_end_to_end_writes_report(tmp_path, data_dir, monkeypatch):
   out = tmp_path / "out"
   from encdec_jax import calibration
   calls = []  # each run's colour shifts: once for its final step's preview and evaluation together
-  calibrate = calibration.calibrate_params
-  monkeypatch.setattr(calibration, "calibrate_params", lambda *a, **k: calls.append(1) or calibrate(*a, **k))
+  calibrate = calibration.calibrate_params  # ... on its swaps with the code matched (eval.code_match)
+  monkeypatch.setattr(calibration, "calibrate_params", lambda *a, **k: calls.append(k["code"]) or calibrate(*a, **k))
   results = sweep.run_sweep(str(path), str(out), progress=False, config_overrides={
       "config.data.dir": data_dir, "config.train.steps": 4})
   assert len(results) == 4 and not any("log_every" in r["run"] for r in results)
-  assert len(calls) == 4
+  assert len(calls) == 4 and all(c is not None and c[0].shape[0] == 2 for c in calls)
   assert {(r["config.model.bottleneck"], r["config.loss"]) for r in results} == {
       (8, "mae:1.0"), (16, "mae:1.0"), (8, "ssim:1.0,robust(alpha=0,scale=0.1):0.5"),
       (16, "ssim:1.0,robust(alpha=0,scale=0.1):0.5")}

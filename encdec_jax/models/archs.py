@@ -7,10 +7,13 @@ One interface (the train step, evaluation and sweeps never special-case an archi
   code(z, identity) -> c                 the intermediate that decodes as `identity`
                                          (per-identity and/or shared Dense layers; z for Original);
   decode(c, identity) -> image           decoder `identity`, or the one shared decoder;
-  swap(x, to) = decode(code(encode(x), to), to);
+  swap(x, to) = decode(code(encode(x), to), to);  with affine (scale, offset): of encode(x) * scale
+                                         + offset (encdec_jax/codematch.py);
   __call__(x_NxBxHxWxC) -> (N, B, H', W', C): identity i's images reconstructed as identity i;
   reconstruct(x_NxBxHxWxC) -> (that, z (N, B, ...)): also the shared codes (the latent losses');
-  decode_all(x_BxHxWxC) -> (N, B, H', W', C): x swapped into every identity (i == own: recon).
+  decode_all(x_BxHxWxC) -> (N, B, H', W', C): x swapped into every identity (i == own: recon);
+                                         with maps (scale (N, ...), offset (N, ...)): decoder j
+                                         reads encode(x) * scale[j] + offset[j].
   critic_logits(z_Bx___) -> (B, N)       with cfg.critic_width > 0: the identity critic's logits
                                          on shared codes (its params: the "critic" group), which
                                          the loss term identity_adversary trains.
@@ -65,12 +68,16 @@ class EncDec(nn.Module):
     z = z.reshape((n, b) + z.shape[1:])
     return jnp.stack([self.decode(self.code(z[i], i), i) for i in range(n)]), z
 
-  def swap(self, x_BxHxWxC, to: int):
-    return self.decode(self.code(self.encode(x_BxHxWxC), to), to)
-
-  def decode_all(self, x_BxHxWxC):
+  def swap(self, x_BxHxWxC, to: int, affine=None):
     z = self.encode(x_BxHxWxC)
-    return jnp.stack([self.decode(self.code(z, j), j) for j in range(self.cfg.num_identities)])
+    if affine is not None:
+      z = z * affine[0] + affine[1]
+    return self.decode(self.code(z, to), to)
+
+  def decode_all(self, x_BxHxWxC, maps=None):
+    z = self.encode(x_BxHxWxC)
+    zs = [z if maps is None else z * maps[0][j] + maps[1][j] for j in range(self.cfg.num_identities)]
+    return jnp.stack([self.decode(self.code(zs[j], j), j) for j in range(self.cfg.num_identities)])
 
   @nn.compact
   def critic_logits(self, z_Bx___):
