@@ -235,7 +235,10 @@ def _write_full_report(results, out_dir, param_keys, best, heads, figures, metri
               "true face swap into the next identity "
               "(the input's frame with that identity's face); then one row per run: its converted "
               "swap of each input (decoded as the next identity, pasted back into the input's frame "
-              "inside the face mask" + ("; runs with `eval.tone=train`: its colour calibrated first" if any(
+              "inside the face mask" + ("; runs with `eval.code_match=train`: its code matched to the "
+                                        "next identity's code statistics first" if any(
+                  r.get("config.eval.code_match") == "train" for r in results) else "")
+              + ("; runs with `eval.tone=train`: its colour calibrated first" if any(
                   "eval/tone_shift" in r for r in results) else "") + ").", "", f"![swap grid]({grid})"]
   if left_out:
     lines += ["", "Left out of the swap grid:"] + [f"- `{w}`" for w in left_out]

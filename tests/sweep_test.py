@@ -186,6 +186,7 @@ def test_tiny_sweep_end_to_end_writes_report(tmp_path, data_dir, monkeypatch):
   from encdec_jax import workdir as workdir_lib  # tied to the checkpoint it was computed from
   assert stored["step"] == 4 and stored["config_sha256"] == workdir_lib.config_hash((first / "config.json").read_bytes())
   assert "![swap grid](swap_grid.png)" in report and "Every setting ran with one seed" in report
+  assert "`eval.code_match=train`: its code matched" in report
   assert "identity accuracy" in report and "judge's floor" in report
   assert "## Why the swaps fail (or not)" in report and "| probe_id_accuracy |" in report
   from PIL import Image
