@@ -86,6 +86,13 @@ def _key(path) -> str:
   return "/".join(parts)
 
 
+def saved_steps(workdir: str) -> list[int]:
+  """The steps of the checkpoints finished in WORKDIR/checkpoints ([] if none), read from the
+  folder's names without opening Orbax (a save in progress is a temporary name, not a step)."""
+  d = os.path.join(workdir, "checkpoints")
+  return sorted(int(x) for x in os.listdir(d) if x.isdigit()) if os.path.isdir(d) else []
+
+
 class Checkpointer:
   """Async, keep-N checkpoints under WORKDIR/checkpoints."""
 

@@ -90,11 +90,15 @@ def group_key(cfg: ExperimentConfig) -> str:
   return json.dumps({k: v for k, v in sorted(d.items()) if k not in drop}, sort_keys=True, default=str)
 
 
-def group_runs(cfgs: list[ExperimentConfig], max_members: int) -> list[list[int]]:
-  """Indices of `cfgs` in groups of at most max_members (>= 1), in order of first appearance."""
-  groups: dict[str, list[list[int]]] = {}
+def group_runs(cfgs: list[ExperimentConfig], max_members: int,
+               starts: list[int] | None = None) -> list[list[int]]:
+  """Indices of `cfgs` in groups of at most max_members (>= 1), in order of first appearance.
+  `starts`: each run's latest saved step. A group resumes from the latest step all its members
+  saved, so runs that saved different steps go into different groups: a finished run evaluated
+  again (another eval.* setting) is never trained again from step 0 beside new runs."""
+  groups: dict[tuple, list[list[int]]] = {}
   for i, c in enumerate(cfgs):
-    chunks = groups.setdefault(group_key(c), [[]])
+    chunks = groups.setdefault((group_key(c), 0 if starts is None else starts[i]), [[]])
     if len(chunks[-1]) >= max_members:
       chunks.append([])
     chunks[-1].append(i)

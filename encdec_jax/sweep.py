@@ -206,7 +206,9 @@ def run_sweep(sweep_path: str, out_dir: str, *, max_runs: int | None = None,
   cap = max_members if max_members > 0 else members_lib.auto_max_members(typed[0]) if typed else 1
   if jax.process_count() > 1:  # members train in one process; multi-host sweeps run one at a time
     cap = 1
-  for group in members_lib.group_runs(typed, cap):
+  from encdec_jax.checkpoint import saved_steps
+  starts = [max(saved_steps(w), default=0) for *_, w in todo]
+  for group in members_lib.group_runs(typed, cap, starts):
     runs_ = [todo[k] for k in group]
     label = ", ".join(str(i + 1) for i, *_ in runs_)
     print(f"[sweep {name}] run{'s' * (len(runs_) > 1)} {label}/{len(configs)}"

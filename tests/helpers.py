@@ -32,9 +32,8 @@ def restored_state(cd, workdir: str, step: int):
 
 def steps_saved(workdir: str) -> list[int]:
   """The steps of the checkpoints saved in WORKDIR/checkpoints ([] if none)."""
-  import os
-  d = os.path.join(workdir, "checkpoints")
-  return sorted(int(x) for x in os.listdir(d) if x.isdigit()) if os.path.isdir(d) else []
+  from encdec_jax.checkpoint import saved_steps
+  return saved_steps(workdir)
 
 
 def read_jsonl(path: str) -> list[dict]:

@@ -92,6 +92,34 @@ def test_a_diverging_run_is_reported_failed_and_the_sweep_goes_on(tmp_path, monk
   assert "Best by `eval/swap_face_mae` (minimize, the sweep's metric): **01_bottleneck=16**, 0.1600" in report
 
 
+def test_a_finished_run_evaluated_again_is_not_grouped_with_new_runs(tmp_path, monkeypatch):
+  """A finished run whose eval.* settings changed is to be evaluated again, not trained: it goes
+  into a group of its own, which resumes at its last step. Beside a new run it would have
+  started from step 0 with it (a group resumes from the step all its members saved), dropping
+  its metrics and reporting its old eval.json under the new settings if stopped."""
+  from encdec_jax import train, workdir as workdir_lib
+  spec = {"name": "t", "method": "grid", "parameters": {"config.model.bottleneck": {"values": [8, 16]},
+                                                        "config.eval.code_match": {"value": "train"}},
+          "metric": {"name": "eval/swap_face_mae", "goal": "minimize"},
+          "command": [f"--config={ROOT}/experiments/configs/original.py:tiny"]}
+  path = tmp_path / "s.yaml"
+  path.write_text(yaml.safe_dump(spec))
+  out = tmp_path / "out"
+  old = config_lib.override(original.get_config("tiny"), {"model.bottleneck": 8, "train.steps": 4})
+  first = out / "00_bottleneck=8"
+  (first / "checkpoints" / "4").mkdir(parents=True)  # finished, evaluated without the code matching
+  workdir_lib.write_json(str(first / "config.json"), old.to_dict())
+  workdir_lib.write_json(str(first / "eval.json"), {"step": 4, "eval/swap_face_mae": 0.5})
+  calls = []
+
+  def fake(cfgs, workdirs, progress=True):
+    calls.append([os.path.basename(w) for w in workdirs])
+    return [{"step": c.train.steps, "eval/swap_face_mae": c.model.bottleneck / 100} for c in cfgs]
+  monkeypatch.setattr(train, "train_runs", fake)
+  sweep.run_sweep(str(path), str(out), progress=False, config_overrides={"config.train.steps": 4})
+  assert calls == [["00_bottleneck=8"], ["01_bottleneck=16"]]
+
+
 def test_tiny_sweep_end_to_end_writes_report(tmp_path, data_dir, monkeypatch):
   spec = {"name": "t", "method": "grid", "metric": {"name": "eval/swap_mae", "goal": "minimize"},
           "parameters": {"config.model.bottleneck": {"values": [8, 16]},
