@@ -19,6 +19,8 @@ which reads worse (BENCHMARKS.md, "Recipe", round 35).
 """
 from __future__ import annotations
 
+import functools
+
 import jax
 import numpy as np
 
@@ -31,9 +33,19 @@ BATCH = 64
 SD_FLOOR = 0.05
 
 
+def _encode(model, params, x):
+  return model.apply(params, x, method="encode")
+
+
+# One compile per (model, shapes): runs of equal model configs (flax modules compare by their
+# fields) share it, so a sweep's grid measures its runs' codes with one compile per architecture
+# and bottleneck, not one per run.
+_encode_jit = jax.jit(_encode, static_argnums=0)
+
+
 def make_encode(model):
-  """jit(params, x_BxHxWxC) -> the shared encoder's codes (B, ...)."""
-  return jax.jit(lambda params, x: model.apply(params, x, method="encode"))
+  """(params, x_BxHxWxC) -> the shared encoder's codes (B, ...), jitted."""
+  return functools.partial(_encode_jit, model)
 
 
 def code_stats(params, encode, trn: dict, num_identities: int, per_identity: int = PER_IDENTITY):
@@ -45,8 +57,10 @@ def code_stats(params, encode, trn: dict, num_identities: int, per_identity: int
     if len(sel) < 2:
       raise ValueError(f"code matching: identity {i} has {len(sel)} training images; it needs 2")
     x = to_unit_float(trn["image"][sel])
-    z = np.concatenate([np.asarray(encode(params, x[k:k + BATCH]), np.float32)
-                        for k in range(0, len(x), BATCH)])
+    pad = -len(x) % BATCH  # whole batches: one call shape, one compile
+    xp = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)]) if pad else x
+    z = np.concatenate([np.asarray(encode(params, xp[k:k + BATCH]), np.float32)
+                        for k in range(0, len(xp), BATCH)])[:len(x)]
     mu.append(z.mean(0))
     sd.append(z.std(0))
   mu, sd = np.stack(mu), np.stack(sd)

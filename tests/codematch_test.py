@@ -78,9 +78,14 @@ def test_evaluation_calibration_and_swaps_use_the_source_identitys_maps(tiny_con
   run = inference.Run(cfg, a.model, params, 0, ["0", "1"])
   stats = inference.code_stats(run)  # loads the training data itself
   assert inference.code_stats(run, trn) is stats  # once per run
-  want = codematch.code_stats(params, codematch.make_encode(a.model), trn, 2)
-  for got, w in zip(stats, want):
-    np.testing.assert_allclose(got, w, atol=1e-6)
+  x0 = trn["image"][trn["identity"] == 0].astype(np.float32) / 255
+  z0 = np.asarray(jit_quick(lambda p, v: a.model.apply(p, v, method="encode"))(params, x0))
+  assert stats[0].shape == (2,) + z0.shape[1:]
+  np.testing.assert_allclose(stats[0][0], z0.mean(0), atol=1e-5)
+  part = codematch.code_stats(params, codematch.make_encode(a.model), trn, 2, per_identity=40)
+  np.testing.assert_allclose(part[0][0], z0[:40].mean(0), atol=1e-5)  # 40: a padded batch, cut
+  np.testing.assert_allclose(part[1][0], np.maximum(z0[:40].std(0), codematch.SD_FLOOR * part[1].mean()),
+                             rtol=1e-3, atol=1e-6)
   seen = []  # (first pixel of the batch, the maps decode_all was given)
   real = decode.make_decode_all(a.model)
 
