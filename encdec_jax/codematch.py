@@ -5,17 +5,17 @@ a swap's colour.
 
 Decoder j learns only from identity j's codes. Where identity i's codes sit elsewhere or spread
 otherwise (the latent is not fully shared), decoder j reads a source's expression at another
-scale: family 1's swaps into its pale identity open the mouth too little (BENCHMARKS.md,
-"Recipe", round 34). Per code unit f (every element of the encoder's output), with mu_if and
-sd_if the mean and standard deviation of identity i's training codes,
+scale: an open mouth drawn too small, say. Per code unit f (every element of the encoder's
+output), with mu_if and sd_if the mean and standard deviation of identity i's training codes,
 
     z -> (z - mu_i) * sd_j / sd_i + mu_j           (a swap i -> j; i -> i unchanged),
 
 the map that carries one normal distribution per unit onto the other (the Gaussian optimal
 transport with diagonal covariances). Only training images enter: no held-out image, no true
 swap, no judge, no label but the identity, which every dataset has. One map per ordered pair and
-checkpoint. Measured against the covariance's map in the codes' leading principal directions,
-which reads worse (BENCHMARKS.md, "Recipe", round 35).
+checkpoint. It assumes both identities' training faces show the same spread of poses and
+expressions (true of the synthetic data); richer maps measured against it: BENCHMARKS.md,
+"Recipe".
 """
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ import sys
 import jax
 import numpy as np
 
+from encdec_jax import codematch
 from encdec_jax.models import INIT_COMPILER_OPTIONS  # XLA's backend optimisation off
 from encdec_jax.pixels import to_unit_float
 
@@ -103,7 +104,6 @@ def code_stats(run: Run, trn: dict | None = None):
   if run.cfg.eval.code_match == "none":
     return None
   if "code_stats" not in run.compiled:
-    from encdec_jax import codematch
     if trn is None:
       from encdec_jax.data.loading import load_data
       trn, _ = load_data(run.cfg)
@@ -239,7 +239,6 @@ def swap_rows(workdirs: list[str], per_identity: int = 3):
       t = int(target[sel][0])
       affine = None
       if code is not None:
-        from encdec_jax import codematch
         scale, offset = codematch.maps(code, int(s))
         affine = (scale[t], offset[t])
       out[sel] = swap(run, x[sel], t, masks=None if masks is None else masks[sel],
